@@ -1,0 +1,183 @@
+// gpu.cu - device detection, buffers and timing (see attn_gpu.h).
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn_gpu.h"
+
+extern "C" int attn_cuda_status(cudaError_t err, const char *where)
+{
+    if (err == cudaSuccess) return ATTN_OK;
+    if (err == cudaErrorMemoryAllocation)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "%s: %s", where, cudaGetErrorString(err));
+    return attn_fail(ATTN_ERR_CUDA, "%s: %s (%s)", where, cudaGetErrorName(err), cudaGetErrorString(err));
+}
+
+extern "C" int attn_cuda_launch_status(const char *kernel_name)
+{
+    return attn_cuda_status(cudaGetLastError(), kernel_name);
+}
+
+extern "C" int attn_gpu_available(char *why, size_t why_len)
+{
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        if (why)
+            snprintf(why, why_len, "no CUDA device: GPU part skipped (%s)",
+                     err != cudaSuccess ? cudaGetErrorString(err) : "no device found");
+        cudaGetLastError(); /* clear the sticky-free error so later calls start clean */
+        return 0;
+    }
+    if (why && why_len) why[0] = '\0';
+    return 1;
+}
+
+extern "C" void attn_gpu_describe(char *buf, size_t len)
+{
+    cudaDeviceProp p;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess) {
+        snprintf(buf, len, "no CUDA device");
+        return;
+    }
+    snprintf(buf, len, "%s (sm_%d%d, %d SMs, %.0f MB L2)", p.name, p.major, p.minor, p.multiProcessorCount,
+             p.l2CacheSize / 1e6);
+}
+
+extern "C" int attn_dalloc(void **ptr, size_t bytes)
+{
+    *ptr = NULL;
+    int st = attn_cuda_status(cudaMalloc(ptr, bytes ? bytes : 1), "cudaMalloc");
+    if (st) return st;
+    return attn_dpoison(*ptr, bytes);
+}
+
+extern "C" void attn_dfree(void *ptr)
+{
+    if (ptr) cudaFree(ptr);
+}
+
+extern "C" int attn_h2d(void *dst, const void *src, size_t bytes)
+{
+    return attn_cuda_status(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host->device");
+}
+
+extern "C" int attn_d2h(void *dst, const void *src, size_t bytes)
+{
+    return attn_cuda_status(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy device->host");
+}
+
+extern "C" int attn_dpoison(void *ptr, size_t bytes)
+{
+    return attn_cuda_status(cudaMemset(ptr, ATTN_POISON_BYTE, bytes), "cudaMemset (poison)");
+}
+
+extern "C" int attn_dsync(void) { return attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+/* ---------------------------------------------------------------- timing */
+
+namespace {
+
+// Writing a buffer twice the size of L2 evicts whatever the previous run left there, so every
+// timed run starts with cold caches, as it would inside a model.
+struct Timer {
+    cudaStream_t stream = nullptr;
+    cudaEvent_t start = nullptr, stop = nullptr;
+    void *flush = nullptr;
+    size_t flush_bytes = 0;
+
+    int init()
+    {
+        int dev = 0, l2 = 0;
+        int st = attn_cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
+        if (!st) st = attn_cuda_status(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev), "L2 size");
+        if (!st) st = attn_cuda_status(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+        if (!st) st = attn_cuda_status(cudaEventCreate(&start), "cudaEventCreate");
+        if (!st) st = attn_cuda_status(cudaEventCreate(&stop), "cudaEventCreate");
+        flush_bytes = 2 * (size_t)(l2 > 0 ? l2 : (64 << 20));
+        if (!st) st = attn_cuda_status(cudaMalloc(&flush, flush_bytes), "cudaMalloc (L2 flush)");
+        return st;
+    }
+    ~Timer()
+    {
+        if (flush) cudaFree(flush);
+        if (start) cudaEventDestroy(start);
+        if (stop) cudaEventDestroy(stop);
+        if (stream) cudaStreamDestroy(stream);
+    }
+    int run(attn_launch_fn fn, void *ctx, double *ms)
+    {
+        int st = attn_cuda_status(cudaMemsetAsync(flush, 0, flush_bytes, stream), "L2 flush");
+        if (!st) st = attn_cuda_status(cudaEventRecord(start, stream), "cudaEventRecord");
+        if (!st) st = fn(ctx, stream);
+        if (!st) st = attn_cuda_status(cudaEventRecord(stop, stream), "cudaEventRecord");
+        if (!st) st = attn_cuda_status(cudaEventSynchronize(stop), "cudaEventSynchronize");
+        float f = 0.0f;
+        if (!st) st = attn_cuda_status(cudaEventElapsedTime(&f, start, stop), "cudaEventElapsedTime");
+        *ms = f;
+        return st;
+    }
+};
+
+int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void summarize(double *ms, int n, attn_timing *out)
+{
+    qsort(ms, (size_t)n, sizeof(double), cmp_double);
+    out->reps = n;
+    out->min_ms = ms[0];
+    out->max_ms = ms[n - 1];
+    out->median_ms = (n % 2) ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+}
+
+} // namespace
+
+extern "C" int attn_time(attn_launch_fn fn, void *ctx, int warmup, int reps, attn_timing *out)
+{
+    if (!fn || !out || reps < 1) return attn_fail(ATTN_ERR_BAD_ARGUMENT, "attn_time: bad arguments");
+    Timer timer;
+    int st = timer.init();
+    double *ms = (double *)calloc((size_t)reps, sizeof(double)), dummy;
+    for (int i = 0; !st && i < warmup; ++i) st = timer.run(fn, ctx, &dummy);
+    for (int i = 0; !st && i < reps; ++i) st = timer.run(fn, ctx, &ms[i]);
+    if (!st) summarize(ms, reps, out);
+    free(ms);
+    return st;
+}
+
+extern "C" int attn_time_ab(attn_launch_fn fa, void *ca, attn_launch_fn fb, void *cb, int warmup, int reps,
+                            attn_timing *ta, attn_timing *tb)
+{
+    if (!fa || !fb || !ta || !tb || reps < 1) return attn_fail(ATTN_ERR_BAD_ARGUMENT, "attn_time_ab: bad arguments");
+    Timer timer;
+    int st = timer.init();
+    double *ma = (double *)calloc((size_t)reps, sizeof(double));
+    double *mb = (double *)calloc((size_t)reps, sizeof(double)), dummy;
+    for (int i = 0; !st && i < warmup; ++i) {
+        st = timer.run(fa, ca, &dummy);
+        if (!st) st = timer.run(fb, cb, &dummy);
+    }
+    for (int i = 0; !st && i < reps; ++i) {
+        if (i % 2 == 0) {
+            st = timer.run(fa, ca, &ma[i]);
+            if (!st) st = timer.run(fb, cb, &mb[i]);
+        } else {
+            st = timer.run(fb, cb, &mb[i]);
+            if (!st) st = timer.run(fa, ca, &ma[i]);
+        }
+    }
+    if (!st) {
+        summarize(ma, reps, ta);
+        summarize(mb, reps, tb);
+    }
+    free(ma);
+    free(mb);
+    return st;
+}

@@ -1,0 +1,41 @@
+"""Known-wrong variants: small, realistic mistakes that the tests must reject.
+
+Each variant copies a lesson's reference solution and replaces one exact snippet (which must occur
+exactly once, so that an edit to a solution cannot silently disable a variant). The build compiles
+every variant against the lesson's tests; the self-test requires at least one test in each listed
+suite to fail. Variants whose suites are all GPU suites are reported as skipped on a machine
+without a GPU.
+"""
+
+VARIANTS = [
+    # ------------------------------------------------------------------ lesson 01
+    dict(lesson="01_naive_attention", name="c_softmax_no_max", file="naive_attention.c", suites=["c_part"],
+         why="softmax without subtracting the row max: exp overflows on large logits",
+         old="row[j] = expf(row[j] - mx);", new="row[j] = expf(row[j]);"),
+    dict(lesson="01_naive_attention", name="c_mask_off_by_one", file="naive_attention.c", suites=["c_part"],
+         why="causal mask that also lets each query see the next key",
+         old="for (long j = t + 1; j < N; ++j) srow[j] = -INFINITY;",
+         new="for (long j = t + 2; j < N; ++j) srow[j] = -INFINITY;"),
+    dict(lesson="01_naive_attention", name="cuda_no_causal_mask", file="naive_attention.cu", suites=["cuda_part"],
+         why="the mask kernel is never launched", old="if (sh.causal) {", new="if (0) {"),
+    dict(lesson="01_naive_attention", name="cuda_gqa_mapping", file="naive_attention.cu", suites=["cuda_part"],
+         why="query head h reads kv head h % G instead of h / (H/G)",
+         old="const int g = h / (sh.H / sh.G);\n        const float *qi",
+         new="const int g = h % sh.G;\n        const float *qi"),
+    # ------------------------------------------------------------------ lesson 02
+    dict(lesson="02_online_softmax", name="c_softmax_no_rescale", file="online_softmax.c", suites=["c_part"],
+         why="the running sum is not rescaled when the max grows",
+         old="l = l * expf(m - m_new) + expf(x[j] - m_new);", new="l = l + expf(x[j] - m_new);"),
+    dict(lesson="02_online_softmax", name="c_no_accumulator_rescale", file="online_softmax.c", suites=["c_part"],
+         why="the output accumulator is not rescaled when the max grows",
+         old="o[d] = o[d] * alpha + p * vj[d];", new="o[d] = o[d] + p * vj[d];"),
+    dict(lesson="02_online_softmax", name="cuda_no_rescale", file="online_softmax.cu", suites=["cuda_part"],
+         why="the accumulator is not rescaled between key tiles",
+         old="#pragma unroll\n            for (int c = 0; c < kDimsPerLane; ++c) acc[r][c] *= alpha;\n", new=""),
+    dict(lesson="02_online_softmax", name="cuda_causal_off_by_one", file="online_softmax.cu", suites=["cuda_part"],
+         why="a causal query does not see its own key (s < t instead of s <= t)",
+         old="(!sh.causal || s <= t[r])", new="(!sh.causal || s < t[r])"),
+    dict(lesson="02_online_softmax", name="cuda_lse_mixed_bases", file="online_softmax.cu", suites=["cuda_part"],
+         why="lse mixes the base-2 running max with a natural log",
+         old="(m[r] + log2f(l_row)) * kLn2", new="m[r] + logf(l_row)"),
+]

@@ -1,0 +1,288 @@
+/*
+ * Tests of lesson 01, naive dense attention (fp32). Built twice: against lessons/ and solutions/.
+ *
+ *   c_part     the four steps on the CPU, each against the double-precision oracle
+ *   cuda_part  naive_attention_cuda on many shapes (skipped without a GPU)
+ *   speed      the same shape timed against the frozen lesson-01 kernel: reported, not graded
+ *   errors     bad input gets a named error code, never a crash
+ */
+#include "baselines.h"
+#include "naive_attention.h"
+#include "test_util.h"
+
+/* ================================================================ C part */
+
+static const attn_shape kCpuShapes[] = {
+    {1, 1, 1, 1, 1, 8, 0.0f, 0},
+    {2, 5, 9, 4, 2, 16, 0.0f, 1},
+    {1, 7, 7, 3, 1, 32, 0.0f, 1},
+    {2, 3, 11, 2, 2, 64, 0.0f, 0},
+    {1, 12, 20, 4, 4, 128, 0.0f, 1},
+};
+#define NUM_CPU_SHAPES ((int)(sizeof kCpuShapes / sizeof kCpuShapes[0]))
+
+static size_t score_elems(const attn_shape *s) { return (size_t)s->B * s->H * s->M * s->N; }
+
+Test(c_part, scores)
+{
+    uint64_t seed = attn_test_seed();
+    for (int c = 0; c < NUM_CPU_SHAPES; ++c) {
+        problem p;
+        problem_init(&p, kCpuShapes[c], 1.0f, seed);
+        attn_oracle_opts unmasked = attn_oracle_dense(&p.sh);
+        unmasked.shape.causal = 0; /* naive_scores_cpu does not mask */
+        double *ref = attn_alloc_f64(score_elems(&p.sh));
+        float *s = attn_alloc_f32(score_elems(&p.sh));
+        assert_ok(attn_oracle_scores(&unmasked, p.q, p.k, ref), p.ctx);
+        attn_poison(s, score_elems(&p.sh) * sizeof(float));
+        assert_ok(naive_scores_cpu(&p.sh, p.q, p.k, s), p.ctx);
+        expect_close(&p, "scores", ATTN_LAYOUT_BHMN, s, ref, ATTN_TOL_F32);
+        free(ref), free(s);
+        problem_free(&p);
+    }
+}
+
+Test(c_part, mask)
+{
+    uint64_t seed = attn_test_seed();
+    for (int c = 0; c < NUM_CPU_SHAPES; ++c) {
+        for (int causal = 0; causal <= 1; ++causal) {
+            attn_shape sh = kCpuShapes[c];
+            sh.causal = causal;
+            problem p;
+            problem_init(&p, sh, 1.0f, seed);
+            attn_oracle_opts unmasked = attn_oracle_dense(&sh), masked = attn_oracle_dense(&sh);
+            unmasked.shape.causal = 0;
+            double *s64 = attn_alloc_f64(score_elems(&sh)), *ref = attn_alloc_f64(score_elems(&sh));
+            float *s = attn_alloc_f32(score_elems(&sh));
+            assert_ok(attn_oracle_scores(&unmasked, p.q, p.k, s64), p.ctx);
+            assert_ok(attn_oracle_scores(&masked, p.q, p.k, ref), p.ctx);
+            for (size_t e = 0; e < score_elems(&sh); ++e) s[e] = (float)s64[e];
+            assert_ok(naive_mask_cpu(&sh, s), p.ctx);
+            expect_close(&p, "masked scores", ATTN_LAYOUT_BHMN, s, ref, ATTN_TOL_F32);
+            free(s64), free(ref), free(s);
+            problem_free(&p);
+        }
+    }
+}
+
+Test(c_part, softmax)
+{
+    uint64_t seed = attn_test_seed();
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    const int rows = 6, n = 37;
+    float x[6 * 37];
+    double ref[6 * 37];
+    attn_fill_random(x, (size_t)rows * n, (size_t)n, 3.0f, &rng);
+    for (int j = 20; j < n; ++j) x[1 * n + j] = -INFINITY; /* a causally masked row */
+    for (int j = 0; j < n; ++j) x[2 * n + j] = -INFINITY; /* nothing visible: all zeros */
+    for (int j = 0; j < n; ++j) x[3 * n + j] = 100.0f + (float)(j % 7); /* exp(100) overflows float */
+    for (int j = 0; j < n; ++j) x[4 * n + j] = -100.0f - (float)j;     /* exp(-100) underflows to 0 */
+    attn_oracle_softmax_rows(x, rows, n, ref, NULL);
+    assert_ok(naive_softmax_cpu(x, rows, n), "6 rows of 37");
+    attn_shape as_rows = attn_make_shape(1, rows, n, 1, 1, 1, 0); /* rows as queries, entries as keys */
+    attn_cmp r;
+    attn_compare_f32(&r, "softmax", ATTN_LAYOUT_BHMN, &as_rows, 0, x, ref, ATTN_TOL_F32);
+    cr_assert(r.ok, "%s [rows: 0,5 random, 1 partly -inf, 2 all -inf, 3 near 100 (needs the max subtracted), 4 "
+                    "near -100; seed %llu]", r.message, (unsigned long long)seed);
+}
+
+Test(c_part, pv)
+{
+    uint64_t seed = attn_test_seed();
+    for (int c = 0; c < NUM_CPU_SHAPES; ++c) {
+        problem p;
+        problem_init(&p, kCpuShapes[c], 1.0f, seed);
+        attn_oracle_opts opts = attn_oracle_dense(&p.sh);
+        double *p64 = attn_alloc_f64(score_elems(&p.sh)), *o64 = attn_alloc_f64(attn_q_elems(&p.sh));
+        float *probs = attn_alloc_f32(score_elems(&p.sh)), *o = attn_alloc_f32(attn_q_elems(&p.sh));
+        assert_ok(attn_oracle_forward(&opts, p.q, p.k, p.v, o64, NULL, p64), p.ctx);
+        for (size_t e = 0; e < score_elems(&p.sh); ++e) probs[e] = (float)p64[e];
+        attn_poison(o, attn_q_elems(&p.sh) * sizeof(float));
+        assert_ok(naive_pv_cpu(&p.sh, probs, p.v, o), p.ctx);
+        expect_close(&p, "o = P V", ATTN_LAYOUT_BMHD, o, o64, ATTN_TOL_F32);
+        free(p64), free(o64), free(probs), free(o);
+        problem_free(&p);
+    }
+}
+
+static void check_forward_cpu(float qk_scale, attn_tol tol)
+{
+    uint64_t seed = attn_test_seed();
+    for (int c = 0; c < NUM_CPU_SHAPES; ++c) {
+        for (int causal = 0; causal <= 1; ++causal) {
+            attn_shape sh = kCpuShapes[c];
+            sh.causal = causal;
+            problem p;
+            problem_init(&p, sh, qk_scale, seed);
+            float *o = attn_alloc_f32(attn_q_elems(&sh)), *s = attn_alloc_f32(score_elems(&sh));
+            attn_poison(o, attn_q_elems(&sh) * sizeof(float));
+            assert_ok(naive_attention_cpu(&sh, p.q, p.k, p.v, o, s), p.ctx);
+            expect_close(&p, "o", ATTN_LAYOUT_BMHD, o, p.o_ref, tol);
+            free(o), free(s);
+            problem_free(&p);
+        }
+    }
+}
+
+Test(c_part, forward) { check_forward_cpu(1.0f, ATTN_TOL_F32); }
+
+/* q and k scaled by 6: logits reach ~100, where exp overflows unless the max is subtracted. */
+Test(c_part, forward_large_logits) { check_forward_cpu(6.0f, ATTN_TOL_F32_LARGE); }
+
+/* ================================================================ CUDA part */
+
+static void check_cuda(attn_shape sh, float qk_scale, attn_tol tol)
+{
+    problem p;
+    problem_init(&p, sh, qk_scale, attn_test_seed());
+    dev_problem d;
+    dev_upload(&d, &p, naive_attention_workspace_bytes(&sh));
+    assert_ok(naive_attention_cuda(&sh, d.q, d.k, d.v, d.o, (float *)d.workspace, 0), p.ctx);
+    assert_ok(attn_dsync(), p.ctx);
+    float *o = download_f32(d.o, attn_q_elems(&sh), p.ctx);
+    expect_close(&p, "o", ATTN_LAYOUT_BMHD, o, p.o_ref, tol);
+    free(o);
+    dev_free(&d);
+    problem_free(&p);
+}
+
+static void check_cuda_shapes(int causal_filter)
+{
+    require_gpu();
+    for (int c = 0; c < NUM_SHAPES; ++c)
+        if (causal_filter < 0 || kShapes[c].causal == causal_filter) check_cuda(kShapes[c], 1.0f, ATTN_TOL_F32);
+}
+
+Test(cuda_part, noncausal) { check_cuda_shapes(0); }
+Test(cuda_part, causal) { check_cuda_shapes(1); }
+
+Test(cuda_part, gqa_and_mqa)
+{
+    require_gpu();
+    const attn_shape shapes[] = {{1, 40, 40, 8, 8, 64, 0.0f, 1}, {1, 40, 40, 8, 2, 64, 0.0f, 1},
+                                 {1, 40, 40, 8, 1, 128, 0.0f, 1}, {2, 25, 60, 12, 4, 64, 0.0f, 0}};
+    for (int c = 0; c < 4; ++c) check_cuda(shapes[c], 1.0f, ATTN_TOL_F32);
+}
+
+Test(cuda_part, causal_with_both_masks_and_flips)
+{
+    require_gpu();
+    /* every (M, N) pair with M <= N up to 9: catches any off-by-one in t = N - M + i */
+    for (int n = 1; n <= 9; ++n)
+        for (int m = 1; m <= n; ++m) check_cuda(attn_make_shape(1, m, n, 2, 1, 64, 1), 1.0f, ATTN_TOL_F32);
+}
+
+Test(cuda_part, large_logits)
+{
+    require_gpu();
+    check_cuda(attn_make_shape(1, 70, 70, 2, 2, 64, 1), 6.0f, ATTN_TOL_F32_LARGE);
+    check_cuda(attn_make_shape(1, 33, 90, 2, 1, 128, 0), 6.0f, ATTN_TOL_F32_LARGE);
+}
+
+/* ================================================================ speed (reported only) */
+
+typedef struct {
+    attn_shape sh;
+    dev_problem *d;
+    float *o, *workspace;
+    int baseline;
+} naive_launch;
+
+static int launch_naive(void *ctx, cudaStream_t stream)
+{
+    naive_launch *a = (naive_launch *)ctx;
+    if (a->baseline) return attn_baseline_naive_f32(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
+    return naive_attention_cuda(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
+}
+
+Test(speed, naive_vs_frozen_baseline)
+{
+    require_gpu();
+    const attn_shape sh = attn_make_shape(1, 2048, 2048, 16, 16, 64, 1);
+    problem p;
+    memset(&p, 0, sizeof p);
+    p.sh = sh;
+    p.seed = attn_test_seed();
+    char st[120];
+    snprintf(p.ctx, sizeof p.ctx, "%s, seed %llu", shape_text(&sh, st, sizeof st), (unsigned long long)p.seed);
+    attn_rng rng;
+    attn_rng_seed(&rng, p.seed);
+    p.q = attn_alloc_f32(attn_q_elems(&sh)), p.k = attn_alloc_f32(attn_kv_elems(&sh));
+    p.v = attn_alloc_f32(attn_kv_elems(&sh));
+    attn_fill_random(p.q, attn_q_elems(&sh), 64, 1.0f, &rng);
+    attn_fill_random(p.k, attn_kv_elems(&sh), 64, 1.0f, &rng);
+    attn_fill_random(p.v, attn_kv_elems(&sh), 64, 1.0f, &rng);
+    dev_problem d;
+    dev_upload(&d, &p, naive_attention_workspace_bytes(&sh));
+    float *o_base = NULL, *ws_base = NULL;
+    assert_ok(attn_dalloc((void **)&o_base, attn_q_elems(&sh) * sizeof(float)), p.ctx);
+    assert_ok(attn_dalloc((void **)&ws_base, attn_baseline_naive_workspace_bytes(&sh)), p.ctx);
+    naive_launch yours = {sh, &d, d.o, (float *)d.workspace, 0}, base = {sh, &d, o_base, ws_base, 1};
+
+    /* Correct first: the timed kernel must produce the baseline's output on this shape. */
+    assert_ok(launch_naive(&yours, 0), p.ctx);
+    assert_ok(launch_naive(&base, 0), p.ctx);
+    assert_ok(attn_dsync(), p.ctx);
+    float *got = download_f32(d.o, attn_q_elems(&sh), p.ctx), *ref = download_f32(o_base, attn_q_elems(&sh), p.ctx);
+    attn_cmp r;
+    attn_compare_f32_f32(&r, "o (vs the frozen baseline)", ATTN_LAYOUT_BMHD, &sh, got, ref, ATTN_TOL_F32);
+    cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
+
+    attn_timing t_base, t_yours;
+    assert_ok(attn_time_ab(launch_naive, &base, launch_naive, &yours, 2, 10, &t_base, &t_yours), p.ctx);
+    attn_speed_result res = {"01", "naive_vs_frozen_baseline", st, t_base.median_ms, t_yours.median_ms, 0.0,
+                             attn_flops(&sh),
+                             /* minimal bytes: q, k, v read and o written once */
+                             (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * sizeof(float)};
+    attn_report_speed(&res);
+    free(got), free(ref);
+    attn_dfree(o_base), attn_dfree(ws_base);
+    dev_free(&d);
+    free(p.q), free(p.k), free(p.v);
+}
+
+/* ================================================================ errors */
+
+/* Fake, non-NULL pointers: argument checks must reject the call before touching them. */
+static float fake[4];
+
+Test(errors, bad_shapes_are_named)
+{
+    const struct {
+        attn_shape sh;
+        int expected;
+        const char *what;
+    } cases[] = {
+        {{1, 4, 4, 6, 4, 64, 0.0f, 0}, ATTN_ERR_HEADS_NOT_DIVISIBLE, "H=6, G=4"},
+        {{1, 9, 8, 2, 2, 64, 0.0f, 1}, ATTN_ERR_M_GT_N, "M=9 > N=8"},
+        {{1, 4, 4, 2, 2, 0, 0.0f, 0}, ATTN_ERR_UNSUPPORTED_D, "D=0"},
+        {{1, 4, 4, 2, 2, 512, 0.0f, 0}, ATTN_ERR_UNSUPPORTED_D, "D=512"},
+        {{0, 4, 4, 2, 2, 64, 0.0f, 0}, ATTN_ERR_BAD_SHAPE, "B=0"},
+        {{1, 4, 4, 2, 0, 64, 0.0f, 0}, ATTN_ERR_BAD_SHAPE, "G=0"},
+    };
+    for (int c = 0; c < 6; ++c) {
+        assert_status(naive_scores_cpu(&cases[c].sh, fake, fake, fake), cases[c].expected, cases[c].what);
+        assert_status(naive_pv_cpu(&cases[c].sh, fake, fake, fake), cases[c].expected, cases[c].what);
+        assert_status(naive_attention_cpu(&cases[c].sh, fake, fake, fake, fake, fake), cases[c].expected,
+                      cases[c].what);
+        assert_status(naive_attention_cuda(&cases[c].sh, fake, fake, fake, fake, fake, 0), cases[c].expected,
+                      cases[c].what);
+        cr_assert(strlen(attn_error_detail()) > 0, "no detail message for %s", cases[c].what);
+    }
+}
+
+Test(errors, null_pointers)
+{
+    const attn_shape sh = attn_make_shape(1, 4, 4, 2, 2, 64, 0);
+    assert_status(naive_scores_cpu(&sh, NULL, fake, fake), ATTN_ERR_NULL_POINTER, "q = NULL");
+    assert_status(naive_mask_cpu(&sh, NULL), ATTN_ERR_NULL_POINTER, "s = NULL");
+    assert_status(naive_softmax_cpu(NULL, 1, 4), ATTN_ERR_NULL_POINTER, "x = NULL");
+    assert_status(naive_pv_cpu(&sh, fake, NULL, fake), ATTN_ERR_NULL_POINTER, "v = NULL");
+    assert_status(naive_attention_cuda(&sh, fake, fake, fake, fake, NULL, 0), ATTN_ERR_NULL_POINTER,
+                  "workspace = NULL");
+    assert_status(naive_attention_cuda(NULL, fake, fake, fake, fake, fake, 0), ATTN_ERR_NULL_POINTER,
+                  "shape = NULL");
+    assert_status(naive_softmax_cpu(fake, 0, 4), ATTN_ERR_BAD_SHAPE, "rows = 0");
+}

@@ -1,0 +1,156 @@
+/*
+ * test_util.h - helpers shared by the lesson tests (header-only, included once per test binary).
+ *
+ * Every failure message carries the shape and the seed, so that a failing case can be rerun
+ * exactly:  ATTN_SEED=<seed> build/bin/test_01_lessons --filter 'cuda_part/causal'
+ */
+#ifndef TEST_UTIL_H
+#define TEST_UTIL_H
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn.h"
+#include "attn_gpu.h"
+#include "check.h"
+#include "oracle.h"
+
+/* "B=1 M=5 N=7 H=4 G=2 D=64 causal" */
+static inline const char *shape_text(const attn_shape *s, char *buf, size_t n)
+{
+    snprintf(buf, n, "B=%d M=%d N=%d H=%d G=%d D=%d %s", s->B, s->M, s->N, s->H, s->G, s->D,
+             s->causal ? "causal" : "non-causal");
+    return buf;
+}
+
+/* Skip the calling test, with the reason, when there is no usable GPU. */
+static inline void require_gpu(void)
+{
+    char why[256];
+    if (!attn_gpu_available(why, sizeof why)) cr_skip_test("%s", why);
+}
+
+/* Assert that a call returned ATTN_OK; the message names the code and its detail. */
+#define assert_ok(status, ctx)                                                                                  \
+    do {                                                                                                        \
+        attn_clear_error();                                                                                     \
+        int st_ = (status);                                                                                     \
+        cr_assert(st_ == ATTN_OK, "%s returned %s: %s%s%s [%s]", #status, attn_status_name(st_),                \
+                  attn_strerror(st_), *attn_error_detail() ? " - " : "", attn_error_detail(), (ctx));           \
+    } while (0)
+
+/* Assert that a call returned a given error code (bad input must be rejected, not crash). */
+#define assert_status(status, expected, ctx)                                                                    \
+    do {                                                                                                        \
+        attn_clear_error();                                                                                     \
+        int st_ = (status);                                                                                     \
+        cr_assert(st_ == (expected), "%s returned %s, expected %s [%s]", #status, attn_status_name(st_),        \
+                  attn_status_name(expected), (ctx));                                                           \
+        cr_assert(strlen(attn_strerror(st_)) > 0 && strcmp(attn_strerror(st_), "unknown status code") != 0,    \
+                  "attn_strerror(%d) gives no message [%s]", st_, (ctx));                                       \
+    } while (0)
+
+/* A random problem and its double-precision reference. */
+typedef struct {
+    attn_shape sh;
+    uint64_t seed;
+    float *q, *k, *v;
+    double *o_ref, *lse_ref;
+    char ctx[200]; /* "B=.. M=.. ... seed=..": pasted into every assertion */
+} problem;
+
+/* qk_scale multiplies q and k (larger: sharper softmax; ~6 gives logits near 100). */
+static inline void problem_init(problem *p, attn_shape sh, float qk_scale, uint64_t seed)
+{
+    memset(p, 0, sizeof *p);
+    p->sh = sh;
+    p->seed = seed;
+    char st[120];
+    snprintf(p->ctx, sizeof p->ctx, "%s, seed %llu (rerun: ATTN_SEED=%llu)", shape_text(&sh, st, sizeof st),
+             (unsigned long long)seed, (unsigned long long)seed);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed ^ ((uint64_t)sh.N * 7919u + (uint64_t)sh.M * 104729u + (uint64_t)sh.D));
+    p->q = attn_alloc_f32(attn_q_elems(&sh));
+    p->k = attn_alloc_f32(attn_kv_elems(&sh));
+    p->v = attn_alloc_f32(attn_kv_elems(&sh));
+    p->o_ref = attn_alloc_f64(attn_q_elems(&sh));
+    p->lse_ref = attn_alloc_f64(attn_lse_elems(&sh));
+    cr_assert(p->q && p->k && p->v && p->o_ref && p->lse_ref, "out of host memory [%s]", p->ctx);
+    attn_fill_random(p->q, attn_q_elems(&sh), (size_t)sh.D, qk_scale, &rng);
+    attn_fill_random(p->k, attn_kv_elems(&sh), (size_t)sh.D, qk_scale, &rng);
+    attn_fill_random(p->v, attn_kv_elems(&sh), (size_t)sh.D, 1.0f, &rng);
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    assert_ok(attn_oracle_forward(&opts, p->q, p->k, p->v, p->o_ref, p->lse_ref, NULL), p->ctx);
+}
+
+static inline void problem_free(problem *p)
+{
+    free(p->q), free(p->k), free(p->v), free(p->o_ref), free(p->lse_ref);
+    memset(p, 0, sizeof *p);
+}
+
+/* Compare and assert, with the problem's context in the message. */
+static inline void expect_close(const problem *p, const char *what, attn_layout layout, const float *got,
+                                const double *ref, attn_tol tol)
+{
+    attn_cmp r;
+    attn_compare_f32(&r, what, layout, &p->sh, 0, got, ref, tol);
+    cr_assert(r.ok, "%s [%s]", r.message, p->ctx);
+}
+
+/* Device copies of a problem's inputs, and poisoned outputs. */
+typedef struct {
+    float *q, *k, *v, *o, *lse;
+    void *workspace;
+} dev_problem;
+
+static inline void dev_upload(dev_problem *d, const problem *p, size_t workspace_bytes)
+{
+    memset(d, 0, sizeof *d);
+    const size_t nq = attn_q_elems(&p->sh) * sizeof(float), nkv = attn_kv_elems(&p->sh) * sizeof(float);
+    assert_ok(attn_dalloc((void **)&d->q, nq), p->ctx);
+    assert_ok(attn_dalloc((void **)&d->k, nkv), p->ctx);
+    assert_ok(attn_dalloc((void **)&d->v, nkv), p->ctx);
+    assert_ok(attn_dalloc((void **)&d->o, nq), p->ctx);
+    assert_ok(attn_dalloc((void **)&d->lse, attn_lse_elems(&p->sh) * sizeof(float)), p->ctx);
+    if (workspace_bytes) assert_ok(attn_dalloc(&d->workspace, workspace_bytes), p->ctx);
+    assert_ok(attn_h2d(d->q, p->q, nq), p->ctx);
+    assert_ok(attn_h2d(d->k, p->k, nkv), p->ctx);
+    assert_ok(attn_h2d(d->v, p->v, nkv), p->ctx);
+}
+
+static inline void dev_free(dev_problem *d)
+{
+    attn_dfree(d->q), attn_dfree(d->k), attn_dfree(d->v), attn_dfree(d->o), attn_dfree(d->lse);
+    attn_dfree(d->workspace);
+    memset(d, 0, sizeof *d);
+}
+
+/* Download a device float array into a new host array. */
+static inline float *download_f32(const float *dev, size_t n, const char *ctx)
+{
+    float *h = attn_alloc_f32(n);
+    cr_assert(h, "out of host memory [%s]", ctx);
+    assert_ok(attn_d2h(h, dev, n * sizeof(float)), ctx);
+    return h;
+}
+
+/* The shapes every fp32 CUDA correctness test walks through: N = 1, sizes that are multiples of
+ * no tile, M != N, GQA and MQA, D in {64, 128}, batch > 1. */
+static const attn_shape kShapes[] = {
+    {1, 1, 1, 1, 1, 64, 0.0f, 0},      /* a single key */
+    {1, 1, 1, 2, 2, 128, 0.0f, 1},     /* a single key, causal */
+    {2, 37, 37, 4, 2, 64, 0.0f, 1},    /* prime sizes, GQA, batch 2 */
+    {1, 100, 257, 6, 3, 128, 0.0f, 1}, /* M < N: queries are the last 100 positions */
+    {2, 50, 129, 4, 4, 64, 0.0f, 0},   /* M < N, non-causal */
+    {1, 1, 300, 8, 2, 128, 0.0f, 1},   /* decoding: one query, causal */
+    {1, 333, 333, 2, 1, 64, 0.0f, 1},  /* MQA, not a multiple of 16 or 32 */
+    {1, 64, 64, 3, 1, 128, 0.0f, 0},   /* exact tile multiples */
+    {3, 17, 40, 8, 8, 64, 0.0f, 1},    /* batch 3, MHA */
+};
+#define NUM_SHAPES ((int)(sizeof kShapes / sizeof kShapes[0]))
+
+#endif

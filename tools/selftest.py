@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Test the tests: run a test binary built from stubs or from a known-wrong variant and check
+that the tests reject it.
+
+    selftest.py stubs BINARY                  every graded test (suites c_part, cuda_part, speed)
+                                              must FAIL or be skipped; none may pass or crash;
+                                              suite `errors` (argument checks, given code) may pass
+    selftest.py wrong --suites S,.. BINARY    at least one test of the listed suites must fail
+                                              (or crash); exit 77 (skip) if they were all skipped
+
+Exit 0 when the binary was rejected as it should be, 1 when the tests let it through, 77 when
+nothing could be checked here (no GPU).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+GRADED = ("c_part", "cuda_part", "speed")
+SKIP = 77
+
+
+def run_tests(binary):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "results.json")
+        proc = subprocess.run([binary, "--jobs", "1", f"--json={out}"], capture_output=True, text=True)
+        if not os.path.exists(out):
+            print(proc.stdout, proc.stderr, sep="\n")
+            sys.exit(f"selftest: {binary} wrote no JSON report (exit {proc.returncode})")
+        with open(out) as f:
+            report = json.load(f)
+    tests = []
+    for suite in report.get("test_suites", []):
+        for t in suite.get("tests", []):
+            tests.append((suite["name"], t["name"], t["status"], t.get("messages", [])))
+    return proc, tests
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["stubs", "wrong"])
+    ap.add_argument("binary")
+    ap.add_argument("--suites", default="c_part,cuda_part")
+    args = ap.parse_args()
+    _, tests = run_tests(args.binary)
+    name = os.path.basename(args.binary)
+    if not tests:
+        print(f"selftest: {name} ran no test")
+        return 1
+
+    if args.mode == "stubs":
+        bad = [(s, t, st) for s, t, st, _ in tests if s in GRADED and st not in ("FAILED", "SKIPPED")]
+        failed = [(s, t) for s, t, st, _ in tests if s in GRADED and st == "FAILED"]
+        for s, t, st in bad:
+            print(f"selftest: stub test {s}/{t} was {st}, expected FAILED "
+                  f"({'a stub must not crash' if st == 'ERRORED' else 'the test accepts an empty stub'})")
+        if bad:
+            return 1
+        if not failed:
+            print(f"selftest: no graded test of {name} ran (all skipped)")
+            return SKIP
+        skipped = sum(1 for s, _, st, _ in tests if s in GRADED and st == "SKIPPED")
+        print(f"selftest: stubs rejected as expected: {len(failed)} graded tests failed, {skipped} skipped, "
+              f"none passed or crashed")
+        return 0
+
+    suites = set(args.suites.split(","))
+    mine = [(s, t, st) for s, t, st, _ in tests if s in suites]
+    rejected = [(s, t, st) for s, t, st in mine if st in ("FAILED", "ERRORED")]
+    if rejected:
+        print(f"selftest: {name} rejected by " + ", ".join(f"{s}/{t} ({st})" for s, t, st in rejected))
+        return 0
+    if mine and all(st == "SKIPPED" for _, _, st in mine):
+        print(f"selftest: {name}: every test of {sorted(suites)} was skipped (no GPU?): nothing checked")
+        return SKIP
+    print(f"selftest: the known-wrong variant {name} PASSED every test of {sorted(suites)}: the tests miss it")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
