@@ -70,6 +70,9 @@ static const char *pick_hint(const attn_cmp *r, attn_layout layout, const attn_s
     if (r->n_nonfinite)
         return "NaN/Inf where a finite value is expected: exp overflows if the row max is not subtracted first, "
                "and a row or tile where every key is masked gives exp(-inf - (-inf)) = NaN";
+    if (r->n_bad * 100 < r->count || (r->n_bad < 4 && r->count >= 64))
+        return "only a few elements are slightly out of tolerance: this looks like rounding (summation order, "
+               "float exp of large arguments, a lower-precision intermediate) rather than a logic error";
     int rows_bad = 0, heads_bad = 0, batches_bad = 0;
     for (int i = 0; i < s->M; ++i) rows_bad += bad_row[i];
     for (int h = 0; h < s->H; ++h) heads_bad += bad_head[h];

@@ -22,7 +22,7 @@ typedef struct {
 
 /* fp32 kernels (lessons 01-02): rounding of float sums of up to a few thousand terms. */
 #define ATTN_TOL_F32 ((attn_tol){2e-5, 2e-5})
-/* fp32 with large logits (scores ~ 50): the score itself carries ~1e-5 absolute error, and
+/* fp32 with large logits (scores ~ 120): each score carries ~1e-5 absolute rounding error, and
  * exp turns that into a relative error of the same size on the probabilities. */
 #define ATTN_TOL_F32_LARGE ((attn_tol){1e-4, 1e-4})
 /* bf16 inputs/outputs, fp32 accumulation: bf16 keeps 8 bits of mantissa (2^-8 ~ 4e-3). */

@@ -107,7 +107,7 @@ Test(c_part, pv)
     }
 }
 
-static void check_forward_cpu(float qk_scale, attn_tol tol)
+static void check_forward_cpu(int large_logits, attn_tol tol)
 {
     uint64_t seed = attn_test_seed();
     for (int c = 0; c < NUM_CPU_SHAPES; ++c) {
@@ -115,7 +115,7 @@ static void check_forward_cpu(float qk_scale, attn_tol tol)
             attn_shape sh = kCpuShapes[c];
             sh.causal = causal;
             problem p;
-            problem_init(&p, sh, qk_scale, seed);
+            problem_init_ex(&p, sh, 1.0f, large_logits, seed);
             float *o = attn_alloc_f32(attn_q_elems(&sh)), *s = attn_alloc_f32(score_elems(&sh));
             attn_poison(o, attn_q_elems(&sh) * sizeof(float));
             assert_ok(naive_attention_cpu(&sh, p.q, p.k, p.v, o, s), p.ctx);
@@ -126,17 +126,17 @@ static void check_forward_cpu(float qk_scale, attn_tol tol)
     }
 }
 
-Test(c_part, forward) { check_forward_cpu(1.0f, ATTN_TOL_F32); }
+Test(c_part, forward) { check_forward_cpu(0, ATTN_TOL_F32); }
 
-/* q and k scaled by 6: logits reach ~100, where exp overflows unless the max is subtracted. */
-Test(c_part, forward_large_logits) { check_forward_cpu(6.0f, ATTN_TOL_F32_LARGE); }
+/* logits near 120: exp overflows unless the max is subtracted first (see problem_init_ex). */
+Test(c_part, forward_large_logits) { check_forward_cpu(1, ATTN_TOL_F32_LARGE); }
 
 /* ================================================================ CUDA part */
 
-static void check_cuda(attn_shape sh, float qk_scale, attn_tol tol)
+static void check_cuda(attn_shape sh, int large_logits, attn_tol tol)
 {
     problem p;
-    problem_init(&p, sh, qk_scale, attn_test_seed());
+    problem_init_ex(&p, sh, 1.0f, large_logits, attn_test_seed());
     dev_problem d;
     dev_upload(&d, &p, naive_attention_workspace_bytes(&sh));
     assert_ok(naive_attention_cuda(&sh, d.q, d.k, d.v, d.o, (float *)d.workspace, 0), p.ctx);
@@ -152,7 +152,7 @@ static void check_cuda_shapes(int causal_filter)
 {
     require_gpu();
     for (int c = 0; c < NUM_SHAPES; ++c)
-        if (causal_filter < 0 || kShapes[c].causal == causal_filter) check_cuda(kShapes[c], 1.0f, ATTN_TOL_F32);
+        if (causal_filter < 0 || kShapes[c].causal == causal_filter) check_cuda(kShapes[c], 0, ATTN_TOL_F32);
 }
 
 Test(cuda_part, noncausal) { check_cuda_shapes(0); }
@@ -163,7 +163,7 @@ Test(cuda_part, gqa_and_mqa)
     require_gpu();
     const attn_shape shapes[] = {{1, 40, 40, 8, 8, 64, 0.0f, 1}, {1, 40, 40, 8, 2, 64, 0.0f, 1},
                                  {1, 40, 40, 8, 1, 128, 0.0f, 1}, {2, 25, 60, 12, 4, 64, 0.0f, 0}};
-    for (int c = 0; c < 4; ++c) check_cuda(shapes[c], 1.0f, ATTN_TOL_F32);
+    for (int c = 0; c < 4; ++c) check_cuda(shapes[c], 0, ATTN_TOL_F32);
 }
 
 Test(cuda_part, causal_with_both_masks_and_flips)
@@ -171,14 +171,14 @@ Test(cuda_part, causal_with_both_masks_and_flips)
     require_gpu();
     /* every (M, N) pair with M <= N up to 9: catches any off-by-one in t = N - M + i */
     for (int n = 1; n <= 9; ++n)
-        for (int m = 1; m <= n; ++m) check_cuda(attn_make_shape(1, m, n, 2, 1, 64, 1), 1.0f, ATTN_TOL_F32);
+        for (int m = 1; m <= n; ++m) check_cuda(attn_make_shape(1, m, n, 2, 1, 64, 1), 0, ATTN_TOL_F32);
 }
 
 Test(cuda_part, large_logits)
 {
     require_gpu();
-    check_cuda(attn_make_shape(1, 70, 70, 2, 2, 64, 1), 6.0f, ATTN_TOL_F32_LARGE);
-    check_cuda(attn_make_shape(1, 33, 90, 2, 1, 128, 0), 6.0f, ATTN_TOL_F32_LARGE);
+    check_cuda(attn_make_shape(1, 70, 70, 2, 2, 64, 1), 1, ATTN_TOL_F32_LARGE);
+    check_cuda(attn_make_shape(1, 33, 90, 2, 1, 128, 0), 1, ATTN_TOL_F32_LARGE);
 }
 
 /* ================================================================ speed (reported only) */

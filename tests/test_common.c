@@ -229,9 +229,17 @@ Test(harness, compare_reports_unwritten_and_hints)
     cr_assert(strstr(r.message, "never written") && strstr(r.message, "i=2"), "message: %s", r.message);
     /* wrong early rows only, the last row right: the causal hint */
     got[5] = 6;
-    got[0] = 1.5f;
+    got[0] = 1.5f, got[2] = 2.5f, got[4] = 4.5f; /* rows t = 0, 1, 2 wrong */
     cr_assert(!attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, got, ref, ATTN_TOL_F32));
     cr_assert(strstr(r.message, "causal mask"), "message: %s", r.message);
+    /* one element of many slightly off: rounding, not a logic error */
+    attn_shape big = attn_make_shape(1, 8, 8, 2, 2, 8, 0);
+    double ref_big[128];
+    float got_big[128];
+    for (int e = 0; e < 128; ++e) ref_big[e] = got_big[e] = (float)e;
+    got_big[77] += 0.01f;
+    cr_assert(!attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &big, 0, got_big, ref_big, ATTN_TOL_F32));
+    cr_assert(strstr(r.message, "rounding"), "message: %s", r.message);
     /* -inf must be matched exactly */
     double ref_inf[1] = {-INFINITY};
     float got_inf[1] = {-1e30f};
