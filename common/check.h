@@ -22,9 +22,11 @@ typedef struct {
 
 /* fp32 kernels (lessons 01-02): rounding of float sums of up to a few thousand terms. */
 #define ATTN_TOL_F32 ((attn_tol){2e-5, 2e-5})
-/* fp32 with large logits (scores ~ 120): each score carries ~1e-5 absolute rounding error, and
- * exp turns that into a relative error of the same size on the probabilities. */
-#define ATTN_TOL_F32_LARGE ((attn_tol){1e-4, 1e-4})
+/* fp32 with large logits (scores ~ 120, where exp overflows without the max): a float near 120
+ * has a spacing of 7.6e-6 and the dot product behind it rounds at the scale of its largest terms,
+ * so each score carries 1e-5..1e-4 of absolute error, which exp turns into the same relative
+ * error on the probabilities. These tests exist to catch overflow and NaN, not to grade rounding. */
+#define ATTN_TOL_F32_LARGE ((attn_tol){5e-4, 5e-4})
 /* bf16 inputs/outputs, fp32 accumulation: bf16 keeps 8 bits of mantissa (2^-8 ~ 4e-3). */
 #define ATTN_TOL_BF16 ((attn_tol){1e-2, 1e-2})
 

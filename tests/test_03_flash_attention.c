@@ -1,0 +1,295 @@
+/*
+ * Tests of lesson 03, flash attention on tensor cores. Built twice: against lessons/ and solutions/.
+ *
+ *   c_part     flash_blocked_cpu (fp32) against the oracle, for many block sizes Br x Bc
+ *   cuda_part  flash_attention_cuda (bf16 in/out, fp32 lse) on many shapes (skipped without a GPU)
+ *   speed      against the frozen lesson-02 fused kernel and the lesson-01 naive kernel, with targets
+ *   errors     bad input gets a named error code, never a crash
+ *
+ * bf16 inputs: the test draws float data, rounds it to bf16 and gives the oracle the rounded values,
+ * so the tolerance only has to cover what the kernel does (bf16 P in the P V product, a bf16
+ * output, fp32 sums in another order), not the rounding of the inputs.
+ */
+#include "baselines.h"
+#include "flash_attention.h"
+#include "test_util.h"
+
+/* Speed-up targets on the speed shape (calibrated on an H100, see the README). */
+#define TARGET_VS_ONLINE 10.0
+#define TARGET_VS_NAIVE 100.0
+
+/* bf16 output: 8 mantissa bits (relative 2^-9 when rounded) plus P rounded to bf16 in P V. */
+#define TOL_O ATTN_TOL_BF16
+/* lse is computed in fp32 from fp32 scores: much tighter. */
+#define TOL_LSE ((attn_tol){1e-3, 1e-4})
+
+/* ================================================================ C part */
+
+static const attn_shape kCpuShapes[] = {
+    {1, 1, 1, 1, 1, 8, 0.0f, 1},    {2, 5, 9, 4, 2, 16, 0.0f, 1},   {1, 37, 37, 3, 1, 32, 0.0f, 1},
+    {2, 3, 40, 2, 2, 64, 0.0f, 0},  {1, 20, 70, 4, 4, 128, 0.0f, 1}, {1, 1, 200, 2, 1, 64, 0.0f, 1},
+};
+#define NUM_CPU_SHAPES ((int)(sizeof kCpuShapes / sizeof kCpuShapes[0]))
+
+static void check_blocked(int large_logits, attn_tol tol)
+{
+    const int blocks[][2] = {{1, 1}, {4, 3}, {16, 32}, {64, 64}, {7, 256}, {128, 5}};
+    uint64_t seed = attn_test_seed();
+    for (int c = 0; c < NUM_CPU_SHAPES; ++c)
+        for (int causal = 0; causal <= 1; ++causal) {
+            attn_shape sh = kCpuShapes[c];
+            sh.causal = causal;
+            problem p;
+            problem_init_ex(&p, sh, 1.0f, large_logits, seed);
+            float *o = attn_alloc_f32(attn_q_elems(&sh)), *lse = attn_alloc_f32(attn_lse_elems(&sh));
+            for (int bsz = 0; bsz < 6; ++bsz) {
+                attn_poison(o, attn_q_elems(&sh) * sizeof(float));
+                attn_poison(lse, attn_lse_elems(&sh) * sizeof(float));
+                char ctx[300];
+                snprintf(ctx, sizeof ctx, "Br=%d Bc=%d, %s", blocks[bsz][0], blocks[bsz][1], p.ctx);
+                assert_ok(flash_blocked_cpu(&sh, p.q, p.k, p.v, o, lse, blocks[bsz][0], blocks[bsz][1]), ctx);
+                attn_cmp r;
+                attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, p.o_ref, tol);
+                cr_assert(r.ok, "%s [%s]", r.message, ctx);
+                attn_compare_f32(&r, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, p.lse_ref, tol);
+                cr_assert(r.ok, "%s [%s]", r.message, ctx);
+            }
+            free(o), free(lse);
+            problem_free(&p);
+        }
+}
+
+Test(c_part, blocked_loop_order) { check_blocked(0, ATTN_TOL_F32); }
+Test(c_part, blocked_large_logits) { check_blocked(1, ATTN_TOL_F32_LARGE); }
+
+/* ================================================================ CUDA part */
+
+/* Round the problem's inputs to bf16 (kept as float for the oracle, as uint16_t for the GPU) and
+ * recompute the reference from the rounded values. */
+typedef struct {
+    uint16_t *q, *k, *v;
+} bf16_inputs;
+
+static void to_bf16_inputs(problem *p, bf16_inputs *x)
+{
+    const size_t nq = attn_q_elems(&p->sh), nkv = attn_kv_elems(&p->sh);
+    x->q = attn_alloc_bf16(nq), x->k = attn_alloc_bf16(nkv), x->v = attn_alloc_bf16(nkv);
+    attn_f32_to_bf16_array(p->q, x->q, nq);
+    attn_f32_to_bf16_array(p->k, x->k, nkv);
+    attn_f32_to_bf16_array(p->v, x->v, nkv);
+    attn_bf16_to_f32_array(x->q, p->q, nq);
+    attn_bf16_to_f32_array(x->k, p->k, nkv);
+    attn_bf16_to_f32_array(x->v, p->v, nkv);
+    attn_oracle_opts opts = attn_oracle_dense(&p->sh);
+    assert_ok(attn_oracle_forward(&opts, p->q, p->k, p->v, p->o_ref, p->lse_ref, NULL), p->ctx);
+}
+
+static void check_cuda(attn_shape sh, int large_logits)
+{
+    problem p;
+    problem_init_ex(&p, sh, 1.0f, large_logits, attn_test_seed());
+    bf16_inputs x;
+    to_bf16_inputs(&p, &x);
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    uint16_t *dq, *dk, *dv, *d_o;
+    float *dlse;
+    assert_ok(attn_dalloc((void **)&dq, nq * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&dk, nkv * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&dv, nkv * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&d_o, nq * 2), p.ctx); /* poisoned: 0xFFFF is a bf16 NaN */
+    assert_ok(attn_dalloc((void **)&dlse, nl * 4), p.ctx);
+    assert_ok(attn_h2d(dq, x.q, nq * 2), p.ctx);
+    assert_ok(attn_h2d(dk, x.k, nkv * 2), p.ctx);
+    assert_ok(attn_h2d(dv, x.v, nkv * 2), p.ctx);
+    assert_ok(flash_attention_cuda(&sh, dq, dk, dv, d_o, dlse, 0), p.ctx);
+    assert_ok(attn_dsync(), p.ctx);
+    uint16_t *o = attn_alloc_bf16(nq);
+    assert_ok(attn_d2h(o, d_o, nq * 2), p.ctx);
+    float *lse = download_f32(dlse, nl, p.ctx);
+    attn_cmp r;
+    attn_compare_bf16(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, p.o_ref, TOL_O);
+    cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
+    attn_compare_f32(&r, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, p.lse_ref, TOL_LSE);
+    cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
+    free(o), free(lse), free(x.q), free(x.k), free(x.v);
+    attn_dfree(dq), attn_dfree(dk), attn_dfree(dv), attn_dfree(d_o), attn_dfree(dlse);
+    problem_free(&p);
+}
+
+Test(cuda_part, noncausal)
+{
+    require_gpu();
+    for (int c = 0; c < NUM_SHAPES; ++c)
+        if (!kShapes[c].causal) check_cuda(kShapes[c], 0);
+}
+
+Test(cuda_part, causal)
+{
+    require_gpu();
+    for (int c = 0; c < NUM_SHAPES; ++c)
+        if (kShapes[c].causal) check_cuda(kShapes[c], 0);
+}
+
+Test(cuda_part, gqa_and_mqa)
+{
+    require_gpu();
+    const attn_shape shapes[] = {{1, 200, 200, 8, 8, 64, 0.0f, 1}, {1, 200, 200, 8, 2, 128, 0.0f, 1},
+                                 {1, 150, 300, 8, 1, 64, 0.0f, 1}, {2, 25, 100, 12, 4, 128, 0.0f, 0}};
+    for (int c = 0; c < 4; ++c) check_cuda(shapes[c], 0);
+}
+
+Test(cuda_part, every_small_m_and_n)
+{
+    require_gpu();
+    /* around the tile sizes Br = 128 and Bc = 64 of the reference (and 16, 32 of other designs) */
+    const int ns[] = {1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200};
+    for (int a = 0; a < 11; ++a)
+        for (int b = 0; b <= a; ++b) {
+            check_cuda(attn_make_shape(1, ns[b], ns[a], 2, 1, 64, 1), 0);
+            check_cuda(attn_make_shape(1, ns[b], ns[a], 2, 2, 128, a % 2), 0);
+        }
+}
+
+Test(cuda_part, long_rows)
+{
+    require_gpu();
+    /* many key tiles and several query blocks: the running max moves often, tiles are reused */
+    check_cuda(attn_make_shape(1, 700, 3000, 2, 1, 128, 1), 0);
+    check_cuda(attn_make_shape(2, 1000, 1000, 2, 2, 64, 1), 0);
+    check_cuda(attn_make_shape(1, 300, 2500, 2, 2, 64, 0), 0);
+}
+
+Test(cuda_part, large_logits)
+{
+    require_gpu();
+    check_cuda(attn_make_shape(1, 300, 300, 2, 2, 64, 1), 1);
+    check_cuda(attn_make_shape(1, 100, 500, 2, 1, 128, 0), 1);
+}
+
+/* ================================================================ speed */
+
+typedef struct {
+    attn_shape sh;
+    const void *q, *k, *v; /* bf16 for the flash kernel, fp32 for the baselines */
+    void *o;
+    float *lse, *workspace;
+    int which; /* 0 flash, 1 frozen online (lesson 02), 2 frozen naive (lesson 01) */
+} launch_args;
+
+static int launch(void *ctx, cudaStream_t stream)
+{
+    launch_args *a = (launch_args *)ctx;
+    switch (a->which) {
+    case 0: return flash_attention_cuda(&a->sh, a->q, a->k, a->v, a->o, a->lse, stream);
+    case 1: return attn_baseline_online_f32(&a->sh, a->q, a->k, a->v, a->o, a->lse, stream);
+    default: return attn_baseline_naive_f32(&a->sh, a->q, a->k, a->v, a->o, a->workspace, stream);
+    }
+}
+
+/* Time flash_attention_cuda against a frozen fp32 baseline on the same (bf16-rounded) inputs. */
+static void speed_vs(int which, attn_shape sh, double target, const char *name)
+{
+    require_gpu();
+    problem p;
+    memset(&p, 0, sizeof p);
+    p.sh = sh;
+    p.seed = attn_test_seed();
+    char st[120];
+    snprintf(p.ctx, sizeof p.ctx, "%s, seed %llu", shape_text(&sh, st, sizeof st), (unsigned long long)p.seed);
+    attn_rng rng;
+    attn_rng_seed(&rng, p.seed);
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    float *hq = attn_alloc_f32(nq), *hk = attn_alloc_f32(nkv), *hv = attn_alloc_f32(nkv);
+    uint16_t *bq = attn_alloc_bf16(nq), *bk = attn_alloc_bf16(nkv), *bv = attn_alloc_bf16(nkv);
+    attn_fill_random(hq, nq, sh.D, 1.0f, &rng);
+    attn_fill_random(hk, nkv, sh.D, 1.0f, &rng);
+    attn_fill_random(hv, nkv, sh.D, 1.0f, &rng);
+    attn_f32_to_bf16_array(hq, bq, nq), attn_f32_to_bf16_array(hk, bk, nkv), attn_f32_to_bf16_array(hv, bv, nkv);
+    attn_bf16_to_f32_array(bq, hq, nq), attn_bf16_to_f32_array(bk, hk, nkv), attn_bf16_to_f32_array(bv, hv, nkv);
+
+    void *dq16, *dk16, *dv16, *do16, *dq32, *dk32, *dv32, *do32, *ws = NULL;
+    float *dlse, *dlse_b;
+    assert_ok(attn_dalloc(&dq16, nq * 2), p.ctx); assert_ok(attn_dalloc(&dk16, nkv * 2), p.ctx);
+    assert_ok(attn_dalloc(&dv16, nkv * 2), p.ctx); assert_ok(attn_dalloc(&do16, nq * 2), p.ctx);
+    assert_ok(attn_dalloc(&dq32, nq * 4), p.ctx); assert_ok(attn_dalloc(&dk32, nkv * 4), p.ctx);
+    assert_ok(attn_dalloc(&dv32, nkv * 4), p.ctx); assert_ok(attn_dalloc(&do32, nq * 4), p.ctx);
+    assert_ok(attn_dalloc((void **)&dlse, nl * 4), p.ctx); assert_ok(attn_dalloc((void **)&dlse_b, nl * 4), p.ctx);
+    if (which == 2) assert_ok(attn_dalloc(&ws, attn_baseline_naive_workspace_bytes(&sh)), p.ctx);
+    assert_ok(attn_h2d(dq16, bq, nq * 2), p.ctx); assert_ok(attn_h2d(dk16, bk, nkv * 2), p.ctx);
+    assert_ok(attn_h2d(dv16, bv, nkv * 2), p.ctx);
+    assert_ok(attn_h2d(dq32, hq, nq * 4), p.ctx); assert_ok(attn_h2d(dk32, hk, nkv * 4), p.ctx);
+    assert_ok(attn_h2d(dv32, hv, nkv * 4), p.ctx);
+    launch_args yours = {sh, dq16, dk16, dv16, do16, dlse, NULL, 0};
+    launch_args base = {sh, dq32, dk32, dv32, do32, dlse_b, (float *)ws, which};
+
+    /* Correct first: the timed output must match the baseline's (bf16 tolerance). */
+    assert_ok(launch(&yours, 0), p.ctx);
+    assert_ok(launch(&base, 0), p.ctx);
+    assert_ok(attn_dsync(), p.ctx);
+    uint16_t *got = attn_alloc_bf16(nq);
+    assert_ok(attn_d2h(got, do16, nq * 2), p.ctx);
+    float *ref32 = download_f32(do32, nq, p.ctx);
+    double *ref = attn_alloc_f64(nq);
+    for (size_t e = 0; e < nq; ++e) ref[e] = ref32[e];
+    attn_cmp r;
+    attn_compare_bf16(&r, "o (vs the frozen baseline)", ATTN_LAYOUT_BMHD, &sh, 0, got, ref, TOL_O);
+    cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
+
+    attn_timing t_base, t_yours;
+    assert_ok(attn_time_ab(launch, &base, launch, &yours, 2, 10, &t_base, &t_yours), p.ctx);
+    attn_speed_result res = {"03", name, st, t_base.median_ms, t_yours.median_ms, target, attn_flops(&sh),
+                             (double)(nq * 2 + nkv * 2) * 2 + nl * 4.0};
+    attn_report_speed(&res);
+    const double ratio = t_base.median_ms / t_yours.median_ms;
+    cr_expect(ratio >= target, "speed-up %.2fx is below the target %.1fx (baseline %.3f ms, yours %.3f ms) [%s]",
+              ratio, target, t_base.median_ms, t_yours.median_ms, p.ctx);
+    free(hq), free(hk), free(hv), free(bq), free(bk), free(bv), free(got), free(ref32), free(ref);
+    attn_dfree(dq16), attn_dfree(dk16), attn_dfree(dv16), attn_dfree(do16), attn_dfree(dq32), attn_dfree(dk32);
+    attn_dfree(dv32), attn_dfree(do32), attn_dfree(dlse), attn_dfree(dlse_b), attn_dfree(ws);
+}
+
+Test(speed, vs_online_softmax)
+{
+    speed_vs(1, attn_make_shape(1, 4096, 4096, 32, 32, 128, 1), TARGET_VS_ONLINE, "flash_vs_online");
+}
+
+Test(speed, vs_naive)
+{
+    speed_vs(2, attn_make_shape(1, 4096, 4096, 16, 16, 64, 1), TARGET_VS_NAIVE, "flash_vs_naive");
+}
+
+/* ================================================================ errors */
+
+static uint16_t fake16[8] __attribute__((aligned(16)));
+static float fake[8];
+
+Test(errors, bad_shapes_are_named)
+{
+    const struct {
+        attn_shape sh;
+        int expected;
+        const char *what;
+    } cases[] = {
+        {{1, 4, 4, 6, 4, 64, 0.0f, 0}, ATTN_ERR_HEADS_NOT_DIVISIBLE, "H=6, G=4"},
+        {{1, 9, 8, 2, 2, 64, 0.0f, 1}, ATTN_ERR_M_GT_N, "M=9 > N=8"},
+        {{1, 4, 4, 2, 2, 96, 0.0f, 0}, ATTN_ERR_UNSUPPORTED_D, "D=96"},
+        {{1, 4, 4, 0, 2, 64, 0.0f, 0}, ATTN_ERR_BAD_SHAPE, "H=0"},
+    };
+    for (int c = 0; c < 4; ++c) {
+        assert_status(flash_attention_cuda(&cases[c].sh, fake16, fake16, fake16, fake16, fake, 0), cases[c].expected,
+                      cases[c].what);
+        cr_assert(strlen(attn_error_detail()) > 0, "no detail message for %s", cases[c].what);
+    }
+    const attn_shape ok = attn_make_shape(1, 4, 4, 2, 2, 64, 0);
+    assert_status(flash_attention_cuda(&ok, fake16 + 1, fake16, fake16, fake16, fake, 0), ATTN_ERR_BAD_ARGUMENT,
+                  "q not 16-byte aligned");
+}
+
+Test(errors, null_pointers_and_block_sizes)
+{
+    const attn_shape sh = attn_make_shape(1, 4, 4, 2, 2, 64, 0);
+    assert_status(flash_attention_cuda(&sh, fake16, NULL, fake16, fake16, fake, 0), ATTN_ERR_NULL_POINTER, "k = NULL");
+    assert_status(flash_blocked_cpu(&sh, fake, fake, fake, fake, NULL, 16, 16), ATTN_ERR_NULL_POINTER, "lse = NULL");
+    assert_status(flash_blocked_cpu(&sh, fake, fake, fake, fake, fake, 0, 16), ATTN_ERR_BAD_ARGUMENT, "Br = 0");
+    assert_status(flash_blocked_cpu(&sh, fake, fake, fake, fake, fake, 16, 300), ATTN_ERR_BAD_ARGUMENT, "Bc = 300");
+}
