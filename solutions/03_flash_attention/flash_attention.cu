@@ -114,7 +114,8 @@ __global__ void __launch_bounds__(kThreads, 2)
                            const uint16_t *__restrict__ k, const uint16_t *__restrict__ v, uint16_t *__restrict__ o,
                            float *__restrict__ lse)
 {
-    constexpr int kDTiles = D / 8; /* n8 tiles of the output per m16 tile */
+    constexpr int kDTiles = D / 8;      /* n8 tiles of the output per m16 tile */
+    constexpr int kRowBytes = D * 2;    /* one bf16 row of a shared tile */
     extern __shared__ __align__(128) uint8_t smem[];
     const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
 
@@ -155,6 +156,17 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     const int warp_row0 = warp * kRowsPerWarp;
 
+    /* ldmatrix addresses. Every row a lane points at has row % 8 == lane % 8, so the swizzled
+     * chunk of k16 slice kk depends on the lane and on kk % 4 only; kk / 4, the m16/n8 tile and
+     * the key slice are compile-time byte offsets added to one of four per-lane addresses. */
+    uint32_t q_addr[4], k_addr[4], v_addr[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+        q_addr[c] = q_s + (warp_row0 + lane % 16) * kRowBytes + (((2 * c + lane / 16) ^ (lane % 8)) * 16);
+        k_addr[c] = k_s + (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
+        v_addr[c] = v_s + (lane % 8 + ((lane / 8) % 2) * 8) * kRowBytes + (((2 * c + lane / 16) ^ (lane % 8)) * 16);
+    }
+
     for (int j = 0; j < n_tiles; ++j) {
         const long s0 = (long)j * kBc;
         cp_async_wait_all();
@@ -173,12 +185,11 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int kk = 0; kk < D / 16; ++kk) {
             uint32_t a[kMTiles][4];
 #pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt)
-                ldmatrix_x4(a[mt], q_s + swizzle<D>(warp_row0 + mt * 16 + lane % 16, kk * 2 + lane / 16));
+            for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(a[mt], q_addr[kk % 4] + mt * 16 * kRowBytes + (kk / 4) * 128);
 #pragma unroll
             for (int np = 0; np < kNTiles / 2; ++np) {
                 uint32_t bk[4];
-                ldmatrix_x4(bk, k_s + swizzle<D>(np * 16 + lane % 8 + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
+                ldmatrix_x4(bk, k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
 #pragma unroll
                 for (int mt = 0; mt < kMTiles; ++mt) {
                     mma_bf16(s[mt][2 * np], a[mt], bk[0], bk[1]);
@@ -202,6 +213,8 @@ __global__ void __launch_bounds__(kThreads, 2)
                     }
         }
 
+        uint32_t p[kMTiles][kNTiles][2]; /* P in bf16, packed in pairs */
+
         /* Online softmax, base 2: p = 2^(s * scale_log2 - m * scale_log2). m stays in raw score
          * units. A row holds 2 values per n8 tile in each thread and is spread over the 4 threads
          * of a quad, hence the two xor-shuffles. */
@@ -221,9 +234,10 @@ __global__ void __launch_bounds__(kThreads, 2)
                 float row_sum = 0.f;
 #pragma unroll
                 for (int nt = 0; nt < kNTiles; ++nt) {
-                    s[mt][nt][2 * rr] = fast_exp2(fmaf(s[mt][nt][2 * rr], scale_log2, -m_scaled));
-                    s[mt][nt][2 * rr + 1] = fast_exp2(fmaf(s[mt][nt][2 * rr + 1], scale_log2, -m_scaled));
-                    row_sum += s[mt][nt][2 * rr] + s[mt][nt][2 * rr + 1];
+                    const float p0 = fast_exp2(fmaf(s[mt][nt][2 * rr], scale_log2, -m_scaled));
+                    const float p1 = fast_exp2(fmaf(s[mt][nt][2 * rr + 1], scale_log2, -m_scaled));
+                    row_sum += p0 + p1;
+                    p[mt][nt][rr] = pack_bf16(p0, p1); /* row rr's two columns, as the P V operand */
                 }
                 l_i[mt][rr] = l_i[mt][rr] * alpha + row_sum;
 #pragma unroll
@@ -240,22 +254,20 @@ __global__ void __launch_bounds__(kThreads, 2)
             cp_async_commit();
         }
 
-        /* O += P V_j: P's A fragments come straight from S's accumulators (bf16), V's B fragments
+        /* O += P V_j: P's A fragments are S's accumulator tiles (now bf16), V's B fragments come
          * from ldmatrix.trans (V is [key][dim] in shared memory, the mma wants it dim-major). */
 #pragma unroll
         for (int kk = 0; kk < kBc / 16; ++kk) {
             uint32_t a[kMTiles][4];
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) {
-                a[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                a[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                a[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                a[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                a[mt][0] = p[mt][2 * kk][0], a[mt][1] = p[mt][2 * kk][1];
+                a[mt][2] = p[mt][2 * kk + 1][0], a[mt][3] = p[mt][2 * kk + 1][1];
             }
 #pragma unroll
             for (int dp = 0; dp < D / 16; ++dp) {
                 uint32_t bv[4];
-                ldmatrix_x4_trans(bv, v_s + swizzle<D>(kk * 16 + lane % 8 + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
+                ldmatrix_x4_trans(bv, v_addr[dp % 4] + kk * 16 * kRowBytes + (dp / 4) * 128);
 #pragma unroll
                 for (int mt = 0; mt < kMTiles; ++mt) {
                     mma_bf16(o_acc[mt][2 * dp], a[mt], bv[0], bv[1]);

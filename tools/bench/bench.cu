@@ -106,7 +106,7 @@ static int launch(void *ctx, cudaStream_t stream)
 
 /* ---------------------------------------------------------------- random inputs */
 
-/* Generating a billion normal numbers on the CPU (q, k and v at N = 64k, H = 64, D = 128) would take
+/* Generating 1.6 billion normal numbers on the CPU (q, k and v at N = 64k, H = 64, D = 128) would take
  * longer than timing the kernel. So each tensor is filled from a pool of POOL_ELEMS random values,
  * repeated as often as needed. The values still vary row by row (attn_fill_random gives every row
  * of D values its own scale), and no kernel's speed depends on data repeating every 4M elements. */

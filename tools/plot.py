@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Plot the CSV written by the benchmark (build/bin/bench --csv FILE) as PNG figures.
+
+    tools/plot.py figures/bench_h100.csv --out figures/
+    tools/plot.py a.csv b.csv --out figures/                 one set of figures per CSV
+    tools/plot.py a.csv b.csv --prefix compare --out /tmp/   all rows in one set (e.g. two devices)
+
+For each set, with <prefix> the CSV's name without extension (or --prefix):
+    <prefix>_tflops.png    TFLOP/s vs N, one line per (kernel, D, causal), and the measured cuBLAS
+                           bf16 GEMM peak as a dashed line when the CSV has it
+    <prefix>_time.png      time per call (ms, log scale) vs N
+    <prefix>_fraction.png  TFLOP/s as a fraction of that peak vs N (needs the peak in the CSV)
+N is on a log2 axis; a CSV with a single N gives bar charts instead. When other sizes (B, M, H, G)
+vary within the CSV, they are added to the series' labels so that no two series share a name.
+Needs matplotlib (Debian/Ubuntu: sudo apt-get install python3-matplotlib).
+"""
+import argparse
+import csv
+import os
+import sys
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
+except ImportError:
+    sys.exit("plot.py: matplotlib is missing (Debian/Ubuntu: sudo apt-get install python3-matplotlib)")
+
+INT_COLUMNS = ("B", "M", "N", "H", "G", "D", "causal")
+FLOAT_COLUMNS = ("ms", "tflops", "gbs", "peak_tflops", "peak_gbs", "frac_peak_flops", "frac_peak_bw")
+DPI = 150
+KERNEL_ORDER = ["naive_f32", "online_f32", "flash_bf16"]
+
+
+def read_rows(path):
+    """The CSV's rows as dicts with numbers converted; an empty field (no peak measured) is None."""
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("device", "kernel") + INT_COLUMNS + FLOAT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            sys.exit(f"plot.py: {path}: not a bench CSV (missing columns: {', '.join(missing)})")
+        for line, r in enumerate(reader, start=2):
+            try:
+                for c in INT_COLUMNS:
+                    r[c] = int(r[c])
+                for c in FLOAT_COLUMNS:
+                    r[c] = float(r[c]) if r[c] not in ("", None) else None
+            except ValueError as e:
+                sys.exit(f"plot.py: {path}, line {line}: {e}")
+            rows.append(r)
+    return rows
+
+
+def size_text(n):
+    """1024 -> '1k', 65536 -> '64k', 1000 -> '1000'."""
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def series_of(rows):
+    """Group rows into series: {label: [rows sorted by N]}. The label names the kernel, D and causal,
+    plus every other size that varies in these rows (a series must hold one point per N)."""
+    varying = [c for c in ("B", "H", "G") if len({r[c] for r in rows}) > 1]
+    label_m = any(r["M"] != r["N"] for r in rows)  # decoding (M = 1) or a mix: say so in the label
+    several_devices = len({r["device"] for r in rows}) > 1
+    groups = {}
+    for r in rows:
+        parts = [r["kernel"], f"D={r['D']}", "causal" if r["causal"] else "full"]
+        parts += [f"{c}={r[c]}" for c in varying]
+        if label_m:
+            parts.append("M=N" if r["M"] == r["N"] else f"M={r['M']}")
+        if several_devices:
+            parts.append(short_device(r["device"]))
+        groups.setdefault(", ".join(parts), {})[r["N"]] = r  # a repeated point: the last one wins
+    def order(label):  # the course's order (naive, online, flash), then the rest by name
+        kernel = label.split(",")[0]
+        return (KERNEL_ORDER.index(kernel) if kernel in KERNEL_ORDER else len(KERNEL_ORDER), label)
+
+    return {label: [groups[label][n] for n in sorted(groups[label])] for label in sorted(groups, key=order)}
+
+
+def short_device(device):
+    """'NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 50 MB L2)' -> 'NVIDIA H100 80GB HBM3'."""
+    return device.split(" (")[0]
+
+
+def title_for(rows, what, user_title):
+    devices = []
+    for r in rows:
+        if r["device"] not in devices:
+            devices.append(r["device"])
+    base = user_title or " vs ".join(short_device(d) if len(devices) > 1 else d for d in devices)
+    return f"{what}\n{base}"
+
+
+def peak_tflops_of(rows):
+    """{device: measured bf16 GEMM peak} for the devices whose rows carry one."""
+    peaks = {}
+    for r in rows:
+        if r["peak_tflops"]:
+            peaks.setdefault(r["device"], r["peak_tflops"])
+    return peaks
+
+
+def setup_n_axis(ax, rows):
+    ns = sorted({r["N"] for r in rows})
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(ns))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([size_text(n) for n in ns])
+    ax.set_xlim(ns[0] / 1.3, ns[-1] * 1.3)
+    ax.set_xlabel("N (keys per sequence; queries M = N unless labelled)")
+
+
+def plot_figure(rows, value, ylabel, what, path, args, log_y=False, peak_lines=None, percent=False):
+    """One figure: `value(row)` vs N per series, or bars when the rows hold a single N."""
+    series = series_of(rows)
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    single_n = len({r["N"] for r in rows}) == 1
+    if single_n:
+        labels = list(series)
+        heights = [value(pts[0]) for pts in series.values()]
+        colors = [f"C{i % 10}" for i in range(len(labels))]
+        bars = ax.bar(range(len(labels)), heights, color=colors)
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=9)
+        for b, h in zip(bars, heights):
+            text = f"{100 * h:.1f}%" if percent else f"{h:.3g}"
+            ax.annotate(text, (b.get_x() + b.get_width() / 2, h), ha="center", va="bottom", fontsize=9)
+        ax.set_xlabel(f"N = {size_text(rows[0]['N'])}")
+    else:
+        for i, (label, pts) in enumerate(series.items()):
+            ax.plot([p["N"] for p in pts], [value(p) for p in pts], marker="o", color=f"C{i % 10}", label=label)
+        setup_n_axis(ax, rows)
+    for device, peak in (peak_lines or {}).items():
+        label = "cuBLAS bf16 GEMM peak"
+        if len(peak_lines) > 1:
+            label += f" ({short_device(device)})"
+        ax.axhline(peak, linestyle="--", color="0.35", linewidth=1.2, label=f"{label}: {peak:.0f} TFLOP/s")
+    if log_y:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    if peak_lines:
+        # leave room above the peak line for its label
+        ax.set_ylim(top=max(ax.get_ylim()[1], 1.08 * max(peak_lines.values())))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title_for(rows, what, args.title), fontsize=11)
+    ax.grid(True, which="major", alpha=0.3)
+    if not single_n or peak_lines:
+        ax.legend(fontsize=9, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    print(path)
+
+
+def plot_set(rows, prefix, args):
+    if not rows:
+        print(f"plot.py: {prefix}: no rows to plot", file=sys.stderr)
+        return 1
+    out = lambda kind: os.path.join(args.out, f"{prefix}_{kind}.png")
+    peaks = peak_tflops_of(rows)
+    plot_figure(rows, lambda r: r["tflops"], "TFLOP/s (visible pairs only)", "Attention forward: throughput",
+                out("tflops"), args, peak_lines=peaks)
+    plot_figure(rows, lambda r: r["ms"], "time per call (ms, median)", "Attention forward: time",
+                out("time"), args, log_y=True)
+    with_frac = [r for r in rows if r["frac_peak_flops"] is not None]
+    if with_frac:
+        plot_figure(with_frac, lambda r: r["frac_peak_flops"], "fraction of the cuBLAS bf16 GEMM peak",
+                    "Attention forward: TFLOP/s as a fraction of the bf16 GEMM peak", out("fraction"), args,
+                    percent=True)
+    else:
+        print(f"plot.py: {prefix}: no peak in the CSV (bench --no-peaks?): {out('fraction')} not written",
+              file=sys.stderr)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("csv", nargs="+", help="CSV file(s) written by bench --csv")
+    ap.add_argument("--out", default="figures", help="folder for the PNG files (default: figures)")
+    ap.add_argument("--prefix", help="file name prefix (default: the CSV's name); with several CSVs, "
+                                     "plot all their rows together under this prefix")
+    ap.add_argument("--title", help="title line instead of the device name")
+    args = ap.parse_args()
+
+    os.makedirs(args.out, exist_ok=True)
+    for path in args.csv:
+        if not os.path.isfile(path):
+            sys.exit(f"plot.py: {path}: no such file")
+    if args.prefix:
+        rows = [r for path in args.csv for r in read_rows(path)]
+        return plot_set(rows, args.prefix, args)
+    rc = 0
+    for path in args.csv:
+        prefix = os.path.splitext(os.path.basename(path))[0]
+        rc |= plot_set(read_rows(path), prefix, args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
