@@ -2,8 +2,9 @@
 
 Each variant copies a lesson's reference solution and replaces one exact snippet (which must occur
 exactly once, so that an edit to a solution cannot silently disable a variant). The build compiles
-every variant against the lesson's tests; the self-test requires at least one test in each listed
-suite to fail. Variants whose suites are all GPU suites are reported as skipped on a machine
+every variant against the lesson's tests; the self-test requires at least one test in the listed
+suites to fail. A variant with `sanitizer` (a compute-sanitizer tool) must also be flagged by that tool
+(CTest label `sanitizer`, run on a GPU machine). Variants whose suites are all GPU suites are reported as skipped on a machine
 without a GPU.
 """
 
@@ -38,4 +39,26 @@ VARIANTS = [
     dict(lesson="02_online_softmax", name="cuda_lse_mixed_bases", file="online_softmax.cu", suites=["cuda_part"],
          why="lse mixes the base-2 running max with a natural log",
          old="(m[r] + log2f(l_row)) * kLn2", new="m[r] + logf(l_row)"),
+]
+# ------------------------------------------------------------------ lesson 03 (appended below VARIANTS)
+VARIANTS += [
+    dict(lesson="03_flash_attention", name="c_no_rescale", file="flash_attention.c", suites=["c_part"],
+         why="the accumulator is not rescaled when a later key block raises the running max",
+         old="for (int d = 0; d < D; ++d) ar[d] *= alpha;", new=""),
+    dict(lesson="03_flash_attention", name="cuda_no_rescale", file="flash_attention.cu", suites=["cuda_part"],
+         why="the output accumulator is not rescaled by alpha between key tiles",
+         old="""                    o_acc[mt][dt][2 * rr] *= alpha;
+                    o_acc[mt][dt][2 * rr + 1] *= alpha;
+""", new=""),
+    dict(lesson="03_flash_attention", name="cuda_missing_barrier", file="flash_attention.cu",
+         suites=["cuda_part"], sanitizer="racecheck",
+         why="no barrier between the score phase and the next K tile load: warps overwrite K_j while others "
+             "still read it, and read V_j before other threads' copies are visible",
+         old="""        cp_async_wait_all();
+        __syncthreads(); /* V_j has landed for everyone; nobody still reads K_j */""",
+         new="""        cp_async_wait_all();"""),
+    dict(lesson="03_flash_attention", name="cuda_mask_first_row_only", file="flash_attention.cu",
+         suites=["cuda_part"],
+         why="tiles are masked only when they cross the end of the keys, never at the causal diagonal",
+         old="if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > offset + i0)) {", new="if (s0 + kBc > sh.N) {"),
 ]

@@ -5,7 +5,8 @@
 
 For each variant, OUT/<lesson>__<name>/<lesson>/ receives the lesson's solution files with the
 one snippet replaced. The CMake file lists the variants for the build as
-"<lesson>|<name>|<suite,suite>" entries of ATTN_VARIANTS.
+"<lesson>|<name>|<suite,suite>|<sanitizer tool or empty>" entries of ATTN_VARIANTS. A variant with
+a sanitizer tool must also be caught by that compute-sanitizer tool (label `sanitizer`).
 """
 import argparse
 import os
@@ -42,7 +43,7 @@ def main():
                 if not os.path.exists(dst) or open(dst, encoding="utf-8").read() != text:
                     with open(dst, "w", encoding="utf-8") as f:
                         f.write(text)
-        entries.append(f"{var['lesson']}|{var['name']}|{','.join(var['suites'])}")
+        entries.append(f"{var['lesson']}|{var['name']}|{','.join(var['suites'])}|{var.get('sanitizer', '')}")
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINTS = {
     "01": {"c_part": 40, "cuda_part": 60, "speed": 0},
     "02": {"c_part": 30, "cuda_part": 50, "speed": 20},
+    "03": {"c_part": 20, "cuda_part": 50, "speed": 30},
 }
 PART_TITLES = {"c_part": "C part", "cuda_part": "CUDA part", "speed": "speed", "errors": "argument checks"}
 
@@ -84,13 +85,14 @@ def score_parts(tests, speed, points):
         elif not ran:
             info["state"] = "skipped"
         elif part == "speed":
-            best = max((s.get("score", 0.0) for s in speed), default=None)
-            info["ratio"] = max((s.get("ratio", 0.0) for s in speed), default=None)
-            info["target"] = max((s.get("target", 0.0) for s in speed), default=None)
+            # each speed test that ran scores against its own target; one that failed before it
+            # could report (wrong output, an error) scores 0
+            best = sum(s.get("score", 0.0) for s in speed) / len(ran)
+            info["ratios"] = [(s.get("ratio", 0.0), s.get("target", 0.0)) for s in speed]
             if max_points == 0:
                 info["state"] = "reported"
             else:
-                info["points"] = round(max_points * (best or 0.0), 2)
+                info["points"] = round(max_points * min(best, 1.0), 2)
         else:
             info["points"] = round(max_points * passed / len(ran), 2)
         parts[part] = info
@@ -115,12 +117,13 @@ def format_part(part, info):
         return f"  {title:<12} {'-':>8}   no tests                            {'-':>6} / {mx}"
     tests = f"{info['passed']}/{info['total']}"
     if part == "speed":
-        if info.get("ratio") is None:
+        ratios = info.get("ratios") or []
+        if not ratios:
             result = "not timed (the speed test failed first)"
         elif info["state"] == "reported":
-            result = f"{info['ratio']:.2f}x (reported only)"
+            result = ", ".join(f"{r:.2f}x" for r, _ in ratios) + " (reported only)"
         else:
-            result = f"{info['ratio']:.2f}x, target {info['target']:.1f}x"
+            result = ", ".join(f"{r:.1f}x of {t:.0f}x" for r, t in ratios)
     else:
         result = "all passed" if info["passed"] == info["total"] else f"{info['total'] - info['passed']} failing"
     pts = f"{info['points']:6.1f}" if info["state"] != "reported" else f"{'-':>6}"

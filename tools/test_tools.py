@@ -64,6 +64,12 @@ class Grader(unittest.TestCase):
         parts = grade.score_parts(tests, speed, {"speed": 20})
         self.assertEqual(parts["speed"]["points"], 10.0)
 
+    def test_two_speed_tests_average_and_a_silent_failure_scores_zero(self):
+        tests = [("speed", "a", "PASSED"), ("speed", "b", "FAILED")]
+        speed = [{"name": "a", "ratio": 9.0, "target": 8.0, "score": 1.0}]
+        parts = grade.score_parts(tests, speed, {"speed": 30})
+        self.assertEqual(parts["speed"]["points"], 15.0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -114,11 +114,12 @@ __global__ void __launch_bounds__(kThreads, 2)
                            const uint16_t *__restrict__ k, const uint16_t *__restrict__ v, uint16_t *__restrict__ o,
                            float *__restrict__ lse)
 {
-    constexpr int kDTiles = D / 8; /* n8 tiles of the output per m16 tile */
+    constexpr int kDTiles = D / 8;      /* n8 tiles of the output per m16 tile */
+    constexpr int kRowBytes = D * 2;    /* one bf16 row of a shared tile */
     extern __shared__ __align__(128) uint8_t smem[];
     const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
 
-    /* TODO (about 150 lines): follow the numbered steps of the README: (1) block coordinates and base pointers,
+    /* TODO (about 160 lines): follow the numbered steps of the README: (1) block coordinates and base pointers,
      * number of key tiles (causal: up to the last row's position); (2) cp.async Q and K_0, zero
      * the accumulators, m = -inf; (3) per key tile: wait + __syncthreads, start V_j, S = Q K_j^T
      * with ldmatrix + mma, mask when the tile crosses the diagonal or N, online softmax with
