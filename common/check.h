@@ -27,8 +27,11 @@ typedef struct {
  * so each score carries 1e-5..1e-4 of absolute error, which exp turns into the same relative
  * error on the probabilities. These tests exist to catch overflow and NaN, not to grade rounding. */
 #define ATTN_TOL_F32_LARGE ((attn_tol){5e-4, 5e-4})
-/* bf16 inputs/outputs, fp32 accumulation: bf16 keeps 8 bits of mantissa (2^-8 ~ 4e-3). */
-#define ATTN_TOL_BF16 ((attn_tol){1e-2, 1e-2})
+/* bf16 inputs/outputs, fp32 accumulation. bf16 keeps 8 significant bits: the output's own rounding
+ * is 2^-9 ~ 2e-3 relative, and the probabilities enter P V as bf16 too, each with up to 2^-9
+ * relative error; with |v| up to ~8 (the test data has outliers) a row can be off by ~1e-2 in
+ * absolute terms, seen on an H100 over 16M outputs. Logic errors are 10x to 100x larger. */
+#define ATTN_TOL_BF16 ((attn_tol){2e-2, 2e-2})
 
 typedef enum {
     ATTN_LAYOUT_BMHD, /* o, q: [B, M, H, D] */

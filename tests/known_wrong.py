@@ -50,8 +50,10 @@ VARIANTS += [
          old="""                    o_acc[mt][dt][2 * rr] *= alpha;
                     o_acc[mt][dt][2 * rr + 1] *= alpha;
 """, new=""),
+    # A race rarely changes the numbers (the copies are slow to land, the warps run in step), so the
+    # tests cannot be relied on to see it: compute-sanitizer racecheck must.
     dict(lesson="03_flash_attention", name="cuda_missing_barrier", file="flash_attention.cu",
-         suites=["cuda_part"], sanitizer="racecheck",
+         suites=[], sanitizer="racecheck",
          why="no barrier between the score phase and the next K tile load: warps overwrite K_j while others "
              "still read it, and read V_j before other threads' copies are visible",
          old="""        cp_async_wait_all();

@@ -166,6 +166,50 @@ Test(cuda_part, large_logits)
     check_cuda(attn_make_shape(1, 100, 500, 2, 1, 128, 0), 1);
 }
 
+/* The same inputs twice must give bitwise the same output: a result that moves between runs is a
+ * race (a missing barrier, a read of shared memory before the copy into it has landed). */
+Test(cuda_part, deterministic)
+{
+    require_gpu();
+    const attn_shape sh = attn_make_shape(1, 1024, 1024, 8, 2, 128, 1);
+    problem p;
+    problem_init(&p, sh, 1.0f, attn_test_seed());
+    bf16_inputs x;
+    to_bf16_inputs(&p, &x);
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    uint16_t *dq, *dk, *dv, *d_o, *first = attn_alloc_bf16(nq), *again = attn_alloc_bf16(nq);
+    float *dlse;
+    assert_ok(attn_dalloc((void **)&dq, nq * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&dk, nkv * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&dv, nkv * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&d_o, nq * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&dlse, nl * 4), p.ctx);
+    assert_ok(attn_h2d(dq, x.q, nq * 2), p.ctx);
+    assert_ok(attn_h2d(dk, x.k, nkv * 2), p.ctx);
+    assert_ok(attn_h2d(dv, x.v, nkv * 2), p.ctx);
+    for (int run = 0; run < 5; ++run) {
+        assert_ok(attn_dpoison(d_o, nq * 2), p.ctx);
+        assert_ok(flash_attention_cuda(&sh, dq, dk, dv, d_o, dlse, 0), p.ctx);
+        assert_ok(attn_dsync(), p.ctx);
+        assert_ok(attn_d2h(run ? again : first, d_o, nq * 2), p.ctx);
+        if (run == 0) {
+            attn_cmp r;
+            attn_compare_bf16(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, first, p.o_ref, TOL_O);
+            cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
+            continue;
+        }
+        size_t differ = 0, at = 0;
+        for (size_t e = 0; e < nq; ++e)
+            if (first[e] != again[e]) differ++, at = e;
+        cr_assert(differ == 0, "run %d differs from run 0 in %zu elements (e.g. flat index %zu: 0x%04x vs 0x%04x): the "
+                  "same inputs must give the same bits; a moving result is a race (a missing __syncthreads?) [%s]",
+                  run, differ, at, again[at], first[at], p.ctx);
+    }
+    free(first), free(again), free(x.q), free(x.k), free(x.v);
+    attn_dfree(dq), attn_dfree(dk), attn_dfree(dv), attn_dfree(d_o), attn_dfree(dlse);
+    problem_free(&p);
+}
+
 /* ================================================================ speed */
 
 typedef struct {
