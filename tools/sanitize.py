@@ -65,11 +65,18 @@ def main():
         print(out[-3000:])
         print(f"sanitize: {args.tool} found nothing wrong in the known-wrong {name}")
         return 1
+    summaries = len(re.findall(r"(ERROR|RACECHECK) SUMMARY", out))
+    tested = sum(int(n) for n in re.findall(r"Synthesis: Tested: (\d+)", out))
     if found or proc.returncode != 0 or tests_failed:
         print(out[-6000:])
         print(f"sanitize: {args.tool} on {name}: {errors} errors, {hazards} hazards, exit {proc.returncode}")
         return 1
-    print(f"sanitize: {args.tool} on {name} ({args.filter}): clean")
+    if summaries == 0 or tested == 0:
+        print(out[-3000:])
+        print(f"sanitize: {args.tool} on {name}: the sanitizer did not report on any test process "
+              f"({summaries} summaries, {tested} tests): nothing was checked")
+        return 1
+    print(f"sanitize: {args.tool} on {name} ({args.filter}): {tested} tests, {summaries} processes checked, clean")
     return 0
 
 
