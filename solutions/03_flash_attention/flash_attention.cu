@@ -3,8 +3,10 @@
  * fp32 accumulation, bf16 out, fp32 lse).
  *
  * Parallelisation
- *   grid   (H, ceil(M / Br), B); the row blocks run in reverse so that the longest causal
- *          blocks (the last rows see the most keys) start first and the short ones fill the tail
+ *   grid   (ceil(M / Br), H, B): the row blocks of one head are neighbours in launch order, so
+ *          the blocks running at the same time share their K/V in L2 (a head's K and V are read
+ *          from memory about once); they run in reverse so that the longest causal blocks (the
+ *          last rows see the most keys) start first and the short ones fill the tail
  *   block  4 warps, Br = 128 query rows of one (b, h); each warp owns 32 rows (two m16 tiles)
  *   loop   over tiles of Bc = 64 keys: S = Q K^T (mma.sync m16n8k16), mask if the tile crosses
  *          the causal diagonal or the end of the keys, online softmax in registers, O += P V
@@ -95,16 +97,21 @@ __device__ __forceinline__ uint32_t swizzle(int row, int chunk)
 }
 
 /* Copy rows [first, first + ROWS) of a [*, stride] bf16 matrix into a swizzled shared tile;
- * rows at or past `limit` become zeros (0 * garbage could be NaN in P V). */
+ * rows at or past `limit` become zeros (0 * garbage could be NaN in P V). Thread t copies chunk
+ * t % (D/8) of rows t / (D/8), + 128 / (D/8), ...: the loop has a compile-time trip count, and as
+ * the row step is a multiple of 8 the swizzled chunk is the same in every iteration. */
 template <int D, int ROWS>
 __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t *base, size_t stride, long first, long limit)
 {
-    constexpr int kChunks = D / 8;
-    for (int e = threadIdx.x; e < ROWS * kChunks; e += kThreads) {
-        const int r = e / kChunks, c = e % kChunks;
-        const bool valid = first + r < limit;
-        const uint16_t *src = base + (valid ? (size_t)(first + r) * stride : 0) + c * 8;
-        cp_async_16(tile + swizzle<D>(r, c), src, valid);
+    constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
+    static_assert(kRowStep % 8 == 0 && ROWS % kRowStep == 0, "tile shape");
+    const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
+    const uint32_t dst = tile + swizzle<D>(r0, c);
+    const uint16_t *src = base + (size_t)(first + r0) * stride + c * 8;
+#pragma unroll
+    for (int it = 0; it < ROWS / kRowStep; ++it) {
+        const bool valid = first + r0 + it * kRowStep < limit;
+        cp_async_16(dst + it * kRowStep * D * 2, valid ? src + (size_t)it * kRowStep * stride : base, valid);
     }
 }
 
@@ -128,8 +135,8 @@ __global__ void __launch_bounds__(kThreads, 2)
      * with ldmatrix.trans; (4) reduce l over the quad, write o / l as bf16 and lse. */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4; /* row within an m16 tile, column pair */
-    const int h = blockIdx.x, b = blockIdx.z;
-    const int i0 = (gridDim.y - 1 - blockIdx.y) * kBr;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * kBr;
     const int g = h / (sh.H / sh.G);
     const long offset = (long)sh.N - sh.M; /* query i sits at position offset + i */
     const size_t q_stride = (size_t)sh.H * D, kv_stride = (size_t)sh.G * D;
@@ -309,7 +316,7 @@ int launch(const attn_shape *shape, float scale_log2, const uint16_t *q, const u
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes),
                               "cudaFuncSetAttribute (shared memory)");
     if (st) return st;
-    const dim3 grid(shape->H, (shape->M + kBr - 1) / kBr, shape->B);
+    const dim3 grid((shape->M + kBr - 1) / kBr, shape->H, shape->B);
     flash_attention_kernel<D><<<grid, kThreads, smem_bytes, stream>>>(*shape, scale_log2, q, k, v, o, lse);
     return attn_cuda_launch_status("flash_attention_kernel");
 }
@@ -328,9 +335,9 @@ extern "C" int flash_attention_cuda(const attn_shape *shape, const uint16_t *q, 
                          shape->D);
     if (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)o) % 16 != 0)
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "flash_attention_cuda: q, k, v and o must be 16-byte aligned");
-    if (shape->B > 65535 || (shape->M + kBr - 1) / kBr > 65535)
-        return attn_fail(ATTN_ERR_BAD_SHAPE, "flash_attention_cuda: B=%d and ceil(M/%d)=%d must be <= 65535",
-                         shape->B, kBr, (shape->M + kBr - 1) / kBr);
+    if (shape->B > 65535 || shape->H > 65535)
+        return attn_fail(ATTN_ERR_BAD_SHAPE, "flash_attention_cuda: B=%d and H=%d must be <= 65535", shape->B,
+                         shape->H);
     const float scale_log2 = attn_softmax_scale(shape) * kLog2e;
     if (shape->D == 64) return launch<64>(shape, scale_log2, q, k, v, o, lse, stream);
     return launch<128>(shape, scale_log2, q, k, v, o, lse, stream);
