@@ -3,10 +3,11 @@
  * fp32 accumulation, bf16 out, fp32 lse).
  *
  * Parallelisation
- *   grid   (ceil(M / Br), H, B): the row blocks of one head are neighbours in launch order, so
- *          the blocks running at the same time share their K/V in L2 (a head's K and V are read
- *          from memory about once); they run in reverse so that the longest causal blocks (the
- *          last rows see the most keys) start first and the short ones fill the tail
+ *   grid   one block per (row block, head), batch in grid.y. Launch order: heads in chunks small
+ *          enough that the chunk's K and V fit in L2 (the blocks running at the same time then
+ *          share them: each head's K/V is read from memory about once); inside a chunk, the
+ *          row blocks from last to first (the last rows see the most causal keys, so the long
+ *          blocks start first and the short ones fill the tail), the chunk's heads interleaved
  *   block  4 warps, Br = 128 query rows of one (b, h); each warp owns 32 rows (two m16 tiles)
  *   loop   over tiles of Bc = 64 keys: S = Q K^T (mma.sync m16n8k16), mask if the tile crosses
  *          the causal diagonal or the end of the keys, online softmax in registers, O += P V
@@ -117,7 +118,7 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t *base, s
 
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
-    flash_attention_kernel(attn_shape sh, float scale_log2, const uint16_t *__restrict__ q,
+    flash_attention_kernel(attn_shape sh, float scale_log2, int heads_per_chunk, const uint16_t *__restrict__ q,
                            const uint16_t *__restrict__ k, const uint16_t *__restrict__ v, uint16_t *__restrict__ o,
                            float *__restrict__ lse)
 {
@@ -135,8 +136,11 @@ __global__ void __launch_bounds__(kThreads, 2)
      * with ldmatrix.trans; (4) reduce l over the quad, write o / l as bf16 and lse. */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4; /* row within an m16 tile, column pair */
-    const int h = blockIdx.y, b = blockIdx.z;
-    const int i0 = (gridDim.x - 1 - blockIdx.x) * kBr;
+    const int row_blocks = (sh.M + kBr - 1) / kBr;
+    const int chunk = blockIdx.x / (row_blocks * heads_per_chunk), rem = blockIdx.x % (row_blocks * heads_per_chunk);
+    const int heads_here = min(heads_per_chunk, sh.H - chunk * heads_per_chunk);
+    const int h = chunk * heads_per_chunk + rem % heads_here, b = blockIdx.y;
+    const int i0 = (row_blocks - 1 - rem / heads_here) * kBr;
     const int g = h / (sh.H / sh.G);
     const long offset = (long)sh.N - sh.M; /* query i sits at position offset + i */
     const size_t q_stride = (size_t)sh.H * D, kv_stride = (size_t)sh.G * D;
@@ -316,8 +320,16 @@ int launch(const attn_shape *shape, float scale_log2, const uint16_t *q, const u
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes),
                               "cudaFuncSetAttribute (shared memory)");
     if (st) return st;
-    const dim3 grid((shape->M + kBr - 1) / kBr, shape->H, shape->B);
-    flash_attention_kernel<D><<<grid, kThreads, smem_bytes, stream>>>(*shape, scale_log2, q, k, v, o, lse);
+    /* heads whose K and V fit in half of L2 together */
+    int dev = 0, l2_bytes = 0;
+    st = attn_cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
+    if (!st) st = attn_cuda_status(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev), "L2 size");
+    if (st) return st;
+    const double kv_bytes_per_head = 4.0 * shape->N * D; /* K and V, bf16 */
+    const int heads_per_chunk = (int)fmax(1.0, fmin((double)shape->H, 0.5 * l2_bytes / kv_bytes_per_head));
+    const dim3 grid((unsigned)((shape->M + kBr - 1) / kBr) * (unsigned)shape->H, shape->B);
+    flash_attention_kernel<D><<<grid, kThreads, smem_bytes, stream>>>(*shape, scale_log2, heads_per_chunk, q, k, v, o,
+                                                                      lse);
     return attn_cuda_launch_status("flash_attention_kernel");
 }
 
@@ -335,9 +347,9 @@ extern "C" int flash_attention_cuda(const attn_shape *shape, const uint16_t *q, 
                          shape->D);
     if (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)o) % 16 != 0)
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "flash_attention_cuda: q, k, v and o must be 16-byte aligned");
-    if (shape->B > 65535 || shape->H > 65535)
-        return attn_fail(ATTN_ERR_BAD_SHAPE, "flash_attention_cuda: B=%d and H=%d must be <= 65535", shape->B,
-                         shape->H);
+    if (shape->B > 65535 || (double)((shape->M + kBr - 1) / kBr) * shape->H > 2147483647.0)
+        return attn_fail(ATTN_ERR_BAD_SHAPE, "flash_attention_cuda: B=%d must be <= 65535 and ceil(M/%d)*H < 2^31",
+                         shape->B, kBr);
     const float scale_log2 = attn_softmax_scale(shape) * kLog2e;
     if (shape->D == 64) return launch<64>(shape, scale_log2, q, k, v, o, lse, stream);
     return launch<128>(shape, scale_log2, q, k, v, o, lse, stream);
