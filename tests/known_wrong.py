@@ -64,3 +64,20 @@ VARIANTS += [
          why="tiles are masked only when they cross the end of the keys, never at the causal diagonal",
          old="if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > offset + i0)) {", new="if (s0 + kBc > sh.N) {"),
 ]
+# ------------------------------------------------------------------ lesson 04
+VARIANTS += [
+    dict(lesson="04_gqa", name="c_kv_head_modulo", file="gqa_attention.c", suites=["c_part"],
+         why="query head h reads kv head h % G (interleaved groups) instead of h / (H/G)",
+         old="*g = h / (H / G);", new="*g = h % G;"),
+    dict(lesson="04_gqa", name="c_cache_32bit", file="gqa_attention.c", suites=["c_part"],
+         why="the cache size computed in 32-bit arithmetic overflows for long contexts",
+         old="*bytes = 2ull * (uint64_t)layers * (uint64_t)batch * (uint64_t)tokens * (uint64_t)G * (uint64_t)D *\n             (uint64_t)bytes_per_elem;",
+         new="*bytes = (uint32_t)(2u * (uint32_t)layers * (uint32_t)batch * (uint32_t)tokens * (uint32_t)G * (uint32_t)D *\n             (uint32_t)bytes_per_elem);"),
+    dict(lesson="04_gqa", name="cuda_block_position_for_all_rows", file="gqa_attention.cu", suites=["cuda_part"],
+         why="every packed row is masked with the position of the block's first row",
+         old="const long t = offset + (R0 + warp_row0 + mt * 16 + gid + rr * 8) / hpg;", new="const long t = t_first;"),
+    dict(lesson="04_gqa", name="cuda_packed_head_order", file="gqa_attention.cu", suites=["cuda_part"],
+         why="packed rows read as head-major (R = hh * M + i) on the Q side only",
+         old="const uint16_t *src = valid ? q_bg + ((size_t)(R / hpg) * sh.H + R % hpg) * D + c * 8 : q;",
+         new="const uint16_t *src = valid ? q_bg + ((size_t)(R % sh.M) * sh.H + R / sh.M) * D + c * 8 : q;"),
+]

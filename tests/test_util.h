@@ -152,6 +152,103 @@ static inline float *download_f32(const float *dev, size_t n, const char *ctx)
     return h;
 }
 
+/* ---------------------------------------------------------------- bf16 kernels (lesson 03 on) */
+
+/* A bf16 attention kernel under test: run it on device buffers, return an attn status. */
+typedef int (*bf16_launch_fn)(void *ctx, const attn_shape *sh, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                              uint16_t *o, float *lse);
+
+/* Draw a problem, round its inputs to bf16, compute the oracle (with `opts`' visibility rules) on
+ * the rounded values, run the kernel on poisoned outputs and compare o (bf16 tolerance) and lse. */
+static inline void check_bf16_kernel(const attn_oracle_opts *opts, int large_logits, bf16_launch_fn fn, void *ctx)
+{
+    const attn_shape sh = opts->shape;
+    problem p;
+    problem_init_ex(&p, sh, 1.0f, large_logits, attn_test_seed());
+    if (opts->window > 0) {
+        size_t n = strlen(p.ctx);
+        snprintf(p.ctx + n, sizeof p.ctx - n, ", window %d", opts->window);
+    }
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    uint16_t *hq = attn_alloc_bf16(nq), *hk = attn_alloc_bf16(nkv), *hv = attn_alloc_bf16(nkv), *ho = attn_alloc_bf16(nq);
+    attn_f32_to_bf16_array(p.q, hq, nq), attn_f32_to_bf16_array(p.k, hk, nkv), attn_f32_to_bf16_array(p.v, hv, nkv);
+    attn_bf16_to_f32_array(hq, p.q, nq), attn_bf16_to_f32_array(hk, p.k, nkv), attn_bf16_to_f32_array(hv, p.v, nkv);
+    assert_ok(attn_oracle_forward(opts, p.q, p.k, p.v, p.o_ref, p.lse_ref, NULL), p.ctx);
+    uint16_t *dq, *dk, *dv, *d_o;
+    float *dlse;
+    assert_ok(attn_dalloc((void **)&dq, nq * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&dk, nkv * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&dv, nkv * 2), p.ctx);
+    assert_ok(attn_dalloc((void **)&d_o, nq * 2), p.ctx); /* poisoned: 0xFFFF is a bf16 NaN */
+    assert_ok(attn_dalloc((void **)&dlse, nl * 4), p.ctx);
+    assert_ok(attn_h2d(dq, hq, nq * 2), p.ctx);
+    assert_ok(attn_h2d(dk, hk, nkv * 2), p.ctx);
+    assert_ok(attn_h2d(dv, hv, nkv * 2), p.ctx);
+    assert_ok(fn(ctx, &sh, dq, dk, dv, d_o, dlse), p.ctx);
+    assert_ok(attn_dsync(), p.ctx);
+    assert_ok(attn_d2h(ho, d_o, nq * 2), p.ctx);
+    float *lse = download_f32(dlse, nl, p.ctx);
+    attn_cmp r;
+    attn_compare_bf16(&r, "o", ATTN_LAYOUT_BMHD, &sh, opts->window, ho, p.o_ref, ATTN_TOL_BF16);
+    cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
+    attn_compare_f32(&r, "lse", ATTN_LAYOUT_BHM, &sh, opts->window, lse, p.lse_ref, ((attn_tol){1e-3, 1e-4}));
+    cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
+    free(hq), free(hk), free(hv), free(ho), free(lse);
+    attn_dfree(dq), attn_dfree(dk), attn_dfree(dv), attn_dfree(d_o), attn_dfree(dlse);
+    problem_free(&p);
+}
+
+/* Device buffers of random bf16 inputs for speed tests (values never all zero). */
+typedef struct {
+    attn_shape sh;
+    uint16_t *q, *k, *v, *o;
+    float *lse;
+} bf16_dev;
+
+static inline void bf16_dev_init(bf16_dev *d, attn_shape sh, uint64_t seed, const char *ctx)
+{
+    memset(d, 0, sizeof *d);
+    d->sh = sh;
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh);
+    float *x = attn_alloc_f32(nq > nkv ? nq : nkv);
+    uint16_t *y = attn_alloc_bf16(nq > nkv ? nq : nkv);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    uint16_t **dst[3] = {&d->q, &d->k, &d->v};
+    const size_t n[3] = {nq, nkv, nkv};
+    for (int t = 0; t < 3; ++t) {
+        attn_fill_random(x, n[t], (size_t)sh.D, 1.0f, &rng);
+        attn_f32_to_bf16_array(x, y, n[t]);
+        assert_ok(attn_dalloc((void **)dst[t], n[t] * 2), ctx);
+        assert_ok(attn_h2d(*dst[t], y, n[t] * 2), ctx);
+    }
+    assert_ok(attn_dalloc((void **)&d->o, nq * 2), ctx);
+    assert_ok(attn_dalloc((void **)&d->lse, attn_lse_elems(&sh) * 4), ctx);
+    free(x), free(y);
+}
+
+static inline void bf16_dev_free(bf16_dev *d)
+{
+    attn_dfree(d->q), attn_dfree(d->k), attn_dfree(d->v), attn_dfree(d->o), attn_dfree(d->lse);
+    memset(d, 0, sizeof *d);
+}
+
+/* Compare two bf16 outputs of the same shape (a kernel against a baseline), bf16 tolerance. */
+static inline void expect_same_bf16(const attn_shape *sh, const uint16_t *got_dev, const uint16_t *ref_dev,
+                                    const char *what, const char *ctx)
+{
+    const size_t nq = attn_q_elems(sh);
+    uint16_t *got = attn_alloc_bf16(nq), *ref = attn_alloc_bf16(nq);
+    double *ref64 = attn_alloc_f64(nq);
+    assert_ok(attn_d2h(got, got_dev, nq * 2), ctx);
+    assert_ok(attn_d2h(ref, ref_dev, nq * 2), ctx);
+    for (size_t e = 0; e < nq; ++e) ref64[e] = attn_bf16_to_f32(ref[e]);
+    attn_cmp r;
+    attn_compare_bf16(&r, what, ATTN_LAYOUT_BMHD, sh, 0, got, ref64, ATTN_TOL_BF16);
+    cr_assert(r.ok, "%s [%s]", r.message, ctx);
+    free(got), free(ref), free(ref64);
+}
+
 /* The shapes every fp32 CUDA correctness test walks through: N = 1, sizes that are multiples of
  * no tile, M != N, GQA and MQA, D in {64, 128}, batch > 1. */
 static const attn_shape kShapes[] = {

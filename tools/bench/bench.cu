@@ -12,6 +12,7 @@
  *   naive_f32    lesson 01's frozen naive kernel (common/baselines.h): fp32, the N x N scores in memory
  *   online_f32   lesson 02's solution: fused attention with the online softmax, fp32, D = 64 or 128
  *   flash_bf16   lesson 03's solution: flash attention on tensor cores, bf16, D = 64 or 128
+ *   gqa_bf16     lesson 04's solution: the query heads of a kv group share each K/V tile, bf16
  *
  * Build and run (from the repository root)
  *   cmake -S . -B build && cmake --build build --target bench -j
@@ -42,13 +43,12 @@
 #include "attn_gpu.h"
 #include "baselines.h"
 #include "online_softmax.h"
-#ifdef BENCH_HAVE_FLASH
 #include "flash_attention.h"
-#endif
+#include "gqa_attention.h"
 
 /* ---------------------------------------------------------------- kernels */
 
-typedef enum { K_NAIVE_F32, K_ONLINE_F32, K_FLASH_BF16, KERNEL_COUNT } kernel_id;
+typedef enum { K_NAIVE_F32, K_ONLINE_F32, K_FLASH_BF16, K_GQA_BF16, KERNEL_COUNT } kernel_id;
 
 typedef struct {
     const char *name;
@@ -57,16 +57,13 @@ typedef struct {
     int built;         /* 0: its lesson's solution was not part of this build */
 } kernel_info;
 
-#ifdef BENCH_HAVE_FLASH
 #define FLASH_BUILT 1
-#else
-#define FLASH_BUILT 0
-#endif
 
 static const kernel_info kKernels[KERNEL_COUNT] = {
     {"naive_f32", sizeof(float), 0, 1},
     {"online_f32", sizeof(float), 1, 1},
     {"flash_bf16", sizeof(uint16_t), 1, FLASH_BUILT},
+    {"gqa_bf16", sizeof(uint16_t), 1, 1},
 };
 
 static int kernel_supports_d(kernel_id kernel, int D)
@@ -95,10 +92,11 @@ static int launch(void *ctx, cudaStream_t stream)
         return online_attention_cuda(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
                                      (float *)r->o, r->lse, stream);
     case K_FLASH_BF16:
-#ifdef BENCH_HAVE_FLASH
         return flash_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
                                     (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
-#endif
+    case K_GQA_BF16:
+        return gqa_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
+                                  (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
     default:
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "kernel %d is not built into this program", (int)r->kernel);
     }
@@ -295,7 +293,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: bench [options]\n"
             "Time attention kernels over the cartesian product of the listed sizes; print a table, write CSV.\n"
-            "  --kernels LIST   naive_f32, online_f32, flash_bf16%s (default: flash_bf16 if built, else online_f32)\n"
+            "  --kernels LIST   naive_f32, online_f32, flash_bf16%s, gqa_bf16 (default: flash_bf16 if built, else online_f32)\n"
             "  --N LIST         keys per sequence (default 1024,2048,4096)\n"
             "  --M LIST         queries, the last M positions; N means M = N (default N; 1 for decoding)\n"
             "  --B LIST         batch (default 1)\n"
@@ -356,7 +354,7 @@ static int parse_kernels(const char *text, options *o)
         for (int k = 0; k < KERNEL_COUNT; ++k)
             if (strcmp(name, kKernels[k].name) == 0) found = k;
         if (found < 0) {
-            fprintf(stderr, "bench: unknown kernel \"%s\" (naive_f32, online_f32, flash_bf16)\n", name);
+            fprintf(stderr, "bench: unknown kernel \"%s\" (naive_f32, online_f32, flash_bf16, gqa_bf16)\n", name);
             return 0;
         }
         if (!kKernels[found].built) {
