@@ -81,3 +81,16 @@ VARIANTS += [
          old="const uint16_t *src = valid ? q_bg + ((size_t)(R / hpg) * sh.H + R % hpg) * D + c * 8 : q;",
          new="const uint16_t *src = valid ? q_bg + ((size_t)(R % sh.M) * sh.H + R / sh.M) * D + c * 8 : q;"),
 ]
+# ------------------------------------------------------------------ lesson 05
+VARIANTS += [
+    dict(lesson="05_sliding_window", name="c_range_off_by_one", file="sliding_window.c", suites=["c_part"],
+         why="the window holds w + 1 keys (t - w .. t)",
+         old="*first = t - w + 1 > 0 ? t - w + 1 : 0;", new="*first = t - w > 0 ? t - w : 0;"),
+    dict(lesson="05_sliding_window", name="cuda_edge_off_by_one", file="sliding_window.cu", suites=["cuda_part"],
+         why="the mask keeps key t - w as well (an off-by-one at the window's lower edge)",
+         old="key < t - window + 1) s[mt][nt][2 * rr + e] = -INFINITY;", new="key < t - window) s[mt][nt][2 * rr + e] = -INFINITY;"),
+    dict(lesson="05_sliding_window", name="cuda_lower_edge_unmasked", file="sliding_window.cu", suites=["cuda_part"],
+         why="tiles that start before the window are not masked when they do not also cross the diagonal",
+         old="if (s0 + kBc > sh.N || s0 + kBc - 1 > t_first || s0 < t_last - window + 1) {",
+         new="if (s0 + kBc > sh.N || s0 + kBc - 1 > t_first) {"),
+]

@@ -10,8 +10,10 @@
 #include "gqa_attention.h"
 #include "test_util.h"
 
-/* Speed-up over repeat-then-flash on the speed shape (calibrated on an H100, see the README). */
-#define SPEED_TARGET 1.15
+/* Speed-up over repeat-then-flash on the speed shape. Calibrated on an H100: the reference runs 1.17x
+ * there (0.851 ms vs 0.998 ms). The margin is small because the frozen flash kernel already shares
+ * K/V through L2 (its launch order groups the heads of a chunk); the repeat costs two extra passes. */
+#define SPEED_TARGET 1.05
 
 /* ================================================================ C part */
 

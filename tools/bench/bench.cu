@@ -13,6 +13,7 @@
  *   online_f32   lesson 02's solution: fused attention with the online softmax, fp32, D = 64 or 128
  *   flash_bf16   lesson 03's solution: flash attention on tensor cores, bf16, D = 64 or 128
  *   gqa_bf16     lesson 04's solution: the query heads of a kv group share each K/V tile, bf16
+ *   window_bf16  lesson 05's solution: sliding-window attention (--window W, causal only), bf16
  *
  * Build and run (from the repository root)
  *   cmake -S . -B build && cmake --build build --target bench -j
@@ -45,10 +46,11 @@
 #include "online_softmax.h"
 #include "flash_attention.h"
 #include "gqa_attention.h"
+#include "sliding_window.h"
 
 /* ---------------------------------------------------------------- kernels */
 
-typedef enum { K_NAIVE_F32, K_ONLINE_F32, K_FLASH_BF16, K_GQA_BF16, KERNEL_COUNT } kernel_id;
+typedef enum { K_NAIVE_F32, K_ONLINE_F32, K_FLASH_BF16, K_GQA_BF16, K_WINDOW_BF16, KERNEL_COUNT } kernel_id;
 
 typedef struct {
     const char *name;
@@ -64,6 +66,7 @@ static const kernel_info kKernels[KERNEL_COUNT] = {
     {"online_f32", sizeof(float), 1, 1},
     {"flash_bf16", sizeof(uint16_t), 1, FLASH_BUILT},
     {"gqa_bf16", sizeof(uint16_t), 1, 1},
+    {"window_bf16", sizeof(uint16_t), 1, 1},
 };
 
 static int kernel_supports_d(kernel_id kernel, int D)
@@ -79,6 +82,7 @@ typedef struct {
     void *q, *k, *v, *o; /* float or bf16 (uint16_t), as the kernel wants */
     float *lse;          /* NULL for kernels that do not write it */
     float *workspace;    /* naive_f32 only: the B*H*M*N scores */
+    int window;          /* window_bf16 only: keys t - w + 1 .. t */
 } bench_run;
 
 static int launch(void *ctx, cudaStream_t stream)
@@ -94,6 +98,9 @@ static int launch(void *ctx, cudaStream_t stream)
     case K_FLASH_BF16:
         return flash_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
                                     (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
+    case K_WINDOW_BF16:
+        return window_attention_cuda(&r->shape, r->window, (const uint16_t *)r->q, (const uint16_t *)r->k,
+                                     (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
     case K_GQA_BF16:
         return gqa_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
                                   (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
@@ -286,6 +293,7 @@ typedef struct {
     const char *csv_path;
     int peaks;
     uint64_t seed;
+    int window; /* window_bf16: keys t - w + 1 .. t */
 } options;
 
 static void usage(FILE *f)
@@ -293,7 +301,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: bench [options]\n"
             "Time attention kernels over the cartesian product of the listed sizes; print a table, write CSV.\n"
-            "  --kernels LIST   naive_f32, online_f32, flash_bf16%s, gqa_bf16 (default: flash_bf16 if built, else online_f32)\n"
+            "  --window W       window of window_bf16 (default 512)\n"
+            "  --kernels LIST   naive_f32, online_f32, flash_bf16%s, gqa_bf16, window_bf16 (default: flash_bf16 if built, else online_f32)\n"
             "  --N LIST         keys per sequence (default 1024,2048,4096)\n"
             "  --M LIST         queries, the last M positions; N means M = N (default N; 1 for decoding)\n"
             "  --B LIST         batch (default 1)\n"
@@ -354,7 +363,7 @@ static int parse_kernels(const char *text, options *o)
         for (int k = 0; k < KERNEL_COUNT; ++k)
             if (strcmp(name, kKernels[k].name) == 0) found = k;
         if (found < 0) {
-            fprintf(stderr, "bench: unknown kernel \"%s\" (naive_f32, online_f32, flash_bf16, gqa_bf16)\n", name);
+            fprintf(stderr, "bench: unknown kernel \"%s\" (naive_f32, online_f32, flash_bf16, gqa_bf16, window_bf16)\n", name);
             return 0;
         }
         if (!kKernels[found].built) {
@@ -389,6 +398,7 @@ static int parse_args(int argc, char **argv, options *o)
     o->reps = 10;
     o->peaks = 1;
     o->seed = 1;
+    o->window = 512;
 
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -425,6 +435,11 @@ static int parse_args(int argc, char **argv, options *o)
             else fprintf(stderr, "bench: %s: bad value \"%s\"\n", a, val);
         } else if (strcmp(a, "--csv") == 0) o->csv_path = val;
         else if (strcmp(a, "--seed") == 0) o->seed = strtoull(val, NULL, 0);
+        else if (strcmp(a, "--window") == 0) {
+            o->window = atoi(val);
+            ok = o->window >= 1;
+            if (!ok) fprintf(stderr, "bench: --window: bad value \"%s\"\n", val);
+        }
         else {
             fprintf(stderr, "bench: unknown option %s (see --help)\n", a);
             ok = 0;
@@ -492,6 +507,24 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, co
     memset(&run, 0, sizeof run);
     run.kernel = kid;
     run.shape = *sh;
+    run.window = opt->window;
+    if (kid == K_WINDOW_BF16 && !sh->causal) {
+        fprintf(stderr, "note: window_bf16 runs causal shapes only: skipped a non-causal one\n");
+        return ATTN_OK;
+    }
+    /* FLOPs of the visible pairs: a window sees min(t + 1, w) keys at position t */
+    double flops = attn_flops(sh);
+    if (kid == K_WINDOW_BF16) {
+        double pairs = 0.0;
+        for (long i = 0; i < sh->M; ++i) {
+            const long t = (long)sh->N - sh->M + i;
+            pairs += t + 1 < opt->window ? t + 1 : opt->window;
+        }
+        flops = 4.0 * sh->D * sh->H * sh->B * pairs;
+    }
+    char name[48];
+    if (kid == K_WINDOW_BF16) snprintf(name, sizeof name, "%s_w%d", ki->name, opt->window);
+    else snprintf(name, sizeof name, "%s", ki->name);
     st = attn_dalloc(&run.q, nq * es);
     if (!st) st = attn_dalloc(&run.k, nkv * es);
     if (!st) st = attn_dalloc(&run.v, nkv * es);
@@ -508,19 +541,19 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, co
     if (!st) st = attn_time(launch, &run, opt->warmup, opt->reps, &timing);
     if (!st) {
         const double sec = timing.median_ms * 1e-3;
-        const double tflops = attn_flops(sh) / sec / 1e12;
+        const double tflops = flops / sec / 1e12;
         const double gbs = (double)io_bytes / sec / 1e9;
         char fflops[16] = "-", fbw[16] = "-";
         if (pk->measured) {
             snprintf(fflops, sizeof fflops, "%.1f%%", 100.0 * tflops / pk->tflops);
             snprintf(fbw, sizeof fbw, "%.1f%%", 100.0 * gbs / pk->gbs);
         }
-        printf("%-11s %3d %6d %6d %4d %4d %4d %3d %11.4f %9.2f %9.1f %8s %8s\n", ki->name, sh->B, sh->M, sh->N,
+        printf("%-11s %3d %6d %6d %4d %4d %4d %3d %11.4f %9.2f %9.1f %8s %8s\n", name, sh->B, sh->M, sh->N,
                sh->H, sh->G, sh->D, sh->causal, timing.median_ms, tflops, gbs, fflops, fbw);
         fflush(stdout);
         if (csv) {
             csv_text(csv, device);
-            fprintf(csv, ",%s,%d,%d,%d,%d,%d,%d,%d,%.6g,%.4f,%.2f,", ki->name, sh->B, sh->M, sh->N, sh->H, sh->G,
+            fprintf(csv, ",%s,%d,%d,%d,%d,%d,%d,%d,%.6g,%.4f,%.2f,", name, sh->B, sh->M, sh->N, sh->H, sh->G,
                     sh->D, sh->causal, timing.median_ms, tflops, gbs);
             if (pk->measured)
                 fprintf(csv, "%.2f,%.2f,%.5f,%.5f\n", pk->tflops, pk->gbs, tflops / pk->tflops, gbs / pk->gbs);
