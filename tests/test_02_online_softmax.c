@@ -193,18 +193,9 @@ Test(speed, fused_vs_naive)
     require_gpu();
     const attn_shape sh = attn_make_shape(1, 2048, 2048, 16, 16, 64, 1);
     problem p;
-    memset(&p, 0, sizeof p);
-    p.sh = sh;
-    p.seed = attn_test_seed();
+    problem_init_inputs(&p, sh, attn_test_seed());
     char st[120];
-    snprintf(p.ctx, sizeof p.ctx, "%s, seed %llu", shape_text(&sh, st, sizeof st), (unsigned long long)p.seed);
-    attn_rng rng;
-    attn_rng_seed(&rng, p.seed);
-    p.q = attn_alloc_f32(attn_q_elems(&sh)), p.k = attn_alloc_f32(attn_kv_elems(&sh));
-    p.v = attn_alloc_f32(attn_kv_elems(&sh));
-    attn_fill_random(p.q, attn_q_elems(&sh), 64, 1.0f, &rng);
-    attn_fill_random(p.k, attn_kv_elems(&sh), 64, 1.0f, &rng);
-    attn_fill_random(p.v, attn_kv_elems(&sh), 64, 1.0f, &rng);
+    shape_text(&sh, st, sizeof st);
     dev_problem d;
     dev_upload(&d, &p, 0);
     float *o_base = NULL, *ws_base = NULL;
@@ -232,7 +223,7 @@ Test(speed, fused_vs_naive)
     free(got), free(ref);
     attn_dfree(o_base), attn_dfree(ws_base);
     dev_free(&d);
-    free(p.q), free(p.k), free(p.v);
+    problem_free(&p);
 }
 
 /* ================================================================ errors */

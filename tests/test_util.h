@@ -100,6 +100,25 @@ static inline void problem_init(problem *p, attn_shape sh, float qk_scale, uint6
     problem_init_ex(p, sh, qk_scale, 0, seed);
 }
 
+/* Random fp32 inputs only, without the oracle (for speed shapes, where a double-precision reference
+ * on the CPU would take minutes): o_ref and lse_ref stay NULL. */
+static inline void problem_init_inputs(problem *p, attn_shape sh, uint64_t seed)
+{
+    memset(p, 0, sizeof *p);
+    p->sh = sh;
+    p->seed = seed;
+    char st[120];
+    snprintf(p->ctx, sizeof p->ctx, "%s, seed %llu", shape_text(&sh, st, sizeof st), (unsigned long long)seed);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    p->q = attn_alloc_f32(attn_q_elems(&sh)), p->k = attn_alloc_f32(attn_kv_elems(&sh));
+    p->v = attn_alloc_f32(attn_kv_elems(&sh));
+    cr_assert(p->q && p->k && p->v, "out of host memory [%s]", p->ctx);
+    attn_fill_random(p->q, attn_q_elems(&sh), (size_t)sh.D, 1.0f, &rng);
+    attn_fill_random(p->k, attn_kv_elems(&sh), (size_t)sh.D, 1.0f, &rng);
+    attn_fill_random(p->v, attn_kv_elems(&sh), (size_t)sh.D, 1.0f, &rng);
+}
+
 static inline void problem_free(problem *p)
 {
     free(p->q), free(p->k), free(p->v), free(p->o_ref), free(p->lse_ref);

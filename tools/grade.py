@@ -125,7 +125,7 @@ def format_part(part, info):
         elif info["state"] == "reported":
             result = ", ".join(f"{r:.2f}x" for r, _ in ratios) + " (reported only)"
         else:
-            result = ", ".join(f"{r:.1f}x of {t:.0f}x" for r, t in ratios)
+            result = ", ".join(f"{r:.2f}x of {t:g}x" for r, t in ratios)
     else:
         result = "all passed" if info["passed"] == info["total"] else f"{info['total'] - info['passed']} failing"
     pts = f"{info['points']:6.1f}" if info["state"] != "reported" else f"{'-':>6}"
