@@ -209,7 +209,9 @@ Test(speed, fused_vs_naive)
     assert_ok(attn_dsync(), p.ctx);
     float *got = download_f32(d.o, attn_q_elems(&sh), p.ctx), *ref = download_f32(o_base, attn_q_elems(&sh), p.ctx);
     attn_cmp r;
-    attn_compare_f32_f32(&r, "o (vs the frozen naive kernel)", ATTN_LAYOUT_BMHD, &sh, got, ref, ATTN_TOL_F32);
+    /* two fp32 kernels that sum in different orders, over 2M outputs: the check asks "the same
+     * function?" (cuda_part grades the rounding against the oracle), so the looser fp32 tolerance */
+    attn_compare_f32_f32(&r, "o (vs the frozen naive kernel)", ATTN_LAYOUT_BMHD, &sh, got, ref, ATTN_TOL_F32_LARGE);
     cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
 
     attn_timing t_base, t_yours;
