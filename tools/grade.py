@@ -158,7 +158,8 @@ def main():
         ok, log = build(args.build_dir, target)
         print(f"\nLesson {num} {name[3:]}")
         if not ok:
-            errors = [line for line in log.splitlines() if "error" in line.lower()][:8]
+            errors = [line for line in log.splitlines()
+                      if "error" in line.lower() and not line.lstrip().startswith(("gmake", "make", "ninja"))][:8]
             print("  does not compile: every part scores 0. First errors:")
             for line in errors:
                 print("    " + line.strip()[:200])
