@@ -56,17 +56,11 @@ typedef struct {
     const char *name;
     size_t elem_bytes; /* size of one element of q, k, v and o */
     int writes_lse;
-    int built;         /* 0: its lesson's solution was not part of this build */
 } kernel_info;
 
-#define FLASH_BUILT 1
-
 static const kernel_info kKernels[KERNEL_COUNT] = {
-    {"naive_f32", sizeof(float), 0, 1},
-    {"online_f32", sizeof(float), 1, 1},
-    {"flash_bf16", sizeof(uint16_t), 1, FLASH_BUILT},
-    {"gqa_bf16", sizeof(uint16_t), 1, 1},
-    {"window_bf16", sizeof(uint16_t), 1, 1},
+    {"naive_f32", sizeof(float), 0},      {"online_f32", sizeof(float), 1}, {"flash_bf16", sizeof(uint16_t), 1},
+    {"gqa_bf16", sizeof(uint16_t), 1},    {"window_bf16", sizeof(uint16_t), 1},
 };
 
 static int kernel_supports_d(kernel_id kernel, int D)
@@ -302,7 +296,7 @@ static void usage(FILE *f)
             "usage: bench [options]\n"
             "Time attention kernels over the cartesian product of the listed sizes; print a table, write CSV.\n"
             "  --window W       window of window_bf16 (default 512)\n"
-            "  --kernels LIST   naive_f32, online_f32, flash_bf16%s, gqa_bf16, window_bf16 (default: flash_bf16 if built, else online_f32)\n"
+            "  --kernels LIST   naive_f32, online_f32, flash_bf16, gqa_bf16, window_bf16 (default flash_bf16)\n"
             "  --N LIST         keys per sequence (default 1024,2048,4096)\n"
             "  --M LIST         queries, the last M positions; N means M = N (default N; 1 for decoding)\n"
             "  --B LIST         batch (default 1)\n"
@@ -316,8 +310,7 @@ static void usage(FILE *f)
             "  --seed S         seed of the random inputs (default 1)\n"
             "  --no-peaks       skip measuring the device's bandwidth and bf16 GEMM peaks\n"
             "LIST is comma-separated, e.g. --N 1024,2048,4096. Combinations with H %% G != 0, M > N or a D\n"
-            "that a kernel does not support are skipped with a note on stderr.\n",
-            FLASH_BUILT ? "" : " (flash_bf16: not in this build)");
+            "that a kernel does not support are skipped with a note on stderr.\n");
 }
 
 /* "1024,2048" -> {1024, 2048}. With allow_n, the word N stands for 0 (M = N). */
@@ -366,11 +359,6 @@ static int parse_kernels(const char *text, options *o)
             fprintf(stderr, "bench: unknown kernel \"%s\" (naive_f32, online_f32, flash_bf16, gqa_bf16, window_bf16)\n", name);
             return 0;
         }
-        if (!kKernels[found].built) {
-            fprintf(stderr, "bench: %s is not in this build (lesson 03's solution, solutions_03, was not built)\n",
-                    name);
-            return 0;
-        }
         int dup = 0;
         for (int i = 0; i < o->n_kernels; ++i) dup |= o->kernels[i] == (kernel_id)found;
         if (!dup) o->kernels[o->n_kernels++] = (kernel_id)found;
@@ -386,7 +374,7 @@ static int parse_kernels(const char *text, options *o)
 static int parse_args(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
-    parse_kernels(FLASH_BUILT ? "flash_bf16" : "online_f32", o);
+    parse_kernels("flash_bf16", o);
     parse_list("--N", "1024,2048,4096", &o->N, 1, 0);
     parse_list("--M", "N", &o->M, 1, 1);
     parse_list("--B", "1", &o->B, 1, 0);
