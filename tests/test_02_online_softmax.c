@@ -160,9 +160,12 @@ Test(cuda_part, every_small_m_and_n)
 Test(cuda_part, long_rows)
 {
     require_gpu();
-    /* many key tiles: the running max moves often, so a missing rescale shows */
-    check_cuda(attn_make_shape(1, 64, 1500, 2, 1, 128, 1), 0, ATTN_TOL_F32);
-    check_cuda(attn_make_shape(1, 48, 2000, 2, 2, 64, 0), 0, ATTN_TOL_F32);
+    /* many key tiles: the running max moves often, so a missing rescale shows (errors of order
+     * 0.1-1). A float sum over 2000 keys drifts by up to ~sqrt(2000) * 6e-8 * a few, and over 20k
+     * outputs the tail reaches the 2e-5 of ATTN_TOL_F32: allow 1e-4 here. */
+    const attn_tol long_sums = {1e-4, 1e-4};
+    check_cuda(attn_make_shape(1, 64, 1500, 2, 1, 128, 1), 0, long_sums);
+    check_cuda(attn_make_shape(1, 48, 2000, 2, 2, 64, 0), 0, long_sums);
 }
 
 Test(cuda_part, large_logits)
