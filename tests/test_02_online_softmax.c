@@ -196,7 +196,7 @@ Test(speed, fused_vs_naive)
     require_gpu();
     const attn_shape sh = attn_make_shape(1, 2048, 2048, 16, 16, 64, 1);
     problem p;
-    problem_init_inputs(&p, sh, attn_test_seed());
+    problem_fill(&p, sh, 1.0f, 0, attn_test_seed());
     char st[120];
     shape_text(&sh, st, sizeof st);
     dev_problem d;

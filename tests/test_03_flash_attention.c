@@ -63,26 +63,6 @@ Test(c_part, blocked_large_logits) { check_blocked(1, ATTN_TOL_F32_LARGE); }
 
 /* ================================================================ CUDA part */
 
-/* Round the problem's inputs to bf16 (kept as float for the oracle, as uint16_t for the GPU) and
- * recompute the reference from the rounded values. */
-typedef struct {
-    uint16_t *q, *k, *v;
-} bf16_inputs;
-
-static void to_bf16_inputs(problem *p, bf16_inputs *x)
-{
-    const size_t nq = attn_q_elems(&p->sh), nkv = attn_kv_elems(&p->sh);
-    x->q = attn_alloc_bf16(nq), x->k = attn_alloc_bf16(nkv), x->v = attn_alloc_bf16(nkv);
-    attn_f32_to_bf16_array(p->q, x->q, nq);
-    attn_f32_to_bf16_array(p->k, x->k, nkv);
-    attn_f32_to_bf16_array(p->v, x->v, nkv);
-    attn_bf16_to_f32_array(x->q, p->q, nq);
-    attn_bf16_to_f32_array(x->k, p->k, nkv);
-    attn_bf16_to_f32_array(x->v, p->v, nkv);
-    attn_oracle_opts opts = attn_oracle_dense(&p->sh);
-    assert_ok(attn_oracle_forward(&opts, p->q, p->k, p->v, p->o_ref, p->lse_ref, NULL), p->ctx);
-}
-
 static int run_flash(void *ctx, const attn_shape *sh, const uint16_t *q, const uint16_t *k, const uint16_t *v,
                      uint16_t *o, float *lse)
 {
@@ -153,9 +133,10 @@ Test(cuda_part, deterministic)
     require_gpu();
     const attn_shape sh = attn_make_shape(1, 1024, 1024, 8, 2, 128, 1);
     problem p;
-    problem_init(&p, sh, 1.0f, attn_test_seed());
-    bf16_inputs x;
-    to_bf16_inputs(&p, &x);
+    problem_fill(&p, sh, 1.0f, 0, attn_test_seed());
+    uint16_t *xq, *xk, *xv;
+    problem_to_bf16(&p, &xq, &xk, &xv);
+    problem_reference(&p, NULL);
     const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
     uint16_t *dq, *dk, *dv, *d_o, *first = attn_alloc_bf16(nq), *again = attn_alloc_bf16(nq);
     float *dlse;
@@ -164,9 +145,9 @@ Test(cuda_part, deterministic)
     assert_ok(attn_dalloc((void **)&dv, nkv * 2), p.ctx);
     assert_ok(attn_dalloc((void **)&d_o, nq * 2), p.ctx);
     assert_ok(attn_dalloc((void **)&dlse, nl * 4), p.ctx);
-    assert_ok(attn_h2d(dq, x.q, nq * 2), p.ctx);
-    assert_ok(attn_h2d(dk, x.k, nkv * 2), p.ctx);
-    assert_ok(attn_h2d(dv, x.v, nkv * 2), p.ctx);
+    assert_ok(attn_h2d(dq, xq, nq * 2), p.ctx);
+    assert_ok(attn_h2d(dk, xk, nkv * 2), p.ctx);
+    assert_ok(attn_h2d(dv, xv, nkv * 2), p.ctx);
     for (int run = 0; run < 5; ++run) {
         assert_ok(attn_dpoison(d_o, nq * 2), p.ctx);
         assert_ok(flash_attention_cuda(&sh, dq, dk, dv, d_o, dlse, 0), p.ctx);
@@ -185,7 +166,7 @@ Test(cuda_part, deterministic)
                   "same inputs must give the same bits; a moving result is a race (a missing __syncthreads?) [%s]",
                   run, differ, at, again[at], first[at], p.ctx);
     }
-    free(first), free(again), free(x.q), free(x.k), free(x.v);
+    free(first), free(again), free(xq), free(xk), free(xv);
     attn_dfree(dq), attn_dfree(dk), attn_dfree(dv), attn_dfree(d_o), attn_dfree(dlse);
     problem_free(&p);
 }
@@ -215,21 +196,12 @@ static void speed_vs(int which, attn_shape sh, double target, const char *name)
 {
     require_gpu();
     problem p;
-    memset(&p, 0, sizeof p);
-    p.sh = sh;
-    p.seed = attn_test_seed();
+    problem_fill(&p, sh, 1.0f, 0, attn_test_seed());
     char st[120];
-    snprintf(p.ctx, sizeof p.ctx, "%s, seed %llu", shape_text(&sh, st, sizeof st), (unsigned long long)p.seed);
-    attn_rng rng;
-    attn_rng_seed(&rng, p.seed);
+    shape_text(&sh, st, sizeof st);
     const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
-    float *hq = attn_alloc_f32(nq), *hk = attn_alloc_f32(nkv), *hv = attn_alloc_f32(nkv);
-    uint16_t *bq = attn_alloc_bf16(nq), *bk = attn_alloc_bf16(nkv), *bv = attn_alloc_bf16(nkv);
-    attn_fill_random(hq, nq, sh.D, 1.0f, &rng);
-    attn_fill_random(hk, nkv, sh.D, 1.0f, &rng);
-    attn_fill_random(hv, nkv, sh.D, 1.0f, &rng);
-    attn_f32_to_bf16_array(hq, bq, nq), attn_f32_to_bf16_array(hk, bk, nkv), attn_f32_to_bf16_array(hv, bv, nkv);
-    attn_bf16_to_f32_array(bq, hq, nq), attn_bf16_to_f32_array(bk, hk, nkv), attn_bf16_to_f32_array(bv, hv, nkv);
+    uint16_t *bq, *bk, *bv; /* bf16 for the flash kernel; p.q, p.k, p.v become the same values in fp32 */
+    problem_to_bf16(&p, &bq, &bk, &bv);
 
     void *dq16, *dk16, *dv16, *do16, *dq32, *dk32, *dv32, *do32, *ws = NULL;
     float *dlse, *dlse_b;
@@ -241,8 +213,8 @@ static void speed_vs(int which, attn_shape sh, double target, const char *name)
     if (which == 2) assert_ok(attn_dalloc(&ws, attn_baseline_naive_workspace_bytes(&sh)), p.ctx);
     assert_ok(attn_h2d(dq16, bq, nq * 2), p.ctx); assert_ok(attn_h2d(dk16, bk, nkv * 2), p.ctx);
     assert_ok(attn_h2d(dv16, bv, nkv * 2), p.ctx);
-    assert_ok(attn_h2d(dq32, hq, nq * 4), p.ctx); assert_ok(attn_h2d(dk32, hk, nkv * 4), p.ctx);
-    assert_ok(attn_h2d(dv32, hv, nkv * 4), p.ctx);
+    assert_ok(attn_h2d(dq32, p.q, nq * 4), p.ctx); assert_ok(attn_h2d(dk32, p.k, nkv * 4), p.ctx);
+    assert_ok(attn_h2d(dv32, p.v, nkv * 4), p.ctx);
     launch_args yours = {sh, dq16, dk16, dv16, do16, dlse, NULL, 0};
     launch_args base = {sh, dq32, dk32, dv32, do32, dlse_b, (float *)ws, which};
 
@@ -267,7 +239,8 @@ static void speed_vs(int which, attn_shape sh, double target, const char *name)
     const double ratio = t_base.median_ms / t_yours.median_ms;
     cr_expect(ratio >= target, "speed-up %.2fx is below the target %.1fx (baseline %.3f ms, yours %.3f ms) [%s]",
               ratio, target, t_base.median_ms, t_yours.median_ms, p.ctx);
-    free(hq), free(hk), free(hv), free(bq), free(bk), free(bv), free(got), free(ref32), free(ref);
+    free(bq), free(bk), free(bv), free(got), free(ref32), free(ref);
+    problem_free(&p);
     attn_dfree(dq16), attn_dfree(dk16), attn_dfree(dv16), attn_dfree(do16), attn_dfree(dq32), attn_dfree(dk32);
     attn_dfree(dv32), attn_dfree(do32), attn_dfree(dlse), attn_dfree(dlse_b), attn_dfree(ws);
 }

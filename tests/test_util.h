@@ -62,12 +62,11 @@ typedef struct {
     char ctx[200]; /* "B=.. M=.. ... seed=..": pasted into every assertion */
 } problem;
 
-/* Random q, k, v (q and k times qk_scale) and the oracle's o and lse. With large_logits, a shift
- * is added to dimension 0 of every q and k row so that every score grows by about 120: softmax
- * does not change (a common shift cancels), but exp(score) overflows float unless the row max is
- * subtracted first. The shift keeps the fp32 rounding of each score near 1e-5, so the tolerance
- * can stay tight. */
-static inline void problem_init_ex(problem *p, attn_shape sh, float qk_scale, int large_logits, uint64_t seed)
+/* Random q, k, v (q and k times qk_scale), no reference yet. With large_logits, a shift is added to
+ * dimension 0 of every q and k row so that every score grows by about 120: softmax does not change
+ * (a common shift cancels), but exp(score) overflows float unless the row max is subtracted first.
+ * Speed shapes stop here: a double-precision reference on the CPU would take minutes there. */
+static inline void problem_fill(problem *p, attn_shape sh, float qk_scale, int large_logits, uint64_t seed)
 {
     memset(p, 0, sizeof *p);
     p->sh = sh;
@@ -80,9 +79,7 @@ static inline void problem_init_ex(problem *p, attn_shape sh, float qk_scale, in
     p->q = attn_alloc_f32(attn_q_elems(&sh));
     p->k = attn_alloc_f32(attn_kv_elems(&sh));
     p->v = attn_alloc_f32(attn_kv_elems(&sh));
-    p->o_ref = attn_alloc_f64(attn_q_elems(&sh));
-    p->lse_ref = attn_alloc_f64(attn_lse_elems(&sh));
-    cr_assert(p->q && p->k && p->v && p->o_ref && p->lse_ref, "out of host memory [%s]", p->ctx);
+    cr_assert(p->q && p->k && p->v, "out of host memory [%s]", p->ctx);
     attn_fill_random(p->q, attn_q_elems(&sh), (size_t)sh.D, qk_scale, &rng);
     attn_fill_random(p->k, attn_kv_elems(&sh), (size_t)sh.D, qk_scale, &rng);
     attn_fill_random(p->v, attn_kv_elems(&sh), (size_t)sh.D, 1.0f, &rng);
@@ -91,8 +88,24 @@ static inline void problem_init_ex(problem *p, attn_shape sh, float qk_scale, in
         for (size_t r = 0; r < attn_q_elems(&sh) / sh.D; ++r) p->q[r * sh.D] += shift;
         for (size_t r = 0; r < attn_kv_elems(&sh) / sh.D; ++r) p->k[r * sh.D] += shift;
     }
-    attn_oracle_opts opts = attn_oracle_dense(&sh);
-    assert_ok(attn_oracle_forward(&opts, p->q, p->k, p->v, p->o_ref, p->lse_ref, NULL), p->ctx);
+}
+
+/* The oracle's o and lse for the problem's current inputs under `opts` (NULL: dense attention of the
+ * problem's shape). Call again after changing the inputs or the rules. */
+static inline void problem_reference(problem *p, const attn_oracle_opts *opts)
+{
+    if (!p->o_ref) p->o_ref = attn_alloc_f64(attn_q_elems(&p->sh));
+    if (!p->lse_ref) p->lse_ref = attn_alloc_f64(attn_lse_elems(&p->sh));
+    cr_assert(p->o_ref && p->lse_ref, "out of host memory [%s]", p->ctx);
+    const attn_oracle_opts dense = attn_oracle_dense(&p->sh);
+    assert_ok(attn_oracle_forward(opts ? opts : &dense, p->q, p->k, p->v, p->o_ref, p->lse_ref, NULL), p->ctx);
+}
+
+/* A random problem and its dense reference. */
+static inline void problem_init_ex(problem *p, attn_shape sh, float qk_scale, int large_logits, uint64_t seed)
+{
+    problem_fill(p, sh, qk_scale, large_logits, seed);
+    problem_reference(p, NULL);
 }
 
 static inline void problem_init(problem *p, attn_shape sh, float qk_scale, uint64_t seed)
@@ -100,23 +113,16 @@ static inline void problem_init(problem *p, attn_shape sh, float qk_scale, uint6
     problem_init_ex(p, sh, qk_scale, 0, seed);
 }
 
-/* Random fp32 inputs only, without the oracle (for speed shapes, where a double-precision reference
- * on the CPU would take minutes): o_ref and lse_ref stay NULL. */
-static inline void problem_init_inputs(problem *p, attn_shape sh, uint64_t seed)
+/* Round the inputs to bf16: *q, *k, *v receive the bf16 copies (free them), and the problem's float
+ * inputs become the rounded values, so that a reference computed afterwards sees what the kernel
+ * sees and the tolerance only covers what the kernel does. */
+static inline void problem_to_bf16(problem *p, uint16_t **q, uint16_t **k, uint16_t **v)
 {
-    memset(p, 0, sizeof *p);
-    p->sh = sh;
-    p->seed = seed;
-    char st[120];
-    snprintf(p->ctx, sizeof p->ctx, "%s, seed %llu", shape_text(&sh, st, sizeof st), (unsigned long long)seed);
-    attn_rng rng;
-    attn_rng_seed(&rng, seed);
-    p->q = attn_alloc_f32(attn_q_elems(&sh)), p->k = attn_alloc_f32(attn_kv_elems(&sh));
-    p->v = attn_alloc_f32(attn_kv_elems(&sh));
-    cr_assert(p->q && p->k && p->v, "out of host memory [%s]", p->ctx);
-    attn_fill_random(p->q, attn_q_elems(&sh), (size_t)sh.D, 1.0f, &rng);
-    attn_fill_random(p->k, attn_kv_elems(&sh), (size_t)sh.D, 1.0f, &rng);
-    attn_fill_random(p->v, attn_kv_elems(&sh), (size_t)sh.D, 1.0f, &rng);
+    const size_t nq = attn_q_elems(&p->sh), nkv = attn_kv_elems(&p->sh);
+    *q = attn_alloc_bf16(nq), *k = attn_alloc_bf16(nkv), *v = attn_alloc_bf16(nkv);
+    cr_assert(*q && *k && *v, "out of host memory [%s]", p->ctx);
+    attn_f32_to_bf16_array(p->q, *q, nq), attn_f32_to_bf16_array(p->k, *k, nkv), attn_f32_to_bf16_array(p->v, *v, nkv);
+    attn_bf16_to_f32_array(*q, p->q, nq), attn_bf16_to_f32_array(*k, p->k, nkv), attn_bf16_to_f32_array(*v, p->v, nkv);
 }
 
 static inline void problem_free(problem *p)
@@ -183,16 +189,15 @@ static inline void check_bf16_kernel(const attn_oracle_opts *opts, int large_log
 {
     const attn_shape sh = opts->shape;
     problem p;
-    problem_init_ex(&p, sh, 1.0f, large_logits, attn_test_seed());
+    problem_fill(&p, sh, 1.0f, large_logits, attn_test_seed());
     if (opts->window > 0) {
         size_t n = strlen(p.ctx);
         snprintf(p.ctx + n, sizeof p.ctx - n, ", window %d", opts->window);
     }
     const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
-    uint16_t *hq = attn_alloc_bf16(nq), *hk = attn_alloc_bf16(nkv), *hv = attn_alloc_bf16(nkv), *ho = attn_alloc_bf16(nq);
-    attn_f32_to_bf16_array(p.q, hq, nq), attn_f32_to_bf16_array(p.k, hk, nkv), attn_f32_to_bf16_array(p.v, hv, nkv);
-    attn_bf16_to_f32_array(hq, p.q, nq), attn_bf16_to_f32_array(hk, p.k, nkv), attn_bf16_to_f32_array(hv, p.v, nkv);
-    assert_ok(attn_oracle_forward(opts, p.q, p.k, p.v, p.o_ref, p.lse_ref, NULL), p.ctx);
+    uint16_t *hq, *hk, *hv, *ho = attn_alloc_bf16(nq);
+    problem_to_bf16(&p, &hq, &hk, &hv);
+    problem_reference(&p, opts);
     uint16_t *dq, *dk, *dv, *d_o;
     float *dlse;
     assert_ok(attn_dalloc((void **)&dq, nq * 2), p.ctx);
@@ -228,22 +233,20 @@ static inline void bf16_dev_init(bf16_dev *d, attn_shape sh, uint64_t seed, cons
 {
     memset(d, 0, sizeof *d);
     d->sh = sh;
-    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh);
-    float *x = attn_alloc_f32(nq > nkv ? nq : nkv);
-    uint16_t *y = attn_alloc_bf16(nq > nkv ? nq : nkv);
-    attn_rng rng;
-    attn_rng_seed(&rng, seed);
+    problem p;
+    problem_fill(&p, sh, 1.0f, 0, seed);
+    uint16_t *host[3];
+    problem_to_bf16(&p, &host[0], &host[1], &host[2]);
     uint16_t **dst[3] = {&d->q, &d->k, &d->v};
-    const size_t n[3] = {nq, nkv, nkv};
+    const size_t n[3] = {attn_q_elems(&sh), attn_kv_elems(&sh), attn_kv_elems(&sh)};
     for (int t = 0; t < 3; ++t) {
-        attn_fill_random(x, n[t], (size_t)sh.D, 1.0f, &rng);
-        attn_f32_to_bf16_array(x, y, n[t]);
         assert_ok(attn_dalloc((void **)dst[t], n[t] * 2), ctx);
-        assert_ok(attn_h2d(*dst[t], y, n[t] * 2), ctx);
+        assert_ok(attn_h2d(*dst[t], host[t], n[t] * 2), ctx);
+        free(host[t]);
     }
-    assert_ok(attn_dalloc((void **)&d->o, nq * 2), ctx);
+    assert_ok(attn_dalloc((void **)&d->o, n[0] * 2), ctx);
     assert_ok(attn_dalloc((void **)&d->lse, attn_lse_elems(&sh) * 4), ctx);
-    free(x), free(y);
+    problem_free(&p);
 }
 
 static inline void bf16_dev_free(bf16_dev *d)

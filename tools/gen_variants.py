@@ -10,7 +10,6 @@ a sanitizer tool must also be caught by that compute-sanitizer tool (label `sani
 """
 import argparse
 import os
-import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
