@@ -40,6 +40,8 @@ int attn_oracle_visible(const attn_oracle_opts *opts, int b, int h, int i, long 
         if (!found) return 0;
     }
     if (opts->visible && !opts->visible(opts->visible_ctx, b, h, i, t, s)) return 0;
+    if (opts->key_weights && !(opts->key_weights[((size_t)b * sh->N + s) * sh->G + h / (sh->H / sh->G)] > 0.0f))
+        return 0;
     return 1;
 }
 
@@ -60,6 +62,7 @@ static void score_row(const attn_oracle_opts *opts, const float *q, const float 
         double dot = 0.0;
         for (int d = 0; d < D; ++d) dot += (double)qrow[d] * (double)krow[d];
         row[s] = dot * scale;
+        if (opts->key_weights) row[s] += log((double)opts->key_weights[((size_t)b * sh->N + s) * sh->G + g]);
     }
 }
 

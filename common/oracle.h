@@ -14,6 +14,10 @@
  *     block list     s lies in one of the blocks listed for (b, i, g): block_indices[b,i,g,0..T-1],
  *                    block j covering keys [j*block_size, (j+1)*block_size - 1]; -1 pads the list
  *     callback       visible(ctx, b, h, i, t, s) != 0
+ *     key weights    key_weights[b,s,g] > 0
+ * With key weights (lesson 06's token keep-masks), a visible key's probability is also multiplied by
+ * its weight before normalisation: S[s] gains log(key_weights[b,s,g]), so that
+ *     P[s] = w_s exp(S[s]) / sum_s' w_s' exp(S[s']),   lse = log(sum_s w_s exp(S[s])).
  * A row with no visible key has o = 0 and lse = -inf.
  *
  * It shares no code with any solution: keep it slow and obvious.
@@ -38,6 +42,7 @@ typedef struct {
     attn_visible_fn visible;      /* NULL, or an arbitrary extra rule */
     void *visible_ctx;
     const float *gates;           /* NULL, or [B, M, H]: o is multiplied by the gate */
+    const float *key_weights;     /* NULL, or [B, N, G]: weight w >= 0 of each key (0 hides it) */
 } attn_oracle_opts;
 
 /* Options for plain dense attention of the given shape (no window, blocks, callback, gates). */
@@ -54,7 +59,7 @@ int attn_oracle_visible(const attn_oracle_opts *opts, int b, int h, int i, long 
 int attn_oracle_forward(const attn_oracle_opts *opts, const float *q, const float *k, const float *v,
                         double *o, double *lse, double *p);
 
-/* Scores only: s [B, H, M, N] = scale * q.k on visible keys, -inf elsewhere. */
+/* Scores only: s [B, H, M, N] = scale * q.k (+ log w with key weights) on visible keys, -inf elsewhere. */
 int attn_oracle_scores(const attn_oracle_opts *opts, const float *q, const float *k, double *s);
 
 /* Row softmax of x [rows, n] in double: y = exp(x - max) / sum; a row of all -inf gives zeros.

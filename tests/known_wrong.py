@@ -94,3 +94,42 @@ VARIANTS += [
          old="if (s0 + kBc > sh.N || s0 + kBc - 1 > t_first || s0 < t_last - window + 1) {",
          new="if (s0 + kBc > sh.N || s0 + kBc - 1 > t_first) {"),
 ]
+# ------------------------------------------------------------------ lesson 06
+VARIANTS += [
+    dict(lesson="06_masks_vs_sparsity", name="c_hard_mask_strict", file="sparsity.c", suites=["c_part"],
+         why="the hard mask also deletes keys whose retention equals the threshold (r > threshold)",
+         old="(r >= threshold ? 1.0f : 0.0f)", new="(r > threshold ? 1.0f : 0.0f)"),
+    dict(lesson="06_masks_vs_sparsity", name="c_soft_scales_score", file="sparsity.c", suites=["c_part"],
+         why="soft delete multiplies the score by r instead of the probability (log r added to the score)",
+         old="const float x = scale * dot + logf(w), m_new = fmaxf(m, x);",
+         new="const float x = scale * dot * w, m_new = fmaxf(m, x);"),
+    dict(lesson="06_masks_vs_sparsity", name="c_blocks_no_causal", file="sparsity.c", suites=["c_part"],
+         why="inside a listed block the causal rule is forgotten: the diagonal block leaks future keys",
+         old="if (shape->causal && last > t) last = t;\n", new=""),
+    dict(lesson="06_masks_vs_sparsity", name="cuda_weight_natural_log", file="sparsity.cu", suites=["cuda_part"],
+         why="the soft-delete weight enters the base-2 scores as a natural log",
+         old="return r > 0.f ? log2f(fminf(r, 1.f)) : -INFINITY;", new="return r > 0.f ? logf(fminf(r, 1.f)) : -INFINITY;"),
+    dict(lesson="06_masks_vs_sparsity", name="cuda_keep_weight_unused", file="sparsity.cu", suites=["cuda_part"],
+         why="the keep weights are computed but never added to the scores (only the causal mask applies)",
+         old="x = col <= last_col[mt][rr] ? fmaf(x, scale_log2, w2) : -INFINITY;",
+         new="x = col <= last_col[mt][rr] ? x * scale_log2 + 0.f * w2 : -INFINITY;"),
+    dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_list_of_group_0", file="sparsity.cu", suites=["cuda_part"],
+         why="every kv group reads the block list of group 0",
+         old="+ qb) * sh.G + w.g) * T;", new="+ qb) * sh.G) * T;"),
+    dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_query_block_of_row", file="sparsity.cu", suites=["cuda_part"],
+         why="the query block is taken from the packed row number instead of the query index (wrong when H > G)",
+         old="const int qb = (int)((w.R0 / w.hpg) / SPARSE_QUERY_BLOCK);",
+         new="const int qb = (int)(w.R0 / SPARSE_QUERY_BLOCK);"),
+    dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_no_diagonal_mask", file="sparsity.cu", suites=["cuda_part"],
+         why="listed tiles are masked only at the end of the keys, never at the causal diagonal",
+         old="if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > w.t_first)) {", new="if (s0 + kBc > sh.N) {"),
+    dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_missing_barrier", file="sparsity.cu",
+         suites=[], sanitizer="racecheck",
+         why="no barrier before the next listed K tile is loaded: it overwrites K_j while other warps may "
+             "still read it",
+         old="""        cp_async_wait_all();
+        __syncthreads(); /* V_j has landed for everyone; nobody still reads K_j */
+        if (n_next < T) {""",
+         new="""        cp_async_wait_all();
+        if (n_next < T) {"""),
+]

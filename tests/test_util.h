@@ -184,8 +184,10 @@ typedef int (*bf16_launch_fn)(void *ctx, const attn_shape *sh, const uint16_t *q
                               uint16_t *o, float *lse);
 
 /* Draw a problem, round its inputs to bf16, compute the oracle (with `opts`' visibility rules) on
- * the rounded values, run the kernel on poisoned outputs and compare o (bf16 tolerance) and lse. */
-static inline void check_bf16_kernel(const attn_oracle_opts *opts, int large_logits, bf16_launch_fn fn, void *ctx)
+ * the rounded values, run the kernel on poisoned outputs and compare o (bf16 tolerance) and lse.
+ * `label` (may be NULL) is added to every failure message: what else the kernel was given. */
+static inline void check_bf16_kernel_labeled(const attn_oracle_opts *opts, int large_logits, bf16_launch_fn fn,
+                                             void *ctx, const char *label)
 {
     const attn_shape sh = opts->shape;
     problem p;
@@ -193,6 +195,10 @@ static inline void check_bf16_kernel(const attn_oracle_opts *opts, int large_log
     if (opts->window > 0) {
         size_t n = strlen(p.ctx);
         snprintf(p.ctx + n, sizeof p.ctx - n, ", window %d", opts->window);
+    }
+    if (label) {
+        size_t n = strlen(p.ctx);
+        snprintf(p.ctx + n, sizeof p.ctx - n, ", %s", label);
     }
     const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
     uint16_t *hq, *hk, *hv, *ho = attn_alloc_bf16(nq);
@@ -220,6 +226,11 @@ static inline void check_bf16_kernel(const attn_oracle_opts *opts, int large_log
     free(hq), free(hk), free(hv), free(ho), free(lse);
     attn_dfree(dq), attn_dfree(dk), attn_dfree(dv), attn_dfree(d_o), attn_dfree(dlse);
     problem_free(&p);
+}
+
+static inline void check_bf16_kernel(const attn_oracle_opts *opts, int large_logits, bf16_launch_fn fn, void *ctx)
+{
+    check_bf16_kernel_labeled(opts, large_logits, fn, ctx, NULL);
 }
 
 /* Device buffers of random bf16 inputs for speed tests (values never all zero). */

@@ -31,6 +31,7 @@ POINTS = {
     "03": {"c_part": 20, "cuda_part": 50, "speed": 30},
     "04": {"c_part": 20, "cuda_part": 50, "speed": 30},
     "05": {"c_part": 20, "cuda_part": 50, "speed": 30},
+    "06": {"c_part": 20, "cuda_part": 50, "speed": 30},
 }
 PART_TITLES = {"c_part": "C part", "cuda_part": "CUDA part", "speed": "speed", "errors": "argument checks"}
 

@@ -10,6 +10,10 @@ For each set, with <prefix> the CSV's name without extension (or --prefix):
                            bf16 GEMM peak as a dashed line when the CSV has it
     <prefix>_time.png      time per call (ms, log scale) vs N
     <prefix>_fraction.png  TFLOP/s as a fraction of that peak vs N (needs the peak in the CSV)
+    tools/plot.py --vs-keep figures/bench_sparsity_h100.csv --out figures/
+                           <prefix>_keep.png: time vs the share of keys / key blocks kept, one
+                           line per kernel with a _k<percent> suffix (lesson 06's mask_bf16 and
+                           blocks_bf16), each other kernel (dense) as a flat line; one panel per N
 N is on a log2 axis; a CSV with a single N gives bar charts instead. When other sizes (B, M, H, G)
 vary within the CSV, they are added to the series' labels so that no two series share a name.
 Needs matplotlib (Debian/Ubuntu: sudo apt-get install python3-matplotlib).
@@ -17,6 +21,7 @@ Needs matplotlib (Debian/Ubuntu: sudo apt-get install python3-matplotlib).
 import argparse
 import csv
 import os
+import re
 import sys
 
 try:
@@ -24,7 +29,7 @@ try:
 
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 except ImportError:
     sys.exit("plot.py: matplotlib is missing (Debian/Ubuntu: sudo apt-get install python3-matplotlib)")
 
@@ -159,6 +164,61 @@ def plot_figure(rows, value, ylabel, what, path, args, log_y=False, peak_lines=N
     print(path)
 
 
+KEEP_SUFFIX = re.compile(r"^(.*)_k(\d+)$")
+
+
+def plot_keep(rows, prefix, args):
+    """Time vs percent kept (log-log) for the _k<percent> kernels; other kernels as flat lines. One
+    panel per N; the dashed grey line is the time of the dense kernel scaled by the kept share."""
+    ns = sorted({r["N"] for r in rows})
+    if not any(KEEP_SUFFIX.match(r["kernel"]) for r in rows):
+        print(f"plot.py: {prefix}: no kernel with a _k<percent> suffix (bench --kernels mask_bf16,blocks_bf16)",
+              file=sys.stderr)
+        return 1
+    fig, axes = plt.subplots(1, len(ns), figsize=(6.5 * len(ns), 5.2), squeeze=False)
+    for ax, n in zip(axes[0], ns):
+        here = [r for r in rows if r["N"] == n]
+        sparse, dense = {}, {}
+        for r in here:
+            m = KEEP_SUFFIX.match(r["kernel"])
+            if m:
+                sparse.setdefault(m.group(1), {})[int(m.group(2))] = r["ms"]
+            else:
+                dense[r["kernel"]] = r["ms"]
+        keeps = sorted({k for pts in sparse.values() for k in pts})
+        for i, (kernel, pts) in enumerate(sorted(sparse.items())):
+            xs = sorted(pts)
+            ax.plot(xs, [pts[x] for x in xs], marker="o", color=f"C{i}", label=kernel)
+            for x in xs:
+                ax.annotate(f"{pts[x]:.2f}", (x, pts[x]), textcoords="offset points", xytext=(0, 6), ha="center",
+                            fontsize=8, color=f"C{i}")
+        for j, (kernel, ms) in enumerate(sorted(dense.items())):
+            ax.axhline(ms, color=f"C{len(sparse) + j}", linestyle=":", label=f"{kernel} (dense): {ms:.2f} ms")
+            ax.plot(keeps, [ms * k / 100.0 for k in keeps], color="0.6", linestyle="--", linewidth=1,
+                    label=f"{kernel} x kept share (ideal)" if j == 0 else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(keeps))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{k}%" for k in keeps])
+        ax.invert_xaxis()  # sparser to the right
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.set_xlabel("keys (mask) or key blocks (blocks) kept")
+        ax.set_ylabel("time per call (ms, median)")
+        r0 = here[0]
+        ax.set_title(f"N = {size_text(n)}, B={r0['B']} H={r0['H']} G={r0['G']} D={r0['D']} "
+                     f"{'causal' if r0['causal'] else 'full'}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title_for(rows, "Token mask vs block sparsity: time vs share kept", args.title), fontsize=11)
+    fig.tight_layout()
+    path = os.path.join(args.out, f"{prefix}_keep.png")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    print(path)
+    return 0
+
+
 def plot_set(rows, prefix, args):
     if not rows:
         print(f"plot.py: {prefix}: no rows to plot", file=sys.stderr)
@@ -188,7 +248,9 @@ def main():
     ap.add_argument("--prefix", help="file name prefix (default: the CSV's name); with several CSVs, "
                                      "plot all their rows together under this prefix")
     ap.add_argument("--title", help="title line instead of the device name")
+    ap.add_argument("--vs-keep", action="store_true", help="plot time vs share kept (lesson 06's _k<percent> kernels)")
     args = ap.parse_args()
+    plot = plot_keep if args.vs_keep else plot_set
 
     os.makedirs(args.out, exist_ok=True)
     for path in args.csv:
@@ -196,11 +258,11 @@ def main():
             sys.exit(f"plot.py: {path}: no such file")
     if args.prefix:
         rows = [r for path in args.csv for r in read_rows(path)]
-        return plot_set(rows, args.prefix, args)
+        return plot(rows, args.prefix, args)
     rc = 0
     for path in args.csv:
         prefix = os.path.splitext(os.path.basename(path))[0]
-        rc |= plot_set(read_rows(path), prefix, args)
+        rc |= plot(read_rows(path), prefix, args)
     return rc
 
 

@@ -14,17 +14,25 @@
  *   flash_bf16   lesson 03's solution: flash attention on tensor cores, bf16, D = 64 or 128
  *   gqa_bf16     lesson 04's solution: the query heads of a kv group share each K/V tile, bf16
  *   window_bf16  lesson 05's solution: sliding-window attention (--window W, causal only), bf16
+ *   mask_bf16    lesson 06's token keep-mask kernel, hard mask keeping --keep percent of the keys
+ *                (uniform random retention, threshold 1 - keep/100); the name gets a _k<keep> suffix
+ *   blocks_bf16  lesson 06's block-sparse kernel, every (query block, kv head) listing --keep percent
+ *                of the key blocks it may see (random, at least one); _k<keep> suffix
  *
  * Build and run (from the repository root)
  *   cmake -S . -B build && cmake --build build --target bench -j
  *   build/bin/bench --kernels flash_bf16 --N 1024,2048,4096,8192 --H 64 --G 64 --D 128 --causal 1 \
  *                   --csv figures/bench_h100.csv
  *   tools/plot.py figures/bench_h100.csv --out figures/
+ *   build/bin/bench --kernels gqa_bf16,mask_bf16,blocks_bf16 --keep 100,50,25,10,5 --N 8192 --H 64 --G 4 \
+ *                   --csv figures/bench_sparsity_h100.csv && tools/plot.py --vs-keep figures/bench_sparsity_h100.csv
  * `build/bin/bench --help` lists every option.
  *
  * What the rates mean
  *   tflops = attn_flops(shape) / time: 4 * D FLOPs per VISIBLE (query, key) pair, so a causal run is
- *            credited with about half the work of a full one, whatever the kernel computes and masks.
+ *            credited with about half the work of a full one, whatever the kernel computes and masks;
+ *            window, mask and block kernels with the pairs their window, kept keys or listed blocks
+ *            leave visible.
  *   gbs    = the bytes no kernel can avoid (q, k, v read once, o written once, lse written once by
  *            the kernels that write it, in the kernel's element size) / time. The naive kernel's
  *            round trips of the N x N scores through memory are not counted, on purpose: the figure
@@ -47,10 +55,13 @@
 #include "flash_attention.h"
 #include "gqa_attention.h"
 #include "sliding_window.h"
+#include "sparsity.h"
 
 /* ---------------------------------------------------------------- kernels */
 
-typedef enum { K_NAIVE_F32, K_ONLINE_F32, K_FLASH_BF16, K_GQA_BF16, K_WINDOW_BF16, KERNEL_COUNT } kernel_id;
+typedef enum {
+    K_NAIVE_F32, K_ONLINE_F32, K_FLASH_BF16, K_GQA_BF16, K_WINDOW_BF16, K_MASK_BF16, K_BLOCKS_BF16, KERNEL_COUNT
+} kernel_id;
 
 typedef struct {
     const char *name;
@@ -60,8 +71,13 @@ typedef struct {
 
 static const kernel_info kKernels[KERNEL_COUNT] = {
     {"naive_f32", sizeof(float), 0},      {"online_f32", sizeof(float), 1}, {"flash_bf16", sizeof(uint16_t), 1},
-    {"gqa_bf16", sizeof(uint16_t), 1},    {"window_bf16", sizeof(uint16_t), 1},
+    {"gqa_bf16", sizeof(uint16_t), 1},    {"window_bf16", sizeof(uint16_t), 1}, {"mask_bf16", sizeof(uint16_t), 1},
+    {"blocks_bf16", sizeof(uint16_t), 1},
 };
+#define KERNEL_NAMES "naive_f32, online_f32, flash_bf16, gqa_bf16, window_bf16, mask_bf16, blocks_bf16"
+
+/* Kernels timed once per --keep value. */
+static int uses_keep(kernel_id kernel) { return kernel == K_MASK_BF16 || kernel == K_BLOCKS_BF16; }
 
 static int kernel_supports_d(kernel_id kernel, int D)
 {
@@ -77,6 +93,10 @@ typedef struct {
     float *lse;          /* NULL for kernels that do not write it */
     float *workspace;    /* naive_f32 only: the B*H*M*N scores */
     int window;          /* window_bf16 only: keys t - w + 1 .. t */
+    float *retention;    /* mask_bf16 only: [B, N, G] */
+    float threshold;     /* mask_bf16 only */
+    int32_t *lists;      /* blocks_bf16 only: [B, QB, G, T] */
+    int T;
 } bench_run;
 
 static int launch(void *ctx, cudaStream_t stream)
@@ -98,6 +118,13 @@ static int launch(void *ctx, cudaStream_t stream)
     case K_GQA_BF16:
         return gqa_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
                                   (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
+    case K_MASK_BF16:
+        return masked_attention_cuda(&r->shape, KEEP_HARD, r->threshold, r->retention, (const uint16_t *)r->q,
+                                     (const uint16_t *)r->k, (const uint16_t *)r->v, (uint16_t *)r->o, r->lse,
+                                     stream);
+    case K_BLOCKS_BF16:
+        return block_sparse_attention_cuda(&r->shape, r->lists, r->T, (const uint16_t *)r->q, (const uint16_t *)r->k,
+                                           (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
     default:
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "kernel %d is not built into this program", (int)r->kernel);
     }
@@ -288,6 +315,7 @@ typedef struct {
     int peaks;
     uint64_t seed;
     int window; /* window_bf16: keys t - w + 1 .. t */
+    int_list keep; /* mask_bf16, blocks_bf16: percent of keys / key blocks kept */
 } options;
 
 static void usage(FILE *f)
@@ -296,7 +324,8 @@ static void usage(FILE *f)
             "usage: bench [options]\n"
             "Time attention kernels over the cartesian product of the listed sizes; print a table, write CSV.\n"
             "  --window W       window of window_bf16 (default 512)\n"
-            "  --kernels LIST   naive_f32, online_f32, flash_bf16, gqa_bf16, window_bf16 (default flash_bf16)\n"
+            "  --keep LIST      percent of keys (mask_bf16) or key blocks (blocks_bf16) kept, 1..100 (default 10)\n"
+            "  --kernels LIST   " KERNEL_NAMES " (default flash_bf16)\n"
             "  --N LIST         keys per sequence (default 1024,2048,4096)\n"
             "  --M LIST         queries, the last M positions; N means M = N (default N; 1 for decoding)\n"
             "  --B LIST         batch (default 1)\n"
@@ -356,7 +385,7 @@ static int parse_kernels(const char *text, options *o)
         for (int k = 0; k < KERNEL_COUNT; ++k)
             if (strcmp(name, kKernels[k].name) == 0) found = k;
         if (found < 0) {
-            fprintf(stderr, "bench: unknown kernel \"%s\" (naive_f32, online_f32, flash_bf16, gqa_bf16, window_bf16)\n", name);
+            fprintf(stderr, "bench: unknown kernel \"%s\" (" KERNEL_NAMES ")\n", name);
             return 0;
         }
         int dup = 0;
@@ -387,6 +416,7 @@ static int parse_args(int argc, char **argv, options *o)
     o->peaks = 1;
     o->seed = 1;
     o->window = 512;
+    parse_list("--keep", "10", &o->keep, 1, 0);
 
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -423,7 +453,14 @@ static int parse_args(int argc, char **argv, options *o)
             else fprintf(stderr, "bench: %s: bad value \"%s\"\n", a, val);
         } else if (strcmp(a, "--csv") == 0) o->csv_path = val;
         else if (strcmp(a, "--seed") == 0) o->seed = strtoull(val, NULL, 0);
-        else if (strcmp(a, "--window") == 0) {
+        else if (strcmp(a, "--keep") == 0) {
+            ok = parse_list(a, val, &o->keep, 1, 0);
+            for (int j = 0; ok && j < o->keep.n; ++j)
+                if (o->keep.v[j] > 100) {
+                    fprintf(stderr, "bench: --keep: %d is over 100 (percent)\n", o->keep.v[j]);
+                    ok = 0;
+                }
+        } else if (strcmp(a, "--window") == 0) {
             o->window = atoi(val);
             ok = o->window >= 1;
             if (!ok) fprintf(stderr, "bench: --window: bad value \"%s\"\n", val);
@@ -456,14 +493,74 @@ static void csv_text(FILE *f, const char *s)
 
 static void print_table_header(void)
 {
-    printf("%-11s %3s %6s %6s %4s %4s %4s %3s %11s %9s %9s %8s %8s\n", "kernel", "B", "M", "N", "H", "G", "D",
+    printf("%-15s %3s %6s %6s %4s %4s %4s %3s %11s %9s %9s %8s %8s\n", "kernel", "B", "M", "N", "H", "G", "D",
            "cau", "ms", "TFLOP/s", "GB/s", "%flops", "%bw");
     fflush(stdout);
 }
 
 /* Time one kernel on one shape; print a table row and a CSV row. A shape whose buffers do not fit
  * in free device memory is skipped with a note (and no row), not treated as an error. */
-static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, const input_pool *pool,
+/* mask_bf16: uniform random retention [B, N, G]; the hard mask with threshold 1 - keep/100 keeps that
+ * share of the keys. Returns the visible (query, key) pairs it keeps, about keep/100 of the causal ones. */
+static int make_retention(bench_run *run, int keep, uint64_t seed, double *pairs)
+{
+    const attn_shape *sh = &run->shape;
+    const size_t n = (size_t)sh->B * sh->N * sh->G;
+    float *r = attn_alloc_f32(n);
+    if (!r) return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the retention weights");
+    attn_rng rng;
+    attn_rng_seed(&rng, seed * 977 + (uint64_t)keep);
+    for (size_t e = 0; e < n; ++e) r[e] = (float)attn_rng_uniform(&rng);
+    run->threshold = 1.0f - keep / 100.0f;
+    int st = attn_dalloc((void **)&run->retention, n * sizeof(float));
+    if (!st) st = attn_h2d(run->retention, r, n * sizeof(float));
+    free(r);
+    *pairs = keep / 100.0 * attn_flops(sh) / (4.0 * sh->D * sh->H * sh->B) * sh->B;
+    return st;
+}
+
+/* blocks_bf16: every (b, query block, kv head) lists each key block its queries may see with
+ * probability keep/100 (at least one). Returns the visible (query, key) pairs per query head. */
+static int make_block_lists(bench_run *run, int keep, uint64_t seed, double *pairs)
+{
+    const attn_shape *sh = &run->shape;
+    const int QB = sparse_query_blocks(sh->M), KB = sparse_key_blocks(sh->N);
+    const size_t n = (size_t)sh->B * QB * sh->G * KB;
+    int32_t *lists = (int32_t *)malloc(n * sizeof(int32_t));
+    if (!lists) return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the block lists");
+    attn_rng rng;
+    attn_rng_seed(&rng, seed * 131 + (uint64_t)keep);
+    double group_pairs = 0.0;
+    for (int b = 0; b < sh->B; ++b)
+        for (int qb = 0; qb < QB; ++qb)
+            for (int g = 0; g < sh->G; ++g) {
+                int32_t *list = lists + (((size_t)b * QB + qb) * sh->G + g) * KB;
+                const int i0 = qb * SPARSE_QUERY_BLOCK, i1 = i0 + SPARSE_QUERY_BLOCK < sh->M ? i0 + SPARSE_QUERY_BLOCK : sh->M;
+                const long t_last = (long)sh->N - sh->M + i1 - 1;
+                const int last = sh->causal ? (int)(t_last / SPARSE_KEY_BLOCK) : KB - 1;
+                int count = 0;
+                for (int j = 0; j <= last; ++j)
+                    if (attn_rng_uniform(&rng) < keep / 100.0) list[count++] = j;
+                if (count == 0) list[count++] = (int)(attn_rng_u64(&rng) % (uint64_t)(last + 1));
+                for (int e = 0; e < count; ++e) /* the pairs this block's queries see in list[e] */
+                    for (int i = i0; i < i1; ++i) {
+                        const long t = (long)sh->N - sh->M + i, s0 = (long)list[e] * SPARSE_KEY_BLOCK;
+                        long s1 = s0 + SPARSE_KEY_BLOCK - 1;
+                        if (s1 > sh->N - 1) s1 = sh->N - 1;
+                        if (sh->causal && s1 > t) s1 = t;
+                        if (s1 >= s0) group_pairs += (double)(s1 - s0 + 1);
+                    }
+                for (int e = count; e < KB; ++e) list[e] = -1;
+            }
+    run->T = KB;
+    int st = attn_dalloc((void **)&run->lists, n * sizeof(int32_t));
+    if (!st) st = attn_h2d(run->lists, lists, n * sizeof(int32_t));
+    free(lists);
+    *pairs = group_pairs / sh->G; /* per query head: each group's lists serve H/G of the H heads */
+    return st;
+}
+
+static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, int keep, const input_pool *pool,
                      const device_peaks *pk, const char *device, FILE *csv)
 {
     const kernel_info *ki = &kKernels[kid];
@@ -512,8 +609,15 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, co
     }
     char name[48];
     if (kid == K_WINDOW_BF16) snprintf(name, sizeof name, "%s_w%d", ki->name, opt->window);
+    else if (uses_keep(kid)) snprintf(name, sizeof name, "%s_k%d", ki->name, keep);
     else snprintf(name, sizeof name, "%s", ki->name);
-    st = attn_dalloc(&run.q, nq * es);
+    if (uses_keep(kid)) {
+        double pairs = 0.0;
+        st = kid == K_MASK_BF16 ? make_retention(&run, keep, opt->seed, &pairs)
+                                : make_block_lists(&run, keep, opt->seed, &pairs);
+        flops = 4.0 * sh->D * sh->H * pairs;
+    }
+    if (!st) st = attn_dalloc(&run.q, nq * es);
     if (!st) st = attn_dalloc(&run.k, nkv * es);
     if (!st) st = attn_dalloc(&run.v, nkv * es);
     if (!st) st = attn_dalloc(&run.o, nq * es);
@@ -536,7 +640,7 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, co
             snprintf(fflops, sizeof fflops, "%.1f%%", 100.0 * tflops / pk->tflops);
             snprintf(fbw, sizeof fbw, "%.1f%%", 100.0 * gbs / pk->gbs);
         }
-        printf("%-11s %3d %6d %6d %4d %4d %4d %3d %11.4f %9.2f %9.1f %8s %8s\n", name, sh->B, sh->M, sh->N,
+        printf("%-15s %3d %6d %6d %4d %4d %4d %3d %11.4f %9.2f %9.1f %8s %8s\n", name, sh->B, sh->M, sh->N,
                sh->H, sh->G, sh->D, sh->causal, timing.median_ms, tflops, gbs, fflops, fbw);
         fflush(stdout);
         if (csv) {
@@ -556,6 +660,8 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, co
     attn_dfree(run.o);
     attn_dfree(run.lse);
     attn_dfree(run.workspace);
+    attn_dfree(run.retention);
+    attn_dfree(run.lists);
     return st;
 }
 
@@ -609,8 +715,9 @@ static int run_sweep(const options *o, const device_peaks *pk, const char *devic
                 const attn_shape sh = attn_make_shape(o->B.v[ib], M, N, o->H.v[ih], o->G.v[ig], D, o->causal.v[ic]);
                 /* kernels innermost: the table shows them side by side on each shape */
                 for (int ik = 0; ik < o->n_kernels && !st; ++ik)
-                    if (kernel_supports_d(o->kernels[ik], D))
-                        st = bench_one(o->kernels[ik], &sh, o, &pools[id], pk, device, csv);
+                    for (int ip = 0; ip < (uses_keep(o->kernels[ik]) ? o->keep.n : 1) && !st; ++ip)
+                        if (kernel_supports_d(o->kernels[ik], D))
+                            st = bench_one(o->kernels[ik], &sh, o, o->keep.v[ip], &pools[id], pk, device, csv);
             }
         }
     }

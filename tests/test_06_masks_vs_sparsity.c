@@ -1,0 +1,528 @@
+/*
+ * Tests of lesson 06, token masks vs block sparsity. Built twice: against lessons/ and solutions/.
+ *
+ *   c_part     keep weights of the three modes, masked attention and block-sparse attention on the
+ *              CPU against the oracle, the block-list checker
+ *   cuda_part  masked_attention_cuda and block_sparse_attention_cuda against the oracle
+ *   speed      both kernels against the frozen dense causal flash kernel (lesson 03)
+ *   errors     bad input gets a named error code, never a crash
+ *
+ * The oracle knows nothing of keep modes or query blocks: each test turns retention into keep
+ * weights itself (the table in sparsity.h) and copies each query block's list to its 128 queries.
+ */
+#include "baselines.h"
+#include "sparsity.h"
+#include "test_util.h"
+
+/* Token mask (hard, 90% of the keys deleted) vs dense causal flash: a token mask saves nothing, so
+ * the target only asks that it cost little (calibrated on an H100, see the README). */
+#define SPEED_TARGET_MASK 0.85
+/* Block-sparse with 10% of the visible key blocks listed vs dense causal flash (ideal 10x). */
+#define SPEED_TARGET_BLOCKS 6.0
+
+static const char *kModeNames[] = {"baseline", "soft delete", "hard mask"};
+
+/* ================================================================ inputs */
+
+/* Retention [B, N, G] uniform in [0, 1), with about a tenth of exact zeros when `zeros`. */
+static float *random_retention(const attn_shape *sh, int zeros, attn_rng *rng)
+{
+    const size_t n = (size_t)sh->B * sh->N * sh->G;
+    float *r = attn_alloc_f32(n);
+    cr_assert(r, "out of host memory");
+    for (size_t e = 0; e < n; ++e) {
+        r[e] = (float)attn_rng_uniform(rng);
+        if (zeros && attn_rng_uniform(rng) < 0.1) r[e] = 0.0f;
+    }
+    return r;
+}
+
+/* The keep weights from the definition, for the oracle (independent of keep_weights_cpu). */
+static float *keep_from_definition(keep_mode mode, float threshold, const float *r, size_t n)
+{
+    float *w = attn_alloc_f32(n);
+    cr_assert(w, "out of host memory");
+    for (size_t e = 0; e < n; ++e)
+        w[e] = mode == KEEP_BASELINE ? 1.0f : mode == KEEP_SOFT ? r[e] : (r[e] >= threshold ? 1.0f : 0.0f);
+    return w;
+}
+
+/* Random block lists [B, QB, G, T]: each key block a query block may see (causal: up to its last
+ * query's position) is listed with probability `density`; with `beyond`, blocks past the diagonal
+ * are listed too (legal; they must add nothing). T = number of key blocks + `pad`. */
+static int32_t *random_block_lists(const attn_shape *sh, double density, int beyond, int pad, attn_rng *rng, int *T)
+{
+    const int QB = sparse_query_blocks(sh->M), KB = sparse_key_blocks(sh->N);
+    *T = KB + pad;
+    int32_t *lists = (int32_t *)malloc((size_t)sh->B * QB * sh->G * *T * sizeof(int32_t));
+    cr_assert(lists, "out of host memory");
+    for (int b = 0; b < sh->B; ++b)
+        for (int qb = 0; qb < QB; ++qb)
+            for (int g = 0; g < sh->G; ++g) {
+                int32_t *list = lists + (((size_t)b * QB + qb) * sh->G + g) * *T;
+                int last_q = (qb + 1) * SPARSE_QUERY_BLOCK - 1;
+                if (last_q > sh->M - 1) last_q = sh->M - 1;
+                const long t_last = (long)sh->N - sh->M + last_q;
+                const int last_block = sh->causal && !beyond ? (int)(t_last / SPARSE_KEY_BLOCK) : KB - 1;
+                int n = 0;
+                for (int j = 0; j <= last_block; ++j)
+                    if (attn_rng_uniform(rng) < density) list[n++] = j;
+                while (n < *T) list[n++] = -1;
+            }
+    return lists;
+}
+
+/* Each query's copy of its query block's list: [B, M, G, T], what the oracle takes. */
+static int32_t *per_query_lists(const attn_shape *sh, const int32_t *lists, int T)
+{
+    const int QB = sparse_query_blocks(sh->M);
+    int32_t *out = (int32_t *)malloc((size_t)sh->B * sh->M * sh->G * T * sizeof(int32_t));
+    cr_assert(out, "out of host memory");
+    for (int b = 0; b < sh->B; ++b)
+        for (int i = 0; i < sh->M; ++i)
+            memcpy(out + ((size_t)b * sh->M + i) * sh->G * T,
+                   lists + ((size_t)b * QB + i / SPARSE_QUERY_BLOCK) * sh->G * T, (size_t)sh->G * T * sizeof(int32_t));
+    return out;
+}
+
+/* ================================================================ C part */
+
+Test(c_part, keep_weights)
+{
+    const float r[] = {0.0f, 0.005f, 0.00999f, 0.01f, 0.2f, 0.5f, 0.99f, 1.0f};
+    const int n = 8;
+    struct {
+        keep_mode mode;
+        float threshold;
+        float want[8];
+    } cases[] = {
+        {KEEP_BASELINE, 0.01f, {1, 1, 1, 1, 1, 1, 1, 1}},
+        {KEEP_SOFT, 0.01f, {0.0f, 0.005f, 0.00999f, 0.01f, 0.2f, 0.5f, 0.99f, 1.0f}},
+        {KEEP_HARD, 0.01f, {0, 0, 0, 1, 1, 1, 1, 1}}, /* r >= threshold is kept: 0.01 itself stays */
+        {KEEP_HARD, 0.5f, {0, 0, 0, 0, 0, 1, 1, 1}},
+        {KEEP_HARD, 0.0f, {1, 1, 1, 1, 1, 1, 1, 1}},
+        {KEEP_HARD, 1.0f, {0, 0, 0, 0, 0, 0, 0, 1}},
+    };
+    for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); ++c) {
+        float got[8];
+        for (int e = 0; e < n; ++e) got[e] = NAN;
+        char ctx[80];
+        snprintf(ctx, sizeof ctx, "mode %s, threshold %g", kModeNames[cases[c].mode], cases[c].threshold);
+        assert_ok(keep_weights_cpu(cases[c].mode, cases[c].threshold, r, n, got), ctx);
+        for (int e = 0; e < n; ++e)
+            cr_assert(got[e] == cases[c].want[e], "%s: retention %g gave keep weight %g, expected %g", ctx, r[e], got[e],
+                      cases[c].want[e]);
+    }
+}
+
+static void check_masked_cpu(attn_shape sh, keep_mode mode, float threshold, int zeros)
+{
+    problem p;
+    problem_fill(&p, sh, 1.0f, 0, attn_test_seed());
+    attn_rng rng;
+    attn_rng_seed(&rng, p.seed * 31 + 7);
+    float *r = random_retention(&sh, zeros, &rng);
+    float *w = keep_from_definition(mode, threshold, r, (size_t)sh.B * sh.N * sh.G);
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.key_weights = w;
+    problem_reference(&p, &opts);
+    float *o = attn_alloc_f32(attn_q_elems(&sh)), *lse = attn_alloc_f32(attn_lse_elems(&sh));
+    attn_poison(o, attn_q_elems(&sh) * 4), attn_poison(lse, attn_lse_elems(&sh) * 4);
+    char ctx[400];
+    snprintf(ctx, sizeof ctx, "mode %s, threshold %g%s, %s", kModeNames[mode], threshold,
+             zeros ? ", some retention exactly 0" : "", p.ctx);
+    assert_ok(masked_attention_cpu(&sh, mode, threshold, r, p.q, p.k, p.v, o, lse), ctx);
+    attn_cmp c;
+    attn_compare_f32(&c, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, p.o_ref, ATTN_TOL_F32);
+    cr_assert(c.ok, "%s [%s]", c.message, ctx);
+    attn_compare_f32(&c, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, p.lse_ref, ATTN_TOL_F32);
+    cr_assert(c.ok, "%s [%s]", c.message, ctx);
+    free(o), free(lse), free(r), free(w);
+    problem_free(&p);
+}
+
+Test(c_part, masked_attention)
+{
+    const attn_shape shapes[] = {{1, 20, 20, 2, 1, 16, 0.0f, 1}, {2, 9, 30, 4, 2, 32, 0.0f, 1},
+                                 {1, 13, 40, 2, 2, 64, 0.0f, 0}, {1, 33, 33, 4, 4, 128, 0.0f, 1}};
+    for (int c = 0; c < 4; ++c) {
+        check_masked_cpu(shapes[c], KEEP_BASELINE, KEEP_DEFAULT_THRESHOLD, 0);
+        check_masked_cpu(shapes[c], KEEP_SOFT, KEEP_DEFAULT_THRESHOLD, 0);
+        check_masked_cpu(shapes[c], KEEP_SOFT, KEEP_DEFAULT_THRESHOLD, 1);
+        check_masked_cpu(shapes[c], KEEP_HARD, KEEP_DEFAULT_THRESHOLD, 1);
+        check_masked_cpu(shapes[c], KEEP_HARD, 0.5f, 0);
+        check_masked_cpu(shapes[c], KEEP_HARD, 0.95f, 0); /* early causal rows lose every key */
+    }
+}
+
+Test(c_part, block_list_check)
+{
+    const attn_shape sh = attn_make_shape(1, 200, 200, 2, 2, 64, 1); /* QB = 2, key blocks 0..3 */
+    const int T = 4;
+    int32_t good[2 * 2 * 4] = {0, 1, 2, 3, /**/ 1, -1, -1, -1, /**/ -1, -1, -1, -1, /**/ 0, 3, -1, -1};
+    assert_ok(block_list_check(&sh, good, T), "valid lists (one of them empty)");
+    struct {
+        int entry;
+        int32_t value;
+        const char *why;
+    } bad[] = {
+        {1, 0, "a repeat (0, 0)"},        {5, 4, "block 4 of 4 key blocks"}, {14, 2, "descending (0, 3, 2)"},
+        {2, -1, "-1, then block 3"},      {4, -2, "-2"},                     {14, 3, "3, 3"},
+    };
+    for (int c = 0; c < (int)(sizeof bad / sizeof bad[0]); ++c) {
+        int32_t lists[16];
+        memcpy(lists, good, sizeof good);
+        lists[bad[c].entry] = bad[c].value;
+        attn_clear_error();
+        const int st = block_list_check(&sh, lists, T);
+        cr_assert(st == ATTN_ERR_BAD_ARGUMENT, "block_list_check accepted a list with %s (returned %s)", bad[c].why,
+                  attn_status_name(st));
+    }
+}
+
+static void check_block_sparse_cpu(attn_shape sh, double density, int beyond)
+{
+    problem p;
+    problem_fill(&p, sh, 1.0f, 0, attn_test_seed());
+    attn_rng rng;
+    attn_rng_seed(&rng, p.seed * 17 + 3);
+    int T;
+    int32_t *lists = random_block_lists(&sh, density, beyond, 2, &rng, &T);
+    int32_t *per_query = per_query_lists(&sh, lists, T);
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.block_indices = per_query, opts.num_blocks = T, opts.block_size = SPARSE_KEY_BLOCK;
+    problem_reference(&p, &opts);
+    float *o = attn_alloc_f32(attn_q_elems(&sh)), *lse = attn_alloc_f32(attn_lse_elems(&sh));
+    attn_poison(o, attn_q_elems(&sh) * 4), attn_poison(lse, attn_lse_elems(&sh) * 4);
+    char ctx[400];
+    snprintf(ctx, sizeof ctx, "block density %.2f%s, %s", density, beyond ? ", blocks past the diagonal listed" : "",
+             p.ctx);
+    assert_ok(block_sparse_attention_cpu(&sh, lists, T, p.q, p.k, p.v, o, lse), ctx);
+    attn_cmp c;
+    attn_compare_f32(&c, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, p.o_ref, ATTN_TOL_F32);
+    cr_assert(c.ok, "%s [%s]", c.message, ctx);
+    attn_compare_f32(&c, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, p.lse_ref, ATTN_TOL_F32);
+    cr_assert(c.ok, "%s [%s]", c.message, ctx);
+    free(o), free(lse), free(lists), free(per_query);
+    problem_free(&p);
+}
+
+Test(c_part, block_sparse_attention)
+{
+    const attn_shape shapes[] = {{1, 300, 300, 2, 1, 16, 0.0f, 1}, {2, 130, 260, 4, 2, 32, 0.0f, 1},
+                                 {1, 150, 200, 2, 2, 64, 0.0f, 0}, {1, 1, 333, 4, 2, 32, 0.0f, 1}};
+    const double densities[] = {0.0, 0.3, 1.0};
+    for (int c = 0; c < 4; ++c)
+        for (int d = 0; d < 3; ++d) check_block_sparse_cpu(shapes[c], densities[d], 0);
+    check_block_sparse_cpu(shapes[0], 0.5, 1);
+    check_block_sparse_cpu(shapes[1], 0.5, 1);
+}
+
+/* ================================================================ CUDA part */
+
+typedef struct {
+    keep_mode mode;
+    float threshold;
+    const float *retention; /* device */
+} mask_args;
+
+static int run_masked(void *ctx, const attn_shape *sh, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                      uint16_t *o, float *lse)
+{
+    const mask_args *a = (const mask_args *)ctx;
+    return masked_attention_cuda(sh, a->mode, a->threshold, a->retention, q, k, v, o, lse, 0);
+}
+
+static void check_masked(attn_shape sh, keep_mode mode, float threshold, int zeros, int large_logits)
+{
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed() * 31 + (uint64_t)sh.N);
+    const size_t n = (size_t)sh.B * sh.N * sh.G;
+    float *r = random_retention(&sh, zeros, &rng);
+    float *w = keep_from_definition(mode, threshold, r, n);
+    mask_args a = {mode, threshold, NULL};
+    assert_ok(attn_dalloc((void **)&a.retention, n * 4), "retention");
+    assert_ok(attn_h2d((void *)a.retention, r, n * 4), "retention");
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.key_weights = mode == KEEP_BASELINE ? NULL : w;
+    char label[100];
+    snprintf(label, sizeof label, "mode %s, threshold %g%s", kModeNames[mode], threshold,
+             zeros ? ", some retention exactly 0" : "");
+    check_bf16_kernel_labeled(&opts, large_logits, run_masked, &a, label);
+    attn_dfree((void *)a.retention);
+    free(r), free(w);
+}
+
+Test(cuda_part, masked_modes)
+{
+    require_gpu();
+    const attn_shape shapes[] = {attn_make_shape(1, 300, 300, 4, 4, 64, 1), attn_make_shape(2, 200, 450, 8, 2, 128, 1),
+                                 attn_make_shape(1, 130, 130, 2, 1, 64, 0)};
+    for (int c = 0; c < 3; ++c) {
+        check_masked(shapes[c], KEEP_BASELINE, KEEP_DEFAULT_THRESHOLD, 0, 0);
+        check_masked(shapes[c], KEEP_SOFT, KEEP_DEFAULT_THRESHOLD, 1, 0);
+        check_masked(shapes[c], KEEP_HARD, KEEP_DEFAULT_THRESHOLD, 1, 0);
+        check_masked(shapes[c], KEEP_HARD, 0.9f, 0, 0); /* 90% deleted */
+    }
+}
+
+Test(cuda_part, masked_edges)
+{
+    require_gpu();
+    const int ns[] = {1, 63, 64, 65, 129};
+    for (int a = 0; a < 5; ++a)
+        for (int b = 0; b <= a; ++b) check_masked(attn_make_shape(1, ns[b], ns[a], 2, 2, 64, 1), KEEP_SOFT, 0.01f, 1, 0);
+    /* rows whose every key is deleted: o = 0, lse = -inf */
+    check_masked(attn_make_shape(1, 100, 100, 4, 2, 128, 1), KEEP_HARD, 0.97f, 0, 0);
+    check_masked(attn_make_shape(1, 1, 500, 16, 2, 128, 1), KEEP_HARD, 0.5f, 0, 0); /* decoding */
+    check_masked(attn_make_shape(1, 250, 250, 6, 3, 64, 1), KEEP_SOFT, 0.01f, 0, 1); /* large logits */
+}
+
+Test(cuda_part, masked_gqa)
+{
+    require_gpu();
+    check_masked(attn_make_shape(1, 300, 300, 12, 4, 128, 1), KEEP_SOFT, 0.01f, 1, 0);
+    check_masked(attn_make_shape(1, 200, 260, 16, 1, 64, 1), KEEP_HARD, 0.3f, 0, 0); /* MQA */
+}
+
+typedef struct {
+    const int32_t *lists; /* device */
+    int T;
+} block_args;
+
+static int run_block_sparse(void *ctx, const attn_shape *sh, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                            uint16_t *o, float *lse)
+{
+    const block_args *a = (const block_args *)ctx;
+    return block_sparse_attention_cuda(sh, a->lists, a->T, q, k, v, o, lse, 0);
+}
+
+static void check_blocks(attn_shape sh, double density, int beyond, int pad)
+{
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed() * 17 + (uint64_t)sh.N * 3 + (uint64_t)(density * 1000));
+    int T;
+    int32_t *lists = random_block_lists(&sh, density, beyond, pad, &rng, &T);
+    int32_t *per_query = per_query_lists(&sh, lists, T);
+    const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
+    block_args a = {NULL, T};
+    assert_ok(attn_dalloc((void **)&a.lists, bytes), "block lists");
+    assert_ok(attn_h2d((void *)a.lists, lists, bytes), "block lists");
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.block_indices = per_query, opts.num_blocks = T, opts.block_size = SPARSE_KEY_BLOCK;
+    char label[120];
+    snprintf(label, sizeof label, "block density %.2f, T %d%s", density, T,
+             beyond ? ", blocks past the diagonal listed" : "");
+    check_bf16_kernel_labeled(&opts, 0, run_block_sparse, &a, label);
+    attn_dfree((void *)a.lists);
+    free(lists), free(per_query);
+}
+
+Test(cuda_part, block_sparse_densities)
+{
+    require_gpu();
+    const double densities[] = {0.0, 0.1, 0.5, 1.0};
+    for (int d = 0; d < 4; ++d) {
+        check_blocks(attn_make_shape(1, 600, 600, 4, 4, 64, 1), densities[d], 0, 0);
+        check_blocks(attn_make_shape(2, 300, 700, 8, 2, 128, 1), densities[d], 0, 3);
+        check_blocks(attn_make_shape(1, 256, 500, 2, 2, 64, 0), densities[d], 0, 1);
+    }
+}
+
+Test(cuda_part, block_sparse_gqa)
+{
+    require_gpu();
+    /* every group its own list; hpg that does not divide the 128-row block */
+    check_blocks(attn_make_shape(1, 400, 400, 12, 4, 128, 1), 0.4, 0, 0);
+    check_blocks(attn_make_shape(1, 300, 800, 6, 2, 64, 1), 0.3, 0, 2);
+    check_blocks(attn_make_shape(1, 200, 200, 16, 1, 64, 1), 0.5, 0, 0); /* MQA */
+    check_blocks(attn_make_shape(1, 1, 1000, 16, 4, 128, 1), 0.3, 0, 0); /* decoding */
+}
+
+Test(cuda_part, block_sparse_edges)
+{
+    require_gpu();
+    /* listed blocks past the diagonal add nothing; tile and query-block edges */
+    check_blocks(attn_make_shape(1, 500, 500, 4, 2, 64, 1), 0.5, 1, 0);
+    check_blocks(attn_make_shape(1, 129, 129, 2, 2, 128, 1), 1.0, 1, 0);
+    const int ns[] = {1, 63, 64, 65, 127, 128, 129};
+    for (int a = 0; a < 7; ++a)
+        for (int b = 0; b <= a; ++b) check_blocks(attn_make_shape(1, ns[b], ns[a], 2, 1, 64, 1), 0.7, 0, 1);
+}
+
+/* ================================================================ speed */
+
+typedef struct {
+    bf16_dev *d;
+    uint16_t *o;
+    float *lse;
+    int kind; /* 0: the frozen dense causal flash kernel, 1: masked, 2: block-sparse */
+    keep_mode mode;
+    float threshold;
+    const float *retention;
+    const int32_t *lists;
+    int T;
+} sparse_launch;
+
+static int launch(void *ctx, cudaStream_t stream)
+{
+    sparse_launch *a = (sparse_launch *)ctx;
+    const attn_shape *sh = &a->d->sh;
+    if (a->kind == 0) return attn_baseline_flash_bf16(sh, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
+    if (a->kind == 1)
+        return masked_attention_cuda(sh, a->mode, a->threshold, a->retention, a->d->q, a->d->k, a->d->v, a->o, a->lse,
+                                     stream);
+    return block_sparse_attention_cuda(sh, a->lists, a->T, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
+}
+
+static const attn_shape kSpeedShape = {1, 8192, 8192, 16, 4, 128, 0.0f, 1};
+
+static void speed_context(char *st, size_t n_st, char *ctx, size_t n_ctx, const char *what, uint64_t seed)
+{
+    shape_text(&kSpeedShape, st, n_st);
+    snprintf(st + strlen(st), n_st - strlen(st), ", %s", what);
+    snprintf(ctx, n_ctx, "%s, seed %llu", st, (unsigned long long)seed);
+}
+
+static double report(const char *name, const char *st, const char *ctx, double t_base, double t_yours, double target,
+                     double pairs)
+{
+    const attn_shape sh = kSpeedShape;
+    attn_speed_result res = {"06", name, st, t_base, t_yours, target, 4.0 * sh.D * sh.H * pairs,
+                             (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * 2};
+    attn_report_speed(&res);
+    const double ratio = t_base / t_yours;
+    cr_expect(ratio >= target, "speed-up %.2fx is below the target %.2fx (dense %.3f ms, yours %.3f ms) [%s]", ratio,
+              target, t_base, t_yours, ctx);
+    return ratio;
+}
+
+Test(speed, token_mask_vs_dense)
+{
+    require_gpu();
+    const attn_shape sh = kSpeedShape;
+    const uint64_t seed = attn_test_seed();
+    char st[200], ctx[300];
+    speed_context(st, sizeof st, ctx, sizeof ctx, "hard mask deleting 90% of the keys", seed);
+    bf16_dev d;
+    bf16_dev_init(&d, sh, seed, ctx);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    const size_t n = (size_t)sh.B * sh.N * sh.G;
+    float *r = random_retention(&sh, 0, &rng), *dr;
+    assert_ok(attn_dalloc((void **)&dr, n * 4), ctx);
+    assert_ok(attn_h2d(dr, r, n * 4), ctx);
+    sparse_launch base = {.d = &d, .kind = 0},
+                  yours = {.d = &d, .o = d.o, .lse = d.lse, .kind = 1, .mode = KEEP_BASELINE, .threshold = 0.9f, .retention = dr};
+    assert_ok(attn_dalloc((void **)&base.o, attn_q_elems(&sh) * 2), ctx);
+    assert_ok(attn_dalloc((void **)&base.lse, attn_lse_elems(&sh) * 4), ctx);
+    /* correct first: with no mask it is dense causal attention */
+    assert_ok(launch(&yours, 0), ctx);
+    assert_ok(launch(&base, 0), ctx);
+    assert_ok(attn_dsync(), ctx);
+    expect_same_bf16(&sh, d.o, base.o, "o with KEEP_BASELINE (vs dense causal flash)", ctx);
+    yours.mode = KEEP_HARD; /* retention is uniform: threshold 0.9 deletes 90% of the keys */
+    attn_timing t_base, t_yours;
+    assert_ok(attn_time_ab(launch, &base, launch, &yours, 1, 5, &t_base, &t_yours), ctx);
+    /* credited with the kept pairs: a token mask does all the work and keeps a tenth of it */
+    report("token_mask_vs_dense", st, ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_MASK,
+           0.1 * ((double)sh.N * (sh.N + 1) / 2));
+    attn_dfree(base.o), attn_dfree(base.lse), attn_dfree(dr);
+    free(r);
+    bf16_dev_free(&d);
+}
+
+Test(speed, block_sparse_vs_dense)
+{
+    require_gpu();
+    const attn_shape sh = kSpeedShape;
+    const uint64_t seed = attn_test_seed();
+    char st[200], ctx[300];
+    speed_context(st, sizeof st, ctx, sizeof ctx, "10% of the visible key blocks listed", seed);
+    bf16_dev d;
+    bf16_dev_init(&d, sh, seed, ctx);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    int T_full, T;
+    int32_t *full = random_block_lists(&sh, 1.0, 0, 0, &rng, &T_full);
+    int32_t *sparse = random_block_lists(&sh, 0.1, 0, 0, &rng, &T);
+    const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
+    int32_t *d_full, *d_sparse;
+    assert_ok(attn_dalloc((void **)&d_full, bytes), ctx);
+    assert_ok(attn_dalloc((void **)&d_sparse, bytes), ctx);
+    assert_ok(attn_h2d(d_full, full, bytes), ctx);
+    assert_ok(attn_h2d(d_sparse, sparse, bytes), ctx);
+    double pairs = 0.0; /* visible (query, key) pairs in the listed blocks */
+    const int QB = sparse_query_blocks(sh.M);
+    for (int qb = 0; qb < QB; ++qb)
+        for (int g = 0; g < sh.G; ++g)
+            for (int e = 0; e < T && sparse[((size_t)qb * sh.G + g) * T + e] >= 0; ++e) {
+                const long s0 = (long)sparse[((size_t)qb * sh.G + g) * T + e] * SPARSE_KEY_BLOCK;
+                for (int i = qb * SPARSE_QUERY_BLOCK; i < (qb + 1) * SPARSE_QUERY_BLOCK && i < sh.M; ++i) {
+                    const long t = (long)sh.N - sh.M + i, last = t < s0 + 63 ? t : s0 + 63;
+                    if (last >= s0) pairs += (double)(last - s0 + 1) * (sh.H / sh.G) / sh.H;
+                }
+            }
+    sparse_launch base = {.d = &d, .kind = 0}, yours = {.d = &d, .o = d.o, .lse = d.lse, .kind = 2, .lists = d_full, .T = T_full};
+    assert_ok(attn_dalloc((void **)&base.o, attn_q_elems(&sh) * 2), ctx);
+    assert_ok(attn_dalloc((void **)&base.lse, attn_lse_elems(&sh) * 4), ctx);
+    /* correct first: every visible block listed is dense causal attention */
+    assert_ok(launch(&yours, 0), ctx);
+    assert_ok(launch(&base, 0), ctx);
+    assert_ok(attn_dsync(), ctx);
+    expect_same_bf16(&sh, d.o, base.o, "o with every visible block listed (vs dense causal flash)", ctx);
+    yours.lists = d_sparse, yours.T = T;
+    attn_timing t_base, t_yours;
+    assert_ok(attn_time_ab(launch, &base, launch, &yours, 1, 5, &t_base, &t_yours), ctx);
+    report("block_sparse_vs_dense", st, ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_BLOCKS, pairs);
+    attn_dfree(base.o), attn_dfree(base.lse), attn_dfree(d_full), attn_dfree(d_sparse);
+    free(full), free(sparse);
+    bf16_dev_free(&d);
+}
+
+/* ================================================================ errors */
+
+static uint16_t fake16[8] __attribute__((aligned(16)));
+static float fake[8];
+static int32_t fake_list[8];
+
+Test(errors, bad_input_is_named)
+{
+    const float r[] = {0.5f, 1.5f}, r_nan[] = {NAN};
+    float w[2];
+    assert_status(keep_weights_cpu(KEEP_SOFT, 0.01f, r, 2, w), ATTN_ERR_BAD_ARGUMENT, "retention 1.5");
+    assert_status(keep_weights_cpu(KEEP_HARD, 0.01f, r_nan, 1, w), ATTN_ERR_BAD_ARGUMENT, "retention NaN");
+    assert_status(keep_weights_cpu(KEEP_HARD, -0.1f, r, 1, w), ATTN_ERR_BAD_ARGUMENT, "threshold -0.1");
+    assert_status(keep_weights_cpu(KEEP_HARD, NAN, r, 1, w), ATTN_ERR_BAD_ARGUMENT, "threshold NaN");
+    assert_status(keep_weights_cpu((keep_mode)7, 0.01f, r, 1, w), ATTN_ERR_BAD_ARGUMENT, "mode 7");
+    assert_status(keep_weights_cpu(KEEP_SOFT, 0.01f, NULL, 1, w), ATTN_ERR_NULL_POINTER, "retention NULL");
+
+    const attn_shape ok = attn_make_shape(1, 4, 4, 4, 2, 64, 1), bad_g = attn_make_shape(1, 4, 4, 6, 4, 64, 1),
+                     bad_d = attn_make_shape(1, 4, 4, 4, 2, 32, 1), bad_m = attn_make_shape(1, 8, 4, 4, 2, 64, 1);
+    assert_status(masked_attention_cpu(&ok, KEEP_SOFT, 0.01f, NULL, fake, fake, fake, fake, fake), ATTN_ERR_NULL_POINTER,
+                  "cpu retention NULL");
+    assert_status(masked_attention_cuda(&ok, KEEP_HARD, 2.0f, fake, fake16, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_BAD_ARGUMENT, "threshold 2");
+    assert_status(masked_attention_cuda(&ok, (keep_mode)3, 0.01f, fake, fake16, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_BAD_ARGUMENT, "mode 3");
+    assert_status(masked_attention_cuda(&ok, KEEP_SOFT, 0.01f, NULL, fake16, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_NULL_POINTER, "retention NULL");
+    assert_status(masked_attention_cuda(&bad_g, KEEP_SOFT, 0.01f, fake, fake16, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_HEADS_NOT_DIVISIBLE, "H=6, G=4");
+    assert_status(masked_attention_cuda(&bad_d, KEEP_SOFT, 0.01f, fake, fake16, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_UNSUPPORTED_D, "D=32");
+    assert_status(masked_attention_cuda(&ok, KEEP_SOFT, 0.01f, fake, fake16 + 1, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_BAD_ARGUMENT, "misaligned q");
+    assert_status(block_sparse_attention_cuda(&ok, NULL, 4, fake16, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_NULL_POINTER, "block_indices NULL");
+    assert_status(block_sparse_attention_cuda(&ok, fake_list, 0, fake16, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_BAD_ARGUMENT, "T = 0");
+    assert_status(block_sparse_attention_cuda(&bad_m, fake_list, 1, fake16, fake16, fake16, fake16, fake, 0),
+                  ATTN_ERR_M_GT_N, "M > N");
+    assert_status(block_sparse_attention_cuda(&ok, fake_list, 1, fake16, NULL, fake16, fake16, fake, 0),
+                  ATTN_ERR_NULL_POINTER, "k = NULL");
+    assert_status(block_list_check(&ok, fake_list, 0), ATTN_ERR_BAD_ARGUMENT, "T = 0");
+    int32_t out_of_range[8] = {1, -1, -1, -1, -1, -1, -1, -1}; /* N = 4: one key block; G = 2 lists */
+    assert_status(block_sparse_attention_cpu(&ok, out_of_range, 4, fake, fake, fake, fake, fake), ATTN_ERR_BAD_ARGUMENT,
+                  "cpu: block 1 of 1");
+}
