@@ -16,12 +16,6 @@ __device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, bool 
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
 }
-// 4-byte asynchronous copy global -> shared (through L1: small, strided reads such as one float per
-// key); valid = false writes zeros.
-__device__ __forceinline__ void cp_async_4(uint32_t dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
-}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 

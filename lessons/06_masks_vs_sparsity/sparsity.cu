@@ -14,7 +14,8 @@
  * Parallelisation (both kernels): a block of 4 warps owns 128 packed rows of one (b, kv head g); a
  * packed row R is query i = R / hpg of head g * hpg + R % hpg (hpg = H / G). Each warp owns 32 rows,
  * each thread the mma fragments of two 16-row tiles. Shared memory holds the Q rows, one K tile and
- * one V tile (64 keys each, XOR-swizzled), and for the mask kernel the 64 retention values of the tile.
+ * one V tile (64 keys each, XOR-swizzled), and for the mask kernel the log2 keep weights of the tile's
+ * 64 keys.
  * A key block of a block list is exactly one key tile (SPARSE_KEY_BLOCK = 64), and the 128 * hpg rows
  * of a query block (SPARSE_QUERY_BLOCK = 128 queries) are a whole number of row blocks, so every row of
  * a thread block reads the same list.
@@ -251,14 +252,11 @@ __device__ __forceinline__ float keep_log2_weight(int mode, float threshold, flo
     return 0.0f;
 }
 
-/* Copy the retention of keys [first, first + kBc) of kv head g (4 bytes each, stride G) into r_s. */
-__device__ __forceinline__ void load_retention_tile(uint32_t r_s, const float *retention_bg, int G, long first, long limit)
+/* Retention of key `key` of this kv head, read early (a plain load: its latency hides behind a
+ * tile's work); keys past the end read nothing. */
+__device__ __forceinline__ float load_retention(const float *retention_bg, int G, long key, long N)
 {
-    if (threadIdx.x < kBc) {
-        const long key = first + threadIdx.x;
-        const bool valid = key < limit;
-        cp_async_4(r_s + threadIdx.x * 4, valid ? retention_bg + (size_t)key * G : retention_bg, valid);
-    }
+    return key < N ? __ldg(retention_bg + (size_t)key * G) : 0.f;
 }
 
 template <int D>
@@ -269,8 +267,9 @@ __global__ void __launch_bounds__(kThreads, 2)
                             float *__restrict__ lse)
 {
     extern __shared__ __align__(128) uint8_t smem[];
-    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2, r_s = v_s + kBc * D * 2;
-    const float *r_tile = reinterpret_cast<const float *>(smem + (kBr + 2 * kBc) * D * 2);
+    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
+    /* w2_s[c]: log2 of the keep weight of key s0 + c of the current tile, -inf past the end of the keys */
+    float *w2_s = reinterpret_cast<float *>(smem + (kBr + 2 * kBc) * D * 2);
     const Work w = find_work(sh, groups_per_chunk);
     const size_t kv_stride = (size_t)sh.G * D;
     const uint16_t *k_bg = k + ((size_t)w.b * sh.N * sh.G + w.g) * D;
@@ -283,33 +282,41 @@ __global__ void __launch_bounds__(kThreads, 2)
     rb.init(q_s, k_s, v_s);
     load_q<D>(q_s, sh, w, q);
     load_kv_tile<D>(k_s, k_bg, kv_stride, 0, sh.N);
-    load_retention_tile(r_s, retention_bg, sh.G, 0, sh.N);
     cp_async_commit();
+    /* threads 0..63 each own one key of a tile: its weight is computed once and shared through w2_s */
+    if (threadIdx.x < kBc) {
+        const long key = threadIdx.x;
+        w2_s[threadIdx.x] = key < sh.N ? keep_log2_weight(mode, threshold, load_retention(retention_bg, sh.G, key, sh.N))
+                                       : -INFINITY;
+    }
 
     for (int j = 0; j < n_tiles; ++j) {
         const long s0 = (long)j * kBc;
         cp_async_wait_all();
-        __syncthreads(); /* K_j and r_j have landed for everyone; nobody still reads V_{j-1} */
+        __syncthreads(); /* K_j and w2_j are there for everyone; nobody still reads V_{j-1} */
         load_kv_tile<D>(v_s, v_bg, kv_stride, s0, sh.N);
         cp_async_commit();
+        const long next_key = s0 + kBc + threadIdx.x; /* this thread's key of tile j + 1 */
+        const float r_next = threadIdx.x < kBc ? load_retention(retention_bg, sh.G, next_key, sh.N) : 0.f;
 
         float s[kMTiles][kNTiles][4];
         rb.scores(s);
 
-        /* TODO (about 25 lines): every tile, every score: x = s * scale_log2 + log2(keep weight of its key) (one fmaf),
-         * or -INFINITY where the key is past N or (causal) past the row's position t. The weight of
-         * column c of the tile is keep_log2_weight(mode, threshold, r_tile[c]). Thread (warp, lane)
-         * holds rows warp * 32 + mt * 16 + lane / 4 + rr * 8 and columns nt * 8 + (lane % 4) * 2 + e
-         * of s[mt][nt][2 * rr + e], as in lesson 03. */
+        /* TODO (about 25 lines): every score becomes x = s * scale_log2 + w2 (one fmaf), w2 = w2_s[column] the log2 keep
+         * weight of its key (-inf for a deleted key or one past N, so fmaf gives -inf by itself). Thread
+         * (warp, lane) holds rows warp * 32 + mt * 16 + lane / 4 + rr * 8 and columns
+         * nt * 8 + (lane % 4) * 2 + e of s[mt][nt][2 * rr + e], as in lesson 03. Tiles that cross the
+         * causal diagonal also need -INFINITY past each row's position t (lesson 04's test). */
         uint32_t p[kMTiles][kNTiles][2];
         rb.softmax(s, p, 1.0f); /* the scores are in base-2 units now */
 
         cp_async_wait_all();
-        __syncthreads(); /* V_j has landed for everyone; nobody still reads K_j or r_j */
+        __syncthreads(); /* V_j has landed for everyone; nobody still reads K_j or w2_j */
         if (j + 1 < n_tiles) {
             load_kv_tile<D>(k_s, k_bg, kv_stride, s0 + kBc, sh.N);
-            load_retention_tile(r_s, retention_bg, sh.G, s0 + kBc, sh.N);
             cp_async_commit();
+            if (threadIdx.x < kBc)
+                w2_s[threadIdx.x] = next_key < sh.N ? keep_log2_weight(mode, threshold, r_next) : -INFINITY;
         }
         rb.accumulate(p);
     }
@@ -376,7 +383,7 @@ template <int D>
 int launch_masked(const attn_shape *shape, int mode, float threshold, float scale_log2, const float *retention,
                   const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *o, float *lse, cudaStream_t stream)
 {
-    const int smem_bytes = (kBr + 2 * kBc) * D * 2 + kBc * 4;
+    const int smem_bytes = (kBr + 2 * kBc) * D * 2 + kBc * (int)sizeof(float);
     int groups = 1;
     int st = attn_cuda_status(
         cudaFuncSetAttribute(masked_attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes),
