@@ -98,6 +98,29 @@ Test(oracle, block_list_by_hand)
     for (int s = 0; s < 8; ++s) NEAR(p[s], (s < 2 || s == 4 || s == 5) ? 0.25 : 0.0, "p");
 }
 
+/* Key weights (lesson 06): q = 0, so every score is 0 and P is the normalised weights. Weights
+ * (1, 0, 2, 1) over v = (0, 1, 2, 3): P = (1/4, 0, 1/2, 1/4), o = 7/4, lse = ln 4; weight 0 hides key 1. */
+Test(oracle, key_weights_by_hand)
+{
+    attn_shape sh = attn_make_shape(1, 1, 4, 2, 2, 1, 0);
+    const float q[2] = {0, 0}, k[8] = {1, 1, 1, 1, 1, 1, 1, 1}, v[8] = {0, 5, 1, 5, 2, 5, 3, 5};
+    const float w[8] = {1, 1, 0, 1, 2, 1, 1, 1}; /* [N, G]: kv head 0 gets (1, 0, 2, 1), head 1 all ones */
+    double o[2], lse[2], p[8];
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.key_weights = w;
+    cr_assert_eq(attn_oracle_forward(&opts, q, k, v, o, lse, p), ATTN_OK);
+    NEAR(p[0], 0.25, "p[h=0, s=0]");
+    NEAR(p[1], 0.0, "p[h=0, s=1] (weight 0)");
+    NEAR(p[2], 0.5, "p[h=0, s=2]");
+    NEAR(p[3], 0.25, "p[h=0, s=3]");
+    NEAR(o[0], 1.75, "o[h=0]");
+    NEAR(lse[0], log(4.0), "lse[h=0]");
+    NEAR(o[1], 5.0, "o[h=1]");
+    NEAR(lse[1], log(4.0), "lse[h=1]");
+    cr_assert(!attn_oracle_visible(&opts, 0, 0, 0, 1), "a key of weight 0 must be invisible");
+    cr_assert(attn_oracle_visible(&opts, 0, 1, 0, 1), "kv head 1's key 1 has weight 1");
+}
+
 static int even_keys_only(void *ctx, int b, int h, int i, long t, long s)
 {
     (void)ctx, (void)b, (void)h, (void)i, (void)t;
