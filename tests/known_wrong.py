@@ -4,8 +4,9 @@ Each variant copies a lesson's reference solution and replaces one exact snippet
 exactly once, so that an edit to a solution cannot silently disable a variant). The build compiles
 every variant against the lesson's tests; the self-test requires at least one test in the listed
 suites to fail. A variant with `sanitizer` (a compute-sanitizer tool) must also be flagged by that tool
-(CTest label `sanitizer`, run on a GPU machine). Variants whose suites are all GPU suites are reported as skipped on a machine
-without a GPU.
+(CTest label `sanitizer`, run on a GPU machine) over the tests `sanitizer_filter` names (a Criterion
+--filter; default: the lesson's racecheck filter). Variants whose suites are all GPU suites are
+reported as skipped on a machine without a GPU.
 """
 
 VARIANTS = [
@@ -124,7 +125,7 @@ VARIANTS += [
          why="listed tiles are masked only at the end of the keys, never at the causal diagonal",
          old="if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > w.t_first)) {", new="if (s0 + kBc > sh.N) {"),
     dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_missing_barrier", file="sparsity.cu",
-         suites=[], sanitizer="racecheck",
+         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/block_sparse_gqa",
          why="no barrier before the next listed K tile is loaded: it overwrites K_j while other warps may "
              "still read it",
          old="""        cp_async_wait_all();

@@ -5,8 +5,10 @@
 
 For each variant, OUT/<lesson>__<name>/<lesson>/ receives the lesson's solution files with the
 one snippet replaced. The CMake file lists the variants for the build as
-"<lesson>|<name>|<suite,suite>|<sanitizer tool or empty>" entries of ATTN_VARIANTS. A variant with
-a sanitizer tool must also be caught by that compute-sanitizer tool (label `sanitizer`).
+"<lesson>|<name>|<suite,suite>|<sanitizer tool or empty>|<Criterion filter or empty>" entries of
+ATTN_VARIANTS. A variant with a sanitizer tool must also be caught by that compute-sanitizer tool
+(label `sanitizer`), run over the tests its `sanitizer_filter` names (default: the lesson's racecheck
+filter in CMakeLists.txt).
 """
 import argparse
 import os
@@ -42,7 +44,8 @@ def main():
                 if not os.path.exists(dst) or open(dst, encoding="utf-8").read() != text:
                     with open(dst, "w", encoding="utf-8") as f:
                         f.write(text)
-        entries.append(f"{var['lesson']}|{var['name']}|{','.join(var['suites'])}|{var.get('sanitizer', '')}")
+        entries.append(f"{var['lesson']}|{var['name']}|{','.join(var['suites'])}|{var.get('sanitizer', '')}|"
+                       f"{var.get('sanitizer_filter', '')}")
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1
