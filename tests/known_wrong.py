@@ -106,7 +106,7 @@ VARIANTS += [
          new="const float x = scale * dot * w, m_new = fmaxf(m, x);"),
     dict(lesson="06_masks_vs_sparsity", name="c_blocks_no_causal", file="sparsity.c", suites=["c_part"],
          why="inside a listed block the causal rule is forgotten: the diagonal block leaks future keys",
-         old="if (shape->causal && last > t) last = t;\n", new=""),
+         old="if (shape->causal && last > t) last = t;", new="(void)t;"),
     dict(lesson="06_masks_vs_sparsity", name="cuda_weight_natural_log", file="sparsity.cu", suites=["cuda_part"],
          why="the soft-delete weight enters the base-2 scores as a natural log",
          old="return r > 0.f ? log2f(fminf(r, 1.f)) : -INFINITY;", new="return r > 0.f ? logf(fminf(r, 1.f)) : -INFINITY;"),

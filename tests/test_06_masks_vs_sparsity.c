@@ -233,7 +233,8 @@ static int run_masked(void *ctx, const attn_shape *sh, const uint16_t *q, const 
     return masked_attention_cuda(sh, a->mode, a->threshold, a->retention, q, k, v, o, lse, 0);
 }
 
-static void check_masked(attn_shape sh, keep_mode mode, float threshold, int zeros, int large_logits)
+static void check_masked_ex(attn_shape sh, keep_mode mode, float threshold, int zeros, int large_logits,
+                            int null_retention)
 {
     attn_rng rng;
     attn_rng_seed(&rng, attn_test_seed() * 31 + (uint64_t)sh.N);
@@ -243,14 +244,21 @@ static void check_masked(attn_shape sh, keep_mode mode, float threshold, int zer
     mask_args a = {mode, threshold, NULL};
     assert_ok(attn_dalloc((void **)&a.retention, n * 4), "retention");
     assert_ok(attn_h2d((void *)a.retention, r, n * 4), "retention");
+    const float *d_retention = a.retention;
+    if (null_retention) a.retention = NULL; /* allowed for KEEP_BASELINE */
     attn_oracle_opts opts = attn_oracle_dense(&sh);
     opts.key_weights = mode == KEEP_BASELINE ? NULL : w;
     char label[100];
-    snprintf(label, sizeof label, "mode %s, threshold %g%s", kModeNames[mode], threshold,
-             zeros ? ", some retention exactly 0" : "");
+    snprintf(label, sizeof label, "mode %s, threshold %g%s%s", kModeNames[mode], threshold,
+             zeros ? ", some retention exactly 0" : "", null_retention ? ", retention NULL" : "");
     check_bf16_kernel_labeled(&opts, large_logits, run_masked, &a, label);
-    attn_dfree((void *)a.retention);
+    attn_dfree((void *)d_retention);
     free(r), free(w);
+}
+
+static void check_masked(attn_shape sh, keep_mode mode, float threshold, int zeros, int large_logits)
+{
+    check_masked_ex(sh, mode, threshold, zeros, large_logits, 0);
 }
 
 Test(cuda_part, masked_modes)
@@ -276,6 +284,7 @@ Test(cuda_part, masked_edges)
     check_masked(attn_make_shape(1, 100, 100, 4, 2, 128, 1), KEEP_HARD, 0.97f, 0, 0);
     check_masked(attn_make_shape(1, 1, 500, 16, 2, 128, 1), KEEP_HARD, 0.5f, 0, 0); /* decoding */
     check_masked(attn_make_shape(1, 250, 250, 6, 3, 64, 1), KEEP_SOFT, 0.01f, 0, 1); /* large logits */
+    check_masked_ex(attn_make_shape(1, 70, 70, 2, 2, 128, 1), KEEP_BASELINE, 0.01f, 0, 0, 1); /* no retention */
 }
 
 Test(cuda_part, masked_gqa)

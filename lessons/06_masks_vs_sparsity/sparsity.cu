@@ -253,10 +253,11 @@ __device__ __forceinline__ float keep_log2_weight(int mode, float threshold, flo
 }
 
 /* Retention of key `key` of this kv head, read early (a plain load: its latency hides behind a
- * tile's work); keys past the end read nothing. */
-__device__ __forceinline__ float load_retention(const float *retention_bg, int G, long key, long N)
+ * tile's work); keys past the end, and KEEP_BASELINE (retention may be NULL), read nothing. */
+__device__ __forceinline__ float load_retention(const float *retention, size_t offset_bg, int mode, int G, long key,
+                                                long N)
 {
-    return key < N ? __ldg(retention_bg + (size_t)key * G) : 0.f;
+    return mode != KEEP_BASELINE && key < N ? __ldg(retention + offset_bg + (size_t)key * G) : 1.f;
 }
 
 template <int D>
@@ -274,7 +275,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     const size_t kv_stride = (size_t)sh.G * D;
     const uint16_t *k_bg = k + ((size_t)w.b * sh.N * sh.G + w.g) * D;
     const uint16_t *v_bg = v + ((size_t)w.b * sh.N * sh.G + w.g) * D;
-    const float *retention_bg = retention + (size_t)w.b * sh.N * sh.G + w.g;
+    const size_t retention_bg = (size_t)w.b * sh.N * sh.G + w.g; /* offset of (b, key 0, g) */
     const long last_key = sh.causal ? w.t_last : sh.N - 1;
     const int n_tiles = (int)(last_key / kBc) + 1; /* every tile of the causal range: the mask skips nothing */
 
@@ -286,8 +287,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     /* threads 0..63 each own one key of a tile: its weight is computed once and shared through w2_s */
     if (threadIdx.x < kBc) {
         const long key = threadIdx.x;
-        w2_s[threadIdx.x] = key < sh.N ? keep_log2_weight(mode, threshold, load_retention(retention_bg, sh.G, key, sh.N))
-                                       : -INFINITY;
+        const float r = load_retention(retention, retention_bg, mode, sh.G, key, sh.N);
+        w2_s[threadIdx.x] = key < sh.N ? keep_log2_weight(mode, threshold, r) : -INFINITY;
     }
 
     for (int j = 0; j < n_tiles; ++j) {
@@ -297,7 +298,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         load_kv_tile<D>(v_s, v_bg, kv_stride, s0, sh.N);
         cp_async_commit();
         const long next_key = s0 + kBc + threadIdx.x; /* this thread's key of tile j + 1 */
-        const float r_next = threadIdx.x < kBc ? load_retention(retention_bg, sh.G, next_key, sh.N) : 0.f;
+        const float r_next = threadIdx.x < kBc ? load_retention(retention, retention_bg, mode, sh.G, next_key, sh.N) : 0.f;
 
         float s[kMTiles][kNTiles][4];
         rb.scores(s);
@@ -440,7 +441,8 @@ extern "C" int masked_attention_cuda(const attn_shape *shape, keep_mode mode, fl
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "masked_attention_cuda: unknown keep mode %d", (int)mode);
     if (mode == KEEP_HARD && !(threshold >= 0.0f && threshold <= 1.0f))
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "masked_attention_cuda: threshold %g must lie in [0, 1]", threshold);
-    if (!retention) return attn_fail(ATTN_ERR_NULL_POINTER, "masked_attention_cuda: retention must not be NULL");
+    if (!retention && mode != KEEP_BASELINE)
+        return attn_fail(ATTN_ERR_NULL_POINTER, "masked_attention_cuda: retention must not be NULL (mode %d)", (int)mode);
     if ((uintptr_t)retention % 4 != 0)
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "masked_attention_cuda: retention must be 4-byte aligned");
     const float scale_log2 = attn_softmax_scale(shape) * kLog2e;

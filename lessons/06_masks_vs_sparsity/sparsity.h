@@ -72,8 +72,9 @@ int block_sparse_attention_cpu(const attn_shape *shape, const int32_t *block_ind
 
 /* Flash attention with a token keep-mask: every key tile is loaded and multiplied, and the keep
  * weights go into the scores (log k_s added, -inf for deleted keys). bf16 q/k/v/o, fp32 lse and
- * retention (device pointers); D = 64 or 128; any H % G == 0; M <= N; causal or not.
- * The kernel cannot check device data: it clamps retention to [0, 1] and treats NaN as 0. */
+ * retention (device pointers; retention may be NULL for KEEP_BASELINE); D = 64 or 128; any
+ * H % G == 0; M <= N; causal or not. The kernel cannot check device data: a retention above 1 counts
+ * as 1, and a negative or NaN retention deletes the key (in both modes). */
 int masked_attention_cuda(const attn_shape *shape, keep_mode mode, float threshold, const float *retention,
                           const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *o, float *lse,
                           cudaStream_t stream);
