@@ -87,6 +87,24 @@ static int32_t *per_query_lists(const attn_shape *sh, const int32_t *lists, int 
 
 /* ================================================================ C part */
 
+/* Host o [B, M, H, D] and lse [B, H, M], poisoned (NaN) so that an unwritten element shows. */
+static void poisoned_outputs(const attn_shape *sh, float **o, float **lse)
+{
+    *o = attn_alloc_f32(attn_q_elems(sh)), *lse = attn_alloc_f32(attn_lse_elems(sh));
+    cr_assert(*o && *lse, "out of host memory");
+    attn_poison(*o, attn_q_elems(sh) * 4), attn_poison(*lse, attn_lse_elems(sh) * 4);
+}
+
+/* A C-part result against the problem's reference, fp32 tolerance. */
+static void expect_o_and_lse_f32(const problem *p, const float *o, const float *lse, const char *ctx)
+{
+    attn_cmp c;
+    attn_compare_f32(&c, "o", ATTN_LAYOUT_BMHD, &p->sh, 0, o, p->o_ref, ATTN_TOL_F32);
+    cr_assert(c.ok, "%s [%s]", c.message, ctx);
+    attn_compare_f32(&c, "lse", ATTN_LAYOUT_BHM, &p->sh, 0, lse, p->lse_ref, ATTN_TOL_F32);
+    cr_assert(c.ok, "%s [%s]", c.message, ctx);
+}
+
 Test(c_part, keep_weights)
 {
     const float r[] = {0.0f, 0.005f, 0.00999f, 0.01f, 0.2f, 0.5f, 0.99f, 1.0f};
@@ -134,17 +152,13 @@ static void check_masked_cpu(attn_shape sh, keep_mode mode, float threshold, int
     attn_oracle_opts opts = attn_oracle_dense(&sh);
     opts.key_weights = w;
     problem_reference(&p, &opts);
-    float *o = attn_alloc_f32(attn_q_elems(&sh)), *lse = attn_alloc_f32(attn_lse_elems(&sh));
-    attn_poison(o, attn_q_elems(&sh) * 4), attn_poison(lse, attn_lse_elems(&sh) * 4);
+    float *o, *lse;
+    poisoned_outputs(&sh, &o, &lse);
     char ctx[400];
     snprintf(ctx, sizeof ctx, "mode %s, threshold %g%s, %s", kModeNames[mode], threshold,
              zeros ? ", some retention exactly 0" : "", p.ctx);
     assert_ok(masked_attention_cpu(&sh, mode, threshold, r, p.q, p.k, p.v, o, lse), ctx);
-    attn_cmp c;
-    attn_compare_f32(&c, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, p.o_ref, ATTN_TOL_F32);
-    cr_assert(c.ok, "%s [%s]", c.message, ctx);
-    attn_compare_f32(&c, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, p.lse_ref, ATTN_TOL_F32);
-    cr_assert(c.ok, "%s [%s]", c.message, ctx);
+    expect_o_and_lse_f32(&p, o, lse, ctx);
     free(o), free(lse), free(r), free(w);
     problem_free(&p);
 }
@@ -206,17 +220,13 @@ static void check_block_sparse_cpu(attn_shape sh, double density, int beyond)
     attn_oracle_opts opts = attn_oracle_dense(&sh);
     opts.block_indices = per_query, opts.num_blocks = T, opts.block_size = SPARSE_KEY_BLOCK;
     problem_reference(&p, &opts);
-    float *o = attn_alloc_f32(attn_q_elems(&sh)), *lse = attn_alloc_f32(attn_lse_elems(&sh));
-    attn_poison(o, attn_q_elems(&sh) * 4), attn_poison(lse, attn_lse_elems(&sh) * 4);
+    float *o, *lse;
+    poisoned_outputs(&sh, &o, &lse);
     char ctx[400];
     snprintf(ctx, sizeof ctx, "block density %.2f%s, %s", density, beyond ? ", blocks past the diagonal listed" : "",
              p.ctx);
     assert_ok(block_sparse_attention_cpu(&sh, lists, T, p.q, p.k, p.v, o, lse), ctx);
-    attn_cmp c;
-    attn_compare_f32(&c, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, p.o_ref, ATTN_TOL_F32);
-    cr_assert(c.ok, "%s [%s]", c.message, ctx);
-    attn_compare_f32(&c, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, p.lse_ref, ATTN_TOL_F32);
-    cr_assert(c.ok, "%s [%s]", c.message, ctx);
+    expect_o_and_lse_f32(&p, o, lse, ctx);
     free(o), free(lse), free(lists), free(per_query);
     problem_free(&p);
 }
