@@ -170,8 +170,8 @@ KEEP_SUFFIX = re.compile(r"^(.*)_k(\d+)$")
 def plot_keep(rows, prefix, args):
     """Time vs percent kept (log-log) for the _k<percent> kernels; other kernels as flat lines. One
     panel per N; the dashed grey line is the time of the dense kernel scaled by the kept share."""
-    ns = sorted({r["N"] for r in rows})
-    if not any(KEEP_SUFFIX.match(r["kernel"]) for r in rows):
+    ns = sorted({r["N"] for r in rows if KEEP_SUFFIX.match(r["kernel"])})  # a panel per N with such kernels
+    if not ns:
         print(f"plot.py: {prefix}: no kernel with a _k<percent> suffix (bench --kernels mask_bf16,blocks_bf16)",
               file=sys.stderr)
         return 1

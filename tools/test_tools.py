@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Unit tests of the course's own tools (run by CTest as maintainer.tools; stdlib only)."""
+"""Unit tests of the course's own tools (run by CTest as maintainer.tools; stdlib only, plus
+matplotlib for the plotting tests, which are skipped without it)."""
+import argparse
 import os
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -69,6 +72,55 @@ class Grader(unittest.TestCase):
         speed = [{"name": "a", "ratio": 9.0, "target": 8.0, "score": 1.0}]
         parts = grade.score_parts(tests, speed, {"speed": 30})
         self.assertEqual(parts["speed"]["points"], 15.0)
+
+
+try:
+    import plot  # noqa: E402  (exits when matplotlib is missing)
+except SystemExit:
+    plot = None
+
+BENCH_CSV = """device,kernel,B,M,N,H,G,D,causal,ms,tflops,gbs,peak_tflops,peak_gbs,frac_peak_flops,frac_peak_bw
+"GPU (sm_90, 1 SM)",gqa_bf16,1,8192,8192,64,4,128,1,3.2,343,90,800,3000,0.43,0.03
+"GPU (sm_90, 1 SM)",mask_bf16_k100,1,8192,8192,64,4,128,1,3.21,342,89,800,3000,0.43,0.03
+"GPU (sm_90, 1 SM)",mask_bf16_k10,1,8192,8192,64,4,128,1,3.21,34,89,800,3000,0.04,0.03
+"GPU (sm_90, 1 SM)",blocks_bf16_k100,1,8192,8192,64,4,128,1,3.08,356,93,800,3000,0.45,0.03
+"GPU (sm_90, 1 SM)",blocks_bf16_k10,1,8192,8192,64,4,128,1,0.42,262,683,800,3000,0.33,0.23
+"GPU (sm_90, 1 SM)",gqa_bf16,1,16384,16384,64,4,128,1,12.5,350,45,800,3000,0.44,0.02
+"""
+
+
+@unittest.skipIf(plot is None, "matplotlib is not installed")
+class Plots(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.csv = os.path.join(self.dir.name, "bench.csv")
+        with open(self.csv, "w") as f:
+            f.write(BENCH_CSV)
+        self.args = argparse.Namespace(out=self.dir.name, title=None)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def png(self, name):
+        path = os.path.join(self.dir.name, name)
+        return os.path.isfile(path) and os.path.getsize(path) > 1000
+
+    def test_default_figures(self):
+        self.assertEqual(plot.plot_set(plot.read_rows(self.csv), "bench", self.args), 0)
+        for kind in ("tflops", "time", "fraction"):
+            self.assertTrue(self.png(f"bench_{kind}.png"), kind)
+
+    def test_keep_figure_parses_the_percent_suffix(self):
+        rows = plot.read_rows(self.csv)
+        self.assertEqual(plot.KEEP_SUFFIX.match("blocks_bf16_k10").groups(), ("blocks_bf16", "10"))
+        self.assertIsNone(plot.KEEP_SUFFIX.match("window_bf16_w512"))
+        self.assertEqual(plot.plot_keep(rows, "bench", self.args), 0)  # N = 16k has no _k kernel: no panel
+        self.assertTrue(self.png("bench_keep.png"))
+
+    def test_keep_figure_needs_keep_kernels(self):
+        rows = [r for r in plot.read_rows(self.csv) if r["kernel"] == "gqa_bf16"]
+        self.assertEqual(plot.plot_keep(rows, "dense", self.args), 1)
+        self.assertFalse(self.png("dense_keep.png"))
 
 
 if __name__ == "__main__":
