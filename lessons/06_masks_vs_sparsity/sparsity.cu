@@ -244,7 +244,7 @@ __device__ __forceinline__ void load_q(uint32_t q_s, const attn_shape &sh, const
 /* ---------------------------------------------------------------- token keep-mask */
 
 /* log2 of the keep weight of retention r: 0 (kept), log2 r (soft delete) or -inf (deleted).
- * Device data cannot be checked: r is clamped to [0, 1] and NaN deletes the key. */
+ * Device data cannot be checked: an r above 1 counts as 1, a negative or NaN r deletes the key. */
 __device__ __forceinline__ float keep_log2_weight(int mode, float threshold, float r)
 {
     /* TODO (about 5 lines): KEEP_SOFT: r > 0 ? log2f(fminf(r, 1)) : -INFINITY. KEEP_HARD: r >= threshold ? 0 : -INFINITY.
