@@ -117,6 +117,26 @@ double attn_visible_pairs(const attn_shape *s)
 
 double attn_flops(const attn_shape *s) { return 4.0 * s->D * attn_visible_pairs(s); }
 
+double attn_block_list_pairs(const attn_shape *s, const int32_t *lists, int T, int query_block, int key_block)
+{
+    const int QB = (s->M + query_block - 1) / query_block;
+    double pairs = 0.0; /* per query head of the group */
+    for (int b = 0; b < s->B; ++b)
+        for (int qb = 0; qb < QB; ++qb)
+            for (int g = 0; g < s->G; ++g) {
+                const int32_t *list = lists + (((size_t)b * QB + qb) * s->G + g) * T;
+                for (int e = 0; e < T && list[e] >= 0; ++e)
+                    for (int i = qb * query_block; i < (qb + 1) * query_block && i < s->M; ++i) {
+                        const long s0 = (long)list[e] * key_block, t = attn_query_pos(s, i);
+                        long s1 = s0 + key_block - 1;
+                        if (s1 > s->N - 1) s1 = s->N - 1;
+                        if (s->causal && s1 > t) s1 = t;
+                        if (s1 >= s0) pairs += (double)(s1 - s0 + 1);
+                    }
+            }
+    return pairs * (s->H / s->G);
+}
+
 /* ---------------------------------------------------------------- bf16 */
 
 uint16_t attn_f32_to_bf16(float x)

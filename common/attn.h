@@ -96,6 +96,11 @@ static inline int attn_kv_head(const attn_shape *s, int h) { return h / (s->H / 
 double attn_visible_pairs(const attn_shape *s);
 double attn_flops(const attn_shape *s);
 
+/* The same count when each (b, query block, kv head) attends only to the key blocks on its list:
+ * lists [B, ceil(M / query_block), G, T], each ascending and ended by -1 (lesson 06's layout), key
+ * block j covering keys j * key_block .. j * key_block + key_block - 1, the causal rule inside. */
+double attn_block_list_pairs(const attn_shape *s, const int32_t *lists, int T, int query_block, int key_block);
+
 /* ---------------------------------------------------------------- bf16 */
 
 /* bf16 is stored as uint16_t: the top half of an IEEE float. Conversion from float rounds to

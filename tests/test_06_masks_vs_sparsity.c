@@ -424,17 +424,30 @@ static void speed_context(char *st, size_t n_st, char *ctx, size_t n_ctx, const 
     snprintf(ctx, n_ctx, "%s, seed %llu", st, (unsigned long long)seed);
 }
 
-static double report(const char *name, const char *st, const char *ctx, double t_base, double t_yours, double target,
-                     double pairs)
+/* Print the speed line (credited with `flops`, the FLOPs of the pairs that count) and expect the target. */
+static void report(const char *name, const char *st, const char *ctx, double t_base, double t_yours, double target,
+                   double flops)
 {
     const attn_shape sh = kSpeedShape;
-    attn_speed_result res = {"06", name, st, t_base, t_yours, target, 4.0 * sh.D * sh.H * pairs,
+    attn_speed_result res = {"06", name, st, t_base, t_yours, target, flops,
                              (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * 2};
     attn_report_speed(&res);
     const double ratio = t_base / t_yours;
     cr_expect(ratio >= target, "speed-up %.2fx is below the target %.2fx (dense %.3f ms, yours %.3f ms) [%s]", ratio,
               target, t_base, t_yours, ctx);
-    return ratio;
+}
+
+/* Correct first: give the baseline its own outputs, run `yours` (set up so that it must equal dense
+ * causal attention) and the frozen dense kernel once, and require the same o. */
+static void expect_equals_dense(sparse_launch *base, sparse_launch *yours, const char *what, const char *ctx)
+{
+    const attn_shape *sh = &base->d->sh;
+    assert_ok(attn_dalloc((void **)&base->o, attn_q_elems(sh) * 2), ctx);
+    assert_ok(attn_dalloc((void **)&base->lse, attn_lse_elems(sh) * 4), ctx);
+    assert_ok(launch(yours, 0), ctx);
+    assert_ok(launch(base, 0), ctx);
+    assert_ok(attn_dsync(), ctx);
+    expect_same_bf16(sh, yours->o, base->o, what, ctx);
 }
 
 Test(speed, token_mask_vs_dense)
@@ -454,19 +467,12 @@ Test(speed, token_mask_vs_dense)
     assert_ok(attn_h2d(dr, r, n * 4), ctx);
     sparse_launch base = {.d = &d, .kind = 0},
                   yours = {.d = &d, .o = d.o, .lse = d.lse, .kind = 1, .mode = KEEP_BASELINE, .threshold = 0.9f, .retention = dr};
-    assert_ok(attn_dalloc((void **)&base.o, attn_q_elems(&sh) * 2), ctx);
-    assert_ok(attn_dalloc((void **)&base.lse, attn_lse_elems(&sh) * 4), ctx);
-    /* correct first: with no mask it is dense causal attention */
-    assert_ok(launch(&yours, 0), ctx);
-    assert_ok(launch(&base, 0), ctx);
-    assert_ok(attn_dsync(), ctx);
-    expect_same_bf16(&sh, d.o, base.o, "o with KEEP_BASELINE (vs dense causal flash)", ctx);
+    expect_equals_dense(&base, &yours, "o with KEEP_BASELINE (vs dense causal flash)", ctx);
     yours.mode = KEEP_HARD; /* retention is uniform: threshold 0.9 deletes 90% of the keys */
     attn_timing t_base, t_yours;
     assert_ok(attn_time_ab(launch, &base, launch, &yours, 1, 5, &t_base, &t_yours), ctx);
     /* credited with the kept pairs: a token mask does all the work and keeps a tenth of it */
-    report("token_mask_vs_dense", st, ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_MASK,
-           0.1 * ((double)sh.N * (sh.N + 1) / 2));
+    report("token_mask_vs_dense", st, ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_MASK, 0.1 * attn_flops(&sh));
     attn_dfree(base.o), attn_dfree(base.lse), attn_dfree(dr);
     free(r);
     bf16_dev_free(&d);
@@ -492,29 +498,14 @@ Test(speed, block_sparse_vs_dense)
     assert_ok(attn_dalloc((void **)&d_sparse, bytes), ctx);
     assert_ok(attn_h2d(d_full, full, bytes), ctx);
     assert_ok(attn_h2d(d_sparse, sparse, bytes), ctx);
-    double pairs = 0.0; /* visible (query, key) pairs in the listed blocks */
-    const int QB = sparse_query_blocks(sh.M);
-    for (int qb = 0; qb < QB; ++qb)
-        for (int g = 0; g < sh.G; ++g)
-            for (int e = 0; e < T && sparse[((size_t)qb * sh.G + g) * T + e] >= 0; ++e) {
-                const long s0 = (long)sparse[((size_t)qb * sh.G + g) * T + e] * SPARSE_KEY_BLOCK;
-                for (int i = qb * SPARSE_QUERY_BLOCK; i < (qb + 1) * SPARSE_QUERY_BLOCK && i < sh.M; ++i) {
-                    const long t = (long)sh.N - sh.M + i, last = t < s0 + 63 ? t : s0 + 63;
-                    if (last >= s0) pairs += (double)(last - s0 + 1) * (sh.H / sh.G) / sh.H;
-                }
-            }
     sparse_launch base = {.d = &d, .kind = 0}, yours = {.d = &d, .o = d.o, .lse = d.lse, .kind = 2, .lists = d_full, .T = T_full};
-    assert_ok(attn_dalloc((void **)&base.o, attn_q_elems(&sh) * 2), ctx);
-    assert_ok(attn_dalloc((void **)&base.lse, attn_lse_elems(&sh) * 4), ctx);
-    /* correct first: every visible block listed is dense causal attention */
-    assert_ok(launch(&yours, 0), ctx);
-    assert_ok(launch(&base, 0), ctx);
-    assert_ok(attn_dsync(), ctx);
-    expect_same_bf16(&sh, d.o, base.o, "o with every visible block listed (vs dense causal flash)", ctx);
+    expect_equals_dense(&base, &yours, "o with every visible block listed (vs dense causal flash)", ctx);
     yours.lists = d_sparse, yours.T = T;
     attn_timing t_base, t_yours;
     assert_ok(attn_time_ab(launch, &base, launch, &yours, 1, 5, &t_base, &t_yours), ctx);
-    report("block_sparse_vs_dense", st, ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_BLOCKS, pairs);
+    /* credited with the visible pairs of the listed blocks */
+    report("block_sparse_vs_dense", st, ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_BLOCKS,
+           4.0 * sh.D * attn_block_list_pairs(&sh, sparse, T, SPARSE_QUERY_BLOCK, SPARSE_KEY_BLOCK));
     attn_dfree(base.o), attn_dfree(base.lse), attn_dfree(d_full), attn_dfree(d_sparse);
     free(full), free(sparse);
     bf16_dev_free(&d);

@@ -286,3 +286,18 @@ Test(harness, visible_pairs_and_flops)
     sh.causal = 0;
     cr_assert_float_eq(attn_flops(&sh), 4.0 * 8 * 15 * 2 * 4, 1e-9);
 }
+
+/* M = N = 6, query blocks of 4, key blocks of 2, causal, B = 1, H = 2, G = 1.
+ * Query block 0 (t = 0..3) lists key blocks 0 and 1: 1 + 2 + 3 + 4 = 10 pairs (keys 0..3).
+ * Query block 1 (t = 4, 5) lists key block 2 (keys 4, 5): 1 + 2 = 3 pairs. 13 per head, 26 in all. */
+Test(harness, block_list_pairs)
+{
+    const attn_shape sh = attn_make_shape(1, 6, 6, 2, 1, 8, 1);
+    const int32_t lists[2 * 3] = {0, 1, -1, 2, -1, -1};
+    cr_assert_float_eq(attn_block_list_pairs(&sh, lists, 3, 4, 2), 26.0, 1e-9);
+    attn_shape full = sh;
+    full.causal = 0; /* every listed key: 4 queries x 4 keys + 2 queries x 2 keys = 20 per head */
+    cr_assert_float_eq(attn_block_list_pairs(&full, lists, 3, 4, 2), 40.0, 1e-9);
+    const int32_t all[2 * 3] = {0, 1, 2, 0, 1, 2}; /* every block: the dense count */
+    cr_assert_float_eq(attn_block_list_pairs(&sh, all, 3, 4, 2), attn_visible_pairs(&sh), 1e-9);
+}

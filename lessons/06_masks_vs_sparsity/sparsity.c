@@ -7,6 +7,44 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* Lesson 02's streaming softmax for one query row, given: this lesson is about which keys a row
+ * visits, not about the update. Start with row_begin, feed each visited key to row_add (x: its
+ * score, in natural-log units), end with row_end. */
+typedef struct {
+    float m, l; /* running max and sum */
+    float *o;   /* the output row, the running sum of p * v until row_end */
+    int D;
+} online_row;
+
+static inline void row_begin(online_row *r, float *o, int D)
+{
+    r->m = -INFINITY, r->l = 0.0f, r->o = o, r->D = D;
+    for (int d = 0; d < D; ++d) o[d] = 0.0f;
+}
+
+static inline float row_dot(const float *a, const float *b, int D)
+{
+    float dot = 0.0f;
+    for (int d = 0; d < D; ++d) dot += a[d] * b[d];
+    return dot;
+}
+
+static inline void row_add(online_row *r, float x, const float *v)
+{
+    const float m_new = fmaxf(r->m, x), alpha = expf(r->m - m_new), p = expf(x - m_new);
+    r->l = r->l * alpha + p;
+    for (int d = 0; d < r->D; ++d) r->o[d] = r->o[d] * alpha + p * v[d];
+    r->m = m_new;
+}
+
+/* o = sum / l; returns lse = m + log l, or -inf (and o = 0) when the row visited no key. */
+static inline float row_end(online_row *r)
+{
+    if (r->l == 0.0f) return -INFINITY;
+    for (int d = 0; d < r->D; ++d) r->o[d] /= r->l;
+    return r->m + logf(r->l);
+}
+
 int keep_weights_cpu(keep_mode mode, float threshold, const float *retention, size_t count, float *keep)
 {
     if (!retention || !keep) return attn_fail(ATTN_ERR_NULL_POINTER, "keep_weights_cpu: retention and keep must not be NULL");
@@ -28,10 +66,9 @@ int masked_attention_cpu(const attn_shape *shape, keep_mode mode, float threshol
     if (!q || !k || !v || !o || !lse || (!retention && mode != KEEP_BASELINE))
         return attn_fail(ATTN_ERR_NULL_POINTER, "masked_attention_cpu: q, k, v, o, lse and retention must not be NULL");
 
-    /* TODO (about 40 lines): compute the keep weights of all B*N*G keys once (keep_weights_cpu). Then lesson 02's
-     * online softmax per (b, i, h) over the visible keys, skipping keys with weight 0 and adding
-     * log(weight) to the score of the others; o = acc / l, lse = m + log(l); a row whose keys are all
-     * deleted gets o = 0 and lse = -inf. */
+    /* TODO (about 30 lines): compute the keep weights of all B*N*G keys once (keep_weights_cpu). Then per (b, i, h):
+     * row_begin, row_add for each visible key with weight > 0 (score: scale * row_dot(q, k) plus
+     * log(weight)), and lse = row_end. A row whose keys are all deleted gets o = 0, lse = -inf. */
     return ATTN_ERR_NOT_IMPLEMENTED;
 }
 
@@ -57,7 +94,7 @@ int block_sparse_attention_cpu(const attn_shape *shape, const int32_t *block_ind
                          "block_sparse_attention_cpu: q, k, v, o, lse and block_indices must not be NULL");
     if ((st = block_list_check(shape, block_indices, T)) != ATTN_OK) return st;
 
-    /* TODO (about 35 lines): query i of head h reads list (b, i / 128, h / (H/G)). For each listed block j (stop at
-     * -1), visit keys 64 j .. min(64 j + 63, N - 1, t if causal) with the online softmax. */
+    /* TODO (about 25 lines): query i of head h reads list (b, i / 128, h / (H/G)). For each listed block j (stop at
+     * -1), row_add keys 64 j .. min(64 j + 63, N - 1, t if causal), between row_begin and row_end. */
     return ATTN_ERR_NOT_IMPLEMENTED;
 }

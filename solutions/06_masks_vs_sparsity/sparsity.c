@@ -7,6 +7,44 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* Lesson 02's streaming softmax for one query row, given: this lesson is about which keys a row
+ * visits, not about the update. Start with row_begin, feed each visited key to row_add (x: its
+ * score, in natural-log units), end with row_end. */
+typedef struct {
+    float m, l; /* running max and sum */
+    float *o;   /* the output row, the running sum of p * v until row_end */
+    int D;
+} online_row;
+
+static inline void row_begin(online_row *r, float *o, int D)
+{
+    r->m = -INFINITY, r->l = 0.0f, r->o = o, r->D = D;
+    for (int d = 0; d < D; ++d) o[d] = 0.0f;
+}
+
+static inline float row_dot(const float *a, const float *b, int D)
+{
+    float dot = 0.0f;
+    for (int d = 0; d < D; ++d) dot += a[d] * b[d];
+    return dot;
+}
+
+static inline void row_add(online_row *r, float x, const float *v)
+{
+    const float m_new = fmaxf(r->m, x), alpha = expf(r->m - m_new), p = expf(x - m_new);
+    r->l = r->l * alpha + p;
+    for (int d = 0; d < r->D; ++d) r->o[d] = r->o[d] * alpha + p * v[d];
+    r->m = m_new;
+}
+
+/* o = sum / l; returns lse = m + log l, or -inf (and o = 0) when the row visited no key. */
+static inline float row_end(online_row *r)
+{
+    if (r->l == 0.0f) return -INFINITY;
+    for (int d = 0; d < r->D; ++d) r->o[d] /= r->l;
+    return r->m + logf(r->l);
+}
+
 int keep_weights_cpu(keep_mode mode, float threshold, const float *retention, size_t count, float *keep)
 {
     if (!retention || !keep) return attn_fail(ATTN_ERR_NULL_POINTER, "keep_weights_cpu: retention and keep must not be NULL");
@@ -37,10 +75,9 @@ int masked_attention_cpu(const attn_shape *shape, keep_mode mode, float threshol
         return attn_fail(ATTN_ERR_NULL_POINTER, "masked_attention_cpu: q, k, v, o, lse and retention must not be NULL");
 
     /* BEGIN SOLUTION stub="return ATTN_ERR_NOT_IMPLEMENTED;" */
-    /* HINT: compute the keep weights of all B*N*G keys once (keep_weights_cpu). Then lesson 02's
-     * online softmax per (b, i, h) over the visible keys, skipping keys with weight 0 and adding
-     * log(weight) to the score of the others; o = acc / l, lse = m + log(l); a row whose keys are all
-     * deleted gets o = 0 and lse = -inf. */
+    /* HINT: compute the keep weights of all B*N*G keys once (keep_weights_cpu). Then per (b, i, h):
+     * row_begin, row_add for each visible key with weight > 0 (score: scale * row_dot(q, k) plus
+     * log(weight)), and lse = row_end. A row whose keys are all deleted gets o = 0, lse = -inf. */
     const int B = shape->B, M = shape->M, N = shape->N, H = shape->H, G = shape->G, D = shape->D;
     const size_t n_keys = (size_t)B * N * G;
     float *keep = attn_alloc_f32(n_keys);
@@ -58,24 +95,15 @@ int masked_attention_cpu(const attn_shape *shape, keep_mode mode, float threshol
                 const int g = h / (H / G);
                 const long t = (long)N - M + i, last = shape->causal ? t : N - 1;
                 const float *qi = q + (((size_t)b * M + i) * H + h) * D;
-                float *oi = o + (((size_t)b * M + i) * H + h) * D;
-                float m = -INFINITY, l = 0.0f;
-                for (int d = 0; d < D; ++d) oi[d] = 0.0f;
+                online_row row;
+                row_begin(&row, o + (((size_t)b * M + i) * H + h) * D, D);
                 for (long s = 0; s <= last; ++s) {
-                    const float w = keep[((size_t)b * N + s) * G + g];
+                    const size_t key = ((size_t)b * N + s) * G + g;
+                    const float w = keep[key];
                     if (w == 0.0f) continue; /* deleted: contributes nothing, not even to the max */
-                    const float *ks = k + (((size_t)b * N + s) * G + g) * D, *vs = v + (((size_t)b * N + s) * G + g) * D;
-                    float dot = 0.0f;
-                    for (int d = 0; d < D; ++d) dot += qi[d] * ks[d];
-                    const float x = scale * dot + logf(w), m_new = fmaxf(m, x);
-                    const float alpha = expf(m - m_new), p = expf(x - m_new);
-                    l = l * alpha + p;
-                    for (int d = 0; d < D; ++d) oi[d] = oi[d] * alpha + p * vs[d];
-                    m = m_new;
+                    row_add(&row, scale * row_dot(qi, k + key * D, D) + logf(w), v + key * D);
                 }
-                if (l > 0.0f)
-                    for (int d = 0; d < D; ++d) oi[d] /= l;
-                lse[((size_t)b * H + h) * M + i] = l > 0.0f ? m + logf(l) : -INFINITY;
+                lse[((size_t)b * H + h) * M + i] = row_end(&row);
             }
     free(keep);
     return ATTN_OK;
@@ -125,7 +153,7 @@ int block_sparse_attention_cpu(const attn_shape *shape, const int32_t *block_ind
 
     /* BEGIN SOLUTION stub="return ATTN_ERR_NOT_IMPLEMENTED;" */
     /* HINT: query i of head h reads list (b, i / 128, h / (H/G)). For each listed block j (stop at
-     * -1), visit keys 64 j .. min(64 j + 63, N - 1, t if causal) with the online softmax. */
+     * -1), row_add keys 64 j .. min(64 j + 63, N - 1, t if causal), between row_begin and row_end. */
     const int B = shape->B, M = shape->M, N = shape->N, H = shape->H, G = shape->G, D = shape->D;
     const int QB = sparse_query_blocks(M);
     const float scale = attn_softmax_scale(shape);
@@ -136,29 +164,19 @@ int block_sparse_attention_cpu(const attn_shape *shape, const int32_t *block_ind
                 const long t = (long)N - M + i;
                 const int32_t *list = block_indices + (((size_t)b * QB + i / SPARSE_QUERY_BLOCK) * G + g) * T;
                 const float *qi = q + (((size_t)b * M + i) * H + h) * D;
-                float *oi = o + (((size_t)b * M + i) * H + h) * D;
-                float m = -INFINITY, l = 0.0f;
-                for (int d = 0; d < D; ++d) oi[d] = 0.0f;
+                online_row row;
+                row_begin(&row, o + (((size_t)b * M + i) * H + h) * D, D);
                 for (int n = 0; n < T && list[n] >= 0; ++n) {
                     const long first = (long)list[n] * SPARSE_KEY_BLOCK;
                     long last = first + SPARSE_KEY_BLOCK - 1;
                     if (last > N - 1) last = N - 1;
                     if (shape->causal && last > t) last = t;
                     for (long s = first; s <= last; ++s) {
-                        const float *ks = k + (((size_t)b * N + s) * G + g) * D;
-                        const float *vs = v + (((size_t)b * N + s) * G + g) * D;
-                        float dot = 0.0f;
-                        for (int d = 0; d < D; ++d) dot += qi[d] * ks[d];
-                        const float x = scale * dot, m_new = fmaxf(m, x);
-                        const float alpha = expf(m - m_new), p = expf(x - m_new);
-                        l = l * alpha + p;
-                        for (int d = 0; d < D; ++d) oi[d] = oi[d] * alpha + p * vs[d];
-                        m = m_new;
+                        const size_t key = ((size_t)b * N + s) * G + g;
+                        row_add(&row, scale * row_dot(qi, k + key * D, D), v + key * D);
                     }
                 }
-                if (l > 0.0f)
-                    for (int d = 0; d < D; ++d) oi[d] /= l;
-                lse[((size_t)b * H + h) * M + i] = l > 0.0f ? m + logf(l) : -INFINITY;
+                lse[((size_t)b * H + h) * M + i] = row_end(&row);
             }
     return ATTN_OK;
     /* END SOLUTION */

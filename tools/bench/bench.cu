@@ -501,8 +501,8 @@ static void print_table_header(void)
 /* Time one kernel on one shape; print a table row and a CSV row. A shape whose buffers do not fit
  * in free device memory is skipped with a note (and no row), not treated as an error. */
 /* mask_bf16: uniform random retention [B, N, G]; the hard mask with threshold 1 - keep/100 keeps that
- * share of the keys. Returns the visible (query, key) pairs it keeps, about keep/100 of the causal ones. */
-static int make_retention(bench_run *run, int keep, uint64_t seed, double *pairs)
+ * share of the keys. *flops: the FLOPs of the pairs it keeps, about keep/100 of the visible ones. */
+static int make_retention(bench_run *run, int keep, uint64_t seed, double *flops)
 {
     const attn_shape *sh = &run->shape;
     const size_t n = (size_t)sh->B * sh->N * sh->G;
@@ -515,13 +515,13 @@ static int make_retention(bench_run *run, int keep, uint64_t seed, double *pairs
     int st = attn_dalloc((void **)&run->retention, n * sizeof(float));
     if (!st) st = attn_h2d(run->retention, r, n * sizeof(float));
     free(r);
-    *pairs = keep / 100.0 * attn_flops(sh) / (4.0 * sh->D * sh->H * sh->B) * sh->B;
+    *flops = keep / 100.0 * attn_flops(sh);
     return st;
 }
 
 /* blocks_bf16: every (b, query block, kv head) lists each key block its queries may see with
- * probability keep/100 (at least one). Returns the visible (query, key) pairs per query head. */
-static int make_block_lists(bench_run *run, int keep, uint64_t seed, double *pairs)
+ * probability keep/100 (at least one). *flops: the FLOPs of the visible pairs in the listed blocks. */
+static int make_block_lists(bench_run *run, int keep, uint64_t seed, double *flops)
 {
     const attn_shape *sh = &run->shape;
     const int QB = sparse_query_blocks(sh->M), KB = sparse_key_blocks(sh->N);
@@ -530,7 +530,6 @@ static int make_block_lists(bench_run *run, int keep, uint64_t seed, double *pai
     if (!lists) return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the block lists");
     attn_rng rng;
     attn_rng_seed(&rng, seed * 131 + (uint64_t)keep);
-    double group_pairs = 0.0;
     for (int b = 0; b < sh->B; ++b)
         for (int qb = 0; qb < QB; ++qb)
             for (int g = 0; g < sh->G; ++g) {
@@ -542,21 +541,13 @@ static int make_block_lists(bench_run *run, int keep, uint64_t seed, double *pai
                 for (int j = 0; j <= last; ++j)
                     if (attn_rng_uniform(&rng) < keep / 100.0) list[count++] = j;
                 if (count == 0) list[count++] = (int)(attn_rng_u64(&rng) % (uint64_t)(last + 1));
-                for (int e = 0; e < count; ++e) /* the pairs this block's queries see in list[e] */
-                    for (int i = i0; i < i1; ++i) {
-                        const long t = (long)sh->N - sh->M + i, s0 = (long)list[e] * SPARSE_KEY_BLOCK;
-                        long s1 = s0 + SPARSE_KEY_BLOCK - 1;
-                        if (s1 > sh->N - 1) s1 = sh->N - 1;
-                        if (sh->causal && s1 > t) s1 = t;
-                        if (s1 >= s0) group_pairs += (double)(s1 - s0 + 1);
-                    }
                 for (int e = count; e < KB; ++e) list[e] = -1;
             }
     run->T = KB;
+    *flops = 4.0 * sh->D * attn_block_list_pairs(sh, lists, KB, SPARSE_QUERY_BLOCK, SPARSE_KEY_BLOCK);
     int st = attn_dalloc((void **)&run->lists, n * sizeof(int32_t));
     if (!st) st = attn_h2d(run->lists, lists, n * sizeof(int32_t));
     free(lists);
-    *pairs = group_pairs / sh->G; /* per query head: each group's lists serve H/G of the H heads */
     return st;
 }
 
@@ -611,12 +602,9 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, in
     if (kid == K_WINDOW_BF16) snprintf(name, sizeof name, "%s_w%d", ki->name, opt->window);
     else if (uses_keep(kid)) snprintf(name, sizeof name, "%s_k%d", ki->name, keep);
     else snprintf(name, sizeof name, "%s", ki->name);
-    if (uses_keep(kid)) {
-        double pairs = 0.0;
-        st = kid == K_MASK_BF16 ? make_retention(&run, keep, opt->seed, &pairs)
-                                : make_block_lists(&run, keep, opt->seed, &pairs);
-        flops = 4.0 * sh->D * sh->H * pairs;
-    }
+    if (uses_keep(kid))
+        st = kid == K_MASK_BF16 ? make_retention(&run, keep, opt->seed, &flops)
+                                : make_block_lists(&run, keep, opt->seed, &flops);
     if (!st) st = attn_dalloc(&run.q, nq * es);
     if (!st) st = attn_dalloc(&run.k, nkv * es);
     if (!st) st = attn_dalloc(&run.v, nkv * es);
