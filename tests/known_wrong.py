@@ -134,3 +134,16 @@ VARIANTS += [
          new="""        cp_async_wait_all();
         if (n_next < T) {"""),
 ]
+
+# ------------------------------------------------------------------ more variants, one file per topic
+# tests/known_wrong_*.py each define VARIANTS (the same fields) and are appended here, so that lessons
+# added later keep their variants beside their tests.
+import glob as _glob
+import importlib.util as _ilu
+import os as _os
+
+for _path in sorted(_glob.glob(_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "known_wrong_*.py"))):
+    _spec = _ilu.spec_from_file_location(_os.path.basename(_path)[:-3], _path)
+    _mod = _ilu.module_from_spec(_spec)
+    _spec.loader.exec_module(_mod)
+    VARIANTS += _mod.VARIANTS

@@ -23,7 +23,7 @@ static const attn_shape kCpuShapes[] = {
 
 static size_t score_elems(const attn_shape *s) { return (size_t)s->B * s->H * s->M * s->N; }
 
-Test(c_part, scores)
+ATTN_TEST(c_part, scores)
 {
     uint64_t seed = attn_test_seed();
     for (int c = 0; c < NUM_CPU_SHAPES; ++c) {
@@ -42,7 +42,7 @@ Test(c_part, scores)
     }
 }
 
-Test(c_part, mask)
+ATTN_TEST(c_part, mask)
 {
     uint64_t seed = attn_test_seed();
     for (int c = 0; c < NUM_CPU_SHAPES; ++c) {
@@ -66,7 +66,7 @@ Test(c_part, mask)
     }
 }
 
-Test(c_part, softmax)
+ATTN_TEST(c_part, softmax)
 {
     uint64_t seed = attn_test_seed();
     attn_rng rng;
@@ -88,7 +88,7 @@ Test(c_part, softmax)
                     "near -100; seed %llu]", r.message, (unsigned long long)seed);
 }
 
-Test(c_part, pv)
+ATTN_TEST(c_part, pv)
 {
     uint64_t seed = attn_test_seed();
     for (int c = 0; c < NUM_CPU_SHAPES; ++c) {
@@ -126,10 +126,10 @@ static void check_forward_cpu(int large_logits, attn_tol tol)
     }
 }
 
-Test(c_part, forward) { check_forward_cpu(0, ATTN_TOL_F32); }
+ATTN_TEST(c_part, forward) { check_forward_cpu(0, ATTN_TOL_F32); }
 
 /* logits near 120: exp overflows unless the max is subtracted first (see problem_init_ex). */
-Test(c_part, forward_large_logits) { check_forward_cpu(1, ATTN_TOL_F32_LARGE); }
+ATTN_TEST(c_part, forward_large_logits) { check_forward_cpu(1, ATTN_TOL_F32_LARGE); }
 
 /* ================================================================ CUDA part */
 
@@ -155,10 +155,10 @@ static void check_cuda_shapes(int causal_filter)
         if (causal_filter < 0 || kShapes[c].causal == causal_filter) check_cuda(kShapes[c], 0, ATTN_TOL_F32);
 }
 
-Test(cuda_part, noncausal) { check_cuda_shapes(0); }
-Test(cuda_part, causal) { check_cuda_shapes(1); }
+ATTN_TEST(cuda_part, noncausal) { check_cuda_shapes(0); }
+ATTN_TEST(cuda_part, causal) { check_cuda_shapes(1); }
 
-Test(cuda_part, gqa_and_mqa)
+ATTN_TEST(cuda_part, gqa_and_mqa)
 {
     require_gpu();
     const attn_shape shapes[] = {{1, 40, 40, 8, 8, 64, 0.0f, 1}, {1, 40, 40, 8, 2, 64, 0.0f, 1},
@@ -166,7 +166,7 @@ Test(cuda_part, gqa_and_mqa)
     for (int c = 0; c < 4; ++c) check_cuda(shapes[c], 0, ATTN_TOL_F32);
 }
 
-Test(cuda_part, causal_with_both_masks_and_flips)
+ATTN_TEST(cuda_part, causal_with_both_masks_and_flips)
 {
     require_gpu();
     /* every (M, N) pair with M <= N up to 9: catches any off-by-one in t = N - M + i */
@@ -174,7 +174,7 @@ Test(cuda_part, causal_with_both_masks_and_flips)
         for (int m = 1; m <= n; ++m) check_cuda(attn_make_shape(1, m, n, 2, 1, 64, 1), 0, ATTN_TOL_F32);
 }
 
-Test(cuda_part, large_logits)
+ATTN_TEST(cuda_part, large_logits)
 {
     require_gpu();
     check_cuda(attn_make_shape(1, 70, 70, 2, 2, 64, 1), 1, ATTN_TOL_F32_LARGE);
@@ -197,7 +197,7 @@ static int launch_naive(void *ctx, cudaStream_t stream)
     return naive_attention_cuda(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
 }
 
-Test(speed, naive_vs_frozen_baseline)
+ATTN_TEST(speed, naive_vs_frozen_baseline)
 {
     require_gpu();
     const attn_shape sh = attn_make_shape(1, 2048, 2048, 16, 16, 64, 1);
@@ -239,7 +239,7 @@ Test(speed, naive_vs_frozen_baseline)
 /* Fake, non-NULL pointers: argument checks must reject the call before touching them. */
 static float fake[4];
 
-Test(errors, bad_shapes_are_named)
+ATTN_TEST(errors, bad_shapes_are_named)
 {
     const struct {
         attn_shape sh;
@@ -264,7 +264,7 @@ Test(errors, bad_shapes_are_named)
     }
 }
 
-Test(errors, null_pointers)
+ATTN_TEST(errors, null_pointers)
 {
     const attn_shape sh = attn_make_shape(1, 4, 4, 2, 2, 64, 0);
     assert_status(naive_scores_cpu(&sh, NULL, fake, fake), ATTN_ERR_NULL_POINTER, "q = NULL");

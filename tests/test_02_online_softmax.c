@@ -16,7 +16,7 @@
 
 /* ================================================================ C part */
 
-Test(c_part, softmax_one_pass)
+ATTN_TEST(c_part, softmax_one_pass)
 {
     uint64_t seed = attn_test_seed();
     attn_rng rng;
@@ -43,7 +43,7 @@ Test(c_part, softmax_one_pass)
     }
 }
 
-Test(c_part, softmax_masked_and_extreme)
+ATTN_TEST(c_part, softmax_masked_and_extreme)
 {
     const int n = 6;
     float y[6], lse = 0.0f;
@@ -96,10 +96,10 @@ static void check_forward_cpu(int large_logits, attn_tol tol)
         }
 }
 
-Test(c_part, streaming_attention) { check_forward_cpu(0, ATTN_TOL_F32); }
-Test(c_part, streaming_attention_large_logits) { check_forward_cpu(1, ATTN_TOL_F32_LARGE); }
+ATTN_TEST(c_part, streaming_attention) { check_forward_cpu(0, ATTN_TOL_F32); }
+ATTN_TEST(c_part, streaming_attention_large_logits) { check_forward_cpu(1, ATTN_TOL_F32_LARGE); }
 
-Test(c_part, attend_no_keys)
+ATTN_TEST(c_part, attend_no_keys)
 {
     float q[4] = {1, 2, 3, 4}, k[4] = {0}, v[4] = {0}, o[4], lse = 0.0f;
     attn_poison(o, sizeof o);
@@ -133,10 +133,10 @@ static void check_cuda_shapes(int causal_filter)
         if (kShapes[c].causal == causal_filter) check_cuda(kShapes[c], 0, ATTN_TOL_F32);
 }
 
-Test(cuda_part, noncausal) { check_cuda_shapes(0); }
-Test(cuda_part, causal) { check_cuda_shapes(1); }
+ATTN_TEST(cuda_part, noncausal) { check_cuda_shapes(0); }
+ATTN_TEST(cuda_part, causal) { check_cuda_shapes(1); }
 
-Test(cuda_part, gqa_and_mqa)
+ATTN_TEST(cuda_part, gqa_and_mqa)
 {
     require_gpu();
     const attn_shape shapes[] = {{1, 80, 80, 8, 8, 64, 0.0f, 1}, {1, 80, 80, 8, 2, 128, 0.0f, 1},
@@ -144,7 +144,7 @@ Test(cuda_part, gqa_and_mqa)
     for (int c = 0; c < 4; ++c) check_cuda(shapes[c], 0, ATTN_TOL_F32);
 }
 
-Test(cuda_part, every_small_m_and_n)
+ATTN_TEST(cuda_part, every_small_m_and_n)
 {
     require_gpu();
     /* every (M, N) with M <= N around the tile sizes 16 and 32: off-by-ones in t = N - M + i, in the
@@ -157,7 +157,7 @@ Test(cuda_part, every_small_m_and_n)
         }
 }
 
-Test(cuda_part, long_rows)
+ATTN_TEST(cuda_part, long_rows)
 {
     require_gpu();
     /* many key tiles: the running max moves often, so a missing rescale shows (errors of order
@@ -168,7 +168,7 @@ Test(cuda_part, long_rows)
     check_cuda(attn_make_shape(1, 48, 2000, 2, 2, 64, 0), 0, long_sums);
 }
 
-Test(cuda_part, large_logits)
+ATTN_TEST(cuda_part, large_logits)
 {
     require_gpu();
     check_cuda(attn_make_shape(1, 70, 70, 2, 2, 64, 1), 1, ATTN_TOL_F32_LARGE);
@@ -191,7 +191,7 @@ static int launch(void *ctx, cudaStream_t stream)
     return online_attention_cuda(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
 }
 
-Test(speed, fused_vs_naive)
+ATTN_TEST(speed, fused_vs_naive)
 {
     require_gpu();
     const attn_shape sh = attn_make_shape(1, 2048, 2048, 16, 16, 64, 1);
@@ -235,7 +235,7 @@ Test(speed, fused_vs_naive)
 
 static float fake[4];
 
-Test(errors, bad_shapes_are_named)
+ATTN_TEST(errors, bad_shapes_are_named)
 {
     const struct {
         attn_shape sh;
@@ -258,7 +258,7 @@ Test(errors, bad_shapes_are_named)
     }
 }
 
-Test(errors, null_pointers_and_bad_arguments)
+ATTN_TEST(errors, null_pointers_and_bad_arguments)
 {
     const attn_shape sh = attn_make_shape(1, 4, 4, 2, 2, 64, 0);
     float lse;

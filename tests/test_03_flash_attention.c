@@ -58,8 +58,8 @@ static void check_blocked(int large_logits, attn_tol tol)
         }
 }
 
-Test(c_part, blocked_loop_order) { check_blocked(0, ATTN_TOL_F32); }
-Test(c_part, blocked_large_logits) { check_blocked(1, ATTN_TOL_F32_LARGE); }
+ATTN_TEST(c_part, blocked_loop_order) { check_blocked(0, ATTN_TOL_F32); }
+ATTN_TEST(c_part, blocked_large_logits) { check_blocked(1, ATTN_TOL_F32_LARGE); }
 
 /* ================================================================ CUDA part */
 
@@ -76,21 +76,21 @@ static void check_cuda(attn_shape sh, int large_logits)
     check_bf16_kernel(&opts, large_logits, run_flash, NULL);
 }
 
-Test(cuda_part, noncausal)
+ATTN_TEST(cuda_part, noncausal)
 {
     require_gpu();
     for (int c = 0; c < NUM_SHAPES; ++c)
         if (!kShapes[c].causal) check_cuda(kShapes[c], 0);
 }
 
-Test(cuda_part, causal)
+ATTN_TEST(cuda_part, causal)
 {
     require_gpu();
     for (int c = 0; c < NUM_SHAPES; ++c)
         if (kShapes[c].causal) check_cuda(kShapes[c], 0);
 }
 
-Test(cuda_part, gqa_and_mqa)
+ATTN_TEST(cuda_part, gqa_and_mqa)
 {
     require_gpu();
     const attn_shape shapes[] = {{1, 200, 200, 8, 8, 64, 0.0f, 1}, {1, 200, 200, 8, 2, 128, 0.0f, 1},
@@ -98,7 +98,7 @@ Test(cuda_part, gqa_and_mqa)
     for (int c = 0; c < 4; ++c) check_cuda(shapes[c], 0);
 }
 
-Test(cuda_part, every_small_m_and_n)
+ATTN_TEST(cuda_part, every_small_m_and_n)
 {
     require_gpu();
     /* around the tile sizes Br = 128 and Bc = 64 of the reference (and 16, 32 of other designs) */
@@ -110,7 +110,7 @@ Test(cuda_part, every_small_m_and_n)
         }
 }
 
-Test(cuda_part, long_rows)
+ATTN_TEST(cuda_part, long_rows)
 {
     require_gpu();
     /* many key tiles and several query blocks: the running max moves often, tiles are reused */
@@ -119,7 +119,7 @@ Test(cuda_part, long_rows)
     check_cuda(attn_make_shape(1, 300, 2500, 2, 2, 64, 0), 0);
 }
 
-Test(cuda_part, large_logits)
+ATTN_TEST(cuda_part, large_logits)
 {
     require_gpu();
     check_cuda(attn_make_shape(1, 300, 300, 2, 2, 64, 1), 1);
@@ -128,7 +128,7 @@ Test(cuda_part, large_logits)
 
 /* The same inputs twice must give bitwise the same output: a result that moves between runs is a
  * race (a missing barrier, a read of shared memory before the copy into it has landed). */
-Test(cuda_part, deterministic)
+ATTN_TEST(cuda_part, deterministic)
 {
     require_gpu();
     const attn_shape sh = attn_make_shape(1, 1024, 1024, 8, 2, 128, 1);
@@ -245,12 +245,12 @@ static void speed_vs(int which, attn_shape sh, double target, const char *name)
     attn_dfree(dv32), attn_dfree(do32), attn_dfree(dlse), attn_dfree(dlse_b), attn_dfree(ws);
 }
 
-Test(speed, vs_online_softmax)
+ATTN_TEST(speed, vs_online_softmax)
 {
     speed_vs(1, attn_make_shape(1, 4096, 4096, 32, 32, 128, 1), TARGET_VS_ONLINE, "flash_vs_online");
 }
 
-Test(speed, vs_naive)
+ATTN_TEST(speed, vs_naive)
 {
     speed_vs(2, attn_make_shape(1, 4096, 4096, 16, 16, 64, 1), TARGET_VS_NAIVE, "flash_vs_naive");
 }
@@ -260,7 +260,7 @@ Test(speed, vs_naive)
 static uint16_t fake16[8] __attribute__((aligned(16)));
 static float fake[8];
 
-Test(errors, bad_shapes_are_named)
+ATTN_TEST(errors, bad_shapes_are_named)
 {
     const struct {
         attn_shape sh;
@@ -282,7 +282,7 @@ Test(errors, bad_shapes_are_named)
                   "q not 16-byte aligned");
 }
 
-Test(errors, null_pointers_and_block_sizes)
+ATTN_TEST(errors, null_pointers_and_block_sizes)
 {
     const attn_shape sh = attn_make_shape(1, 4, 4, 2, 2, 64, 0);
     assert_status(flash_attention_cuda(&sh, fake16, NULL, fake16, fake16, fake, 0), ATTN_ERR_NULL_POINTER, "k = NULL");

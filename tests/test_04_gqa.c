@@ -17,7 +17,7 @@
 
 /* ================================================================ C part */
 
-Test(c_part, kv_head_mapping)
+ATTN_TEST(c_part, kv_head_mapping)
 {
     const int shapes[][2] = {{8, 8}, {8, 4}, {8, 2}, {8, 1}, {64, 4}, {12, 3}, {1, 1}};
     for (int c = 0; c < 7; ++c) {
@@ -38,7 +38,7 @@ Test(c_part, kv_head_mapping)
     }
 }
 
-Test(c_part, kv_cache_bytes)
+ATTN_TEST(c_part, kv_cache_bytes)
 {
     /* A 70B-class model: 80 layers, 8 kv heads of 128, bf16. Per token: 2 (K, V) * 80 * 8 * 128 * 2 B
      * = 327,680 B. With 64 heads (MHA) it would be 8x that. */
@@ -54,7 +54,7 @@ Test(c_part, kv_cache_bytes)
                  (unsigned long long)bytes);
 }
 
-Test(c_part, repeat_kv_matches_the_oracle)
+ATTN_TEST(c_part, repeat_kv_matches_the_oracle)
 {
     /* attention on GQA weights == attention of an MHA model whose K/V are repeated */
     const attn_shape shapes[] = {{2, 5, 9, 8, 2, 16, 0.0f, 1}, {1, 7, 7, 6, 1, 32, 0.0f, 0}, {1, 3, 12, 4, 4, 8, 0.0f, 1}};
@@ -98,13 +98,13 @@ static void check(attn_shape sh, int large_logits)
     check_bf16_kernel(&opts, large_logits, run_gqa, NULL);
 }
 
-Test(cuda_part, mha_shapes)
+ATTN_TEST(cuda_part, mha_shapes)
 {
     require_gpu();
     for (int c = 0; c < NUM_SHAPES; ++c) check(kShapes[c], 0);
 }
 
-Test(cuda_part, gqa_groups)
+ATTN_TEST(cuda_part, gqa_groups)
 {
     require_gpu();
     /* heads per group 2, 3, 4, 6, 8, 16: 128 packed rows hold 64, 42.7, 32, ... positions */
@@ -115,7 +115,7 @@ Test(cuda_part, gqa_groups)
     }
 }
 
-Test(cuda_part, mqa)
+ATTN_TEST(cuda_part, mqa)
 {
     require_gpu();
     check(attn_make_shape(1, 200, 200, 8, 1, 128, 1), 0);
@@ -123,7 +123,7 @@ Test(cuda_part, mqa)
     check(attn_make_shape(2, 45, 45, 6, 1, 64, 0), 0);
 }
 
-Test(cuda_part, tile_edges)
+ATTN_TEST(cuda_part, tile_edges)
 {
     require_gpu();
     const int ns[] = {1, 7, 8, 9, 63, 64, 65, 129};
@@ -131,7 +131,7 @@ Test(cuda_part, tile_edges)
         for (int b = 0; b <= a; ++b) check(attn_make_shape(1, ns[b], ns[a], 16, 2, 64, 1), 0);
 }
 
-Test(cuda_part, long_rows_and_large_logits)
+ATTN_TEST(cuda_part, long_rows_and_large_logits)
 {
     require_gpu();
     check(attn_make_shape(1, 500, 2000, 8, 2, 128, 1), 0);
@@ -160,7 +160,7 @@ static int launch(void *ctx, cudaStream_t stream)
     return st;
 }
 
-Test(speed, vs_repeat_kv_then_flash)
+ATTN_TEST(speed, vs_repeat_kv_then_flash)
 {
     require_gpu();
     const attn_shape sh = attn_make_shape(1, 4096, 4096, 64, 4, 128, 1);
@@ -197,7 +197,7 @@ Test(speed, vs_repeat_kv_then_flash)
 static uint16_t fake16[8] __attribute__((aligned(16)));
 static float fake[8];
 
-Test(errors, bad_input_is_named)
+ATTN_TEST(errors, bad_input_is_named)
 {
     int g;
     uint64_t bytes;

@@ -16,7 +16,7 @@
 
 /* ================================================================ C part */
 
-Test(c_part, key_range)
+ATTN_TEST(c_part, key_range)
 {
     const long Ns[] = {1, 5, 100};
     const int ws[] = {1, 2, 3, 50, 200};
@@ -38,7 +38,7 @@ Test(c_part, key_range)
             }
 }
 
-Test(c_part, window_attention)
+ATTN_TEST(c_part, window_attention)
 {
     const attn_shape shapes[] = {{1, 20, 20, 2, 1, 16, 0.0f, 1}, {2, 9, 30, 4, 2, 32, 0.0f, 1},
                                  {1, 1, 50, 2, 2, 64, 0.0f, 1}, {1, 40, 40, 2, 2, 128, 0.0f, 1}};
@@ -80,7 +80,7 @@ static void check(attn_shape sh, int w, int large_logits)
     check_bf16_kernel(&opts, large_logits, run_window, &w);
 }
 
-Test(cuda_part, window_sizes)
+ATTN_TEST(cuda_part, window_sizes)
 {
     require_gpu();
     /* around the key tile (64) and the packed row block (128 rows), and wider than N */
@@ -91,7 +91,7 @@ Test(cuda_part, window_sizes)
     }
 }
 
-Test(cuda_part, gqa_and_mqa)
+ATTN_TEST(cuda_part, gqa_and_mqa)
 {
     require_gpu();
     check(attn_make_shape(2, 300, 300, 16, 4, 128, 1), 100, 0);
@@ -99,7 +99,7 @@ Test(cuda_part, gqa_and_mqa)
     check(attn_make_shape(1, 1, 1000, 16, 2, 128, 1), 512, 0); /* decoding */
 }
 
-Test(cuda_part, tile_edges_and_large_logits)
+ATTN_TEST(cuda_part, tile_edges_and_large_logits)
 {
     require_gpu();
     const int ns[] = {1, 63, 64, 65, 127, 129};
@@ -125,7 +125,7 @@ static int launch(void *ctx, cudaStream_t stream)
     return window_attention_cuda(sh, a->window, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
 }
 
-Test(speed, vs_dense_causal_flash)
+ATTN_TEST(speed, vs_dense_causal_flash)
 {
     require_gpu();
     const int w = 512;
@@ -166,7 +166,7 @@ Test(speed, vs_dense_causal_flash)
 static uint16_t fake16[8] __attribute__((aligned(16)));
 static float fake[8];
 
-Test(errors, bad_input_is_named)
+ATTN_TEST(errors, bad_input_is_named)
 {
     long a, b;
     assert_status(window_key_range(3, 0, 10, &a, &b), ATTN_ERR_BAD_ARGUMENT, "w = 0");

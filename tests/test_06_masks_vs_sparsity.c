@@ -105,7 +105,7 @@ static void expect_o_and_lse_f32(const problem *p, const float *o, const float *
     cr_assert(c.ok, "%s [%s]", c.message, ctx);
 }
 
-Test(c_part, keep_weights)
+ATTN_TEST(c_part, keep_weights)
 {
     const float r[] = {0.0f, 0.005f, 0.00999f, 0.01f, 0.2f, 0.5f, 0.99f, 1.0f};
     const int n = 8;
@@ -163,7 +163,7 @@ static void check_masked_cpu(attn_shape sh, keep_mode mode, float threshold, int
     problem_free(&p);
 }
 
-Test(c_part, masked_attention)
+ATTN_TEST(c_part, masked_attention)
 {
     const attn_shape shapes[] = {{1, 20, 20, 2, 1, 16, 0.0f, 1}, {2, 9, 30, 4, 2, 32, 0.0f, 1},
                                  {1, 13, 40, 2, 2, 64, 0.0f, 0}, {1, 33, 33, 4, 4, 128, 0.0f, 1}};
@@ -177,7 +177,7 @@ Test(c_part, masked_attention)
     }
 }
 
-Test(c_part, block_list_check)
+ATTN_TEST(c_part, block_list_check)
 {
     const attn_shape sh = attn_make_shape(1, 200, 200, 2, 2, 64, 1); /* QB = 2, key blocks 0..3 */
     const int T = 4;
@@ -231,7 +231,7 @@ static void check_block_sparse_cpu(attn_shape sh, double density, int beyond)
     problem_free(&p);
 }
 
-Test(c_part, block_sparse_attention)
+ATTN_TEST(c_part, block_sparse_attention)
 {
     const attn_shape shapes[] = {{1, 300, 300, 2, 1, 16, 0.0f, 1}, {2, 130, 260, 4, 2, 32, 0.0f, 1},
                                  {1, 150, 200, 2, 2, 64, 0.0f, 0}, {1, 1, 333, 4, 2, 32, 0.0f, 1}};
@@ -285,7 +285,7 @@ static void check_masked(attn_shape sh, keep_mode mode, float threshold, int zer
     check_masked_ex(sh, mode, threshold, zeros, large_logits, 0);
 }
 
-Test(cuda_part, masked_modes)
+ATTN_TEST(cuda_part, masked_modes)
 {
     require_gpu();
     const attn_shape shapes[] = {attn_make_shape(1, 300, 300, 4, 4, 64, 1), attn_make_shape(2, 200, 450, 8, 2, 128, 1),
@@ -298,7 +298,7 @@ Test(cuda_part, masked_modes)
     }
 }
 
-Test(cuda_part, masked_edges)
+ATTN_TEST(cuda_part, masked_edges)
 {
     require_gpu();
     const int ns[] = {1, 63, 64, 65, 129};
@@ -311,7 +311,7 @@ Test(cuda_part, masked_edges)
     check_masked_ex(attn_make_shape(1, 70, 70, 2, 2, 128, 1), KEEP_BASELINE, 0.01f, 0, 0, 1); /* no retention */
 }
 
-Test(cuda_part, masked_gqa)
+ATTN_TEST(cuda_part, masked_gqa)
 {
     require_gpu();
     check_masked(attn_make_shape(1, 300, 300, 12, 4, 128, 1), KEEP_SOFT, 0.01f, 1, 0);
@@ -351,7 +351,7 @@ static void check_blocks(attn_shape sh, double density, int beyond, int pad)
     free(lists), free(per_query);
 }
 
-Test(cuda_part, block_sparse_densities)
+ATTN_TEST(cuda_part, block_sparse_densities)
 {
     require_gpu();
     const double densities[] = {0.0, 0.1, 0.5, 1.0};
@@ -362,7 +362,7 @@ Test(cuda_part, block_sparse_densities)
     }
 }
 
-Test(cuda_part, block_sparse_gqa)
+ATTN_TEST(cuda_part, block_sparse_gqa)
 {
     require_gpu();
     /* every group its own list; hpg that does not divide the 128-row block */
@@ -373,13 +373,13 @@ Test(cuda_part, block_sparse_gqa)
 }
 
 /* Small and quick: what compute-sanitizer racecheck runs on the missing-barrier variant. */
-Test(cuda_part, block_sparse_small)
+ATTN_TEST(cuda_part, block_sparse_small)
 {
     require_gpu();
     check_blocks(attn_make_shape(1, 130, 300, 4, 2, 64, 1), 0.7, 0, 0);
 }
 
-Test(cuda_part, block_sparse_edges)
+ATTN_TEST(cuda_part, block_sparse_edges)
 {
     require_gpu();
     /* listed blocks past the diagonal add nothing; tile and query-block edges */
@@ -450,7 +450,7 @@ static void expect_equals_dense(sparse_launch *base, sparse_launch *yours, const
     expect_same_bf16(sh, yours->o, base->o, what, ctx);
 }
 
-Test(speed, token_mask_vs_dense)
+ATTN_TEST(speed, token_mask_vs_dense)
 {
     require_gpu();
     const attn_shape sh = kSpeedShape;
@@ -478,7 +478,7 @@ Test(speed, token_mask_vs_dense)
     bf16_dev_free(&d);
 }
 
-Test(speed, block_sparse_vs_dense)
+ATTN_TEST(speed, block_sparse_vs_dense)
 {
     require_gpu();
     const attn_shape sh = kSpeedShape;
@@ -517,7 +517,7 @@ static uint16_t fake16[8] __attribute__((aligned(16)));
 static float fake[8];
 static int32_t fake_list[8];
 
-Test(errors, bad_input_is_named)
+ATTN_TEST(errors, bad_input_is_named)
 {
     const float r[] = {0.5f};
     float w[1];

@@ -13,10 +13,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "attn.h"
 #include "attn_gpu.h"
 #include "check.h"
+#include "harness.h"
 #include "oracle.h"
+
+/* ---------------------------------------------------------------- tests that report completion
+ *
+ * Learner code runs inside the test process, so a test that Criterion counts as passed only proves
+ * that the process ended without a failed assertion: it may also have ended early. Every course
+ * test is therefore declared with ATTN_TEST, which runs the body and then appends
+ * "suite/name" to the file named by $ATTN_VERDICT. The grader counts a PASSED test only with
+ * its record. The function that writes it is static here (lesson code cannot link to it) and uses
+ * open/write, which the grader's audit does not let lesson code call (common/README.md). */
+static void attn_test_completed(const char *suite_and_name)
+{
+    const char *path = getenv("ATTN_VERDICT");
+    if (!path || !*path) return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd < 0) return;
+    char line[256];
+    int n = snprintf(line, sizeof line, "%s\n", suite_and_name);
+    if (n > 0 && write(fd, line, (size_t)n) != n) { /* nothing to do: the test then counts as failed */ }
+    close(fd);
+}
+
+#define ATTN_TEST(suite, name, ...)                                                                            \
+    static void attn_body_##suite##_##name(void);                                                              \
+    Test(suite, name, ##__VA_ARGS__)                                                                           \
+    {                                                                                                          \
+        attn_body_##suite##_##name();                                                                          \
+        attn_test_completed(#suite "/" #name);                                                                 \
+    }                                                                                                          \
+    static void attn_body_##suite##_##name(void)
 
 /* "B=1 M=5 N=7 H=4 G=2 D=64 causal" */
 static inline const char *shape_text(const attn_shape *s, char *buf, size_t n)

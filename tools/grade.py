@@ -32,6 +32,9 @@ POINTS = {
     "04": {"c_part": 20, "cuda_part": 50, "speed": 30},
     "05": {"c_part": 20, "cuda_part": 50, "speed": 30},
     "06": {"c_part": 20, "cuda_part": 50, "speed": 30},
+    "07": {"c_part": 20, "cuda_part": 50, "speed": 30},
+    "08": {"c_part": 30, "cuda_part": 70, "speed": 0},
+    "09": {"c_part": 20, "cuda_part": 50, "speed": 30},
 }
 PART_TITLES = {"c_part": "C part", "cuda_part": "CUDA part", "speed": "speed", "errors": "argument checks"}
 
