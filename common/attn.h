@@ -5,7 +5,7 @@
  * random number generator and host buffers with NaN poisoning. GPU helpers live in
  * attn_gpu.h, the double-precision oracle in oracle.h, comparisons in check.h.
  *
- * Conventions (COURSE.md section 4):
+ * Conventions (common/README.md, "Conventions", has them all with the reasons):
  *   q [B, M, H, D]   k, v [B, N, G, D]   o [B, M, H, D]   lse [B, H, M] (natural log)
  *   query i sits at position t = N - M + i; causal: key s visible iff s <= t;
  *   query head h reads kv head h / (H / G).

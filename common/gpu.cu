@@ -25,9 +25,11 @@ extern "C" int attn_gpu_available(char *why, size_t why_len)
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0) {
-        if (why)
-            snprintf(why, why_len, "no CUDA device: GPU part skipped (%s)",
-                     err != cudaSuccess ? cudaGetErrorString(err) : "no device found");
+        /* in learner terms first; the driver's own words only when they say something else */
+        const char *reason = "no CUDA device found";
+        if (err == cudaErrorInsufficientDriver) reason = "no CUDA device found (the NVIDIA driver is missing or too old)";
+        else if (err != cudaSuccess && err != cudaErrorNoDevice) reason = cudaGetErrorString(err);
+        if (why) snprintf(why, why_len, "%s: GPU part skipped", reason);
         cudaGetLastError(); /* clear the sticky-free error so later calls start clean */
         return 0;
     }

@@ -27,6 +27,9 @@ extern "C" {
 int attn_dfill_random_bf16(uint16_t *dst, size_t n, size_t row, float scale, uint64_t seed, cudaStream_t stream);
 int attn_dfill_random_f32(float *dst, size_t n, size_t row, float scale, uint64_t seed, cudaStream_t stream);
 
+/* dst[e] = src[e] converted from bf16 to fp32 (fp32 baselines read the same values as bf16 kernels). */
+int attn_dbf16_to_f32(const uint16_t *src, float *dst, size_t n, cudaStream_t stream);
+
 /* ---------------------------------------------------------------- comparisons on the device */
 
 /* Result of a device comparison: elements out of tolerance (poison and NaN included), of them

@@ -20,6 +20,8 @@ static int check_opts(const attn_oracle_opts *opts)
     if (opts->block_indices && (opts->num_blocks < 1 || opts->block_size < 1))
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "block list with T=%d blocks of size %d", opts->num_blocks,
                          opts->block_size);
+    if (opts->lists_per_head != 0 && opts->lists_per_head != 1)
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "lists_per_head=%d must be 0 or 1", opts->lists_per_head);
     return ATTN_OK;
 }
 
@@ -31,9 +33,11 @@ int attn_oracle_visible(const attn_oracle_opts *opts, int b, int h, int i, long 
     if (sh->causal && s > t) return 0;
     if (opts->window > 0 && (s > t || s < t - opts->window + 1)) return 0;
     if (opts->block_indices) {
-        int g = h / (sh->H / sh->G);
+        /* one list per kv group [B, M, G, T], or per query head [B, M, H, T] */
+        const int lists = opts->lists_per_head ? sh->H : sh->G;
+        const int who = opts->lists_per_head ? h : h / (sh->H / sh->G);
         const int32_t *list =
-            opts->block_indices + (((size_t)b * sh->M + i) * sh->G + g) * (size_t)opts->num_blocks;
+            opts->block_indices + (((size_t)b * sh->M + i) * lists + who) * (size_t)opts->num_blocks;
         int found = 0;
         for (int j = 0; j < opts->num_blocks; ++j)
             if (list[j] >= 0 && s / opts->block_size == list[j]) found = 1;

@@ -12,7 +12,9 @@
  *     causal         s <= t
  *     window w > 0   t - w + 1 <= s <= t            (w keys including the query's own position)
  *     block list     s lies in one of the blocks listed for (b, i, g): block_indices[b,i,g,0..T-1],
- *                    block j covering keys [j*block_size, (j+1)*block_size - 1]; -1 pads the list
+ *                    block j covering keys [j*block_size, (j+1)*block_size - 1]; -1 pads the list.
+ *                    With lists_per_head the lists are per query head instead: block_indices[b,i,h,..]
+ *                    ([B, M, H, T], NSA's selection with heads_share_selection = 0)
  *     callback       visible(ctx, b, h, i, t, s) != 0
  *     key weights    key_weights[b,s,g] > 0
  * With key weights (lesson 06's token keep-masks), a visible key's probability is also multiplied by
@@ -43,9 +45,12 @@ typedef struct {
     void *visible_ctx;
     const float *gates;           /* NULL, or [B, M, H]: o is multiplied by the gate */
     const float *key_weights;     /* NULL, or [B, N, G]: weight w >= 0 of each key (0 hides it) */
+    int lists_per_head;           /* 0: block_indices is [B, M, G, T], one list per kv group (the default);
+                                     1: [B, M, H, T], one list per query head */
 } attn_oracle_opts;
 
-/* Options for plain dense attention of the given shape (no window, blocks, callback, gates). */
+/* Options for plain dense attention of the given shape (no window, blocks, callback, gates; lists per
+ * kv group should block_indices be set). */
 attn_oracle_opts attn_oracle_dense(const attn_shape *shape);
 
 /* 1 if key s is visible from query i of head h in batch b under every rule in opts. */

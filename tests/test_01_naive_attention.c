@@ -14,7 +14,7 @@
 
 static const attn_shape kCpuShapes[] = {
     {1, 1, 1, 1, 1, 8, 0.0f, 0},
-    {2, 5, 9, 4, 2, 16, 0.0f, 1},
+    {2, 5, 9, 4, 2, 16, 0.31f, 1}, /* a softmax scale of its own */
     {1, 7, 7, 3, 1, 32, 0.0f, 1},
     {2, 3, 11, 2, 2, 64, 0.0f, 0},
     {1, 12, 20, 4, 4, 128, 0.0f, 1},
@@ -36,7 +36,7 @@ ATTN_TEST(c_part, scores)
         assert_ok(attn_oracle_scores(&unmasked, p.q, p.k, ref), p.ctx);
         attn_poison(s, score_elems(&p.sh) * sizeof(float));
         assert_ok(naive_scores_cpu(&p.sh, p.q, p.k, s), p.ctx);
-        expect_close(&p, "scores", ATTN_LAYOUT_BHMN, s, ref, ATTN_TOL_F32);
+        expect_close_opts(&p, &unmasked, ATTN_QTY_SCORES, "scores", ATTN_LAYOUT_BHMN, s, ref, ATTN_TOL_F32);
         free(ref), free(s);
         problem_free(&p);
     }
@@ -59,7 +59,7 @@ ATTN_TEST(c_part, mask)
             assert_ok(attn_oracle_scores(&masked, p.q, p.k, ref), p.ctx);
             for (size_t e = 0; e < score_elems(&sh); ++e) s[e] = (float)s64[e];
             assert_ok(naive_mask_cpu(&sh, s), p.ctx);
-            expect_close(&p, "masked scores", ATTN_LAYOUT_BHMN, s, ref, ATTN_TOL_F32);
+            expect_close_opts(&p, &masked, ATTN_QTY_SCORES, "masked scores", ATTN_LAYOUT_BHMN, s, ref, ATTN_TOL_F32);
             free(s64), free(ref), free(s);
             problem_free(&p);
         }
@@ -81,9 +81,8 @@ ATTN_TEST(c_part, softmax)
     for (int j = 0; j < n; ++j) x[4 * n + j] = -100.0f - (float)j;     /* exp(-100) underflows to 0 */
     attn_oracle_softmax_rows(x, rows, n, ref, NULL);
     assert_ok(naive_softmax_cpu(x, rows, n), "6 rows of 37");
-    attn_shape as_rows = attn_make_shape(1, rows, n, 1, 1, 1, 0); /* rows as queries, entries as keys */
     attn_cmp r;
-    attn_compare_f32(&r, "softmax", ATTN_LAYOUT_BHMN, &as_rows, 0, x, ref, ATTN_TOL_F32);
+    attn_compare_rows_f32(&r, "softmax", (int)rows, n, x, ref, ATTN_TOL_F32);
     cr_assert(r.ok, "%s [rows: 0,5 random, 1 partly -inf, 2 all -inf, 3 near 100 (needs the max subtracted), 4 "
                     "near -100; seed %llu]", r.message, (unsigned long long)seed);
 }
@@ -162,7 +161,7 @@ ATTN_TEST(cuda_part, gqa_and_mqa)
 {
     require_gpu();
     const attn_shape shapes[] = {{1, 40, 40, 8, 8, 64, 0.0f, 1}, {1, 40, 40, 8, 2, 64, 0.0f, 1},
-                                 {1, 40, 40, 8, 1, 128, 0.0f, 1}, {2, 25, 60, 12, 4, 64, 0.0f, 0}};
+                                 {1, 40, 40, 8, 1, 128, 0.0f, 1}, {2, 25, 60, 12, 4, 64, 0.2f, 0}};
     for (int c = 0; c < 4; ++c) check_cuda(shapes[c], 0, ATTN_TOL_F32);
 }
 
@@ -179,6 +178,23 @@ ATTN_TEST(cuda_part, large_logits)
     require_gpu();
     check_cuda(attn_make_shape(1, 70, 70, 2, 2, 64, 1), 1, ATTN_TOL_F32_LARGE);
     check_cuda(attn_make_shape(1, 33, 90, 2, 1, 128, 0), 1, ATTN_TOL_F32_LARGE);
+}
+
+static int run_naive(void *ctx, const attn_shape *sh, const float *q, const float *k, const float *v, float *o,
+                     float *lse)
+{
+    (void)lse;
+    return naive_attention_cuda(sh, q, k, v, o, (float *)ctx, 0);
+}
+
+ATTN_TEST(cuda_part, deterministic)
+{
+    require_gpu();
+    const attn_shape sh = attn_make_shape(2, 190, 201, 4, 2, 64, 1);
+    float *ws;
+    assert_ok(attn_dalloc((void **)&ws, naive_attention_workspace_bytes(&sh)), "workspace");
+    check_deterministic(sh, 1, (void *)run_naive, ws, 3, "naive_attention_cuda, three runs");
+    attn_dfree(ws);
 }
 
 /* ================================================================ speed (reported only) */

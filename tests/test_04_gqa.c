@@ -57,7 +57,7 @@ ATTN_TEST(c_part, kv_cache_bytes)
 ATTN_TEST(c_part, repeat_kv_matches_the_oracle)
 {
     /* attention on GQA weights == attention of an MHA model whose K/V are repeated */
-    const attn_shape shapes[] = {{2, 5, 9, 8, 2, 16, 0.0f, 1}, {1, 7, 7, 6, 1, 32, 0.0f, 0}, {1, 3, 12, 4, 4, 8, 0.0f, 1}};
+    const attn_shape shapes[] = {{2, 5, 9, 8, 2, 16, 0.33f, 1}, {1, 7, 7, 6, 1, 32, 0.0f, 0}, {1, 3, 12, 4, 4, 8, 0.0f, 1}};
     for (int c = 0; c < 3; ++c) {
         problem p;
         problem_init(&p, shapes[c], 1.0f, attn_test_seed());
@@ -120,7 +120,7 @@ ATTN_TEST(cuda_part, mqa)
     require_gpu();
     check(attn_make_shape(1, 200, 200, 8, 1, 128, 1), 0);
     check(attn_make_shape(1, 1, 300, 16, 1, 64, 1), 0); /* decoding: one position, 16 heads */
-    check(attn_make_shape(2, 45, 45, 6, 1, 64, 0), 0);
+    check(with_scale(attn_make_shape(2, 45, 45, 6, 1, 64, 0), 0.29f), 0); /* a softmax scale of its own */
 }
 
 ATTN_TEST(cuda_part, tile_edges)
@@ -138,25 +138,38 @@ ATTN_TEST(cuda_part, long_rows_and_large_logits)
     check(attn_make_shape(1, 300, 300, 8, 2, 64, 1), 1);
 }
 
+ATTN_TEST(cuda_part, deterministic)
+{
+    require_gpu();
+    check_deterministic(with_scale(attn_make_shape(2, 777, 1001, 16, 2, 128, 1), 0.1f), 0, (void *)run_gqa, NULL, 4,
+                        "gqa_attention_cuda, four runs");
+}
+
+ATTN_TEST(cuda_part, past_2_31_elements)
+{
+    require_gpu();
+    check_huge(huge_shape(), run_gqa, NULL, NULL, NULL, NULL, "gqa_attention_cuda past 2^31 elements");
+}
+
 /* ================================================================ speed */
 
 typedef struct {
-    bf16_dev *d;
-    uint16_t *k_rep, *v_rep, *o;
-    float *lse;
+    speed_io *io;
+    uint16_t *k_rep, *v_rep;
     int baseline;
 } gqa_launch;
 
 static int launch(void *ctx, cudaStream_t stream)
 {
     gqa_launch *a = (gqa_launch *)ctx;
-    const attn_shape *sh = &a->d->sh;
-    if (!a->baseline) return gqa_attention_cuda(sh, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
+    speed_io *io = a->io;
+    const attn_shape *sh = &io->sh;
+    if (!a->baseline) return gqa_attention_cuda(sh, io->q, io->k, io->v, io->o, io->lse, stream);
     attn_shape mha = *sh;
     mha.G = mha.H;
-    int st = attn_baseline_repeat_kv_bf16(sh, a->d->k, a->k_rep, stream);
-    if (!st) st = attn_baseline_repeat_kv_bf16(sh, a->d->v, a->v_rep, stream);
-    if (!st) st = attn_baseline_flash_bf16(&mha, a->d->q, a->k_rep, a->v_rep, a->o, a->lse, stream);
+    int st = attn_baseline_repeat_kv_bf16(sh, io->k, a->k_rep, stream);
+    if (!st) st = attn_baseline_repeat_kv_bf16(sh, io->v, a->v_rep, stream);
+    if (!st) st = attn_baseline_flash_bf16(&mha, io->q, a->k_rep, a->v_rep, io->o_base, io->lse_base, stream);
     return st;
 }
 
@@ -164,32 +177,27 @@ ATTN_TEST(speed, vs_repeat_kv_then_flash)
 {
     require_gpu();
     const attn_shape sh = attn_make_shape(1, 4096, 4096, 64, 4, 128, 1);
-    char st[120], ctx[200];
-    const uint64_t seed = attn_test_seed();
-    snprintf(ctx, sizeof ctx, "%s, seed %llu", shape_text(&sh, st, sizeof st), (unsigned long long)seed);
-    bf16_dev d;
-    bf16_dev_init(&d, sh, seed, ctx);
+    speed_io io;
+    speed_io_init(&io, sh, 0, NULL, "GQA vs repeat K/V + flash");
     attn_shape mha = sh;
     mha.G = mha.H;
-    gqa_launch base = {&d, NULL, NULL, NULL, NULL, 1}, yours = {&d, NULL, NULL, d.o, d.lse, 0};
-    assert_ok(attn_dalloc((void **)&base.k_rep, attn_kv_elems(&mha) * 2), ctx);
-    assert_ok(attn_dalloc((void **)&base.v_rep, attn_kv_elems(&mha) * 2), ctx);
-    assert_ok(attn_dalloc((void **)&base.o, attn_q_elems(&sh) * 2), ctx);
-    assert_ok(attn_dalloc((void **)&base.lse, attn_lse_elems(&sh) * 4), ctx);
-    assert_ok(launch(&yours, 0), ctx);
-    assert_ok(launch(&base, 0), ctx);
-    assert_ok(attn_dsync(), ctx);
-    expect_same_bf16(&sh, d.o, base.o, "o (vs repeat K/V + flash)", ctx);
+    gqa_launch base = {&io, NULL, NULL, 1}, yours = {&io, NULL, NULL, 0};
+    assert_ok(attn_dalloc((void **)&base.k_rep, attn_kv_elems(&mha) * 2), io.ctx);
+    assert_ok(attn_dalloc((void **)&base.v_rep, attn_kv_elems(&mha) * 2), io.ctx);
+    attn_timing_checks checks = {speed_io_prepare, speed_io_check, &io};
     attn_timing t_base, t_yours;
-    assert_ok(attn_time_ab(launch, &base, launch, &yours, 2, 10, &t_base, &t_yours), ctx);
-    attn_speed_result res = {"04", "gqa_vs_repeat_kv_then_flash", st, t_base.median_ms, t_yours.median_ms, SPEED_TARGET,
-                             attn_flops(&sh), (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * 2};
+    char why[1200], st[120];
+    const int rc = attn_time_ab_checked(launch, &base, launch, &yours, &checks, 2, 10, &t_base, &t_yours, why, sizeof why);
+    cr_assert(rc == ATTN_OK, "%s [%s]", why, io.ctx);
+    attn_speed_result res = {"04", "gqa_vs_repeat_kv_then_flash", shape_text(&sh, st, sizeof st), t_base.median_ms,
+                             t_yours.median_ms, SPEED_TARGET, attn_flops(&sh),
+                             (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * 2};
     attn_report_speed(&res);
     const double ratio = t_base.median_ms / t_yours.median_ms;
     cr_expect(ratio >= SPEED_TARGET, "speed-up %.2fx is below the target %.2fx (baseline %.3f ms, yours %.3f ms) [%s]",
-              ratio, SPEED_TARGET, t_base.median_ms, t_yours.median_ms, ctx);
-    attn_dfree(base.k_rep), attn_dfree(base.v_rep), attn_dfree(base.o), attn_dfree(base.lse);
-    bf16_dev_free(&d);
+              ratio, SPEED_TARGET, t_base.median_ms, t_yours.median_ms, io.ctx);
+    attn_dfree(base.k_rep), attn_dfree(base.v_rep);
+    speed_io_free(&io);
 }
 
 /* ================================================================ errors */

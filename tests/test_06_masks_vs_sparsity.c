@@ -165,7 +165,7 @@ static void check_masked_cpu(attn_shape sh, keep_mode mode, float threshold, int
 
 ATTN_TEST(c_part, masked_attention)
 {
-    const attn_shape shapes[] = {{1, 20, 20, 2, 1, 16, 0.0f, 1}, {2, 9, 30, 4, 2, 32, 0.0f, 1},
+    const attn_shape shapes[] = {{1, 20, 20, 2, 1, 16, 0.0f, 1}, {2, 9, 30, 4, 2, 32, 0.27f, 1},
                                  {1, 13, 40, 2, 2, 64, 0.0f, 0}, {1, 33, 33, 4, 4, 128, 0.0f, 1}};
     for (int c = 0; c < 4; ++c) {
         check_masked_cpu(shapes[c], KEEP_BASELINE, KEEP_DEFAULT_THRESHOLD, 0);
@@ -233,7 +233,7 @@ static void check_block_sparse_cpu(attn_shape sh, double density, int beyond)
 
 ATTN_TEST(c_part, block_sparse_attention)
 {
-    const attn_shape shapes[] = {{1, 300, 300, 2, 1, 16, 0.0f, 1}, {2, 130, 260, 4, 2, 32, 0.0f, 1},
+    const attn_shape shapes[] = {{1, 300, 300, 2, 1, 16, 0.0f, 1}, {2, 130, 260, 4, 2, 32, 0.15f, 1},
                                  {1, 150, 200, 2, 2, 64, 0.0f, 0}, {1, 1, 333, 4, 2, 32, 0.0f, 1}};
     const double densities[] = {0.0, 0.3, 1.0};
     for (int c = 0; c < 4; ++c)
@@ -390,12 +390,55 @@ ATTN_TEST(cuda_part, block_sparse_edges)
         for (int b = 0; b <= a; ++b) check_blocks(attn_make_shape(1, ns[b], ns[a], 2, 1, 64, 1), 0.7, 0, 1);
 }
 
+ATTN_TEST(cuda_part, deterministic)
+{
+    require_gpu();
+    const attn_shape sh = attn_make_shape(2, 500, 700, 8, 2, 128, 1);
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed());
+    int T;
+    int32_t *lists = random_block_lists(&sh, 0.5, 0, 1, &rng, &T), *dl;
+    const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
+    assert_ok(attn_dalloc((void **)&dl, bytes), "lists");
+    assert_ok(attn_h2d(dl, lists, bytes), "lists");
+    block_args ba = {dl, T};
+    check_deterministic(sh, 0, (void *)run_block_sparse, &ba, 4, "block_sparse_attention_cuda, four runs");
+    const size_t n = (size_t)sh.B * sh.N * sh.G;
+    float *r = random_retention(&sh, 1, &rng), *dr;
+    assert_ok(attn_dalloc((void **)&dr, n * 4), "retention");
+    assert_ok(attn_h2d(dr, r, n * 4), "retention");
+    mask_args ma = {KEEP_SOFT, 0.01f, dr};
+    check_deterministic(sh, 0, (void *)run_masked, &ma, 4, "masked_attention_cuda (soft), four runs");
+    attn_dfree(dl), attn_dfree(dr);
+    free(lists), free(r);
+}
+
+/* Past 2^31 elements with a block list (about half of the visible blocks), against the GPU reference. */
+ATTN_TEST(cuda_part, past_2_31_elements)
+{
+    require_gpu();
+    const attn_shape sh = huge_shape();
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed());
+    int T;
+    int32_t *lists = random_block_lists(&sh, 0.5, 0, 0, &rng, &T), *dl;
+    const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
+    assert_ok(attn_dalloc((void **)&dl, bytes), "lists");
+    assert_ok(attn_h2d(dl, lists, bytes), "lists");
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.block_indices = dl, ref.num_blocks = T, ref.block_size = SPARSE_KEY_BLOCK;
+    ref.query_block = SPARSE_QUERY_BLOCK;
+    block_args ba = {dl, T};
+    check_huge(sh, run_block_sparse, &ba, &ref, NULL, NULL, "block_sparse_attention_cuda past 2^31 elements");
+    attn_dfree(dl);
+    free(lists);
+}
+
 /* ================================================================ speed */
 
 typedef struct {
-    bf16_dev *d;
-    uint16_t *o;
-    float *lse;
+    speed_io *io;
     int kind; /* 0: the frozen dense causal flash kernel, 1: masked, 2: block-sparse */
     keep_mode mode;
     float threshold;
@@ -407,28 +450,25 @@ typedef struct {
 static int launch(void *ctx, cudaStream_t stream)
 {
     sparse_launch *a = (sparse_launch *)ctx;
-    const attn_shape *sh = &a->d->sh;
-    if (a->kind == 0) return attn_baseline_flash_bf16(sh, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
+    speed_io *io = a->io;
+    const attn_shape *sh = &io->sh;
+    if (a->kind == 0) return attn_baseline_flash_bf16(sh, io->q, io->k, io->v, io->o_base, io->lse_base, stream);
     if (a->kind == 1)
-        return masked_attention_cuda(sh, a->mode, a->threshold, a->retention, a->d->q, a->d->k, a->d->v, a->o, a->lse,
+        return masked_attention_cuda(sh, a->mode, a->threshold, a->retention, io->q, io->k, io->v, io->o, io->lse,
                                      stream);
-    return block_sparse_attention_cuda(sh, a->lists, a->T, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
+    return block_sparse_attention_cuda(sh, a->lists, a->T, io->q, io->k, io->v, io->o, io->lse, stream);
 }
 
 static const attn_shape kSpeedShape = {1, 8192, 8192, 16, 4, 128, 0.0f, 1};
 
-static void speed_context(char *st, size_t n_st, char *ctx, size_t n_ctx, const char *what, uint64_t seed)
-{
-    shape_text(&kSpeedShape, st, n_st);
-    snprintf(st + strlen(st), n_st - strlen(st), ", %s", what);
-    snprintf(ctx, n_ctx, "%s, seed %llu", st, (unsigned long long)seed);
-}
-
 /* Print the speed line (credited with `flops`, the FLOPs of the pairs that count) and expect the target. */
-static void report(const char *name, const char *st, const char *ctx, double t_base, double t_yours, double target,
+static void report(const char *name, const char *what, const char *ctx, double t_base, double t_yours, double target,
                    double flops)
 {
     const attn_shape sh = kSpeedShape;
+    char st[200];
+    shape_text(&sh, st, sizeof st);
+    snprintf(st + strlen(st), sizeof st - strlen(st), ", %s", what);
     attn_speed_result res = {"06", name, st, t_base, t_yours, target, flops,
                              (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * 2};
     attn_report_speed(&res);
@@ -437,78 +477,77 @@ static void report(const char *name, const char *st, const char *ctx, double t_b
               target, t_base, t_yours, ctx);
 }
 
-/* Correct first: give the baseline its own outputs, run `yours` (set up so that it must equal dense
- * causal attention) and the frozen dense kernel once, and require the same o. */
-static void expect_equals_dense(sparse_launch *base, sparse_launch *yours, const char *what, const char *ctx)
+/* Time `yours` against the dense baseline; every timed output is checked against the fp32 GPU
+ * reference under `ref`'s rules (the baseline computes something else). */
+static void time_checked(speed_io *io, sparse_launch *base, sparse_launch *yours, attn_timing *tb, attn_timing *ty)
 {
-    const attn_shape *sh = &base->d->sh;
-    assert_ok(attn_dalloc((void **)&base->o, attn_q_elems(sh) * 2), ctx);
-    assert_ok(attn_dalloc((void **)&base->lse, attn_lse_elems(sh) * 4), ctx);
-    assert_ok(launch(yours, 0), ctx);
-    assert_ok(launch(base, 0), ctx);
-    assert_ok(attn_dsync(), ctx);
-    expect_same_bf16(sh, yours->o, base->o, what, ctx);
+    attn_timing_checks checks = {speed_io_prepare, speed_io_check, io};
+    char why[1200];
+    const int rc = attn_time_ab_checked(launch, base, launch, yours, &checks, 1, 5, tb, ty, why, sizeof why);
+    cr_assert(rc == ATTN_OK, "%s [%s]", why, io->ctx);
 }
 
 ATTN_TEST(speed, token_mask_vs_dense)
 {
     require_gpu();
     const attn_shape sh = kSpeedShape;
-    const uint64_t seed = attn_test_seed();
-    char st[200], ctx[300];
-    speed_context(st, sizeof st, ctx, sizeof ctx, "hard mask deleting 90% of the keys", seed);
-    bf16_dev d;
-    bf16_dev_init(&d, sh, seed, ctx);
+    const char *what = "hard mask deleting 90% of the keys";
     attn_rng rng;
-    attn_rng_seed(&rng, seed);
+    attn_rng_seed(&rng, attn_test_seed());
     const size_t n = (size_t)sh.B * sh.N * sh.G;
-    float *r = random_retention(&sh, 0, &rng), *dr;
-    assert_ok(attn_dalloc((void **)&dr, n * 4), ctx);
-    assert_ok(attn_h2d(dr, r, n * 4), ctx);
-    sparse_launch base = {.d = &d, .kind = 0},
-                  yours = {.d = &d, .o = d.o, .lse = d.lse, .kind = 1, .mode = KEEP_BASELINE, .threshold = 0.9f, .retention = dr};
-    expect_equals_dense(&base, &yours, "o with KEEP_BASELINE (vs dense causal flash)", ctx);
-    yours.mode = KEEP_HARD; /* retention is uniform: threshold 0.9 deletes 90% of the keys */
+    float *r = random_retention(&sh, 0, &rng), *dr, *keep = attn_alloc_f32(n), *dkeep;
+    /* retention is uniform: threshold 0.9 deletes 90% of the keys; the reference sees the 0/1 weights */
+    for (size_t e = 0; e < n; ++e) keep[e] = r[e] >= 0.9f ? 1.0f : 0.0f;
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh;
+    speed_io io;
+    speed_io_init(&io, sh, 0, &ref, what);
+    assert_ok(attn_dalloc((void **)&dr, n * 4), io.ctx);
+    assert_ok(attn_dalloc((void **)&dkeep, n * 4), io.ctx);
+    assert_ok(attn_h2d(dr, r, n * 4), io.ctx);
+    assert_ok(attn_h2d(dkeep, keep, n * 4), io.ctx);
+    ref.key_weights = dkeep;
+    sparse_launch base = {.io = &io, .kind = 0},
+                  yours = {.io = &io, .kind = 1, .mode = KEEP_HARD, .threshold = 0.9f, .retention = dr};
     attn_timing t_base, t_yours;
-    assert_ok(attn_time_ab(launch, &base, launch, &yours, 1, 5, &t_base, &t_yours), ctx);
+    time_checked(&io, &base, &yours, &t_base, &t_yours);
     /* credited with the kept pairs: a token mask does all the work and keeps a tenth of it */
-    report("token_mask_vs_dense", st, ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_MASK, 0.1 * attn_flops(&sh));
-    attn_dfree(base.o), attn_dfree(base.lse), attn_dfree(dr);
-    free(r);
-    bf16_dev_free(&d);
+    report("token_mask_vs_dense", what, io.ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_MASK,
+           0.1 * attn_flops(&sh));
+    attn_dfree(dr), attn_dfree(dkeep);
+    free(r), free(keep);
+    speed_io_free(&io);
 }
 
 ATTN_TEST(speed, block_sparse_vs_dense)
 {
     require_gpu();
     const attn_shape sh = kSpeedShape;
-    const uint64_t seed = attn_test_seed();
-    char st[200], ctx[300];
-    speed_context(st, sizeof st, ctx, sizeof ctx, "10% of the visible key blocks listed", seed);
-    bf16_dev d;
-    bf16_dev_init(&d, sh, seed, ctx);
+    const char *what = "10% of the visible key blocks listed";
     attn_rng rng;
-    attn_rng_seed(&rng, seed);
-    int T_full, T;
-    int32_t *full = random_block_lists(&sh, 1.0, 0, 0, &rng, &T_full);
+    attn_rng_seed(&rng, attn_test_seed());
+    int T;
     int32_t *sparse = random_block_lists(&sh, 0.1, 0, 0, &rng, &T);
     const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
-    int32_t *d_full, *d_sparse;
-    assert_ok(attn_dalloc((void **)&d_full, bytes), ctx);
-    assert_ok(attn_dalloc((void **)&d_sparse, bytes), ctx);
-    assert_ok(attn_h2d(d_full, full, bytes), ctx);
-    assert_ok(attn_h2d(d_sparse, sparse, bytes), ctx);
-    sparse_launch base = {.d = &d, .kind = 0}, yours = {.d = &d, .o = d.o, .lse = d.lse, .kind = 2, .lists = d_full, .T = T_full};
-    expect_equals_dense(&base, &yours, "o with every visible block listed (vs dense causal flash)", ctx);
-    yours.lists = d_sparse, yours.T = T;
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.num_blocks = T, ref.block_size = SPARSE_KEY_BLOCK, ref.query_block = SPARSE_QUERY_BLOCK;
+    speed_io io;
+    speed_io_init(&io, sh, 0, &ref, what);
+    int32_t *d_sparse;
+    assert_ok(attn_dalloc((void **)&d_sparse, bytes), io.ctx);
+    assert_ok(attn_h2d(d_sparse, sparse, bytes), io.ctx);
+    ref.block_indices = d_sparse;
+    sparse_launch base = {.io = &io, .kind = 0}, yours = {.io = &io, .kind = 2, .lists = d_sparse, .T = T};
     attn_timing t_base, t_yours;
-    assert_ok(attn_time_ab(launch, &base, launch, &yours, 1, 5, &t_base, &t_yours), ctx);
+    time_checked(&io, &base, &yours, &t_base, &t_yours);
     /* credited with the visible pairs of the listed blocks */
-    report("block_sparse_vs_dense", st, ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_BLOCKS,
+    report("block_sparse_vs_dense", what, io.ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_BLOCKS,
            4.0 * sh.D * attn_block_list_pairs(&sh, sparse, T, SPARSE_QUERY_BLOCK, SPARSE_KEY_BLOCK));
-    attn_dfree(base.o), attn_dfree(base.lse), attn_dfree(d_full), attn_dfree(d_sparse);
-    free(full), free(sparse);
-    bf16_dev_free(&d);
+    attn_dfree(d_sparse);
+    free(sparse);
+    speed_io_free(&io);
 }
 
 /* ================================================================ errors */

@@ -301,3 +301,395 @@ Test(harness, block_list_pairs)
     const int32_t all[2 * 3] = {0, 1, 2, 0, 1, 2}; /* every block: the dense count */
     cr_assert_float_eq(attn_block_list_pairs(&sh, all, 3, 4, 2), attn_visible_pairs(&sh), 1e-9);
 }
+
+/* ---------------------------------------------------------------- hints that name the mistake
+ *
+ * Each known mistake's output is built here independently of check.c (the oracle under a rule
+ * written out below, or by hand), fed to the comparison, and the message must name the mistake and
+ * must not point elsewhere. */
+
+typedef enum { MISTAKE_QUERY_AT_I, MISTAKE_OWN_KEY_HIDDEN, MISTAKE_NEXT_KEY, MISTAKE_WINDOW_PLUS_ONE } mask_mistake;
+
+typedef struct {
+    mask_mistake what;
+    int window; /* 0: causal only */
+} mistake_rule;
+
+static int mistaken_visible(void *ctx, int b, int h, int i, long t, long s)
+{
+    const mistake_rule *m = ctx;
+    (void)b, (void)h;
+    const long pos = m->what == MISTAKE_QUERY_AT_I ? (long)i : t;
+    const long last = m->what == MISTAKE_OWN_KEY_HIDDEN ? pos - 1 : m->what == MISTAKE_NEXT_KEY ? pos + 1 : pos;
+    const long first = m->window <= 0 ? 0 : pos - m->window + 1 - (m->what == MISTAKE_WINDOW_PLUS_ONE);
+    return s <= last && s >= first;
+}
+
+/* Random inputs, the true reference under `opts`, and room for a wrong output. */
+typedef struct {
+    attn_oracle_opts opts;
+    float *q, *k, *v, *o, *lse;
+    double *o_ref, *lse_ref, *o_wrong, *lse_wrong;
+} hint_case;
+
+static void hint_case_init(hint_case *c, const attn_oracle_opts *opts, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    c->opts = *opts;
+    const attn_shape *sh = &opts->shape;
+    const size_t nq = attn_q_elems(sh), nkv = attn_kv_elems(sh), nl = attn_lse_elems(sh);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    c->q = attn_alloc_f32(nq), c->k = attn_alloc_f32(nkv), c->v = attn_alloc_f32(nkv);
+    c->o = attn_alloc_f32(nq), c->lse = attn_alloc_f32(nl);
+    c->o_ref = attn_alloc_f64(nq), c->lse_ref = attn_alloc_f64(nl);
+    c->o_wrong = attn_alloc_f64(nq), c->lse_wrong = attn_alloc_f64(nl);
+    cr_assert(c->q && c->k && c->v && c->o && c->lse && c->o_ref && c->lse_ref && c->o_wrong && c->lse_wrong);
+    attn_fill_random(c->q, nq, (size_t)sh->D, 1.0f, &rng);
+    attn_fill_random(c->k, nkv, (size_t)sh->D, 1.0f, &rng);
+    attn_fill_random(c->v, nkv, (size_t)sh->D, 1.0f, &rng);
+    cr_assert_eq(attn_oracle_forward(&c->opts, c->q, c->k, c->v, c->o_ref, c->lse_ref, NULL), ATTN_OK);
+}
+
+/* The learner's float o and lse from the wrong reference; a row that sees no key gets what a kernel
+ * without the empty-row check writes: exp(-inf - (-inf)) = NaN. */
+static void hint_case_wrong_to_float(hint_case *c, int nan_for_empty_rows)
+{
+    const attn_shape *sh = &c->opts.shape;
+    for (int b = 0; b < sh->B; ++b)
+        for (int i = 0; i < sh->M; ++i)
+            for (int h = 0; h < sh->H; ++h) {
+                const size_t l = ((size_t)b * sh->H + h) * sh->M + i, row = (((size_t)b * sh->M + i) * sh->H + h);
+                const int empty = c->lse_wrong[l] == -INFINITY && nan_for_empty_rows;
+                c->lse[l] = empty ? NAN : (float)c->lse_wrong[l];
+                for (int d = 0; d < sh->D; ++d) c->o[row * sh->D + d] = empty ? NAN : (float)c->o_wrong[row * sh->D + d];
+            }
+}
+
+/* o and lse under a wrong mask rule (the true causal and window rules switched off). */
+static void hint_case_mask_mistake(hint_case *c, mistake_rule *m, int nan_for_empty_rows)
+{
+    attn_oracle_opts wrong = c->opts;
+    wrong.shape.causal = 0, wrong.window = 0;
+    wrong.visible = mistaken_visible, wrong.visible_ctx = m;
+    cr_assert_eq(attn_oracle_forward(&wrong, c->q, c->k, c->v, c->o_wrong, c->lse_wrong, NULL), ATTN_OK);
+    hint_case_wrong_to_float(c, nan_for_empty_rows);
+}
+
+static void hint_case_free(hint_case *c)
+{
+    free(c->q), free(c->k), free(c->v), free(c->o), free(c->lse);
+    free(c->o_ref), free(c->lse_ref), free(c->o_wrong), free(c->lse_wrong);
+}
+
+static void expect_hint(const attn_cmp *r, attn_wrong_rule rule, const char *want, const char *not1, const char *not2)
+{
+    cr_assert(!r->ok, "a wrong output passed: %s", r->message);
+    cr_assert_eq(r->wrong, rule, "matched rule %d, expected %d: %s", r->wrong, rule, r->message);
+    cr_assert(strstr(r->message, want), "no \"%s\" in: %s", want, r->message);
+    cr_assert(!not1 || !strstr(r->message, not1), "misleading \"%s\" in: %s", not1, r->message);
+    cr_assert(!not2 || !strstr(r->message, not2), "misleading \"%s\" in: %s", not2, r->message);
+}
+
+/* Lesson 01's classic with M < N: the mask placed at t = i. Every row loses keys, so the failure
+ * looks global; it must not read as an overflow or a wrong scale. */
+Test(hints, query_at_i_is_named)
+{
+    const attn_shape shapes[] = {attn_make_shape(1, 5, 9, 2, 1, 16, 1), attn_make_shape(2, 4, 11, 4, 2, 8, 1),
+                                 attn_make_shape(1, 1, 6, 2, 2, 8, 1)};
+    for (int s = 0; s < 3; ++s) {
+        const attn_oracle_opts opts = attn_oracle_dense(&shapes[s]);
+        hint_case c;
+        hint_case_init(&c, &opts, attn_test_seed() + s);
+        mistake_rule m = {MISTAKE_QUERY_AT_I, 0};
+        hint_case_mask_mistake(&c, &m, 1);
+        attn_cmp r;
+        attn_cmp_source src = {&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+        attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+        expect_hint(&r, ATTN_WRONG_QUERY_AT_I, "t = N - M + i", "exp overflows", "softmax scale");
+        attn_compare_f32_src(&r, "lse", ATTN_LAYOUT_BHM, &src, c.lse, c.lse_ref, ATTN_TOL_F32);
+        expect_hint(&r, ATTN_WRONG_QUERY_AT_I, "query i at position i", "exp overflows", "softmax scale");
+        /* without the inputs, the pattern alone must still point at the offset first */
+        attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &c.opts.shape, 0, c.o, c.o_ref, ATTN_TOL_F32);
+        expect_hint(&r, ATTN_WRONG_NONE, "N - M + i", "exp overflows", "softmax scale");
+        hint_case_free(&c);
+    }
+}
+
+/* The same mistake in lesson 01's mask step: -inf on keys i < s <= N - M + i is a mask, not an overflow. */
+Test(hints, query_at_i_in_masked_scores)
+{
+    const attn_shape sh = attn_make_shape(2, 5, 9, 4, 2, 16, 1);
+    const attn_oracle_opts opts = attn_oracle_dense(&sh);
+    hint_case c;
+    hint_case_init(&c, &opts, attn_test_seed());
+    const size_t n = (size_t)2 * 4 * 5 * 9;
+    double *ref = attn_alloc_f64(n), *wrong64 = attn_alloc_f64(n);
+    float *got = attn_alloc_f32(n);
+    mistake_rule m = {MISTAKE_QUERY_AT_I, 0};
+    attn_oracle_opts wrong = opts;
+    wrong.shape.causal = 0, wrong.visible = mistaken_visible, wrong.visible_ctx = &m;
+    cr_assert_eq(attn_oracle_scores(&opts, c.q, c.k, ref), ATTN_OK);
+    cr_assert_eq(attn_oracle_scores(&wrong, c.q, c.k, wrong64), ATTN_OK);
+    for (size_t e = 0; e < n; ++e) got[e] = (float)wrong64[e];
+    attn_cmp r;
+    attn_cmp_source src = {&c.opts, c.q, c.k, NULL, ATTN_QTY_SCORES};
+    attn_compare_f32_src(&r, "masked scores", ATTN_LAYOUT_BHMN, &src, got, ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_QUERY_AT_I, "t = N - M + i", "exp overflows", "softmax scale");
+    attn_compare_f32(&r, "masked scores", ATTN_LAYOUT_BHMN, &sh, 0, got, ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NONE, "not i", "exp overflows", "softmax scale");
+    free(ref), free(wrong64), free(got);
+    hint_case_free(&c);
+}
+
+Test(hints, causal_off_by_one_both_ways)
+{
+    const attn_shape sh = attn_make_shape(1, 7, 7, 2, 2, 16, 1);
+    const attn_oracle_opts opts = attn_oracle_dense(&sh);
+    hint_case c;
+    hint_case_init(&c, &opts, attn_test_seed());
+    attn_cmp_source src = {&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    attn_cmp r;
+    /* s < t: query 0 sees nothing and, without the empty-row check, gives NaN */
+    mistake_rule m = {MISTAKE_OWN_KEY_HIDDEN, 0};
+    hint_case_mask_mistake(&c, &m, 1);
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_OWN_KEY_HIDDEN, "s < t", "exp overflows", NULL);
+    attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NONE, "no key", "exp overflows", NULL);
+    m.what = MISTAKE_NEXT_KEY;
+    hint_case_mask_mistake(&c, &m, 1);
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NEXT_KEY, "s <= t + 1", NULL, NULL);
+    attn_compare_f32_src(&r, "lse", ATTN_LAYOUT_BHM, &src, c.lse, c.lse_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NEXT_KEY, "s <= t + 1", NULL, NULL);
+    hint_case_free(&c);
+}
+
+Test(hints, window_and_missing_or_extra_masks)
+{
+    const attn_shape sh = attn_make_shape(1, 6, 10, 2, 2, 8, 1);
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.window = 3;
+    hint_case c;
+    hint_case_init(&c, &opts, attn_test_seed());
+    attn_cmp_source src = {&c.opts, c.q, c.k, c.v, ATTN_QTY_O};
+    attn_cmp r;
+    mistake_rule m = {MISTAKE_WINDOW_PLUS_ONE, 3};
+    hint_case_mask_mistake(&c, &m, 1);
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_WINDOW_PLUS_ONE, "w + 1", NULL, NULL);
+    m.what = MISTAKE_QUERY_AT_I;
+    hint_case_mask_mistake(&c, &m, 1);
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_QUERY_AT_I, "s >= t - w + 1", NULL, NULL);
+    /* the window forgotten: plain causal attention */
+    attn_oracle_opts causal_only = opts;
+    causal_only.window = 0;
+    cr_assert_eq(attn_oracle_forward(&causal_only, c.q, c.k, c.v, c.o_wrong, c.lse_wrong, NULL), ATTN_OK);
+    hint_case_wrong_to_float(&c, 0);
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NO_WINDOW, "no window", NULL, NULL);
+    hint_case_free(&c);
+
+    /* the causal mask forgotten, and a causal mask where none was asked for */
+    attn_oracle_opts causal = attn_oracle_dense(&sh), dense = causal;
+    dense.shape.causal = 0;
+    hint_case_init(&c, &causal, attn_test_seed() + 1);
+    cr_assert_eq(attn_oracle_forward(&dense, c.q, c.k, c.v, c.o_wrong, c.lse_wrong, NULL), ATTN_OK);
+    hint_case_wrong_to_float(&c, 0);
+    src = (attn_cmp_source){&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NO_CAUSAL, "without the causal mask", NULL, NULL);
+    hint_case_free(&c);
+    hint_case_init(&c, &dense, attn_test_seed() + 2);
+    cr_assert_eq(attn_oracle_forward(&causal, c.q, c.k, c.v, c.o_wrong, c.lse_wrong, NULL), ATTN_OK);
+    hint_case_wrong_to_float(&c, 0);
+    src = (attn_cmp_source){&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    attn_compare_f32_src(&r, "lse", ATTN_LAYOUT_BHM, &src, c.lse, c.lse_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_MASK_NOT_ASKED, "NOT causal", NULL, NULL);
+    hint_case_free(&c);
+}
+
+/* h % G built by hand: every query head gets its own copy of kv head h % G (G becomes H). */
+static void gqa_modulo_output(const hint_case *c, double *o)
+{
+    const attn_shape *sh = &c->opts.shape;
+    attn_shape wide = *sh;
+    wide.G = sh->H;
+    const size_t n = (size_t)sh->B * sh->N * sh->H * sh->D;
+    float *k = attn_alloc_f32(n), *v = attn_alloc_f32(n);
+    for (int b = 0; b < sh->B; ++b)
+        for (int s = 0; s < sh->N; ++s)
+            for (int h = 0; h < sh->H; ++h)
+                for (int d = 0; d < sh->D; ++d) {
+                    const size_t to = (((size_t)b * sh->N + s) * sh->H + h) * sh->D + d;
+                    const size_t from = (((size_t)b * sh->N + s) * sh->G + h % sh->G) * sh->D + d;
+                    k[to] = c->k[from], v[to] = c->v[from];
+                }
+    const attn_oracle_opts opts = attn_oracle_dense(&wide);
+    cr_assert_eq(attn_oracle_forward(&opts, c->q, k, v, o, NULL, NULL), ATTN_OK);
+    free(k), free(v);
+}
+
+Test(hints, gqa_modulo_in_f32_and_bf16)
+{
+    const attn_shape sh = attn_make_shape(2, 4, 6, 6, 2, 16, 0);
+    const attn_oracle_opts opts = attn_oracle_dense(&sh);
+    hint_case c;
+    hint_case_init(&c, &opts, attn_test_seed());
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh);
+    /* bf16 inputs, so that one set of inputs serves both comparisons */
+    for (size_t e = 0; e < nq; ++e) c.q[e] = attn_bf16_to_f32(attn_f32_to_bf16(c.q[e]));
+    for (size_t e = 0; e < nkv; ++e)
+        c.k[e] = attn_bf16_to_f32(attn_f32_to_bf16(c.k[e])), c.v[e] = attn_bf16_to_f32(attn_f32_to_bf16(c.v[e]));
+    cr_assert_eq(attn_oracle_forward(&c.opts, c.q, c.k, c.v, c.o_ref, c.lse_ref, NULL), ATTN_OK);
+    gqa_modulo_output(&c, c.o_wrong);
+    uint16_t *o16 = attn_alloc_bf16(nq);
+    for (size_t e = 0; e < nq; ++e) c.o[e] = (float)c.o_wrong[e], o16[e] = attn_f32_to_bf16(c.o[e]);
+    attn_cmp_source src = {&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    attn_cmp r;
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_GQA_MODULO, "h / (H/G)", NULL, NULL);
+    attn_compare_bf16_src(&r, "o", ATTN_LAYOUT_BMHD, &src, o16, c.o_ref, ATTN_TOL_BF16);
+    expect_hint(&r, ATTN_WRONG_GQA_MODULO, "h % G", NULL, NULL);
+    free(o16);
+    hint_case_free(&c);
+}
+
+Test(hints, scale_mistakes)
+{
+    attn_shape sh = attn_make_shape(1, 5, 8, 2, 1, 16, 1);
+    const float wrong_scales[2] = {1.0f, 1.0f / 16.0f};
+    const attn_wrong_rule rules[2] = {ATTN_WRONG_SCALE_ONE, ATTN_WRONG_SCALE_1_OVER_D};
+    for (int w = 0; w < 2; ++w) {
+        const attn_oracle_opts opts = attn_oracle_dense(&sh);
+        hint_case c;
+        hint_case_init(&c, &opts, attn_test_seed() + w);
+        attn_oracle_opts wrong = opts;
+        wrong.shape.scale = wrong_scales[w];
+        cr_assert_eq(attn_oracle_forward(&wrong, c.q, c.k, c.v, c.o_wrong, c.lse_wrong, NULL), ATTN_OK);
+        hint_case_wrong_to_float(&c, 0);
+        attn_cmp_source src = {&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+        attn_cmp r;
+        attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+        expect_hint(&r, rules[w], "1/sqrt(D)", "exp overflows", "t = N - M + i");
+        hint_case_free(&c);
+    }
+    /* the shape's own scale ignored */
+    sh.scale = 0.5f;
+    const attn_oracle_opts opts = attn_oracle_dense(&sh);
+    hint_case c;
+    hint_case_init(&c, &opts, attn_test_seed());
+    attn_oracle_opts wrong = opts;
+    wrong.shape.scale = 0.0f;
+    cr_assert_eq(attn_oracle_forward(&wrong, c.q, c.k, c.v, c.o_wrong, c.lse_wrong, NULL), ATTN_OK);
+    hint_case_wrong_to_float(&c, 0);
+    attn_cmp_source src = {&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    attn_cmp r;
+    attn_compare_f32_src(&r, "lse", ATTN_LAYOUT_BHM, &src, c.lse, c.lse_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_SCALE_DEFAULT, "attn_softmax_scale", NULL, NULL);
+    hint_case_free(&c);
+}
+
+/* NaN in every row (an overflow, no known rule) keeps the overflow hint; a passing comparison and a
+ * shape above the size limit never touch the inputs. */
+Test(hints, overflow_fallback_and_cost)
+{
+    const attn_shape sh = attn_make_shape(1, 5, 9, 2, 1, 16, 1);
+    const attn_oracle_opts opts = attn_oracle_dense(&sh);
+    hint_case c;
+    hint_case_init(&c, &opts, attn_test_seed());
+    const size_t nq = attn_q_elems(&sh);
+    for (size_t e = 0; e < nq; ++e) c.o[e] = (e / sh.D) % 2 ? NAN : (float)c.o_ref[e];
+    attn_cmp_source src = {&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    attn_cmp r;
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NONE, "exp overflows", NULL, NULL);
+    /* unwritten elements come first, before any recomputation */
+    for (size_t e = 0; e < nq; ++e) c.o[e] = (float)c.o_ref[e];
+    attn_poison(c.o, sizeof(float) * sh.D);
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NONE, "never written", NULL, NULL);
+    /* passing: the inputs are not even looked at */
+    for (size_t e = 0; e < nq; ++e) c.o[e] = (float)c.o_ref[e];
+    attn_cmp_source no_inputs = {&c.opts, NULL, NULL, NULL, ATTN_QTY_DEFAULT};
+    cr_assert(attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &no_inputs, c.o, c.o_ref, ATTN_TOL_F32), "%s",
+              r.message);
+    /* above the size limit the search gives up at once (these arrays are far too small to be read) */
+    const attn_oracle_opts huge = attn_oracle_dense(&(attn_shape){4, 4096, 4096, 32, 8, 128, 0.0f, 1});
+    attn_cmp_source big = {&huge, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    cr_assert_eq(attn_match_known_wrong(&big, ATTN_LAYOUT_BMHD, c.o, NULL, ATTN_TOL_F32), ATTN_WRONG_NONE);
+    hint_case_free(&c);
+}
+
+/* A bare softmax matrix: rows and columns, no b/h/i; hints about the row max and the row sum. */
+Test(hints, rows_layout)
+{
+    enum { R = 4, C = 5 };
+    float x[R * C], y[R * C];
+    double ref[R * C];
+    for (int e = 0; e < R * C; ++e) x[e] = (float)(e % 7) * 0.3f;
+    for (int j = 0; j < C; ++j) x[2 * C + j] = -INFINITY;
+    attn_oracle_softmax_rows(x, R, C, ref, NULL);
+    for (int e = 0; e < R * C; ++e) y[e] = (float)ref[e];
+    attn_cmp r;
+    cr_assert(attn_compare_rows_f32(&r, "softmax", R, C, y, ref, ATTN_TOL_F32), "%s", r.message);
+    /* the all -inf row as NaN */
+    for (int j = 0; j < C; ++j) y[2 * C + j] = NAN;
+    cr_assert(!attn_compare_rows_f32(&r, "softmax", R, C, y, ref, ATTN_TOL_F32));
+    cr_assert(strstr(r.message, "row 2, column 0") && strstr(r.message, "all -inf"), "message: %s", r.message);
+    cr_assert(!strstr(r.message, "b=") && !strstr(r.message, "i=") && !strstr(r.message, "h="), "message: %s",
+              r.message);
+    /* an overflow in row 1 */
+    for (int j = 0; j < C; ++j) y[2 * C + j] = 0.0f, y[1 * C + j] = NAN;
+    cr_assert(!attn_compare_rows_f32(&r, "softmax", R, C, y, ref, ATTN_TOL_F32));
+    cr_assert(strstr(r.message, "row 1,") && strstr(r.message, "subtract the row max"), "message: %s", r.message);
+    /* a wrong normaliser: rows that do not sum to 1 */
+    for (int e = 0; e < R * C; ++e) y[e] = (float)ref[e] * 0.8f;
+    cr_assert(!attn_compare_rows_f32(&r, "softmax", R, C, y, ref, ATTN_TOL_F32));
+    cr_assert(strstr(r.message, "do not sum to 1"), "message: %s", r.message);
+    /* values off, sums right */
+    for (int e = 0; e < R * C; ++e) y[e] = (float)ref[e];
+    y[0] += 0.1f, y[1] -= 0.1f, y[C + 3] += 0.05f, y[C + 4] -= 0.05f;
+    cr_assert(!attn_compare_rows_f32(&r, "softmax", R, C, y, ref, ATTN_TOL_F32));
+    cr_assert(strstr(r.message, "sum to 1 but"), "message: %s", r.message);
+}
+
+Test(hints, singular_and_plural)
+{
+    const double ref[1] = {1.0};
+    float got[1] = {1.0f};
+    attn_cmp r;
+    cr_assert(attn_compare_rows_f32(&r, "x", 1, 1, got, ref, ATTN_TOL_F32));
+    cr_assert(strstr(r.message, "the 1 element is within"), "message: %s", r.message);
+    got[0] = 2.0f;
+    cr_assert(!attn_compare_rows_f32(&r, "x", 1, 1, got, ref, ATTN_TOL_F32));
+    cr_assert(strstr(r.message, "1 of 1 element out") && !strstr(r.message, "1 elements"), "message: %s", r.message);
+    const attn_shape sh = attn_make_shape(1, 2, 2, 1, 1, 1, 0);
+    const double ref2[2] = {1.0, 2.0};
+    float got2[2] = {1.0f, 2.0f};
+    cr_assert(attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, got2, ref2, ATTN_TOL_F32));
+    cr_assert(strstr(r.message, "all 2 elements are within"), "message: %s", r.message);
+}
+
+/* A source that does not describe the reference names nothing: here the reference is non-causal but
+ * the source says causal, and the output is the source's rules with t = i, which the search would
+ * otherwise report. */
+Test(hints, source_must_reproduce_the_reference)
+{
+    const attn_shape sh = attn_make_shape(1, 4, 9, 2, 1, 8, 1);
+    const attn_oracle_opts causal = attn_oracle_dense(&sh);
+    attn_oracle_opts dense = causal;
+    dense.shape.causal = 0;
+    hint_case c;
+    hint_case_init(&c, &dense, attn_test_seed());
+    mistake_rule m = {MISTAKE_QUERY_AT_I, 0};
+    hint_case_mask_mistake(&c, &m, 1);
+    attn_cmp_source wrong_src = {&causal, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    cr_assert_eq(attn_match_known_wrong(&wrong_src, ATTN_LAYOUT_BMHD, c.o, NULL, ATTN_TOL_F32), ATTN_WRONG_QUERY_AT_I);
+    attn_cmp r;
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &wrong_src, c.o, c.o_ref, ATTN_TOL_F32);
+    cr_assert(!r.ok && r.wrong == ATTN_WRONG_NONE && !strstr(r.message, "position i"), "message: %s", r.message);
+    hint_case_free(&c);
+}

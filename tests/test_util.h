@@ -18,6 +18,7 @@
 
 #include "attn.h"
 #include "attn_gpu.h"
+#include "baselines.h"
 #include "check.h"
 #include "harness.h"
 #include "oracle.h"
@@ -30,7 +31,7 @@
  * "suite/name" to the file named by $ATTN_VERDICT. The grader counts a PASSED test only with
  * its record. The function that writes it is static here (lesson code cannot link to it) and uses
  * open/write, which the grader's audit does not let lesson code call (common/README.md). */
-static void attn_test_completed(const char *suite_and_name)
+__attribute__((unused)) static void attn_test_completed(const char *suite_and_name)
 {
     const char *path = getenv("ATTN_VERDICT");
     if (!path || !*path) return;
@@ -59,11 +60,18 @@ static inline const char *shape_text(const attn_shape *s, char *buf, size_t n)
     return buf;
 }
 
-/* Skip the calling test, with the reason, when there is no usable GPU. */
+/* Skip the calling test, with the reason, when there is no usable GPU. Criterion reports skips only
+ * with --verbose, so the skip is also printed as one line of its own. */
 static inline void require_gpu(void)
 {
     char why[256];
-    if (!attn_gpu_available(why, sizeof why)) cr_skip_test("%s", why);
+    if (!attn_gpu_available(why, sizeof why)) {
+        const struct criterion_test *t = criterion_current_test;
+        fprintf(stderr, "[SKIP] %s/%s: no CUDA device found on this machine, so this GPU test did not run "
+                        "(the C parts still run and are graded)\n",
+                t && t->category ? t->category : "?", t && t->name ? t->name : "?");
+        cr_skip_test("%s", why);
+    }
 }
 
 /* Assert that a call returned ATTN_OK; the message names the code and its detail. */
@@ -164,13 +172,25 @@ static inline void problem_free(problem *p)
     memset(p, 0, sizeof *p);
 }
 
-/* Compare and assert, with the problem's context in the message. */
+/* Compare and assert, with the problem's context in the message. `opts` (NULL: dense attention of the
+ * problem's shape) and `qty` say how the reference was made from the problem's inputs, so that a
+ * failure can be matched against known mistakes (common/check.h: the mask at t = i, an off-by-one,
+ * a wrong scale, ...) and the hint can name the mistake. */
+static inline void expect_close_opts(const problem *p, const attn_oracle_opts *opts, attn_quantity qty,
+                                     const char *what, attn_layout layout, const float *got, const double *ref,
+                                     attn_tol tol)
+{
+    const attn_oracle_opts dense = attn_oracle_dense(&p->sh);
+    const attn_cmp_source src = {opts ? opts : &dense, p->q, p->k, p->v, qty};
+    attn_cmp r;
+    attn_compare_f32_src(&r, what, layout, &src, got, ref, tol);
+    cr_assert(r.ok, "%s [%s]", r.message, p->ctx);
+}
+
 static inline void expect_close(const problem *p, const char *what, attn_layout layout, const float *got,
                                 const double *ref, attn_tol tol)
 {
-    attn_cmp r;
-    attn_compare_f32(&r, what, layout, &p->sh, 0, got, ref, tol);
-    cr_assert(r.ok, "%s [%s]", r.message, p->ctx);
+    expect_close_opts(p, NULL, ATTN_QTY_DEFAULT, what, layout, got, ref, tol);
 }
 
 /* Device copies of a problem's inputs, and poisoned outputs. */
@@ -252,9 +272,10 @@ static inline void check_bf16_kernel_labeled(const attn_oracle_opts *opts, int l
     assert_ok(attn_d2h(ho, d_o, nq * 2), p.ctx);
     float *lse = download_f32(dlse, nl, p.ctx);
     attn_cmp r;
-    attn_compare_bf16(&r, "o", ATTN_LAYOUT_BMHD, &sh, opts->window, ho, p.o_ref, ATTN_TOL_BF16);
+    const attn_cmp_source src = {opts, p.q, p.k, p.v, ATTN_QTY_DEFAULT};
+    attn_compare_bf16_src(&r, "o", ATTN_LAYOUT_BMHD, &src, ho, p.o_ref, ATTN_TOL_BF16);
     cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
-    attn_compare_f32(&r, "lse", ATTN_LAYOUT_BHM, &sh, opts->window, lse, p.lse_ref, ((attn_tol){1e-3, 1e-4}));
+    attn_compare_f32_src(&r, "lse", ATTN_LAYOUT_BHM, &src, lse, p.lse_ref, ((attn_tol){1e-3, 1e-4}));
     cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
     free(hq), free(hk), free(hv), free(ho), free(lse);
     attn_dfree(dq), attn_dfree(dk), attn_dfree(dv), attn_dfree(d_o), attn_dfree(dlse);
@@ -315,12 +336,256 @@ static inline void expect_same_bf16(const attn_shape *sh, const uint16_t *got_de
     free(got), free(ref), free(ref64);
 }
 
+/* ---------------------------------------------------------------- determinism (races) */
+
+/* A kernel under test on fp32 device buffers (lessons 01-02). */
+typedef int (*f32_launch_fn)(void *ctx, const attn_shape *sh, const float *q, const float *k, const float *v, float *o,
+                             float *lse);
+
+/* The same inputs `runs` times, outputs poisoned before each run: every run must give the same bits
+ * as the first. A result that moves between runs is a race (a missing __syncthreads, a read of
+ * shared memory before the copy into it has landed, two blocks writing one element). `f32` picks
+ * the element type: 1 for fp32 kernels (fn is an f32_launch_fn), 0 for bf16 (a bf16_launch_fn). */
+static inline void check_deterministic(attn_shape sh, int f32, void *fn, void *ctx, int runs, const char *label)
+{
+    problem p;
+    problem_fill(&p, sh, 1.0f, 0, attn_test_seed());
+    char where[320];
+    snprintf(where, sizeof where, "%s, %s", label ? label : "determinism", p.ctx);
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    const size_t es = f32 ? 4 : 2;
+    void *dq, *dk, *dv, *d_o;
+    float *dlse;
+    assert_ok(attn_dalloc(&dq, nq * es), where);
+    assert_ok(attn_dalloc(&dk, nkv * es), where);
+    assert_ok(attn_dalloc(&dv, nkv * es), where);
+    assert_ok(attn_dalloc(&d_o, nq * es), where);
+    assert_ok(attn_dalloc((void **)&dlse, nl * 4), where);
+    if (f32) {
+        assert_ok(attn_h2d(dq, p.q, nq * 4), where);
+        assert_ok(attn_h2d(dk, p.k, nkv * 4), where);
+        assert_ok(attn_h2d(dv, p.v, nkv * 4), where);
+    } else {
+        uint16_t *hq, *hk, *hv;
+        problem_to_bf16(&p, &hq, &hk, &hv);
+        assert_ok(attn_h2d(dq, hq, nq * 2), where);
+        assert_ok(attn_h2d(dk, hk, nkv * 2), where);
+        assert_ok(attn_h2d(dv, hv, nkv * 2), where);
+        free(hq), free(hk), free(hv);
+    }
+    unsigned char *first = malloc(nq * es + nl * 4), *again = malloc(nq * es + nl * 4);
+    cr_assert(first && again, "out of host memory [%s]", where);
+    for (int run = 0; run < runs; ++run) {
+        assert_ok(attn_dpoison(d_o, nq * es), where);
+        assert_ok(attn_dpoison(dlse, nl * 4), where);
+        if (f32) assert_ok(((f32_launch_fn)fn)(ctx, &sh, dq, dk, dv, d_o, dlse), where);
+        else assert_ok(((bf16_launch_fn)fn)(ctx, &sh, dq, dk, dv, d_o, dlse), where);
+        assert_ok(attn_dsync(), where);
+        unsigned char *dst = run ? again : first;
+        assert_ok(attn_d2h(dst, d_o, nq * es), where);
+        assert_ok(attn_d2h(dst + nq * es, dlse, nl * 4), where);
+        if (run == 0) continue;
+        size_t differ = 0, at = 0;
+        for (size_t e = 0; e < nq * es + nl * 4; ++e)
+            if (first[e] != again[e]) differ++, at = e;
+        cr_assert(differ == 0,
+                  "run %d differs from run 0 in %zu bytes (e.g. byte %zu of %s): the same inputs must give the same "
+                  "bits; a result that moves between runs is a race (a missing __syncthreads?) [%s]",
+                  run, differ, at < nq * es ? at : at - nq * es, at < nq * es ? "o" : "lse", where);
+    }
+    free(first), free(again);
+    attn_dfree(dq), attn_dfree(dk), attn_dfree(dv), attn_dfree(d_o), attn_dfree(dlse);
+    problem_free(&p);
+}
+
+/* ---------------------------------------------------------------- checked speed tests
+ *
+ * Every timed run of the learner's kernel gets fresh input content (same addresses) and poisoned
+ * outputs, and its output is compared over every element with the frozen baseline's output on the
+ * same inputs, or with the fp32 GPU reference where the baseline computes something else
+ * (attn_time_ab_checked in common/harness.h). A kernel that remembers a result, skips rows on
+ * repeated calls or returns before its work is done fails here. */
+typedef struct {
+    attn_shape sh;
+    uint16_t *q, *k, *v;          /* bf16 inputs, read by the learner's kernel */
+    float *q32, *k32, *v32;       /* fp32 copies of the same values for an fp32 baseline, or NULL */
+    uint16_t *o;                  /* the learner's outputs */
+    float *lse;
+    void *o_base;                 /* the baseline's output: fp32 when base_f32, else bf16 */
+    int base_f32;
+    float *lse_base;              /* the baseline's lse, or NULL when it writes none */
+    const attn_gpu_ref_opts *ref; /* NULL: the baseline's output is the reference; else this GPU reference */
+    float *ref_o, *ref_lse;       /* the reference's outputs (allocated by speed_io_init when ref is set) */
+    uint64_t seed;
+    int (*refresh)(void *extra, int rep, cudaStream_t stream); /* other inputs (block lists, ...), or NULL */
+    void *extra;
+    char ctx[300];
+} speed_io;
+
+/* Allocate the inputs and outputs of a speed test (device), fp32 copies when `base_f32`. */
+static inline void speed_io_init(speed_io *io, attn_shape sh, int base_f32, const attn_gpu_ref_opts *ref,
+                                 const char *what)
+{
+    memset(io, 0, sizeof *io);
+    io->sh = sh, io->base_f32 = base_f32, io->ref = ref, io->seed = attn_test_seed();
+    char st[120];
+    snprintf(io->ctx, sizeof io->ctx, "%s, %s, seed %llu (rerun: ATTN_SEED=%llu)", what, shape_text(&sh, st, sizeof st),
+             (unsigned long long)io->seed, (unsigned long long)io->seed);
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    assert_ok(attn_dalloc((void **)&io->q, nq * 2), io->ctx);
+    assert_ok(attn_dalloc((void **)&io->k, nkv * 2), io->ctx);
+    assert_ok(attn_dalloc((void **)&io->v, nkv * 2), io->ctx);
+    assert_ok(attn_dalloc((void **)&io->o, nq * 2), io->ctx);
+    assert_ok(attn_dalloc((void **)&io->lse, nl * 4), io->ctx);
+    assert_ok(attn_dalloc(&io->o_base, nq * (base_f32 ? 4 : 2)), io->ctx);
+    assert_ok(attn_dalloc((void **)&io->lse_base, nl * 4), io->ctx);
+    if (base_f32) {
+        assert_ok(attn_dalloc((void **)&io->q32, nq * 4), io->ctx);
+        assert_ok(attn_dalloc((void **)&io->k32, nkv * 4), io->ctx);
+        assert_ok(attn_dalloc((void **)&io->v32, nkv * 4), io->ctx);
+    }
+    if (ref) {
+        assert_ok(attn_dalloc((void **)&io->ref_o, nq * 4), io->ctx);
+        assert_ok(attn_dalloc((void **)&io->ref_lse, nl * 4), io->ctx);
+    }
+}
+
+static inline void speed_io_free(speed_io *io)
+{
+    attn_dfree(io->q), attn_dfree(io->k), attn_dfree(io->v), attn_dfree(io->o), attn_dfree(io->lse);
+    attn_dfree(io->o_base), attn_dfree(io->lse_base), attn_dfree(io->q32), attn_dfree(io->k32), attn_dfree(io->v32);
+    attn_dfree(io->ref_o), attn_dfree(io->ref_lse);
+    memset(io, 0, sizeof *io);
+}
+
+static inline int speed_io_prepare(void *ctx, int rep, cudaStream_t stream)
+{
+    speed_io *io = (speed_io *)ctx;
+    const size_t nq = attn_q_elems(&io->sh), nkv = attn_kv_elems(&io->sh), nl = attn_lse_elems(&io->sh);
+    const uint64_t s = io->seed * 1000003u + (uint64_t)rep * 3u;
+    const size_t D = (size_t)io->sh.D;
+    int st = attn_dfill_random_bf16(io->q, nq, D, 1.0f, s + 0, stream);
+    if (!st) st = attn_dfill_random_bf16(io->k, nkv, D, 1.0f, s + 1, stream);
+    if (!st) st = attn_dfill_random_bf16(io->v, nkv, D, 1.0f, s + 2, stream);
+    if (!st && io->base_f32) st = attn_dbf16_to_f32(io->q, io->q32, nq, stream);
+    if (!st && io->base_f32) st = attn_dbf16_to_f32(io->k, io->k32, nkv, stream);
+    if (!st && io->base_f32) st = attn_dbf16_to_f32(io->v, io->v32, nkv, stream);
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(io->o, 0xFF, nq * 2, stream), "poison o");
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(io->lse, 0xFF, nl * 4, stream), "poison lse");
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(io->o_base, 0xFF, nq * (io->base_f32 ? 4 : 2), stream), "poison");
+    if (!st && io->lse_base) st = attn_cuda_status(cudaMemsetAsync(io->lse_base, 0xFF, nl * 4, stream), "poison");
+    if (!st && io->refresh) st = io->refresh(io->extra, rep, stream);
+    return st;
+}
+
+/* "o: 12 of 8388608 elements out of tolerance (12 never written); worst at b=0 i=5 (t=5) h=3 d=7: got .., expected .." */
+static inline void dcmp_text(char *msg, size_t len, const char *what, const attn_dcmp *r, attn_layout layout,
+                             const attn_shape *sh)
+{
+    long c[4] = {0, 0, 0, 0}, dims[4];
+    if (layout == ATTN_LAYOUT_BMHD) dims[0] = sh->B, dims[1] = sh->M, dims[2] = sh->H, dims[3] = sh->D;
+    else dims[0] = sh->B, dims[1] = sh->H, dims[2] = sh->M, dims[3] = 1;
+    size_t idx = r->worst;
+    for (int a = 3; a >= 0; --a) c[a] = (long)(idx % (size_t)dims[a]), idx /= (size_t)dims[a];
+    char where[120];
+    if (layout == ATTN_LAYOUT_BMHD)
+        snprintf(where, sizeof where, "b=%ld i=%ld (t=%ld) h=%ld d=%ld", c[0], c[1], (long)sh->N - sh->M + c[1], c[2], c[3]);
+    else
+        snprintf(where, sizeof where, "b=%ld h=%ld i=%ld (t=%ld)", c[0], c[1], c[2], (long)sh->N - sh->M + c[2]);
+    snprintf(msg, len, "%s: %zu of %zu elements out of tolerance (%zu never written, %zu NaN/Inf); worst at %s: got %.7g, "
+             "expected %.7g", what, r->n_bad, r->count, r->n_unwritten, r->n_nonfinite, where, r->got, r->expected);
+}
+
+static inline int speed_io_check(void *ctx, int rep, char *msg, size_t len)
+{
+    speed_io *io = (speed_io *)ctx;
+    (void)rep;
+    const size_t nq = attn_q_elems(&io->sh), nl = attn_lse_elems(&io->sh);
+    attn_dcmp r;
+    int st;
+    const float *ref_lse = NULL;
+    if (io->ref) {
+        st = attn_gpu_reference(io->ref, io->q, io->k, io->v, io->ref_o, io->ref_lse, 0);
+        if (!st) st = attn_dsync();
+        if (!st) st = attn_dcompare_bf16_f32(io->o, io->ref_o, nq, ATTN_TOL_BF16, &r);
+        ref_lse = io->ref_lse;
+    } else if (io->base_f32) {
+        st = attn_dcompare_bf16_f32(io->o, (const float *)io->o_base, nq, ATTN_TOL_BF16, &r);
+        ref_lse = io->lse_base;
+    } else {
+        st = attn_dcompare_bf16_bf16(io->o, (const uint16_t *)io->o_base, nq, ATTN_TOL_BF16, &r);
+        ref_lse = io->lse_base;
+    }
+    if (st) {
+        snprintf(msg, len, "the comparison failed: %s", attn_error_detail());
+        return 1;
+    }
+    if (r.n_bad) {
+        dcmp_text(msg, len, io->ref ? "o (vs the GPU reference)" : "o (vs the frozen baseline)", &r,
+                  ATTN_LAYOUT_BMHD, &io->sh);
+        return 1;
+    }
+    /* lse: against the reference's, or the baseline's when it writes one (set lse_base to NULL when not) */
+    if (ref_lse) {
+        st = attn_dcompare_f32_f32(io->lse, ref_lse, nl, (attn_tol){1e-3, 1e-4}, &r);
+        if (st) {
+            snprintf(msg, len, "the comparison failed: %s", attn_error_detail());
+            return 1;
+        }
+        if (r.n_bad) {
+            dcmp_text(msg, len, "lse", &r, ATTN_LAYOUT_BHM, &io->sh);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A shape with a softmax scale other than 1/sqrt(D): kernels must use attn_softmax_scale(shape). */
+static inline attn_shape with_scale(attn_shape sh, float scale)
+{
+    sh.scale = scale;
+    return sh;
+}
+
+/* ---------------------------------------------------------------- past 2^31 elements */
+
+/* The shape of the tests past 2^31 elements: q and o hold 64 * 4200 * 64 * 128 = 2.2e9 elements, so
+ * an offset computed in 32-bit int arithmetic wraps (long contexts are the point of NSA). */
+static inline attn_shape huge_shape(void) { return attn_make_shape(64, 4200, 4200, 64, 4, 128, 1); }
+
+/* Run a bf16 kernel once on fresh inputs of `sh` and compare every element of o and lse with the
+ * frozen flash baseline (ref == NULL: dense attention of sh) or with the fp32 GPU reference under
+ * `ref`'s rules. Skips when the GPU lacks the memory. */
+static inline void check_huge(attn_shape sh, bf16_launch_fn fn, void *ctx, const attn_gpu_ref_opts *ref,
+                              int (*refresh)(void *extra, int rep, cudaStream_t stream), void *extra, const char *what)
+{
+    size_t free_bytes = 0, total = 0;
+    cudaMemGetInfo(&free_bytes, &total);
+    const double need = attn_q_elems(&sh) * (ref ? 2.0 + 2 + 2 + 4 : 2.0 + 2 + 2) + attn_kv_elems(&sh) * 4.0;
+    if ((double)free_bytes < need * 1.1)
+        cr_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", need / 1e9, free_bytes / 1e9);
+    speed_io io;
+    speed_io_init(&io, sh, 0, ref, what);
+    io.refresh = refresh, io.extra = extra;
+    cr_assert(attn_q_elems(&sh) > 2147483648ull, "the test shape must pass 2^31 elements [%s]", io.ctx);
+    assert_ok(speed_io_prepare(&io, 0, 0), io.ctx);
+    assert_ok(attn_dsync(), io.ctx);
+    assert_ok(fn(ctx, &sh, io.q, io.k, io.v, io.o, io.lse), io.ctx);
+    if (!ref) assert_ok(attn_baseline_flash_bf16(&sh, io.q, io.k, io.v, (uint16_t *)io.o_base, io.lse_base, 0), io.ctx);
+    assert_ok(attn_dsync(), io.ctx);
+    char msg[1200];
+    cr_assert(speed_io_check(&io, 0, msg, sizeof msg) == 0,
+              "%s. Hint: a tensor of this shape holds more than 2^31 elements: compute offsets in 64 bits "
+              "(size_t), e.g. ((size_t)b * M + i) * H * D [%s]", msg, io.ctx);
+    speed_io_free(&io);
+}
+
 /* The shapes every fp32 CUDA correctness test walks through: N = 1, sizes that are multiples of
  * no tile, M != N, GQA and MQA, D in {64, 128}, batch > 1. */
 static const attn_shape kShapes[] = {
     {1, 1, 1, 1, 1, 64, 0.0f, 0},      /* a single key */
     {1, 1, 1, 2, 2, 128, 0.0f, 1},     /* a single key, causal */
-    {2, 37, 37, 4, 2, 64, 0.0f, 1},    /* prime sizes, GQA, batch 2 */
+    {2, 37, 37, 4, 2, 64, 0.21f, 1},   /* prime sizes, GQA, batch 2, a softmax scale of its own */
     {1, 100, 257, 6, 3, 128, 0.0f, 1}, /* M < N: queries are the last 100 positions */
     {2, 50, 129, 4, 4, 64, 0.0f, 0},   /* M < N, non-causal */
     {1, 1, 300, 8, 2, 128, 0.0f, 1},   /* decoding: one query, causal */

@@ -19,6 +19,8 @@ Lesson READMEs live only in lessons/ and are not touched.
 """
 import argparse
 import difflib
+import hashlib
+import json
 import os
 import re
 import sys
@@ -103,6 +105,32 @@ def generate(solutions):
     return result
 
 
+def manifest(solutions, stubs):
+    """What the grader checks a lesson folder against (tests/lesson_manifest.json): per lesson, the file
+    names, the SHA-256 of each header as learners get it, the API functions the header declares and
+    which source file defines each of them."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from audit import declared_functions  # noqa: E402
+    out = {}
+    for rel, text in stubs.items():
+        lesson, name = os.path.split(rel)
+        entry = out.setdefault(lesson, {"files": [], "headers": {}, "api": [], "defined_in": {}})
+        entry["files"].append(name)
+        if name.endswith(".h"):
+            entry["headers"][name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            entry["api"] = sorted(set(entry["api"]) | declared_functions(text))
+    for lesson, entry in out.items():
+        for name in entry["files"]:
+            if name.endswith((".c", ".cu")):
+                with open(os.path.join(solutions, lesson, name), encoding="utf-8") as f:
+                    src = f.read()
+                for fn in entry["api"]:
+                    if re.search(r"\b%s\s*\([^;{]*\)\s*\{" % re.escape(fn), src):
+                        entry["defined_in"][fn] = name
+        entry["files"].sort()
+    return json.dumps(out, indent=1, sort_keys=True) + "\n"
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,11 +154,23 @@ def main():
                 diff = difflib.unified_diff((have or "").splitlines(), text.splitlines(), f"committed/{rel}",
                                             f"generated/{rel}", lineterm="")
                 print("\n".join(list(diff)[:60]))
+        man_path = os.path.join(root, "tests", "lesson_manifest.json")
+        have = open(man_path, encoding="utf-8").read() if os.path.exists(man_path) else None
+        if have != manifest(args.solutions, stubs):
+            differ += 1
+            print(f"gen_stubs: {man_path} is out of date")
         if differ:
-            print(f"gen_stubs: {differ} stub file(s) out of date; run tools/gen_stubs.py and commit lessons/")
+            print(f"gen_stubs: {differ} stub file(s) out of date; run tools/gen_stubs.py and commit lessons/ "
+                  f"and tests/lesson_manifest.json")
             return 1
         print(f"gen_stubs: all {len(stubs)} stub files match solutions/")
         return 0
+    if os.path.abspath(args.out) == os.path.join(root, "lessons"):
+        man_path = os.path.join(root, "tests", "lesson_manifest.json")
+        text = manifest(args.solutions, stubs)
+        if not os.path.exists(man_path) or open(man_path, encoding="utf-8").read() != text:
+            with open(man_path, "w", encoding="utf-8") as f:
+                f.write(text)
     for rel, text in stubs.items():
         path = os.path.join(args.out, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)

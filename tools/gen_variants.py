@@ -5,8 +5,9 @@
 
 For each variant, OUT/<lesson>__<name>/<lesson>/ receives the lesson's solution files with the
 one snippet replaced. The CMake file lists the variants for the build as
-"<lesson>|<name>|<suite,suite>|<sanitizer tool or empty>|<Criterion filter or empty>" entries of
-ATTN_VARIANTS. A variant with a sanitizer tool must also be caught by that compute-sanitizer tool
+"<lesson>|<name>|<suite,suite>|<sanitizer tool or empty>|<Criterion filter or empty>|<parts a cheat
+must lose, or empty>" entries of ATTN_VARIANTS. A cheat (`loses` set) is graded by tools/grade.py instead of
+having its tests run; `extra_files` adds files to the variant's lesson folder. A variant with a sanitizer tool must also be caught by that compute-sanitizer tool
 (label `sanitizer`), run over the tests its `sanitizer_filter` names (default: the lesson's racecheck
 filter in CMakeLists.txt).
 """
@@ -33,7 +34,7 @@ def main():
         for name in os.listdir(src_dir):
             if name.endswith((".c", ".cu", ".h", ".cuh")):
                 text = open(os.path.join(src_dir, name), encoding="utf-8").read()
-                if name == var["file"]:
+                if name == var.get("file"):
                     count = text.count(var["old"])
                     if count != 1:
                         errors.append(f"variant {var['lesson']}/{var['name']}: snippet found {count} times in "
@@ -44,8 +45,11 @@ def main():
                 if not os.path.exists(dst) or open(dst, encoding="utf-8").read() != text:
                     with open(dst, "w", encoding="utf-8") as f:
                         f.write(text)
-        entries.append(f"{var['lesson']}|{var['name']}|{','.join(var['suites'])}|{var.get('sanitizer', '')}|"
-                       f"{var.get('sanitizer_filter', '')}")
+        for extra, text in var.get("extra_files", {}).items():
+            with open(os.path.join(dst_dir, extra), "w", encoding="utf-8") as f:
+                f.write(text)
+        entries.append(f"{var['lesson']}|{var['name']}|{','.join(var.get('suites', []))}|{var.get('sanitizer', '')}|"
+                       f"{var.get('sanitizer_filter', '')}|{','.join(var.get('loses', []))}")
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1

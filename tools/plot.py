@@ -4,6 +4,8 @@
     tools/plot.py figures/bench_h100.csv --out figures/
     tools/plot.py a.csv b.csv --out figures/                 one set of figures per CSV
     tools/plot.py a.csv b.csv --prefix compare --out /tmp/   all rows in one set (e.g. two devices)
+    tools/plot.py x.csv --prefix figures/bench_flash_h200    explicit names: figures/bench_flash_h200_*.png
+    tools/bench/readme_figures.sh h200                       every CSV and figure of the README, *_h200
 
 For each set, with <prefix> the CSV's name without extension (or --prefix):
     <prefix>_tflops.png    TFLOP/s vs N, one line per (kernel, D, causal), and the measured cuBLAS
@@ -244,13 +246,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("csv", nargs="+", help="CSV file(s) written by bench --csv")
-    ap.add_argument("--out", default="figures", help="folder for the PNG files (default: figures)")
-    ap.add_argument("--prefix", help="file name prefix (default: the CSV's name); with several CSVs, "
-                                     "plot all their rows together under this prefix")
+    ap.add_argument("--out", help="folder for the PNG files (default: figures)")
+    ap.add_argument("--prefix", help="file name prefix (default: the CSV's name), may hold a folder "
+                                     "(figures/bench_flash_h200: then --out is not needed); with several "
+                                     "CSVs, plot all their rows together under this prefix")
     ap.add_argument("--title", help="title line instead of the device name")
     ap.add_argument("--vs-keep", action="store_true", help="plot time vs share kept (lesson 06's _k<percent> kernels)")
     args = ap.parse_args()
     plot = plot_keep if args.vs_keep else plot_set
+    if args.prefix and os.path.dirname(args.prefix):  # a folder in the prefix: relative to --out if given
+        args.out = os.path.join(args.out or "", os.path.dirname(args.prefix))
+        args.prefix = os.path.basename(args.prefix)
+    args.out = args.out or "figures"
 
     os.makedirs(args.out, exist_ok=True)
     for path in args.csv:

@@ -7,6 +7,11 @@ that the tests reject it.
                                               suite `errors` (argument checks, given code) may pass
     selftest.py wrong --suites S,.. BINARY    at least one test of the listed suites must fail
                                               (or crash); exit 77 (skip) if they were all skipped
+    selftest.py cheat --lesson NN --loses P,.. --tree DIR --build-dir BUILD
+                                              grade the lesson folder DIR/NN_name with tools/grade.py
+                                              (audit, completion records, checked timing, sanitizers):
+                                              each listed part must lose points; exit 77 if a part
+                                              could not be graded here (no GPU) and no defence fired
 
 Exit 0 when the binary was rejected as it should be, 1 when the tests let it through, 77 when
 nothing could be checked here (no GPU).
@@ -38,12 +43,59 @@ def run_tests(binary):
     return proc, tests
 
 
+def check_cheat(args):
+    """Grade a cheat with the grader itself; every part in --loses must lose points."""
+    grade = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grade.py")
+    name = os.path.basename(args.tree.rstrip("/"))
+    with tempfile.TemporaryDirectory() as tmp:
+        summary, results = os.path.join(tmp, "summary.json"), os.path.join(tmp, "results.json")
+        proc = subprocess.run([sys.executable, grade, "--tree-dir", args.tree, "--lesson", args.lesson,
+                               "--build-dir", args.build_dir, "--summary-json", summary, "--results", results],
+                              capture_output=True, text=True)
+        if proc.returncode != 0 or not os.path.exists(summary):
+            print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+            print(f"selftest: grading the cheat {name} failed (exit {proc.returncode})")
+            return 1
+        with open(summary) as f:
+            parts = json.load(f)[args.lesson]
+    defended = ("refused", "does not compile", "sanitizer")
+    caught, unchecked, missed = [], [], []
+    for part in args.loses.split(","):
+        info = parts.get(part, {})
+        state = info.get("state")
+        if state in defended or info.get("skip_note") in defended:
+            caught.append(f"{part}: {state if state in defended else info.get('skip_note')}")
+        elif state == "graded" and info.get("points", 0) < info.get("max", 0):
+            caught.append(f"{part}: {info.get('points')} of {info.get('max')} points")
+        elif state in ("skipped", "reported") or (state == "graded" and not info.get("max")):
+            unchecked.append(part)
+        else:
+            missed.append(f"{part}: {state}, {info.get('points')} of {info.get('max')} points")
+    if missed:
+        print(proc.stdout[-4000:])
+        print(f"selftest: the cheat {name} kept its points: " + "; ".join(missed))
+        return 1
+    if unchecked and not caught:
+        print(f"selftest: the cheat {name} targets {', '.join(unchecked)}, which could not be graded here "
+              f"(no GPU): nothing checked")
+        return SKIP
+    print(f"selftest: the cheat {name} lost its points: " + "; ".join(caught) +
+          (f" ({', '.join(unchecked)} not graded here: no GPU)" if unchecked else ""))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["stubs", "wrong"])
-    ap.add_argument("binary")
+    ap.add_argument("mode", choices=["stubs", "wrong", "cheat"])
+    ap.add_argument("binary", nargs="?")
     ap.add_argument("--suites", default="c_part,cuda_part")
+    ap.add_argument("--lesson")
+    ap.add_argument("--loses", default="")
+    ap.add_argument("--tree")
+    ap.add_argument("--build-dir")
     args = ap.parse_args()
+    if args.mode == "cheat":
+        return check_cheat(args)
     _, tests = run_tests(args.binary)
     name = os.path.basename(args.binary)
     if not tests:

@@ -26,21 +26,21 @@ static inline int grid_for(size_t work_items, int per_block)
 }
 
 /* One thread per score S[b,h,i,j]: a dot product of a query row with a key row. */
-__global__ void scores_kernel(attn_shape sh, float scale, const float *__restrict__ q, const float *__restrict__ k,
-                              float *__restrict__ s)
+static __global__ void scores_kernel(attn_shape sh, float scale, const float *__restrict__ q, const float *__restrict__ k,
+                                     float *__restrict__ s)
 {
     /* TODO (about 15 lines): flat index idx over B*H*M*N in s's layout [B, H, M, N]; peel off j, i, h, b with % and /;
      * g = h / (H / G); dot product over d; loop idx += gridDim.x * blockDim.x. */
 }
 
 /* One thread per score: hide the keys a causal query must not see. */
-__global__ void mask_kernel(attn_shape sh, float *__restrict__ s)
+static __global__ void mask_kernel(attn_shape sh, float *__restrict__ s)
 {
     /* TODO (about 10 lines): same flat index as scores_kernel; t = N - M + i; write -INFINITY where j > t. */
 }
 
 /* One warp per row of length n: the max and the sum are warp reductions with shuffles. */
-__global__ void softmax_kernel(float *__restrict__ x, long rows, int n)
+static __global__ void softmax_kernel(float *__restrict__ x, long rows, int n)
 {
     /* TODO (about 15 lines): lane l handles entries l, l + 32, ...; reduce the max with __shfl_xor_sync, then the
      * sum of expf(x - max), then write expf(x - max) / sum. A row of all -inf gets zeros. */
@@ -48,8 +48,8 @@ __global__ void softmax_kernel(float *__restrict__ x, long rows, int n)
 
 /* One thread per output element o[b,i,h,d]: neighbouring threads take neighbouring d, so the
  * reads of a V row are coalesced; the P row is the same for all of them (a broadcast). */
-__global__ void pv_kernel(attn_shape sh, const float *__restrict__ p, const float *__restrict__ v,
-                          float *__restrict__ o)
+static __global__ void pv_kernel(attn_shape sh, const float *__restrict__ p, const float *__restrict__ v,
+                                 float *__restrict__ o)
 {
     /* TODO (about 15 lines): flat index over o's layout [B, M, H, D]; peel off d, h, i, b; sum over j of
      * p[b,h,i,j] * v[b,j,g,d]. */

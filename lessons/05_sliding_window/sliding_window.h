@@ -5,7 +5,8 @@
  * start). The window is causal by construction. Work and memory traffic drop from O(N^2) to
  * O(N w): at N = 65536 and w = 512, 64 times less than causal attention.
  *
- * Layouts (COURSE.md): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M]; GQA as in lesson 04.
+ * Layouts (common/README.md, "Conventions"): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M]; GQA
+ * as in lesson 04.
  */
 #ifndef SLIDING_WINDOW_H
 #define SLIDING_WINDOW_H
@@ -21,7 +22,7 @@ extern "C" {
 /* ---------------------------------------------------------------- C part (host memory, fp32) */
 
 /* The keys query position t sees with a window of w among N keys: *first .. *last inclusive,
- * *first = max(0, t - w + 1), *last = min(t, N - 1). Errors: w < 1, t < 0, N < 1. */
+ * *first = max(0, t - w + 1), *last = t. Errors: NULL pointers, w < 1, N < 1, t outside [0, N). */
 int window_key_range(long t, int w, long N, long *first, long *last);
 
 /* Sliding-window attention that visits only the keys in each query's window (loop bounds from

@@ -20,8 +20,8 @@
  *       [0, ceil(N / 64)), then -1 up to T entries.
  *   A query sees the keys of its listed blocks, with the causal rule s <= t when shape->causal.
  *
- * Layouts (COURSE.md): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M] (natural log); retention
- * [B, N, G] fp32. A query that sees no key gets o = 0 and lse = -inf.
+ * Layouts (common/README.md, "Conventions"): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M]
+ * (natural log); retention [B, N, G] fp32. A query that sees no key gets o = 0 and lse = -inf.
  */
 #ifndef SPARSITY_H
 #define SPARSITY_H

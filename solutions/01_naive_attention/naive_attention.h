@@ -6,8 +6,8 @@
  *   P = softmax(S)           row by row
  *   O = P V
  *
- * Layouts (COURSE.md): q, o [B, M, H, D]; k, v [B, N, G, D]; the score and probability
- * matrices [B, H, M, N]. Query head h reads kv head h / (H / G).
+ * Layouts (common/README.md, "Conventions"): q, o [B, M, H, D]; k, v [B, N, G, D]; the score and
+ * probability matrices [B, H, M, N]. Query head h reads kv head h / (H / G).
  */
 #ifndef NAIVE_ATTENTION_H
 #define NAIVE_ATTENTION_H

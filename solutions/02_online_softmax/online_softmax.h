@@ -9,7 +9,8 @@
  * The attention output can ride along: acc' = acc * exp(m - m') + exp(s_j - m') * v_j, and at
  * the end o = acc / l, lse = m + log(l). Nothing of size N x N is ever stored.
  *
- * Layouts (COURSE.md): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M] (natural log).
+ * Layouts (common/README.md, "Conventions"): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M]
+ * (natural log).
  */
 #ifndef ONLINE_SOFTMAX_H
 #define ONLINE_SOFTMAX_H

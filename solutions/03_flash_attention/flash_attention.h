@@ -8,8 +8,8 @@
  * C part: the blocked loop order in fp32 on the CPU.
  * CUDA part: bf16 inputs and outputs, fp32 accumulation, tensor cores (mma.sync m16n8k16).
  *
- * Layouts (COURSE.md): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M] (natural log, fp32).
- * bf16 values are stored as uint16_t (see attn.h for conversions).
+ * Layouts (common/README.md, "Conventions"): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M]
+ * (natural log, fp32). bf16 values are stored as uint16_t (see attn.h for conversions).
  */
 #ifndef FLASH_ATTENTION_H
 #define FLASH_ATTENTION_H

@@ -6,7 +6,8 @@
  * the KV cache: it shrinks by H / G, and a kernel that loads each K/V tile once for all the
  * H / G query heads of its group reads H / G times fewer bytes.
  *
- * Layouts (COURSE.md): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M]. bf16 as uint16_t.
+ * Layouts (common/README.md, "Conventions"): q, o [B, M, H, D]; k, v [B, N, G, D]; lse [B, H, M]. bf16
+ * as uint16_t.
  */
 #ifndef GQA_ATTENTION_H
 #define GQA_ATTENTION_H

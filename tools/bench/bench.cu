@@ -7,17 +7,28 @@
  * TFLOP/s and GB/s, and both rates as fractions of the device's measured peaks:
  *   - memory bandwidth: a large device-to-device copy, counting bytes read + bytes written;
  *   - bf16 tensor throughput: an 8192 x 8192 x 8192 cuBLAS GEMM, bf16 in and out, fp32 accumulation.
+ * It times; it does not check results (./course grade does).
  *
- * Kernels
- *   naive_f32    lesson 01's frozen naive kernel (common/baselines.h): fp32, the N x N scores in memory
- *   online_f32   lesson 02's solution: fused attention with the online softmax, fp32, D = 64 or 128
- *   flash_bf16   lesson 03's solution: flash attention on tensor cores, bf16, D = 64 or 128
- *   gqa_bf16     lesson 04's solution: the query heads of a kv group share each K/V tile, bf16
- *   window_bf16  lesson 05's solution: sliding-window attention (--window W, causal only), bf16
- *   mask_bf16    lesson 06's token keep-mask kernel, hard mask keeping --keep percent of the keys
- *                (uniform random retention, threshold 1 - keep/100); the name gets a _k<keep> suffix
- *   blocks_bf16  lesson 06's block-sparse kernel, every (query block, kv head) listing --keep percent
- *                of the key blocks it may see (random, at least one); _k<keep> suffix
+ * Kernels of the lessons (from the tree the program is linked against: solutions/ for build/bin/bench)
+ *   naive_cuda_f32  lesson 01: naive_attention_cuda, fp32, the N x N scores in memory
+ *   online_f32      lesson 02: fused attention with the online softmax, fp32, D = 64 or 128
+ *   flash_bf16      lesson 03: flash attention on tensor cores, bf16, D = 64 or 128
+ *   gqa_bf16        lesson 04: the query heads of a kv group share each K/V tile, bf16
+ *   window_bf16     lesson 05: sliding-window attention (--window W, causal only), bf16; _w<W> suffix
+ *   mask_bf16       lesson 06: token keep-mask kernel, hard mask keeping --keep percent of the keys
+ *                   (uniform random retention, threshold 1 - keep/100); the name gets a _k<keep> suffix
+ *   blocks_bf16     lesson 06: block-sparse kernel, every (query block, kv head) listing --keep percent
+ *                   of the key blocks it may see (random, at least one); _k<keep> suffix
+ * Frozen baselines (common/baselines.h; in every build of this program)
+ *   naive_f32              lesson 01's frozen naive kernel: fp32, the N x N scores in memory
+ *   frozen_online_f32      lesson 02's frozen fused kernel, fp32, D = 64 or 128
+ *   frozen_flash_bf16      lesson 03's frozen flash kernel, bf16 (G < H allowed), D = 64 or 128
+ *   frozen_repeat_kv_bf16  lesson 04's baseline: K and V repeated to H heads, then the frozen flash kernel
+ *
+ * Which lessons are built in: the macros BENCH_L01 .. BENCH_L06 (tools/bench/CMakeLists.txt). The
+ * learner's functions and the solutions' have the same names, so one program holds one tree; the
+ * course builds build/bin/bench (every solution) and, on demand for ./course bench, one program per
+ * lesson and tree (bench_NN_lessons, bench_NN_solutions) plus bench_frozen (the baselines only).
  *
  * Build and run (from the repository root)
  *   cmake -S . -B build && cmake --build build --target bench -j
@@ -26,6 +37,7 @@
  *   tools/plot.py figures/bench_h100.csv --out figures/
  *   build/bin/bench --kernels gqa_bf16,mask_bf16,blocks_bf16 --keep 100,50,25,10,5 --N 8192 --H 64 --G 4 \
  *                   --csv figures/bench_sparsity_h100.csv && tools/plot.py --vs-keep figures/bench_sparsity_h100.csv
+ *   tools/bench/readme_figures.sh h200     every figure and CSV of the README, named *_h200
  * `build/bin/bench --help` lists every option.
  *
  * What the rates mean
@@ -34,11 +46,13 @@
  *            window, mask and block kernels with the pairs their window, kept keys or listed blocks
  *            leave visible.
  *   gbs    = the bytes no kernel can avoid (q, k, v read once, o written once, lse written once by
- *            the kernels that write it, in the kernel's element size) / time. The naive kernel's
- *            round trips of the N x N scores through memory are not counted, on purpose: the figure
- *            says how far a kernel is from the floor, not how busy it kept the memory.
+ *            the kernels that write it, in the kernel's element size) / time. The naive kernels' round
+ *            trips of the N x N scores through memory and the repeated K/V of frozen_repeat_kv_bf16 are
+ *            not counted, on purpose: the figure says how far a kernel is from the floor, not how busy
+ *            it kept the memory.
  *
- * Exit status: 0 on success, 1 when an operation fails (the error is printed), 2 on a usage error.
+ * Exit status: 0 on success, 1 when an operation fails (the error is printed), 2 on a usage error,
+ * 77 when there is no usable CUDA device (nothing was measured).
  */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -51,37 +65,101 @@
 #include "attn.h"
 #include "attn_gpu.h"
 #include "baselines.h"
+#ifdef BENCH_L01
+#include "naive_attention.h"
+#endif
+#ifdef BENCH_L02
 #include "online_softmax.h"
+#endif
+#ifdef BENCH_L03
 #include "flash_attention.h"
+#endif
+#ifdef BENCH_L04
 #include "gqa_attention.h"
+#endif
+#ifdef BENCH_L05
 #include "sliding_window.h"
+#endif
+#ifdef BENCH_L06
 #include "sparsity.h"
+#endif
+
+#define BENCH_NO_GPU 77
 
 /* ---------------------------------------------------------------- kernels */
 
 typedef enum {
-    K_NAIVE_F32, K_ONLINE_F32, K_FLASH_BF16, K_GQA_BF16, K_WINDOW_BF16, K_MASK_BF16, K_BLOCKS_BF16, KERNEL_COUNT
+    K_NAIVE_F32, K_FROZEN_ONLINE_F32, K_FROZEN_FLASH_BF16, K_FROZEN_REPEAT_KV_BF16,
+    K_NAIVE_CUDA_F32, K_ONLINE_F32, K_FLASH_BF16, K_GQA_BF16, K_WINDOW_BF16, K_MASK_BF16, K_BLOCKS_BF16, KERNEL_COUNT
 } kernel_id;
 
 typedef struct {
     const char *name;
     size_t elem_bytes; /* size of one element of q, k, v and o */
     int writes_lse;
+    int lesson;        /* the lesson whose tree provides it; 0: a frozen baseline (always built in) */
 } kernel_info;
 
 static const kernel_info kKernels[KERNEL_COUNT] = {
-    {"naive_f32", sizeof(float), 0},      {"online_f32", sizeof(float), 1}, {"flash_bf16", sizeof(uint16_t), 1},
-    {"gqa_bf16", sizeof(uint16_t), 1},    {"window_bf16", sizeof(uint16_t), 1}, {"mask_bf16", sizeof(uint16_t), 1},
-    {"blocks_bf16", sizeof(uint16_t), 1},
+    {"naive_f32", sizeof(float), 0, 0},
+    {"frozen_online_f32", sizeof(float), 1, 0},
+    {"frozen_flash_bf16", sizeof(uint16_t), 1, 0},
+    {"frozen_repeat_kv_bf16", sizeof(uint16_t), 1, 0},
+    {"naive_cuda_f32", sizeof(float), 0, 1},
+    {"online_f32", sizeof(float), 1, 2},
+    {"flash_bf16", sizeof(uint16_t), 1, 3},
+    {"gqa_bf16", sizeof(uint16_t), 1, 4},
+    {"window_bf16", sizeof(uint16_t), 1, 5},
+    {"mask_bf16", sizeof(uint16_t), 1, 6},
+    {"blocks_bf16", sizeof(uint16_t), 1, 6},
 };
-#define KERNEL_NAMES "naive_f32, online_f32, flash_bf16, gqa_bf16, window_bf16, mask_bf16, blocks_bf16"
+
+/* Whether this build of the program holds lesson `lesson`'s kernels (0: the frozen baselines). */
+static int lesson_built(int lesson)
+{
+    switch (lesson) {
+    case 0: return 1;
+#ifdef BENCH_L01
+    case 1: return 1;
+#endif
+#ifdef BENCH_L02
+    case 2: return 1;
+#endif
+#ifdef BENCH_L03
+    case 3: return 1;
+#endif
+#ifdef BENCH_L04
+    case 4: return 1;
+#endif
+#ifdef BENCH_L05
+    case 5: return 1;
+#endif
+#ifdef BENCH_L06
+    case 6: return 1;
+#endif
+    default: return 0;
+    }
+}
+
+/* "a, b, c": the kernels built into this program. */
+static const char *built_kernel_names(void)
+{
+    static char buf[512];
+    buf[0] = '\0';
+    for (int k = 0; k < KERNEL_COUNT; ++k)
+        if (lesson_built(kKernels[k].lesson))
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", buf[0] ? ", " : "", kKernels[k].name);
+    return buf;
+}
 
 /* Kernels timed once per --keep value. */
 static int uses_keep(kernel_id kernel) { return kernel == K_MASK_BF16 || kernel == K_BLOCKS_BF16; }
 
+static int is_naive(kernel_id kernel) { return kernel == K_NAIVE_F32 || kernel == K_NAIVE_CUDA_F32; }
+
 static int kernel_supports_d(kernel_id kernel, int D)
 {
-    if (kernel == K_NAIVE_F32) return D >= 1 && D <= ATTN_MAX_D;
+    if (is_naive(kernel)) return D >= 1 && D <= ATTN_MAX_D;
     return D == 64 || D == 128;
 }
 
@@ -91,7 +169,7 @@ typedef struct {
     attn_shape shape;
     void *q, *k, *v, *o; /* float or bf16 (uint16_t), as the kernel wants */
     float *lse;          /* NULL for kernels that do not write it */
-    float *workspace;    /* naive_f32 only: the B*H*M*N scores */
+    void *workspace;     /* naive kernels: the B*H*M*N scores; frozen_repeat_kv_bf16: k and v repeated */
     int window;          /* window_bf16 only: keys t - w + 1 .. t */
     float *retention;    /* mask_bf16 only: [B, N, G] */
     float threshold;     /* mask_bf16 only */
@@ -99,25 +177,59 @@ typedef struct {
     int T;
 } bench_run;
 
+/* frozen_repeat_kv_bf16: repeat k and v to H heads in the workspace, then frozen flash with G = H. */
+static int launch_repeat_kv(const bench_run *r, cudaStream_t stream)
+{
+    attn_shape mha = r->shape;
+    mha.G = mha.H;
+    uint16_t *k_rep = (uint16_t *)r->workspace, *v_rep = k_rep + attn_kv_elems(&mha);
+    int st = attn_baseline_repeat_kv_bf16(&r->shape, (const uint16_t *)r->k, k_rep, stream);
+    if (!st) st = attn_baseline_repeat_kv_bf16(&r->shape, (const uint16_t *)r->v, v_rep, stream);
+    if (!st) st = attn_baseline_flash_bf16(&mha, (const uint16_t *)r->q, k_rep, v_rep, (uint16_t *)r->o, r->lse, stream);
+    return st;
+}
+
 static int launch(void *ctx, cudaStream_t stream)
 {
     const bench_run *r = (const bench_run *)ctx;
     switch (r->kernel) {
     case K_NAIVE_F32:
         return attn_baseline_naive_f32(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
-                                       (float *)r->o, r->workspace, stream);
+                                       (float *)r->o, (float *)r->workspace, stream);
+    case K_FROZEN_ONLINE_F32:
+        return attn_baseline_online_f32(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
+                                        (float *)r->o, r->lse, stream);
+    case K_FROZEN_FLASH_BF16:
+        return attn_baseline_flash_bf16(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
+                                        (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
+    case K_FROZEN_REPEAT_KV_BF16:
+        return launch_repeat_kv(r, stream);
+#ifdef BENCH_L01
+    case K_NAIVE_CUDA_F32:
+        return naive_attention_cuda(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
+                                    (float *)r->o, (float *)r->workspace, stream);
+#endif
+#ifdef BENCH_L02
     case K_ONLINE_F32:
         return online_attention_cuda(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
                                      (float *)r->o, r->lse, stream);
+#endif
+#ifdef BENCH_L03
     case K_FLASH_BF16:
         return flash_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
                                     (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
-    case K_WINDOW_BF16:
-        return window_attention_cuda(&r->shape, r->window, (const uint16_t *)r->q, (const uint16_t *)r->k,
-                                     (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
+#endif
+#ifdef BENCH_L04
     case K_GQA_BF16:
         return gqa_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
                                   (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
+#endif
+#ifdef BENCH_L05
+    case K_WINDOW_BF16:
+        return window_attention_cuda(&r->shape, r->window, (const uint16_t *)r->q, (const uint16_t *)r->k,
+                                     (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
+#endif
+#ifdef BENCH_L06
     case K_MASK_BF16:
         return masked_attention_cuda(&r->shape, KEEP_HARD, r->threshold, r->retention, (const uint16_t *)r->q,
                                      (const uint16_t *)r->k, (const uint16_t *)r->v, (uint16_t *)r->o, r->lse,
@@ -125,9 +237,25 @@ static int launch(void *ctx, cudaStream_t stream)
     case K_BLOCKS_BF16:
         return block_sparse_attention_cuda(&r->shape, r->lists, r->T, (const uint16_t *)r->q, (const uint16_t *)r->k,
                                            (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
+#endif
     default:
-        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "kernel %d is not built into this program", (int)r->kernel);
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "kernel %s is not built into this program", kKernels[r->kernel].name);
     }
+}
+
+/* Bytes of device workspace a kernel needs besides q, k, v, o and lse. */
+static size_t workspace_bytes(kernel_id kid, const attn_shape *sh)
+{
+    if (kid == K_NAIVE_F32) return attn_baseline_naive_workspace_bytes(sh);
+#ifdef BENCH_L01
+    if (kid == K_NAIVE_CUDA_F32) return naive_attention_workspace_bytes(sh);
+#endif
+    if (kid == K_FROZEN_REPEAT_KV_BF16) {
+        attn_shape mha = *sh;
+        mha.G = mha.H;
+        return 2 * attn_kv_elems(&mha) * sizeof(uint16_t);
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- random inputs */
@@ -316,6 +444,10 @@ typedef struct {
     uint64_t seed;
     int window; /* window_bf16: keys t - w + 1 .. t */
     int_list keep; /* mask_bf16, blocks_bf16: percent of keys / key blocks kept */
+    const char *tag;     /* --tag: kernel names become "<tag>:<name>" */
+    double peak_tflops;  /* --peak-tflops / --peak-gbs: given peaks (not measured); 0: not given */
+    double peak_gbs;
+    int keep_going;      /* --keep-going: a kernel that fails is reported and the sweep goes on */
 } options;
 
 static void usage(FILE *f)
@@ -325,7 +457,8 @@ static void usage(FILE *f)
             "Time attention kernels over the cartesian product of the listed sizes; print a table, write CSV.\n"
             "  --window W       window of window_bf16 (default 512)\n"
             "  --keep LIST      percent of keys (mask_bf16) or key blocks (blocks_bf16) kept, 1..100 (default 10)\n"
-            "  --kernels LIST   " KERNEL_NAMES " (default flash_bf16)\n"
+            "  --kernels LIST   kernels to time (default flash_bf16); this program holds:\n"
+            "                   %s\n"
             "  --N LIST         keys per sequence (default 1024,2048,4096)\n"
             "  --M LIST         queries, the last M positions; N means M = N (default N; 1 for decoding)\n"
             "  --B LIST         batch (default 1)\n"
@@ -338,8 +471,15 @@ static void usage(FILE *f)
             "  --csv FILE       write the results as CSV (default: table only)\n"
             "  --seed S         seed of the random inputs (default 1)\n"
             "  --no-peaks       skip measuring the device's bandwidth and bf16 GEMM peaks\n"
+            "  --peak-tflops X  with --peak-gbs Y: use these peaks (e.g. from an earlier run's CSV), measure nothing\n"
+            "  --peak-gbs Y\n"
+            "  --tag TEXT       name the kernels TEXT:<kernel> in the table and CSV (e.g. yours, solution)\n"
+            "  --keep-going     a kernel that fails is reported and skipped; the rest still run (exit 1 at the end)\n"
+            "  --list           print the kernels this program holds, one a line, and exit\n"
             "LIST is comma-separated, e.g. --N 1024,2048,4096. Combinations with H %% G != 0, M > N or a D\n"
-            "that a kernel does not support are skipped with a note on stderr.\n");
+            "that a kernel does not support are skipped with a note on stderr.\n"
+            "Exit status: 0 ok, 1 an operation failed, 2 usage error, 77 no usable CUDA device.\n",
+            built_kernel_names());
 }
 
 /* "1024,2048" -> {1024, 2048}. With allow_n, the word N stands for 0 (M = N). */
@@ -385,7 +525,12 @@ static int parse_kernels(const char *text, options *o)
         for (int k = 0; k < KERNEL_COUNT; ++k)
             if (strcmp(name, kKernels[k].name) == 0) found = k;
         if (found < 0) {
-            fprintf(stderr, "bench: unknown kernel \"%s\" (" KERNEL_NAMES ")\n", name);
+            fprintf(stderr, "bench: unknown kernel \"%s\" (this program holds: %s)\n", name, built_kernel_names());
+            return 0;
+        }
+        if (!lesson_built(kKernels[found].lesson)) {
+            fprintf(stderr, "bench: kernel %s (lesson %02d) is not built into this program (it holds: %s)\n", name,
+                    kKernels[found].lesson, built_kernel_names());
             return 0;
         }
         int dup = 0;
@@ -428,6 +573,15 @@ static int parse_args(int argc, char **argv, options *o)
             o->peaks = 0;
             continue;
         }
+        if (strcmp(a, "--keep-going") == 0) {
+            o->keep_going = 1;
+            continue;
+        }
+        if (strcmp(a, "--list") == 0) {
+            for (int k = 0; k < KERNEL_COUNT; ++k)
+                if (lesson_built(kKernels[k].lesson)) printf("%s\n", kKernels[k].name);
+            return 0;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "bench: %s needs a value (see --help)\n", a);
             return -1;
@@ -452,6 +606,14 @@ static int parse_args(int argc, char **argv, options *o)
             if (ok) *(is_reps ? &o->reps : &o->warmup) = (int)k;
             else fprintf(stderr, "bench: %s: bad value \"%s\"\n", a, val);
         } else if (strcmp(a, "--csv") == 0) o->csv_path = val;
+        else if (strcmp(a, "--tag") == 0) o->tag = val;
+        else if (strcmp(a, "--peak-tflops") == 0 || strcmp(a, "--peak-gbs") == 0) {
+            char *end = NULL;
+            double x = strtod(val, &end);
+            ok = end != val && *end == '\0' && x > 0.0;
+            if (ok) *(a[7] == 't' ? &o->peak_tflops : &o->peak_gbs) = x;
+            else fprintf(stderr, "bench: %s: bad value \"%s\" (a positive number)\n", a, val);
+        }
         else if (strcmp(a, "--seed") == 0) o->seed = strtoull(val, NULL, 0);
         else if (strcmp(a, "--keep") == 0) {
             ok = parse_list(a, val, &o->keep, 1, 0);
@@ -470,6 +632,10 @@ static int parse_args(int argc, char **argv, options *o)
             ok = 0;
         }
         if (!ok) return -1;
+    }
+    if ((o->peak_tflops > 0.0) != (o->peak_gbs > 0.0)) {
+        fprintf(stderr, "bench: --peak-tflops and --peak-gbs go together\n");
+        return -1;
     }
     return 1;
 }
@@ -493,13 +659,12 @@ static void csv_text(FILE *f, const char *s)
 
 static void print_table_header(void)
 {
-    printf("%-15s %3s %6s %6s %4s %4s %4s %3s %11s %9s %9s %8s %8s\n", "kernel", "B", "M", "N", "H", "G", "D",
+    printf("%-21s %3s %6s %6s %4s %4s %4s %3s %11s %9s %9s %8s %8s\n", "kernel", "B", "M", "N", "H", "G", "D",
            "cau", "ms", "TFLOP/s", "GB/s", "%flops", "%bw");
     fflush(stdout);
 }
 
-/* Time one kernel on one shape; print a table row and a CSV row. A shape whose buffers do not fit
- * in free device memory is skipped with a note (and no row), not treated as an error. */
+#ifdef BENCH_L06
 /* mask_bf16: uniform random retention [B, N, G]; the hard mask with threshold 1 - keep/100 keeps that
  * share of the keys. *flops: the FLOPs of the pairs it keeps, about keep/100 of the visible ones. */
 static int make_retention(bench_run *run, int keep, uint64_t seed, double *flops)
@@ -550,14 +715,17 @@ static int make_block_lists(bench_run *run, int keep, uint64_t seed, double *flo
     free(lists);
     return st;
 }
+#endif /* BENCH_L06 */
 
+/* Time one kernel on one shape; print a table row and a CSV row. A shape whose buffers do not fit
+ * in free device memory is skipped with a note (and no row), not treated as an error. */
 static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, int keep, const input_pool *pool,
                      const device_peaks *pk, const char *device, FILE *csv)
 {
     const kernel_info *ki = &kKernels[kid];
     const size_t es = ki->elem_bytes;
     const size_t nq = attn_q_elems(sh), nkv = attn_kv_elems(sh), nlse = attn_lse_elems(sh);
-    const size_t ws_bytes = kid == K_NAIVE_F32 ? attn_baseline_naive_workspace_bytes(sh) : 0;
+    const size_t ws_bytes = workspace_bytes(kid, sh);
     const size_t lse_bytes = ki->writes_lse ? nlse * sizeof(float) : 0;
     const size_t io_bytes = (2 * nq + 2 * nkv) * es + lse_bytes; /* q, k, v, o and lse once each */
 
@@ -566,7 +734,7 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, in
     if (st) return st;
     /* The naive kernel's N x N scores grow fastest: leave room for everything else. */
     if (ws_bytes > 0.4 * (double)free_b) {
-        fprintf(stderr, "note: %s B=%d M=%d N=%d H=%d: skipped, its %.1f GiB score workspace is over 40%% of the "
+        fprintf(stderr, "note: %s B=%d M=%d N=%d H=%d: skipped, its %.1f GiB workspace is over 40%% of the "
                         "%.1f GiB of free device memory\n",
                 ki->name, sh->B, sh->M, sh->N, sh->H, ws_bytes / 1073741824.0, free_b / 1073741824.0);
         return ATTN_OK;
@@ -598,19 +766,22 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, in
         }
         flops = 4.0 * sh->D * sh->H * sh->B * pairs;
     }
-    char name[48];
-    if (kid == K_WINDOW_BF16) snprintf(name, sizeof name, "%s_w%d", ki->name, opt->window);
-    else if (uses_keep(kid)) snprintf(name, sizeof name, "%s_k%d", ki->name, keep);
-    else snprintf(name, sizeof name, "%s", ki->name);
+    char name[128];
+    const char *tag = opt->tag ? opt->tag : "", *colon = opt->tag ? ":" : "";
+    if (kid == K_WINDOW_BF16) snprintf(name, sizeof name, "%s%s%s_w%d", tag, colon, ki->name, opt->window);
+    else if (uses_keep(kid)) snprintf(name, sizeof name, "%s%s%s_k%d", tag, colon, ki->name, keep);
+    else snprintf(name, sizeof name, "%s%s%s", tag, colon, ki->name);
+#ifdef BENCH_L06
     if (uses_keep(kid))
         st = kid == K_MASK_BF16 ? make_retention(&run, keep, opt->seed, &flops)
                                 : make_block_lists(&run, keep, opt->seed, &flops);
+#endif
     if (!st) st = attn_dalloc(&run.q, nq * es);
     if (!st) st = attn_dalloc(&run.k, nkv * es);
     if (!st) st = attn_dalloc(&run.v, nkv * es);
     if (!st) st = attn_dalloc(&run.o, nq * es);
     if (!st && lse_bytes) st = attn_dalloc((void **)&run.lse, lse_bytes);
-    if (!st && ws_bytes) st = attn_dalloc((void **)&run.workspace, ws_bytes);
+    if (!st && ws_bytes) st = attn_dalloc(&run.workspace, ws_bytes);
     void *inputs[3] = {run.q, run.k, run.v};
     const size_t counts[3] = {nq, nkv, nkv};
     for (int t = 0; t < 3 && !st; ++t)
@@ -628,7 +799,7 @@ static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, in
             snprintf(fflops, sizeof fflops, "%.1f%%", 100.0 * tflops / pk->tflops);
             snprintf(fbw, sizeof fbw, "%.1f%%", 100.0 * gbs / pk->gbs);
         }
-        printf("%-15s %3d %6d %6d %4d %4d %4d %3d %11.4f %9.2f %9.1f %8s %8s\n", name, sh->B, sh->M, sh->N,
+        printf("%-21s %3d %6d %6d %4d %4d %4d %3d %11.4f %9.2f %9.1f %8s %8s\n", name, sh->B, sh->M, sh->N,
                sh->H, sh->G, sh->D, sh->causal, timing.median_ms, tflops, gbs, fflops, fbw);
         fflush(stdout);
         if (csv) {
@@ -673,7 +844,7 @@ static void print_skip_notes(const options *o)
         for (int j = 0; j < o->D.n; ++j)
             if (!kernel_supports_d(o->kernels[i], o->D.v[j]))
                 fprintf(stderr, "note: %s skipped for D=%d: it supports %s\n", kKernels[o->kernels[i]].name,
-                        o->D.v[j], o->kernels[i] == K_NAIVE_F32 ? "1 <= D <= 256" : "D = 64 or 128");
+                        o->D.v[j], is_naive(o->kernels[i]) ? "1 <= D <= 256" : "D = 64 or 128");
     for (int i = 0; i < o->M.n; ++i)
         for (int j = 0; j < o->N.n; ++j)
             if (o->M.v[i] > o->N.v[j])
@@ -681,7 +852,8 @@ static void print_skip_notes(const options *o)
                         o->N.v[j]);
 }
 
-static int run_sweep(const options *o, const device_peaks *pk, const char *device, FILE *csv)
+/* With --keep-going, a kernel that fails is reported, counted in *failures and skipped. */
+static int run_sweep(const options *o, const device_peaks *pk, const char *device, FILE *csv, int *failures)
 {
     input_pool pools[MAX_LIST]; /* one per entry of the D list, made when first needed */
     memset(pools, 0, sizeof pools);
@@ -704,8 +876,19 @@ static int run_sweep(const options *o, const device_peaks *pk, const char *devic
                 /* kernels innermost: the table shows them side by side on each shape */
                 for (int ik = 0; ik < o->n_kernels && !st; ++ik)
                     for (int ip = 0; ip < (uses_keep(o->kernels[ik]) ? o->keep.n : 1) && !st; ++ip)
-                        if (kernel_supports_d(o->kernels[ik], D))
+                        if (kernel_supports_d(o->kernels[ik], D)) {
                             st = bench_one(o->kernels[ik], &sh, o, o->keep.v[ip], &pools[id], pk, device, csv);
+                            if (st && o->keep_going) {
+                                fprintf(stderr, "bench: %s%s%s failed on B=%d M=%d N=%d H=%d G=%d D=%d causal=%d: %s: %s\n",
+                                        o->tag ? o->tag : "", o->tag ? ":" : "", kKernels[o->kernels[ik]].name,
+                                        sh.B, sh.M, sh.N, sh.H, sh.G, sh.D, sh.causal, attn_strerror(st),
+                                        attn_error_detail());
+                                attn_clear_error();
+                                cudaGetLastError(); /* clear a launch error that is not sticky */
+                                ++*failures;
+                                st = ATTN_OK;
+                            }
+                        }
             }
         }
     }
@@ -722,7 +905,7 @@ int main(int argc, char **argv)
     char why[256];
     if (!attn_gpu_available(why, sizeof why)) {
         fprintf(stderr, "bench: %s\n", why);
-        return 1;
+        return BENCH_NO_GPU;
     }
     char device[256];
     attn_gpu_describe(device, sizeof device);
@@ -743,10 +926,19 @@ int main(int argc, char **argv)
     device_peaks peaks;
     memset(&peaks, 0, sizeof peaks);
     attn_clear_error();
-    int st = opt.peaks ? measure_peaks(&peaks, opt.seed) : ATTN_OK;
+    int st = ATTN_OK, failures = 0;
+    if (opt.peak_tflops > 0.0) {
+        peaks.measured = 1;
+        peaks.tflops = opt.peak_tflops;
+        peaks.gbs = opt.peak_gbs;
+        fprintf(stderr, "peaks (given, not measured): %.1f TFLOP/s bf16 GEMM, %.1f GB/s copy\n", peaks.tflops,
+                peaks.gbs);
+    } else if (opt.peaks) {
+        st = measure_peaks(&peaks, opt.seed);
+    }
     if (!st) {
         print_skip_notes(&opt);
-        st = run_sweep(&opt, &peaks, device, csv);
+        st = run_sweep(&opt, &peaks, device, csv, &failures);
     }
     if (st) fprintf(stderr, "bench: %s: %s\n", attn_strerror(st), attn_error_detail());
     if (csv && fclose(csv) != 0 && !st) {
@@ -754,5 +946,6 @@ int main(int argc, char **argv)
         st = 1;
     }
     if (!st && opt.csv_path) fprintf(stderr, "wrote %s\n", opt.csv_path);
-    return st ? 1 : 0;
+    if (!st && failures) fprintf(stderr, "bench: %d kernel run(s) failed (see above)\n", failures);
+    return st || failures ? 1 : 0;
 }

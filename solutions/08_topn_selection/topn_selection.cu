@@ -1,0 +1,391 @@
+/*
+ * topn_selection.cu - lesson 08, CUDA part: NSA's block scores and top-n lists in one kernel. The
+ * scores are recomputed from q . k_cmp on tensor cores (bf16 in, fp32 accumulators), turned into
+ * importance with exp2 and a log2(e)-scaled lse, summed onto selection blocks and over the heads of a
+ * group, and ranked in fp32; they live in shared memory only.
+ *
+ * The block mapping without a weight table. Cut the keys into stride units of d keys. Compressed token
+ * i covers units i - r + 1 .. i (r = l / d), so unit c receives u_c = p[c - r + 1] + ... + p[c], and
+ * block j is the bs = l' / d units j*bs .. j*bs + bs - 1: score[j] = u_{j*bs} + ... + u_{j*bs+bs-1}.
+ * For l = 32, d = 16, l' = 64 (r = 2, bs = 4) that is p[4j-1] + 2 p[4j] + 2 p[4j+1] + 2 p[4j+2] + p[4j+3],
+ * the weights of nsa.h; for l = d = l' it is p[j]. r and bs are template parameters (1 or 2, 1 or 4).
+ *
+ * Parallelisation
+ *   grid   one block per (chunk of packed rows, kv head g), batch in grid.y. Packed rows are lesson 04's
+ *          R = i * hpg + hh (hpg = H / G heads of group g at position i). Shared lists: a chunk is P
+ *          whole positions (P * hpg rows, P = floor(32 W / hpg)), one list each, so the group sum stays
+ *          inside the block; per-head lists: 32 W rows, one list each. Chunks from last to first (the
+ *          last positions see the most tokens).
+ *   block  W warps (4, fewer when the lists' scores would not fit in shared memory); warp = 32 packed
+ *          rows (two m16 tiles) against every 64-token tile of k_cmp its rows can see; lane = rows gid,
+ *          gid + 8 of each m16 tile and 16 CONSECUTIVE tokens 16 tig .. 16 tig + 15 of the tile (the
+ *          K tile's rows are stored permuted so that the mma's column pattern lands on them), so a
+ *          lane sums its own units and blocks and needs only r - 1 tokens from its left neighbour.
+ *   shared two K tiles [64][D] bf16 (cp.async, double-buffered, swizzled); Q [32 W][D] bf16 only until
+ *          each warp holds its Q fragments in registers; the same bytes then hold a staging tile
+ *          [32 W][64 / bs] fp32 (each row's block sums of one tile) and the score rows [lists][NB]
+ *          fp32 that the top-n reads at the end. Nothing but the lists goes to device memory.
+ *   top-n  a warp per list: forced blocks marked first, then n - 3 rounds of a warp argmax (ties to the
+ *          lower index) that marks its winner; the marked blocks, read in order, are the ascending list.
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+
+#include "attn_gpu.h"
+#include "ptx.cuh"
+#include "topn_selection.h"
+
+using namespace ptx;
+
+namespace {
+
+constexpr int kMaxWarps = 4;
+constexpr int kTile = 64;  /* compressed tokens per K tile */
+constexpr int kMTiles = 2; /* m16 tiles per warp: 32 packed rows */
+constexpr int kNTiles = kTile / 8;
+constexpr float kLog2e = 1.4426950408889634f;
+
+/* Smem row c of a K tile holds token tok(c) of the tile: the m16n8 accumulator gives lane tig the
+ * columns nt * 8 + 2 tig + e, which then are the consecutive tokens 16 tig + 2 nt + e. */
+__device__ __forceinline__ int token_of_row(int c) { return 16 * ((c % 8) / 2) + 2 * (c / 8) + (c % 2); }
+
+__device__ __forceinline__ long visible_count(long t, long NC, const attn_nsa_params &p)
+{
+    if (t < p.l - 1) return 0;
+    const long c = (t - (p.l - 1)) / p.d + 1;
+    return c < NC ? c : NC;
+}
+
+/* Copy tokens T0 .. T0 + 63 of kv head g into a swizzled, permuted tile (zeros past NC). */
+template <int D>
+__device__ __forceinline__ void load_k_tile(uint32_t tile, const uint16_t *k_bg, size_t stride, long T0, long NC)
+{
+    constexpr int kChunks = D / 8;
+    for (int e = threadIdx.x; e < kTile * kChunks; e += blockDim.x) {
+        const int r = e / kChunks, c = e % kChunks;
+        const long u = T0 + token_of_row(r);
+        const bool valid = u < NC;
+        cp_async_16(tile + swizzle<D>(r, c), valid ? k_bg + (size_t)u * stride + c * 8 : k_bg, valid);
+    }
+}
+
+template <int D, int R, int BS>
+__global__ void __launch_bounds__(kMaxWarps * 32, 1)
+    select_kernel(attn_shape sh, attn_nsa_params p, long NC, long NB, float scale_log2, int rows_per_block,
+                  int lists_per_block, const uint16_t *__restrict__ q, const uint16_t *__restrict__ k_cmp,
+                  const float *__restrict__ lse, int32_t *__restrict__ indices)
+{
+    constexpr int kRowBytes = D * 2;
+    constexpr int kJT = kTile / BS;    /* blocks per K tile */
+    constexpr int kSJ = kJT + 4;       /* staging row stride (floats), keeps float4 alignment */
+    constexpr int kLaneBlocks = 16 / BS; /* blocks per lane per row */
+    extern __shared__ __align__(128) uint8_t smem[];
+    const int n_warps = blockDim.x / 32, rows_cap = 32 * n_warps;
+    const uint32_t k_s = smem_addr(smem), q_s = k_s + 2 * kTile * kRowBytes;
+    float *stg = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* after Q is in registers */
+    float *sc = stg + (size_t)rows_cap * kSJ;
+
+    /* BEGIN SOLUTION */
+    /* HINT: 1. coordinates: kv head g, the block's packed rows R0 .. R_end - 1, each row's position t,
+     *          visible count and lse * log2(e); the number of token tiles from the last row's count.
+     * 2. cp.async Q and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q into
+     *    registers, barrier, zero the score rows (they reuse Q's bytes).
+     * 3. per tile: wait + barrier, prefetch the next tile, S = Q K^T (lesson 04's ldmatrix/mma loops),
+     *    p = visible ? exp2(s * scale_log2 - lse2) : 0 on the lane's 16 tokens, the r - 1 tokens before
+     *    them by __shfl_sync from lane tig - 1 (tig 0: the previous tile's, kept in a register), units
+     *    and block sums in registers, staging store, barrier, then a thread per (list, block) adds the
+     *    list's rows in a fixed order to the score row.
+     * 4. barrier, then a warp per list: pad or rank, write ascending. */
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int gid = lane / 4, tig = lane % 4;
+    const int hpg = sh.H / sh.G, b = blockIdx.y, g = blockIdx.x % sh.G;
+    const long packed_rows = (long)sh.M * hpg;
+    const long n_chunks = (packed_rows + rows_per_block - 1) / rows_per_block;
+    const long R0 = (n_chunks - 1 - blockIdx.x / sh.G) * (long)rows_per_block;
+    const long R_end = min(R0 + rows_per_block, packed_rows);
+    const long offset = (long)sh.N - sh.M;
+    const size_t k_stride = (size_t)sh.G * D;
+    const uint16_t *k_bg = k_cmp + ((size_t)b * NC * sh.G + g) * D;
+    const int n_tiles = (int)((visible_count(offset + (R_end - 1) / hpg, NC, p) + kTile - 1) / kTile);
+
+    { /* Q: packed row R at q + ((b * M + R / hpg) * H + g * hpg + R % hpg) * D, zeros past the block's rows */
+        constexpr int kChunks = D / 8;
+        for (int e = threadIdx.x; e < rows_cap * kChunks; e += blockDim.x) {
+            const int r = e / kChunks, c = e % kChunks;
+            const long row = R0 + r;
+            const bool valid = row < R_end;
+            const uint16_t *src =
+                valid ? q + (((size_t)b * sh.M + row / hpg) * sh.H + (size_t)g * hpg + row % hpg) * D + c * 8 : q;
+            cp_async_16(q_s + swizzle<D>(r, c), src, valid);
+        }
+    }
+    if (n_tiles > 0) load_k_tile<D>(k_s, k_bg, k_stride, 0, NC);
+    cp_async_commit();
+
+    /* per row of this lane: visible tokens and lse in base 2 */
+    int vis[kMTiles][2];
+    float lse2[kMTiles][2];
+    const int warp_row0 = warp * 32;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            const long row = R0 + warp_row0 + mt * 16 + gid + rr * 8;
+            const long i = row / hpg;
+            vis[mt][rr] = row < R_end ? (int)visible_count(offset + i, NC, p) : 0;
+            /* a row that sees no token never uses its lse (-inf there) */
+            lse2[mt][rr] = vis[mt][rr] > 0
+                               ? lse[((size_t)b * sh.H + (size_t)g * hpg + row % hpg) * sh.M + i] * kLog2e
+                               : 0.f;
+        }
+
+    cp_async_wait_all();
+    __syncthreads(); /* Q and the first K tile have landed */
+    uint32_t qf[kMTiles][D / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t a = q_s + (warp_row0 + lane % 16) * kRowBytes + (((2 * (kk % 4) + lane / 16) ^ (lane % 8)) * 16) +
+                           (kk / 4) * 128;
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(qf[mt][kk], a + mt * 16 * kRowBytes);
+    }
+    __syncthreads(); /* every warp holds its Q: the bytes become staging and score rows */
+    for (long e = threadIdx.x; e < (long)lists_per_block * NB; e += blockDim.x) sc[e] = 0.f;
+
+    uint32_t k_addr[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c)
+        k_addr[c] = (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
+    float carry[kMTiles][2][R > 1 ? R - 1 : 1]; /* p of the tokens just before the tile, for tig 0 */
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+            for (int x = 0; x < (R > 1 ? R - 1 : 1); ++x) carry[mt][rr][x] = 0.f;
+
+    for (int m = 0; m < n_tiles; ++m) {
+        const int T0 = m * kTile;
+        const uint32_t k_buf = k_s + (m % 2) * kTile * kRowBytes;
+        cp_async_wait_all();
+        __syncthreads(); /* tile m has landed; nobody reads tile m - 1, the staging or the scores any more */
+        if (m + 1 < n_tiles) {
+            load_k_tile<D>(k_s + ((m + 1) % 2) * kTile * kRowBytes, k_bg, k_stride, T0 + kTile, NC);
+            cp_async_commit();
+        }
+
+        float s[kMTiles][kNTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+            for (int np = 0; np < kNTiles / 2; ++np) {
+                uint32_t bk[4];
+                ldmatrix_x4(bk, k_buf + k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
+#pragma unroll
+                for (int mt = 0; mt < kMTiles; ++mt) {
+                    mma_bf16(s[mt][2 * np], qf[mt][kk], bk[0], bk[1]);
+                    mma_bf16(s[mt][2 * np + 1], qf[mt][kk], bk[2], bk[3]);
+                }
+            }
+
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr) {
+                const int u0 = T0 + 16 * tig; /* this lane's first token */
+                float pv[16];
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const int x = 2 * nt + e;
+                        pv[x] = u0 + x < vis[mt][rr] ? fast_exp2(fmaf(s[mt][nt][2 * rr + e], scale_log2, -lse2[mt][rr]))
+                                                     : 0.f;
+                    }
+                /* the r - 1 tokens before u0: lane tig - 1's last ones; for tig 0, the previous tile's
+                 * (all lanes shuffle, tig 0 receives tig 3's: the next tile's carry) */
+                float before[R > 1 ? R - 1 : 1];
+#pragma unroll
+                for (int x = 1; x < R; ++x) {
+                    const float left = __shfl_sync(0xffffffffu, pv[16 - x], (lane & ~3) | ((tig + 3) & 3));
+                    before[x - 1] = tig ? left : carry[mt][rr][x - 1];
+                    carry[mt][rr][x - 1] = left;
+                }
+                /* units, then blocks; the same order of additions for every block (exact ties stay exact) */
+                float blk[kLaneBlocks];
+#pragma unroll
+                for (int c = 0; c < kLaneBlocks; ++c) blk[c] = 0.f;
+#pragma unroll
+                for (int c = 0; c < 16; ++c) {
+                    float unit = 0.f;
+#pragma unroll
+                    for (int x = c - R + 1; x <= c; ++x) unit += x >= 0 ? pv[x] : before[-x - 1];
+                    blk[c / BS] += unit;
+                }
+                float *dst = stg + (warp_row0 + mt * 16 + gid + rr * 8) * kSJ + 16 * tig / BS;
+                if constexpr (kLaneBlocks % 4 == 0) {
+#pragma unroll
+                    for (int c = 0; c < kLaneBlocks; c += 4)
+                        *reinterpret_cast<float4 *>(dst + c) = make_float4(blk[c], blk[c + 1], blk[c + 2], blk[c + 3]);
+                } else {
+#pragma unroll
+                    for (int c = 0; c < kLaneBlocks; ++c) dst[c] = blk[c];
+                }
+            }
+        __syncthreads(); /* the staging tile is complete */
+
+        /* group sum (or the row itself), in row order, into the score rows */
+        const int j0 = T0 / BS;
+        for (int e = threadIdx.x; e < lists_per_block * kJT; e += blockDim.x) {
+            const int list = e / kJT, jl = e % kJT;
+            if (j0 + jl >= NB) continue;
+            const int r_first = p.heads_share_selection ? list * hpg : list;
+            const int r_count = p.heads_share_selection ? hpg : 1;
+            float acc = 0.f;
+            for (int r = r_first; r < r_first + r_count; ++r) acc += stg[r * kSJ + jl];
+            sc[(size_t)list * NB + j0 + jl] += acc;
+        }
+    }
+    __syncthreads(); /* the score rows are complete */
+
+    for (int list = warp; list < lists_per_block; list += n_warps) {
+        const long row0 = R0 + (p.heads_share_selection ? (long)list * hpg : list); /* the list's first row */
+        if (row0 >= R_end) break;
+        const long i = row0 / hpg;
+        const int L = p.heads_share_selection ? sh.G : sh.H;
+        const int who = p.heads_share_selection ? g : g * hpg + (int)(row0 % hpg);
+        int32_t *out = indices + (((size_t)b * sh.M + i) * L + who) * p.n;
+        float *row = sc + (size_t)list * NB;
+        const long cur = (offset + i) / p.l_sel, cand = cur + 1;
+        if (cand <= p.n) { /* every candidate, then -1 */
+            for (int e = lane; e < p.n; e += 32) out[e] = e < cand ? e : -1;
+            continue;
+        }
+        /* a chosen block is marked by a score of -inf: the forced ones first */
+        if (lane == 0) row[0] = row[cur - 1] = row[cur] = -INFINITY;
+        __syncwarp();
+        for (int pick = 3; pick < p.n; ++pick) {
+            float best = -INFINITY;
+            long best_j = -1;
+            for (long j = lane; j <= cur; j += 32) { /* ascending: a tie keeps the lower index */
+                const float v = row[j];
+                if (v > best) best = v, best_j = j;
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o /= 2) {
+                const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+                const long oj = __shfl_xor_sync(0xffffffffu, best_j, o);
+                if (oj >= 0 && (best_j < 0 || ob > best || (ob == best && oj < best_j))) best = ob, best_j = oj;
+            }
+            if (best_j >= 0 && lane == (int)(best_j % 32)) row[best_j] = -INFINITY;
+            __syncwarp();
+        }
+        /* the marked blocks in order are the ascending list */
+        int base = 0;
+        for (long j0 = 0; j0 <= cur; j0 += 32) {
+            const long j = j0 + lane;
+            const bool chosen = j <= cur && row[j] == -INFINITY;
+            const unsigned mask = __ballot_sync(0xffffffffu, chosen);
+            if (chosen) out[base + __popc(mask & ((1u << lane) - 1))] = (int32_t)j;
+            base += __popc(mask);
+        }
+    }
+    /* END SOLUTION */
+}
+
+/* Shared memory of a block of n_warps warps: two K tiles, then Q or (staging + score rows). */
+template <int D, int BS>
+size_t smem_bytes(int n_warps, int lists, long NB)
+{
+    const size_t rows = 32 * (size_t)n_warps, kv = 2 * (size_t)kTile * D * 2, q_bytes = rows * D * 2;
+    const size_t work = (rows * (kTile / BS + 4) + (size_t)lists * NB) * sizeof(float);
+    return kv + (q_bytes > work ? q_bytes : work);
+}
+
+template <int D, int R, int BS>
+int launch(const attn_shape *sh, const attn_nsa_params *p, const uint16_t *q, const uint16_t *k_cmp,
+           const float *lse_cmp, int32_t *indices, cudaStream_t stream)
+{
+    const long NC = attn_nsa_num_cmp(sh->N, p), NB = attn_nsa_num_blocks(sh->N, p);
+    const int hpg = sh->H / sh->G;
+    int dev = 0, max_smem = 0;
+    int st = attn_cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
+    if (!st)
+        st = attn_cuda_status(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+                              "shared memory limit");
+    if (st) return st;
+    /* the most warps whose lists' score rows fit */
+    int n_warps = 0, rows = 0, lists = 0;
+    size_t bytes = 0;
+    for (int w = kMaxWarps; w >= 1 && !n_warps; w /= 2) {
+        const int cap = 32 * w;
+        const int l = p->heads_share_selection ? cap / hpg : cap;
+        if (l < 1) continue;
+        bytes = smem_bytes<D, BS>(w, l, NB);
+        if (bytes <= (size_t)max_smem) n_warps = w, lists = l, rows = p->heads_share_selection ? l * hpg : cap;
+    }
+    if (!n_warps)
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT,
+                         "nsa_select_cuda: %ld selection blocks (N / l'): the score rows of one block's lists need "
+                         "more than the %d bytes of shared memory this GPU gives a block (H/G = %d)",
+                         NB, max_smem, hpg);
+    const long chunks = ((long)sh->M * hpg + rows - 1) / rows;
+    if (chunks * sh->G > 2147483647L || sh->B > 65535)
+        return attn_fail(ATTN_ERR_BAD_SHAPE, "nsa_select_cuda: B=%d must be <= 65535 and the grid < 2^31 blocks",
+                         sh->B);
+    st = attn_cuda_status(cudaFuncSetAttribute(select_kernel<D, R, BS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)bytes),
+                          "cudaFuncSetAttribute (shared memory)");
+    if (st) return st;
+    const dim3 grid((unsigned)(chunks * sh->G), (unsigned)sh->B);
+    select_kernel<D, R, BS><<<grid, 32 * n_warps, bytes, stream>>>(
+        *sh, *p, NC, NB, attn_softmax_scale(sh) * kLog2e, rows, lists, q, k_cmp, lse_cmp, indices);
+    return attn_cuda_launch_status("select_kernel");
+}
+
+template <int D>
+int launch_ratio(const attn_shape *sh, const attn_nsa_params *p, const uint16_t *q, const uint16_t *k_cmp,
+                 const float *lse_cmp, int32_t *indices, cudaStream_t stream)
+{
+    const int r = p->l / p->d, bs = p->l_sel / p->d;
+    if (r == 1 && bs == 1) return launch<D, 1, 1>(sh, p, q, k_cmp, lse_cmp, indices, stream);
+    if (r == 1 && bs == 4) return launch<D, 1, 4>(sh, p, q, k_cmp, lse_cmp, indices, stream);
+    if (r == 2 && bs == 1) return launch<D, 2, 1>(sh, p, q, k_cmp, lse_cmp, indices, stream);
+    return launch<D, 2, 4>(sh, p, q, k_cmp, lse_cmp, indices, stream);
+}
+
+} // namespace
+
+extern "C" int nsa_select_cuda(const attn_shape *shape, const attn_nsa_params *p, const uint16_t *q,
+                               const uint16_t *k_cmp, const float *lse_cmp, int32_t *indices, cudaStream_t stream)
+{
+    int st = attn_check_shape(shape);
+    if (st) return st;
+    st = attn_nsa_check(p);
+    if (st) return st;
+    if (!shape->causal)
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "nsa_select_cuda: NSA selection is causal: shape->causal must be 1");
+    if (shape->D != 64 && shape->D != 128)
+        return attn_fail(ATTN_ERR_UNSUPPORTED_D, "nsa_select_cuda: D=%d, this kernel supports 64 and 128", shape->D);
+    const long NC = attn_nsa_num_cmp(shape->N, p);
+    if (!q || !lse_cmp || !indices || (NC > 0 && !k_cmp))
+        return attn_fail(ATTN_ERR_NULL_POINTER, "nsa_select_cuda: q, k_cmp, lse_cmp and indices must not be NULL");
+    if (((uintptr_t)q | (uintptr_t)k_cmp) % 16 != 0)
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "nsa_select_cuda: q and k_cmp must be 16-byte aligned");
+    const int r = p->l / p->d, bs = p->l_sel / p->d;
+    if ((r != 1 && r != 2) || (bs != 1 && bs != 4))
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT,
+                         "nsa_select_cuda: l/d = %d and l'/d = %d; this kernel supports l/d in {1, 2} and l'/d in "
+                         "{1, 4} (l=%d d=%d l'=%d)",
+                         r, bs, p->l, p->d, p->l_sel);
+
+    /* BEGIN SOLUTION stub="return ATTN_ERR_NOT_IMPLEMENTED;" */
+    /* HINT: once the kernel body is written: launch_ratio<64>(...) or launch_ratio<128>(...) by D. */
+    if (shape->D == 64) return launch_ratio<64>(shape, p, q, k_cmp, lse_cmp, indices, stream);
+    return launch_ratio<128>(shape, p, q, k_cmp, lse_cmp, indices, stream);
+    /* END SOLUTION */
+}

@@ -1,0 +1,55 @@
+"""Known-wrong variants of lesson 08 (NSA top-n block selection); appended to tests/known_wrong.py's list.
+Same fields: `old` must occur exactly once in the solution file."""
+
+VARIANTS = [
+    dict(lesson="08_topn_selection", name="c_eq9_literal", file="topn_selection.c", suites=["c_part"],
+         why="the paper's eq. 9 taken literally: block j sums tokens 4j .. 4j+4 with weights 1,2,2,2,1, one token "
+             "later than the keys it covers (4j-1 .. 4j+3)",
+         old="const long ov = attn_nsa_overlap(c, j, p);", new="const long ov = attn_nsa_overlap(c - 1, j, p);"),
+    dict(lesson="08_topn_selection", name="c_visible_count_truncates", file="topn_selection.c", suites=["c_part"],
+         why="the visible count written with C's truncating division: rows t = l-d .. l-2 see token 0 before its "
+             "span ends, and with lse = -inf their scores are inf",
+         old="const long vis = attn_nsa_cmp_visible_count(t, NC, p);",
+         new="const long vis = (t - (p->l - 1)) / p->d + 1 < NC ? (t - (p->l - 1)) / p->d + 1 : NC;"),
+    dict(lesson="08_topn_selection", name="c_group_modulo", file="topn_selection.c", suites=["c_part"],
+         why="the group sum over the wrong heads: head h added to list h % G instead of h / (H/G)",
+         old="const int list = p->heads_share_selection ? g : h;",
+         new="const int list = p->heads_share_selection ? h % G : h;"),
+    dict(lesson="08_topn_selection", name="c_no_previous_block", file="topn_selection.c", suites=["c_part"],
+         why="the block before the current one is not forced (it only gets in by its score)",
+         old="const long forced[3] = {0, cur - 1, cur};", new="const long forced[3] = {0, cur, cur};"),
+    dict(lesson="08_topn_selection", name="c_ties_to_higher", file="topn_selection.c", suites=["c_part"],
+         why="ties go to the higher index (>= instead of >)",
+         old="(best < 0 || sj > best_s)", new="(best < 0 || sj >= best_s)"),
+    dict(lesson="08_topn_selection", name="c_candidate_after_t", file="topn_selection.c", suites=["c_part"],
+         why="the candidates include the block after t's (j*l' <= t + l' instead of j*l' <= t)",
+         old="const long cand = t / p->l_sel + 1;", new="const long cand = t / p->l_sel + 2;"),
+    dict(lesson="08_topn_selection", name="c_pad_with_zero", file="topn_selection.c", suites=["c_part"],
+         why="short lists are padded with block 0 instead of -1",
+         old="out[k] = k < cand ? (int32_t)k : -1;", new="out[k] = k < cand ? (int32_t)k : 0;"),
+    dict(lesson="08_topn_selection", name="c_bf16_ranking", file="topn_selection.c", suites=["c_part"],
+         why="scores ranked after rounding to bf16 (8 significant bits): near blocks swap or tie",
+         old="const float sj = row[j];", new="const float sj = attn_bf16_to_f32(attn_f32_to_bf16(row[j]));"),
+    # ---------------------------------------------------------------- CUDA part
+    dict(lesson="08_topn_selection", name="cuda_tile_boundary_token", file="topn_selection.cu", suites=["cuda_part"],
+         why="lane tig 0 takes the token before its first from lane tig 3 of the SAME tile instead of the previous "
+             "tile: the first block of every tile gets a wrong token (paper configuration)",
+         old="before[x - 1] = tig ? left : carry[mt][rr][x - 1];", new="before[x - 1] = left;"),
+    dict(lesson="08_topn_selection", name="cuda_no_previous_block", file="topn_selection.cu", suites=["cuda_part"],
+         why="only block 0 and the current block are forced; the previous one must win by score",
+         old="row[0] = row[cur - 1] = row[cur] = -INFINITY;\n        __syncwarp();\n        for (int pick = 3;",
+         new="row[0] = row[cur] = -INFINITY;\n        __syncwarp();\n        for (int pick = 2;"),
+    dict(lesson="08_topn_selection", name="cuda_ties_to_higher", file="topn_selection.cu", suites=["cuda_part"],
+         why="the warp argmax breaks ties across lanes towards the higher index",
+         old="(ob == best && oj < best_j)", new="(ob == best && oj > best_j)"),
+    dict(lesson="08_topn_selection", name="cuda_group_heads_modulo", file="topn_selection.cu", suites=["cuda_part"],
+         why="the block's packed rows read query heads hh * G + g (interleaved groups) instead of g * H/G + hh",
+         old="* sh.H + (size_t)g * hpg + row % hpg) * D + c * 8 : q;",
+         new="* sh.H + (size_t)(row % hpg) * sh.G + g) * D + c * 8 : q;"),
+    # A race rarely changes the lists (the warps run close to in step): compute-sanitizer racecheck must see it.
+    dict(lesson="08_topn_selection", name="cuda_missing_barrier", file="topn_selection.cu",
+         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small",
+         why="no barrier between the staging stores and the group sum: threads read other warps' block sums "
+             "before they are written",
+         old="        __syncthreads(); /* the staging tile is complete */\n", new=""),
+]

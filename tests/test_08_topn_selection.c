@@ -1,0 +1,757 @@
+/*
+ * Tests of lesson 08, NSA top-n block selection. Built twice: against lessons/ and solutions/.
+ *
+ *   c_part     block scores against the double-precision oracle (common/nsa.h), top-n on given scores
+ *              (exact), ties, and the whole selection on many shapes, both NSA configurations,
+ *              shared and per-head lists
+ *   cuda_part  nsa_select_cuda against the oracle on the same kinds of shapes, exact ties,
+ *              determinism, and offsets past 2^31 (sampled rows)
+ *   speed      reported only (no points): the kernel at N = 16384 against a slow GPU reference
+ *   errors     bad input gets a named error code, never a crash
+ *
+ * Block lists are compared as SETS with the oracle's. Two correct implementations can still disagree
+ * where two blocks' scores are nearly equal: a score is a sum of exp(q.k - lse) terms, and an fp32
+ * dot product of D products differs from the double one by ~1e-6 relative, which exp turns into
+ * ~1e-5 relative error on the score (up to ~3e-5 with the test data's larger logits). So a list may
+ * differ from the oracle's only where the oracle's scores tie within TIE_RTOL = 2e-4 (relative): every
+ * block the oracle ranks above a chosen one may beat it by at most that. Ranking on bf16 scores (8 bits,
+ * ~2e-3 relative) and every logic error are far outside. Exact ties (equal compressed keys) have one
+ * right answer, ties to the lower index, and are compared exactly.
+ */
+#include "nsa.h"
+#include "nsa_select_ref.h"
+#include "test_util.h"
+#include "topn_selection.h"
+
+#define TIE_RTOL 2e-4
+#define TIE_ATOL 1e-12 /* scores below this are equal: exp of logits ~28 below the row's lse */
+/* scores of the C part: fp32 sums of positive terms, each ~1e-5 relative off (see above) */
+#define SCORE_TOL ((attn_tol){1e-7, 1e-4})
+/* Indices are poisoned with 0x7f7f7f7f (not all ones: that is -1, the padding value). */
+#define INDEX_POISON_BYTE 0x7F
+#define INDEX_POISON 0x7F7F7F7F
+
+/* ================================================================ problems */
+
+static attn_nsa_params params(int l, int d, int l_sel, int n, int share)
+{
+    attn_nsa_params p = attn_nsa_paper_defaults();
+    p.l = l, p.d = d, p.l_sel = l_sel, p.n = n, p.heads_share_selection = share;
+    return p;
+}
+
+typedef struct {
+    attn_shape sh;
+    attn_nsa_params p;
+    long NC, NB;
+    int L;
+    uint64_t seed;
+    float *q, *k;   /* q [B, M, H, D], k_cmp [B, NC, G, D] (bf16 values when `bf16`) */
+    float *lse;     /* lse_cmp [B, H, M] as the code under test gets it */
+    double *lse64;  /* the same values for the oracle */
+    double *scores; /* oracle scores [B, M, L, NB] */
+    int32_t *ref;   /* oracle lists [B, M, L, n] */
+    char ctx[400];
+} sel_problem;
+
+/* lse of compressed attention from its definition, in double: log sum over visible tokens of
+ * exp(scale * q.k) (lesson 07's output; any lse would do for the rules, this one makes p_cmp a softmax). */
+static void lse_from_definition(sel_problem *P)
+{
+    const attn_shape *s = &P->sh;
+    const double scale = attn_softmax_scale(s);
+    for (int b = 0; b < s->B; ++b)
+        for (int h = 0; h < s->H; ++h)
+            for (int i = 0; i < s->M; ++i) {
+                const long t = attn_query_pos(s, i), vis = attn_nsa_cmp_visible_count(t, P->NC, &P->p);
+                const float *qh = P->q + (((size_t)b * s->M + i) * s->H + h) * s->D;
+                const int g = attn_kv_head(s, h);
+                double m = -INFINITY, sum = 0.0;
+                double *x = attn_alloc_f64((size_t)vis);
+                for (long c = 0; c < vis; ++c) {
+                    const float *kc = P->k + (((size_t)b * P->NC + c) * s->G + g) * s->D;
+                    double dot = 0.0;
+                    for (int e = 0; e < s->D; ++e) dot += (double)qh[e] * kc[e];
+                    x[c] = scale * dot;
+                    if (x[c] > m) m = x[c];
+                }
+                for (long c = 0; c < vis; ++c) sum += exp(x[c] - m);
+                free(x);
+                const size_t r = ((size_t)b * s->H + h) * s->M + i;
+                P->lse[r] = vis ? (float)(m + log(sum)) : -INFINITY;
+                P->lse64[r] = P->lse[r];
+            }
+}
+
+/* A random problem with its oracle. `bf16`: inputs rounded to bf16 (what the kernel reads).
+ * `equal_keys`: every compressed key of a (b, g) equal, so that blocks tie exactly. */
+static void sel_init(sel_problem *P, attn_shape sh, attn_nsa_params p, int bf16, int equal_keys)
+{
+    memset(P, 0, sizeof *P);
+    P->sh = sh, P->p = p, P->seed = attn_test_seed();
+    P->NC = attn_nsa_num_cmp(sh.N, &p), P->NB = attn_nsa_num_blocks(sh.N, &p), P->L = attn_nsa_list_heads(&sh, &p);
+    char st[120];
+    snprintf(P->ctx, sizeof P->ctx, "%s, l=%d d=%d l'=%d n=%d %s lists%s%s, seed %llu (rerun: ATTN_SEED=%llu)",
+             shape_text(&sh, st, sizeof st), p.l, p.d, p.l_sel, p.n, p.heads_share_selection ? "shared" : "per-head",
+             sh.scale != 0.0f ? ", scale set" : "", equal_keys ? ", equal compressed keys" : "",
+             (unsigned long long)P->seed, (unsigned long long)P->seed);
+    attn_rng rng;
+    attn_rng_seed(&rng, P->seed ^ ((uint64_t)sh.N * 7919u + (uint64_t)sh.M * 104729u + (uint64_t)p.l * 31u));
+    const size_t nq = attn_q_elems(&sh), nk = (size_t)sh.B * P->NC * sh.G * sh.D;
+    P->q = attn_alloc_f32(nq), P->k = attn_alloc_f32(nk);
+    P->lse = attn_alloc_f32(attn_lse_elems(&sh)), P->lse64 = attn_alloc_f64(attn_lse_elems(&sh));
+    P->scores = attn_alloc_f64((size_t)sh.B * sh.M * P->L * P->NB);
+    P->ref = (int32_t *)malloc((size_t)sh.B * sh.M * P->L * p.n * sizeof(int32_t));
+    cr_assert(P->q && P->k && P->lse && P->lse64 && P->scores && P->ref, "out of host memory [%s]", P->ctx);
+    attn_fill_random(P->q, nq, (size_t)sh.D, 1.0f, &rng);
+    attn_fill_random(P->k, nk, (size_t)sh.D, 1.0f, &rng);
+    if (equal_keys)
+        for (int b = 0; b < sh.B; ++b)
+            for (long c = 1; c < P->NC; ++c)
+                memcpy(P->k + ((size_t)b * P->NC + c) * sh.G * sh.D, P->k + (size_t)b * P->NC * sh.G * sh.D,
+                       (size_t)sh.G * sh.D * sizeof(float));
+    if (bf16) {
+        uint16_t *tmp = attn_alloc_bf16(nq > nk ? nq : nk);
+        attn_f32_to_bf16_array(P->q, tmp, nq), attn_bf16_to_f32_array(tmp, P->q, nq);
+        attn_f32_to_bf16_array(P->k, tmp, nk), attn_bf16_to_f32_array(tmp, P->k, nk);
+        free(tmp);
+    }
+    lse_from_definition(P);
+    assert_ok(attn_oracle_nsa_scores(&sh, &p, P->q, P->k, P->lse64, P->scores), P->ctx);
+    assert_ok(attn_oracle_nsa_topn(&sh, &p, P->scores, P->ref), P->ctx);
+}
+
+static void sel_free(sel_problem *P)
+{
+    free(P->q), free(P->k), free(P->lse), free(P->lse64), free(P->scores), free(P->ref);
+    memset(P, 0, sizeof *P);
+}
+
+/* ================================================================ checking block lists */
+
+static void list_text(char *buf, size_t len, const int32_t *x, int n)
+{
+    size_t o = (size_t)snprintf(buf, len, "[");
+    for (int k = 0; k < n && o < len; ++k) {
+        if (x[k] == INDEX_POISON) o += (size_t)snprintf(buf + o, len - o, "%sunwritten", k ? " " : "");
+        else o += (size_t)snprintf(buf + o, len - o, "%s%d", k ? " " : "", x[k]);
+    }
+    if (o < len) snprintf(buf + o, len - o, "]");
+}
+
+/* What is wrong with one list (empty string: nothing). `scores` is the oracle's row [NB]. */
+static void judge_list(char *why, size_t len, const attn_nsa_params *p, long t, long NB, const double *scores,
+                       const int32_t *got, const int32_t *ref, int exact)
+{
+    const int n = p->n;
+    const long cur = t / p->l_sel, cand = cur + 1, count = cand < n ? cand : n;
+    why[0] = 0;
+    for (int k = 0; k < n; ++k) {
+        if (got[k] == INDEX_POISON) {
+            snprintf(why, len, "entry %d was never written", k);
+            return;
+        }
+        if (k < count && (got[k] < 0 || got[k] >= NB)) {
+            snprintf(why, len, "entry %d is %d: expected %ld blocks in [0, %ld], then -1", k, got[k], count, cur);
+            return;
+        }
+        if (k < count && got[k] > cur) {
+            snprintf(why, len, "block %d is not a candidate: it starts after t (blocks j with j*l' <= t, j <= %ld)",
+                     got[k], cur);
+            return;
+        }
+        if (k >= count && got[k] != -1) {
+            snprintf(why, len, "entry %d is %d: only %ld candidate blocks, the rest must be -1", k, got[k], cand);
+            return;
+        }
+        if (k > 0 && k < count && got[k] <= got[k - 1]) {
+            snprintf(why, len, "not strictly ascending at entry %d", k);
+            return;
+        }
+    }
+    char *in = (char *)calloc((size_t)NB, 1), *want = (char *)calloc((size_t)NB, 1);
+    cr_assert(in && want, "out of host memory");
+    for (long k = 0; k < count; ++k) in[got[k]] = 1, want[ref[k]] = 1;
+    const long forced[3] = {0, cur - 1, cur};
+    for (int f = 0; f < 3; ++f)
+        if (forced[f] >= 0 && !in[forced[f]] && cand > 0) {
+            snprintf(why, len, "forced block %ld (%s) is missing", forced[f],
+                     f == 0 ? "block 0" : f == 1 ? "the block before t's" : "the block holding t");
+            free(in), free(want);
+            return;
+        }
+    /* the weakest chosen block and the strongest left out, by the oracle's scores */
+    long weak = -1, strong = -1;
+    int differs = 0;
+    for (long j = 0; j < cand; ++j) {
+        differs |= in[j] != want[j];
+        const int is_forced = j == 0 || j == cur || j == cur - 1;
+        if (in[j] && !is_forced && (weak < 0 || scores[j] < scores[weak])) weak = j;
+        if (!in[j] && (strong < 0 || scores[j] > scores[strong])) strong = j;
+    }
+    if (differs) {
+        if (exact)
+            snprintf(why, len, "a different set, and the oracle's choice is exact here (ties go to the lower index)");
+        else if (weak >= 0 && strong >= 0 && scores[strong] - scores[weak] > TIE_RTOL * scores[strong] + TIE_ATOL)
+            snprintf(why, len,
+                     "a different set: block %ld was left out with score %.9g, but block %ld (score %.9g) was "
+                     "chosen: %.2g relative apart, more than a near-tie (%.0e)",
+                     strong, scores[strong], weak, scores[weak], (scores[strong] - scores[weak]) / scores[strong],
+                     TIE_RTOL);
+    }
+    free(in), free(want);
+}
+
+/* Compare every list [B, M, L, n] with the oracle's; the message names the first bad row (b, i, t, list)
+ * with both lists, and counts the bad rows. */
+static void check_lists(const attn_shape *sh, const attn_nsa_params *p, const double *scores, const int32_t *ref,
+                        const int32_t *got, int exact, const char *who, const char *ctx)
+{
+    const int L = attn_nsa_list_heads(sh, p), n = p->n;
+    const long NB = attn_nsa_num_blocks(sh->N, p);
+    size_t bad = 0;
+    char first[1200] = "";
+    for (int b = 0; b < sh->B; ++b)
+        for (int i = 0; i < sh->M; ++i)
+            for (int list = 0; list < L; ++list) {
+                const size_t r = ((size_t)b * sh->M + i) * L + list;
+                const long t = attn_query_pos(sh, i);
+                char why[400];
+                judge_list(why, sizeof why, p, t, NB, scores + r * NB, got + r * n, ref + r * n, exact);
+                if (!why[0]) continue;
+                if (!bad++) {
+                    char g_txt[300], r_txt[300];
+                    list_text(g_txt, sizeof g_txt, got + r * n, n), list_text(r_txt, sizeof r_txt, ref + r * n, n);
+                    snprintf(first, sizeof first, "b=%d i=%d (t=%ld) %s=%d: %s; got %s, expected %s", b, i, t,
+                             p->heads_share_selection ? "g" : "h", list, why, g_txt, r_txt);
+                }
+            }
+    cr_assert(bad == 0, "%s: %zu of %zu block lists wrong; first at %s [%s]", who, bad,
+              (size_t)sh->B * sh->M * L, first, ctx);
+}
+
+/* ================================================================ C part */
+
+static int32_t *poisoned_lists(const sel_problem *P)
+{
+    const size_t bytes = (size_t)P->sh.B * P->sh.M * P->L * P->p.n * sizeof(int32_t);
+    int32_t *x = (int32_t *)malloc(bytes);
+    cr_assert(x, "out of host memory");
+    memset(x, INDEX_POISON_BYTE, bytes);
+    return x;
+}
+
+/* The shapes both parts walk through: tiny N (no token, N < l, N < l'), N a multiple of nothing, M != N,
+ * decoding, B > 1, H/G = 1, 2, 16, D 64 and 128, a set scale, both configurations and a toy one, shared
+ * and per-head lists. n is small on the small shapes so that ranking happens there too. */
+typedef struct {
+    attn_shape sh;
+    attn_nsa_params p;
+} sel_case;
+
+static int selection_cases(sel_case *c)
+{
+    int k = 0;
+    const attn_nsa_params paper = attn_nsa_paper_defaults(), pool = attn_nsa_mean_pool();
+    c[k++] = (sel_case){attn_make_shape(1, 1, 1, 2, 1, 64, 1), paper};                /* one key, no token */
+    c[k++] = (sel_case){attn_make_shape(1, 20, 20, 4, 2, 64, 1), paper};              /* N < l */
+    c[k++] = (sel_case){attn_make_shape(1, 50, 50, 4, 2, 128, 1), params(32, 16, 64, 3, 1)}; /* N < l' */
+    c[k++] = (sel_case){attn_make_shape(1, 300, 300, 4, 2, 64, 1), params(32, 16, 64, 4, 1)};
+    c[k++] = (sel_case){attn_make_shape(1, 1000, 1000, 2, 1, 128, 1), params(64, 64, 64, 6, 1)};
+    c[k++] = (sel_case){attn_make_shape(2, 37, 777, 16, 1, 64, 1), params(32, 16, 64, 8, 1)}; /* H/G = 16 */
+    c[k - 1].sh.scale = 0.3f;
+    c[k++] = (sel_case){attn_make_shape(1, 1, 2100, 8, 2, 128, 1), paper};            /* decoding */
+    c[k++] = (sel_case){attn_make_shape(1, 1, 2100, 8, 4, 64, 1), pool};
+    c[k++] = (sel_case){attn_make_shape(1, 200, 1500, 4, 2, 128, 1), params(32, 16, 64, 10, 0)}; /* per head */
+    c[k++] = (sel_case){attn_make_shape(2, 90, 700, 4, 4, 64, 1), params(64, 64, 64, 5, 0)};
+    c[k++] = (sel_case){attn_make_shape(1, 40, 40, 2, 1, 64, 1), params(4, 4, 4, 3, 1)}; /* toy: l = d = l' = 4 */
+    c[k++] = (sel_case){attn_make_shape(1, 130, 1100, 4, 2, 64, 1), params(64, 32, 128, 4, 1)};
+    c[k++] = (sel_case){attn_make_shape(1, 100, 300, 6, 3, 128, 1), params(32, 16, 16, 6, 1)}; /* l > l' */
+    c[k++] = (sel_case){attn_make_shape(1, 64, 900, 8, 4, 64, 1), params(16, 16, 64, 5, 0)};  /* l < l' */
+    return k;
+}
+#define MAX_CASES 16
+
+ATTN_TEST(c_part, block_scores)
+{
+    sel_case cases[MAX_CASES];
+    const int nc = selection_cases(cases);
+    for (int c = 0; c < nc; ++c) {
+        sel_problem P;
+        sel_init(&P, cases[c].sh, cases[c].p, 0, 0);
+        const size_t ns = (size_t)P.sh.B * P.sh.M * P.L * P.NB;
+        float *s = attn_alloc_f32(ns);
+        attn_poison(s, ns * sizeof(float));
+        assert_ok(nsa_block_scores_cpu(&P.sh, &P.p, P.q, P.k, P.lse, s), P.ctx);
+        size_t bad = 0, worst = 0;
+        double worst_excess = -1;
+        for (size_t e = 0; e < ns; ++e) {
+            const double err = fabs((double)s[e] - P.scores[e]), lim = SCORE_TOL.atol + SCORE_TOL.rtol * P.scores[e];
+            if (!(err <= lim)) {
+                ++bad;
+                const double excess = isnan(err) ? INFINITY : err - lim;
+                if (excess > worst_excess) worst_excess = excess, worst = e;
+            }
+        }
+        if (bad) {
+            const size_t row = worst / P.NB;
+            const long j = (long)(worst % P.NB);
+            const int list = (int)(row % P.L), i = (int)(row / P.L % P.sh.M), b = (int)(row / P.L / P.sh.M);
+            const long t = attn_query_pos(&P.sh, i);
+            cr_assert(0,
+                      "scores: %zu of %zu out of tolerance |x - ref| <= %g + %g*|ref| (%s); worst at b=%d i=%d "
+                      "(t=%ld, %ld visible compressed tokens) %s=%d block j=%ld: got %.9g%s, expected %.9g [%s]",
+                      bad, ns, SCORE_TOL.atol, SCORE_TOL.rtol,
+                      "a block's score is sum_i p_cmp[i] * overlap(i, j) / d, summed over the group's heads", b, i,
+                      t, attn_nsa_cmp_visible_count(t, P.NC, &P.p), P.p.heads_share_selection ? "g" : "h", list, j,
+                      (double)s[worst], attn_is_poison_f32(s[worst]) ? " (never written)" : "", P.scores[worst],
+                      P.ctx);
+        }
+        free(s);
+        sel_free(&P);
+    }
+}
+
+ATTN_TEST(c_part, topn_on_given_scores)
+{
+    /* the oracle's scores rounded to float, given to both: the lists must be identical */
+    sel_case cases[MAX_CASES];
+    const int nc = selection_cases(cases);
+    for (int c = 0; c < nc; ++c) {
+        sel_problem P;
+        sel_init(&P, cases[c].sh, cases[c].p, 0, 0);
+        const size_t ns = (size_t)P.sh.B * P.sh.M * P.L * P.NB;
+        float *s = attn_alloc_f32(ns);
+        double *s64 = attn_alloc_f64(ns);
+        for (size_t e = 0; e < ns; ++e) s[e] = (float)P.scores[e], s64[e] = s[e];
+        int32_t *want = poisoned_lists(&P), *got = poisoned_lists(&P);
+        assert_ok(attn_oracle_nsa_topn(&P.sh, &P.p, s64, want), P.ctx);
+        assert_ok(nsa_topn_cpu(&P.sh, &P.p, s, got), P.ctx);
+        check_lists(&P.sh, &P.p, s64, want, got, 1, "nsa_topn_cpu on the oracle's scores (as float)", P.ctx);
+        free(s), free(s64), free(want), free(got);
+        sel_free(&P);
+    }
+}
+
+ATTN_TEST(c_part, topn_rules_by_hand)
+{
+    /* One row, N = 8 * 4 keys, l' = 4: t = 31, blocks 0..7 are candidates, current 7, previous 6. */
+    const attn_shape sh = attn_make_shape(1, 1, 32, 1, 1, 64, 1);
+    const attn_nsa_params p = params(4, 4, 4, 5, 1);
+    struct {
+        float s[8];
+        int32_t want[5];
+        const char *what;
+    } rows[] = {
+        {{0, 9, 1, 8, 2, 7, 0, 0}, {0, 1, 3, 6, 7}, "forced 0, 6, 7, then the two best (1 and 3)"},
+        {{0, 5, 5, 5, 5, 0, 0, 0}, {0, 1, 2, 6, 7}, "four-way tie: the two lowest indices"},
+        {{9, 1, 1, 3, 3, 3, 9, 9}, {0, 3, 4, 6, 7}, "forced blocks' scores do not matter; tie of three"},
+        {{0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 2, 6, 7}, "all zero: the lowest indices"},
+        {{0, 1e-30f, 0, 2e-30f, 0, 0, 5, 5}, {0, 1, 3, 6, 7}, "tiny but positive scores still rank"},
+    };
+    for (int c = 0; c < 5; ++c) {
+        int32_t got[5];
+        memset(got, INDEX_POISON_BYTE, sizeof got);
+        assert_ok(nsa_topn_cpu(&sh, &p, rows[c].s, got), rows[c].what);
+        char g_txt[100], w_txt[100];
+        list_text(g_txt, sizeof g_txt, got, 5), list_text(w_txt, sizeof w_txt, rows[c].want, 5);
+        cr_assert(memcmp(got, rows[c].want, sizeof got) == 0, "%s: got %s, expected %s (scores %g %g %g %g %g %g %g %g)",
+                  rows[c].what, g_txt, w_txt, rows[c].s[0], rows[c].s[1], rows[c].s[2], rows[c].s[3], rows[c].s[4],
+                  rows[c].s[5], rows[c].s[6], rows[c].s[7]);
+    }
+    /* fewer candidates than n: t = 9 sees blocks 0, 1, 2 (l' = 4); n = 5 pads with -1 */
+    const attn_shape sh2 = attn_make_shape(1, 1, 10, 1, 1, 64, 1);
+    const float s2[3] = {1, 2, 3};
+    int32_t got2[5];
+    const int32_t want2[5] = {0, 1, 2, -1, -1};
+    memset(got2, INDEX_POISON_BYTE, sizeof got2);
+    assert_ok(nsa_topn_cpu(&sh2, &p, s2, got2), "t = 9, three candidates");
+    char g_txt[100];
+    list_text(g_txt, sizeof g_txt, got2, 5);
+    cr_assert(memcmp(got2, want2, sizeof got2) == 0, "t = 9, l' = 4, n = 5: got %s, expected [0 1 2 -1 -1]", g_txt);
+}
+
+ATTN_TEST(c_part, selection)
+{
+    sel_case cases[MAX_CASES];
+    const int nc = selection_cases(cases);
+    for (int c = 0; c < nc; ++c) {
+        sel_problem P;
+        sel_init(&P, cases[c].sh, cases[c].p, 0, 0);
+        int32_t *got = poisoned_lists(&P);
+        assert_ok(nsa_select_cpu(&P.sh, &P.p, P.q, P.k, P.lse, got), P.ctx);
+        check_lists(&P.sh, &P.p, P.scores, P.ref, got, 0, "nsa_select_cpu", P.ctx);
+        free(got);
+        sel_free(&P);
+    }
+}
+
+/* Equal compressed keys: every visible token of a row has the same p_cmp, so whole blocks tie exactly
+ * and the lower indices must win. */
+static const sel_case kTieCases[] = {
+    {{1, 60, 2000, 4, 2, 64, 0.0f, 1}, {64, 64, 64, 16, 512, ATTN_NSA_MEAN, 1}},
+    {{1, 60, 2000, 4, 2, 128, 0.0f, 1}, {32, 16, 64, 16, 512, ATTN_NSA_MEAN, 1}},
+    {{2, 30, 1500, 2, 2, 64, 0.0f, 1}, {32, 16, 64, 7, 512, ATTN_NSA_MEAN, 0}},
+};
+
+ATTN_TEST(c_part, exact_ties)
+{
+    for (int c = 0; c < 3; ++c) {
+        sel_problem P;
+        sel_init(&P, kTieCases[c].sh, kTieCases[c].p, 0, 1);
+        int32_t *got = poisoned_lists(&P);
+        assert_ok(nsa_select_cpu(&P.sh, &P.p, P.q, P.k, P.lse, got), P.ctx);
+        check_lists(&P.sh, &P.p, P.scores, P.ref, got, 1, "nsa_select_cpu with tied blocks", P.ctx);
+        free(got);
+        sel_free(&P);
+    }
+}
+
+/* ================================================================ CUDA part */
+
+typedef struct {
+    uint16_t *q, *k;
+    float *lse;
+    int32_t *idx;
+    size_t n_idx;
+} dev_sel;
+
+static void dev_sel_upload(dev_sel *d, const sel_problem *P)
+{
+    const size_t nq = attn_q_elems(&P->sh), nk = (size_t)P->sh.B * P->NC * P->sh.G * P->sh.D;
+    d->n_idx = (size_t)P->sh.B * P->sh.M * P->L * P->p.n;
+    uint16_t *hq = attn_alloc_bf16(nq), *hk = attn_alloc_bf16(nk);
+    attn_f32_to_bf16_array(P->q, hq, nq), attn_f32_to_bf16_array(P->k, hk, nk);
+    assert_ok(attn_dalloc((void **)&d->q, nq * 2), P->ctx);
+    assert_ok(attn_dalloc((void **)&d->k, nk * 2), P->ctx);
+    assert_ok(attn_dalloc((void **)&d->lse, attn_lse_elems(&P->sh) * 4), P->ctx);
+    assert_ok(attn_dalloc((void **)&d->idx, d->n_idx * 4), P->ctx);
+    assert_ok(attn_h2d(d->q, hq, nq * 2), P->ctx);
+    assert_ok(attn_h2d(d->k, hk, nk * 2), P->ctx);
+    assert_ok(attn_h2d(d->lse, P->lse, attn_lse_elems(&P->sh) * 4), P->ctx);
+    free(hq), free(hk);
+}
+
+static void dev_sel_free(dev_sel *d)
+{
+    attn_dfree(d->q), attn_dfree(d->k), attn_dfree(d->lse), attn_dfree(d->idx);
+    memset(d, 0, sizeof *d);
+}
+
+/* Run the kernel on poisoned lists and return them (host copy). */
+static int32_t *run_cuda(const sel_problem *P, dev_sel *d)
+{
+    assert_ok(attn_cuda_status(cudaMemset(d->idx, INDEX_POISON_BYTE, d->n_idx * 4), "poison"), P->ctx);
+    assert_ok(nsa_select_cuda(&P->sh, &P->p, d->q, d->k, d->lse, d->idx, 0), P->ctx);
+    assert_ok(attn_dsync(), P->ctx);
+    int32_t *got = (int32_t *)malloc(d->n_idx * 4);
+    cr_assert(got, "out of host memory");
+    assert_ok(attn_d2h(got, d->idx, d->n_idx * 4), P->ctx);
+    return got;
+}
+
+static void check_cuda(attn_shape sh, attn_nsa_params p, int equal_keys)
+{
+    sel_problem P;
+    sel_init(&P, sh, p, 1, equal_keys);
+    dev_sel d;
+    dev_sel_upload(&d, &P);
+    int32_t *got = run_cuda(&P, &d);
+    check_lists(&P.sh, &P.p, P.scores, P.ref, got, equal_keys, "nsa_select_cuda", P.ctx);
+    free(got);
+    dev_sel_free(&d);
+    sel_free(&P);
+}
+
+ATTN_TEST(cuda_part, shapes)
+{
+    require_gpu();
+    sel_case cases[MAX_CASES];
+    const int nc = selection_cases(cases);
+    for (int c = 0; c < nc; ++c) check_cuda(cases[c].sh, cases[c].p, 0);
+}
+
+ATTN_TEST(cuda_part, paper_configuration)
+{
+    require_gpu();
+    const attn_nsa_params paper = attn_nsa_paper_defaults();
+    check_cuda(attn_make_shape(1, 700, 4096, 16, 4, 128, 1), paper, 0); /* 64 candidates at the end */
+    check_cuda(attn_make_shape(1, 1500, 1500, 4, 4, 64, 1), paper, 0);  /* prefill, MHA */
+    check_cuda(attn_make_shape(2, 130, 3000, 32, 2, 128, 1), paper, 0); /* H/G = 16 */
+    check_cuda(attn_make_shape(1, 100, 2500, 12, 4, 64, 1), paper, 0);  /* H/G = 3: 42 positions per block */
+}
+
+ATTN_TEST(cuda_part, mean_pool_configuration)
+{
+    require_gpu();
+    const attn_nsa_params pool = attn_nsa_mean_pool();
+    check_cuda(attn_make_shape(1, 700, 4096, 16, 4, 128, 1), pool, 0);
+    check_cuda(attn_make_shape(1, 1200, 1200, 8, 8, 64, 1), pool, 0);
+    check_cuda(attn_make_shape(2, 100, 5000, 6, 1, 128, 1), pool, 0); /* MQA, H/G = 6 */
+}
+
+ATTN_TEST(cuda_part, per_head_lists)
+{
+    require_gpu();
+    check_cuda(attn_make_shape(1, 300, 3000, 8, 2, 128, 1), params(32, 16, 64, 16, 0), 0);
+    check_cuda(attn_make_shape(1, 300, 3000, 16, 1, 64, 1), params(64, 64, 64, 16, 0), 0);
+}
+
+ATTN_TEST(cuda_part, exact_ties)
+{
+    require_gpu();
+    for (int c = 0; c < 3; ++c) check_cuda(kTieCases[c].sh, kTieCases[c].p, 1);
+}
+
+/* Small and quick: what compute-sanitizer racecheck runs (CMakeLists.txt, ATTN_RACECHECK_FILTER_08). */
+ATTN_TEST(cuda_part, small)
+{
+    require_gpu();
+    check_cuda(attn_make_shape(1, 80, 1200, 8, 2, 64, 1), params(32, 16, 64, 6, 1), 0);
+}
+
+ATTN_TEST(cuda_part, deterministic)
+{
+    require_gpu();
+    sel_problem P;
+    sel_init(&P, attn_make_shape(1, 2000, 3000, 16, 4, 128, 1), attn_nsa_paper_defaults(), 1, 0);
+    dev_sel d;
+    dev_sel_upload(&d, &P);
+    int32_t *first = run_cuda(&P, &d);
+    check_lists(&P.sh, &P.p, P.scores, P.ref, first, 0, "nsa_select_cuda", P.ctx);
+    for (int run = 1; run < 4; ++run) {
+        int32_t *again = run_cuda(&P, &d);
+        for (size_t e = 0; e < d.n_idx; ++e)
+            cr_assert(again[e] == first[e],
+                      "run %d differs from run 1 at list entry %zu (b=0 i=%zu, list %zu, entry %zu): %d vs %d; the "
+                      "same input must give the same lists (a race, or an order of float additions that changes "
+                      "between runs) [%s]",
+                      run + 1, e, e / P.p.n / P.L, e / P.p.n % P.L, e % P.p.n, again[e], first[e], P.ctx);
+        free(again);
+    }
+    free(first);
+    dev_sel_free(&d);
+    sel_free(&P);
+}
+
+/* q of 2^31 + 2^25 elements (4.3 GB): offsets past 2^31 in q, and rows checked against the oracle one
+ * at a time (each sampled query is its own problem with N = t + 1 keys, which has the same candidates). */
+ATTN_TEST(cuda_part, offsets_past_2_31)
+{
+    require_gpu();
+    const attn_shape sh = attn_make_shape(129, 2048, 2048, 64, 4, 128, 1);
+    const attn_nsa_params p = attn_nsa_paper_defaults();
+    const uint64_t seed = attn_test_seed();
+    char st[120], ctx[300];
+    snprintf(ctx, sizeof ctx, "%s, paper configuration, seed %llu (rerun: ATTN_SEED=%llu)",
+             shape_text(&sh, st, sizeof st), (unsigned long long)seed, (unsigned long long)seed);
+    const long NC = attn_nsa_num_cmp(sh.N, &p);
+    const size_t nq = attn_q_elems(&sh), nk = (size_t)sh.B * NC * sh.G * sh.D, nl = attn_lse_elems(&sh);
+    const size_t n_idx = (size_t)sh.B * sh.M * sh.G * p.n;
+    cr_assert(nq > (1ull << 31), "the test needs q past 2^31 elements");
+    uint16_t *q, *k;
+    float *lse;
+    int32_t *idx;
+    assert_ok(attn_dalloc((void **)&q, nq * 2), ctx);
+    assert_ok(attn_dalloc((void **)&k, nk * 2), ctx);
+    assert_ok(attn_dalloc((void **)&lse, nl * 4), ctx);
+    assert_ok(attn_dalloc((void **)&idx, n_idx * 4), ctx);
+    assert_ok(attn_dfill_random_bf16(q, nq, sh.D, 1.0f, seed, 0), ctx);
+    assert_ok(attn_dfill_random_bf16(k, nk, sh.D, 1.0f, seed + 1, 0), ctx);
+    assert_ok(attn_ref_nsa_lse_cmp(&sh, &p, q, k, lse, 0), ctx);
+    assert_ok(attn_cuda_status(cudaMemset(idx, INDEX_POISON_BYTE, n_idx * 4), "poison"), ctx);
+    assert_ok(nsa_select_cuda(&sh, &p, q, k, lse, idx, 0), ctx);
+    assert_ok(attn_dsync(), ctx);
+    int32_t *got = (int32_t *)malloc(n_idx * 4);
+    float *h_lse = attn_alloc_f32(nl);
+    cr_assert(got && h_lse, "out of host memory");
+    assert_ok(attn_d2h(got, idx, n_idx * 4), ctx);
+    assert_ok(attn_d2h(h_lse, lse, nl * 4), ctx);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    for (int sample = 0; sample < 12; ++sample) {
+        /* the last row (largest offsets), rows of the last batches, and a few anywhere */
+        const int b = sample < 8 ? sh.B - 1 - sample % 2 : (int)(attn_rng_uniform(&rng) * sh.B);
+        const int i = sample == 0 ? sh.M - 1 : (int)(attn_rng_uniform(&rng) * sh.M);
+        const long t = attn_query_pos(&sh, i);
+        const attn_shape one = attn_make_shape(1, 1, (int)t + 1, sh.H, sh.G, sh.D, 1);
+        const long nc1 = attn_nsa_num_cmp(one.N, &p), nb1 = attn_nsa_num_blocks(one.N, &p);
+        uint16_t *hq = attn_alloc_bf16((size_t)sh.H * sh.D), *hk = attn_alloc_bf16((size_t)(nc1 ? nc1 : 1) * sh.G * sh.D);
+        float *fq = attn_alloc_f32((size_t)sh.H * sh.D), *fk = attn_alloc_f32((size_t)(nc1 ? nc1 : 1) * sh.G * sh.D);
+        double *l1 = attn_alloc_f64(sh.H), *s1 = attn_alloc_f64((size_t)sh.G * nb1);
+        int32_t *r1 = (int32_t *)malloc((size_t)sh.G * p.n * 4);
+        assert_ok(attn_d2h(hq, q + ((size_t)b * sh.M + i) * sh.H * sh.D, (size_t)sh.H * sh.D * 2), ctx);
+        if (nc1) assert_ok(attn_d2h(hk, k + (size_t)b * NC * sh.G * sh.D, (size_t)nc1 * sh.G * sh.D * 2), ctx);
+        attn_bf16_to_f32_array(hq, fq, (size_t)sh.H * sh.D), attn_bf16_to_f32_array(hk, fk, (size_t)nc1 * sh.G * sh.D);
+        for (int h = 0; h < sh.H; ++h) l1[h] = h_lse[((size_t)b * sh.H + h) * sh.M + i];
+        assert_ok(attn_oracle_nsa_scores(&one, &p, fq, fk, l1, s1), ctx);
+        assert_ok(attn_oracle_nsa_topn(&one, &p, s1, r1), ctx);
+        char row_ctx[400];
+        snprintf(row_ctx, sizeof row_ctx, "sampled row b=%d i=%d of %s", b, i, ctx);
+        check_lists(&one, &p, s1, r1, got + ((size_t)b * sh.M + i) * sh.G * p.n, 0, "nsa_select_cuda", row_ctx);
+        free(hq), free(hk), free(fq), free(fk), free(l1), free(s1), free(r1);
+    }
+    free(got), free(h_lse);
+    attn_dfree(q), attn_dfree(k), attn_dfree(lse), attn_dfree(idx);
+}
+
+/* ================================================================ speed (reported) */
+
+typedef struct {
+    attn_shape sh;
+    attn_nsa_params p;
+    uint64_t seed;
+    uint16_t *q, *k;
+    float *lse, *ref_scores;
+    int32_t *ref_idx, *idx;
+    size_t n_idx, n_scores;
+    int32_t *h_ref, *h_got;
+    float *h_scores;
+    double *h_scores64;
+} speed_ctx;
+
+static int launch_ref(void *ctx, cudaStream_t stream)
+{
+    speed_ctx *c = (speed_ctx *)ctx;
+    return attn_ref_nsa_select(&c->sh, &c->p, c->q, c->k, c->lse, c->ref_scores, c->ref_idx, stream);
+}
+
+static int launch_yours(void *ctx, cudaStream_t stream)
+{
+    speed_ctx *c = (speed_ctx *)ctx;
+    return nsa_select_cuda(&c->sh, &c->p, c->q, c->k, c->lse, c->idx, stream);
+}
+
+static int prepare(void *ctx, int rep, cudaStream_t stream)
+{
+    speed_ctx *c = (speed_ctx *)ctx;
+    const long NC = attn_nsa_num_cmp(c->sh.N, &c->p);
+    int st = attn_dfill_random_bf16(c->q, attn_q_elems(&c->sh), c->sh.D, 1.0f, c->seed + 2 * (uint64_t)rep + 100, stream);
+    if (!st)
+        st = attn_dfill_random_bf16(c->k, (size_t)c->sh.B * NC * c->sh.G * c->sh.D, c->sh.D, 1.0f,
+                                    c->seed + 2 * (uint64_t)rep + 101, stream);
+    if (!st) st = attn_ref_nsa_lse_cmp(&c->sh, &c->p, c->q, c->k, c->lse, stream);
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(c->idx, INDEX_POISON_BYTE, c->n_idx * 4, stream), "poison");
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(c->ref_idx, INDEX_POISON_BYTE, c->n_idx * 4, stream), "poison");
+    return st;
+}
+
+/* Every timed run: the kernel's lists against the reference's, near-ties judged on the reference's
+ * fp32 scores (two fp32 computations: the same TIE_RTOL covers both). */
+static int check_run(void *ctx, int rep, char *msg, size_t msg_len)
+{
+    speed_ctx *c = (speed_ctx *)ctx;
+    int st = attn_d2h(c->h_ref, c->ref_idx, c->n_idx * 4);
+    if (!st) st = attn_d2h(c->h_got, c->idx, c->n_idx * 4);
+    if (!st) st = attn_d2h(c->h_scores, c->ref_scores, c->n_scores * 4);
+    if (st) {
+        snprintf(msg, msg_len, "download failed: %s", attn_error_detail());
+        return 1;
+    }
+    for (size_t e = 0; e < c->n_scores; ++e) c->h_scores64[e] = c->h_scores[e];
+    const int L = attn_nsa_list_heads(&c->sh, &c->p), n = c->p.n;
+    const long NB = attn_nsa_num_blocks(c->sh.N, &c->p);
+    for (int i = 0; i < c->sh.M; ++i)
+        for (int list = 0; list < L; ++list) {
+            const size_t r = (size_t)i * L + list;
+            char why[400];
+            judge_list(why, sizeof why, &c->p, attn_query_pos(&c->sh, i), NB, c->h_scores64 + r * NB, c->h_got + r * n,
+                       c->h_ref + r * n, 0);
+            if (why[0]) {
+                char g_txt[300], r_txt[300];
+                list_text(g_txt, sizeof g_txt, c->h_got + r * n, n), list_text(r_txt, sizeof r_txt, c->h_ref + r * n, n);
+                snprintf(msg, msg_len, "run %d: b=0 i=%d list %d: %s; got %s, the GPU reference %s", rep, i, list, why,
+                         g_txt, r_txt);
+                return 1;
+            }
+        }
+    return 0;
+}
+
+static void speed_run(attn_nsa_params p, const char *name, const char *what)
+{
+    require_gpu();
+    speed_ctx c;
+    memset(&c, 0, sizeof c);
+    c.sh = attn_make_shape(1, 16384, 16384, 64, 4, 128, 1), c.p = p, c.seed = attn_test_seed();
+    char st[200], ctx[300];
+    shape_text(&c.sh, st, sizeof st);
+    snprintf(st + strlen(st), sizeof st - strlen(st), ", %s (l=%d d=%d l'=%d n=%d)", what, p.l, p.d, p.l_sel, p.n);
+    snprintf(ctx, sizeof ctx, "%s, seed %llu", st, (unsigned long long)c.seed);
+    const long NC = attn_nsa_num_cmp(c.sh.N, &p), NB = attn_nsa_num_blocks(c.sh.N, &p);
+    const int L = attn_nsa_list_heads(&c.sh, &p);
+    c.n_idx = (size_t)c.sh.M * L * p.n, c.n_scores = (size_t)c.sh.M * L * NB;
+    assert_ok(attn_dalloc((void **)&c.q, attn_q_elems(&c.sh) * 2), ctx);
+    assert_ok(attn_dalloc((void **)&c.k, (size_t)NC * c.sh.G * c.sh.D * 2), ctx);
+    assert_ok(attn_dalloc((void **)&c.lse, attn_lse_elems(&c.sh) * 4), ctx);
+    assert_ok(attn_dalloc((void **)&c.ref_scores, c.n_scores * 4), ctx);
+    assert_ok(attn_dalloc((void **)&c.ref_idx, c.n_idx * 4), ctx);
+    assert_ok(attn_dalloc((void **)&c.idx, c.n_idx * 4), ctx);
+    c.h_ref = (int32_t *)malloc(c.n_idx * 4), c.h_got = (int32_t *)malloc(c.n_idx * 4);
+    c.h_scores = attn_alloc_f32(c.n_scores), c.h_scores64 = attn_alloc_f64(c.n_scores);
+    cr_assert(c.h_ref && c.h_got && c.h_scores && c.h_scores64, "out of host memory [%s]", ctx);
+    attn_timing_checks checks = {prepare, check_run, &c};
+    attn_timing t_ref, t_yours;
+    char why[1024] = "";
+    const int status = attn_time_ab_checked(launch_ref, &c, launch_yours, &c, &checks, 1, 5, &t_ref, &t_yours, why,
+                                            sizeof why);
+    cr_assert(status == ATTN_OK, "checked timing failed: %s [%s]", why, ctx);
+    /* credited with the q.k products of the visible (query head, compressed token) pairs */
+    double pairs = 0;
+    for (int i = 0; i < c.sh.M; ++i) pairs += (double)attn_nsa_cmp_visible_count(attn_query_pos(&c.sh, i), NC, &p);
+    attn_speed_result res = {"08", name, st, t_ref.median_ms, t_yours.median_ms, 0.0,
+                             2.0 * c.sh.D * c.sh.H * pairs,
+                             (double)(attn_q_elems(&c.sh) * 2 + (size_t)NC * c.sh.G * c.sh.D * 2 +
+                                      attn_lse_elems(&c.sh) * 4 + c.n_idx * 4)};
+    attn_report_speed(&res);
+    attn_dfree(c.q), attn_dfree(c.k), attn_dfree(c.lse), attn_dfree(c.ref_scores), attn_dfree(c.ref_idx);
+    attn_dfree(c.idx);
+    free(c.h_ref), free(c.h_got), free(c.h_scores), free(c.h_scores64);
+}
+
+ATTN_TEST(speed, reported_paper_configuration)
+{
+    speed_run(attn_nsa_paper_defaults(), "select_paper_16k", "paper configuration");
+}
+
+ATTN_TEST(speed, reported_mean_pool)
+{
+    speed_run(attn_nsa_mean_pool(), "select_mean_pool_16k", "mean pooling");
+}
+
+/* ================================================================ errors */
+
+static uint16_t fake16[8] __attribute__((aligned(16)));
+static float fake[8];
+static int32_t fake_idx[64];
+
+ATTN_TEST(errors, bad_input_is_named)
+{
+    const attn_nsa_params ok_p = attn_nsa_paper_defaults();
+    const attn_shape ok = attn_make_shape(1, 4, 4, 4, 2, 64, 1), bad_g = attn_make_shape(1, 4, 4, 6, 4, 64, 1),
+                     bad_d = attn_make_shape(1, 4, 4, 4, 2, 80, 1), bad_m = attn_make_shape(1, 5, 4, 4, 2, 64, 1),
+                     non_causal = attn_make_shape(1, 4, 4, 4, 2, 64, 0);
+    attn_nsa_params bad_stride = ok_p, small_n = ok_p, bad_ratio = params(48, 16, 64, 16, 1);
+    bad_stride.d = 12; /* does not divide l = 32 */
+    small_n.n = 2;
+    assert_status(nsa_block_scores_cpu(&ok, &bad_stride, fake, fake, fake, fake), ATTN_ERR_BAD_ARGUMENT, "d = 12");
+    assert_status(nsa_topn_cpu(&ok, &small_n, fake, fake_idx), ATTN_ERR_BAD_ARGUMENT, "n = 2");
+    assert_status(nsa_select_cpu(&bad_g, &ok_p, fake, fake, fake, fake_idx), ATTN_ERR_HEADS_NOT_DIVISIBLE, "H=6 G=4");
+    assert_status(nsa_select_cpu(&bad_m, &ok_p, fake, fake, fake, fake_idx), ATTN_ERR_M_GT_N, "M > N");
+    assert_status(nsa_select_cpu(&non_causal, &ok_p, fake, fake, fake, fake_idx), ATTN_ERR_BAD_ARGUMENT, "non-causal");
+    assert_status(nsa_select_cpu(&ok, &ok_p, fake, fake, NULL, fake_idx), ATTN_ERR_NULL_POINTER, "lse_cmp NULL");
+    assert_status(nsa_select_cpu(&ok, NULL, fake, fake, fake, fake_idx), ATTN_ERR_NULL_POINTER, "params NULL");
+    assert_status(nsa_topn_cpu(&ok, &ok_p, NULL, fake_idx), ATTN_ERR_NULL_POINTER, "scores NULL");
+    assert_status(nsa_select_cuda(&bad_d, &ok_p, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_UNSUPPORTED_D, "D=80");
+    assert_status(nsa_select_cuda(&bad_m, &ok_p, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_M_GT_N, "cuda M > N");
+    assert_status(nsa_select_cuda(&bad_g, &ok_p, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_HEADS_NOT_DIVISIBLE,
+                  "cuda H=6 G=4");
+    assert_status(nsa_select_cuda(&ok, &bad_stride, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_BAD_ARGUMENT,
+                  "cuda d = 12");
+    assert_status(nsa_select_cuda(&ok, &bad_ratio, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_BAD_ARGUMENT,
+                  "cuda l/d = 3 (unsupported ratio)");
+    assert_status(nsa_select_cuda(&ok, &ok_p, NULL, fake16, fake, fake_idx, 0), ATTN_ERR_NULL_POINTER, "q NULL");
+    assert_status(nsa_select_cuda(&ok, &ok_p, fake16, fake16, fake, NULL, 0), ATTN_ERR_NULL_POINTER, "indices NULL");
+    assert_status(nsa_select_cuda(&non_causal, &ok_p, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_BAD_ARGUMENT,
+                  "cuda non-causal");
+}
