@@ -351,7 +351,15 @@ extern "C" int attn_gpu_reference(const attn_gpu_ref_opts *opts, const uint16_t 
                                   const uint16_t *v, float *o, float *lse, cudaStream_t stream)
 {
     if (!opts || !q || !k || !v || !o) return attn_fail(ATTN_ERR_NULL_POINTER, "attn_gpu_reference: NULL argument");
-    int st = attn_check_shape(&opts->shape);
+    /* compressed tokens: the M queries are the last M of `positions`, and there may be fewer keys */
+    attn_shape checked = opts->shape;
+    if (opts->positions > 0) {
+        if (opts->shape.M > opts->positions)
+            return attn_fail(ATTN_ERR_M_GT_N, "attn_gpu_reference: M=%d queries but %ld positions", opts->shape.M,
+                             opts->positions);
+        if (checked.N < checked.M) checked.N = checked.M;
+    }
+    int st = attn_check_shape(&checked);
     if (st) return st;
     if (opts->shape.D > ATTN_MAX_D) return attn_fail(ATTN_ERR_UNSUPPORTED_D, "attn_gpu_reference: D > %d", ATTN_MAX_D);
     if (opts->block_indices && (opts->num_blocks < 1 || opts->block_size < 1))

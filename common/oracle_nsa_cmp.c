@@ -29,23 +29,22 @@ int attn_oracle_nsa_compress(const attn_shape *s, const attn_nsa_params *p, cons
         for (long i = 0; i < NC; ++i)
             for (int g = 0; g < G; ++g) {
                 double *o = out + (((size_t)b * NC + i) * G + g) * D;
+                for (int e = 0; e < D; ++e) o[e] = 0.0;
                 /* x[r, c] = kv[b, i*d + r, g, c] (+ pos[r, c]): the l rows of the token's span */
-                for (int e = 0; e < D; ++e) {
-                    double acc = 0.0;
-                    for (int r = 0; r < l; ++r) {
-                        const float *x = kv + (((size_t)b * N + i * p->d + r) * G + g) * D;
-                        if (p->mode == ATTN_NSA_MEAN) {
-                            acc += x[e];
-                        } else {
-                            const float *wr = w + ((size_t)g * l * D + (size_t)r * D) * D;
-                            for (int c = 0; c < D; ++c) {
-                                const double xc = (double)x[c] + (pos ? (double)pos[(size_t)r * D + c] : 0.0);
-                                acc += xc * wr[(size_t)c * D + e];
-                            }
-                        }
+                for (int r = 0; r < l; ++r) {
+                    const float *x = kv + (((size_t)b * N + i * p->d + r) * G + g) * D;
+                    if (p->mode == ATTN_NSA_MEAN) {
+                        for (int e = 0; e < D; ++e) o[e] += x[e];
+                        continue;
                     }
-                    o[e] = p->mode == ATTN_NSA_MEAN ? acc / l : acc;
+                    for (int c = 0; c < D; ++c) {
+                        const double xc = (double)x[c] + (pos ? (double)pos[(size_t)r * D + c] : 0.0);
+                        const float *wk = w + ((size_t)g * l * D + (size_t)r * D + c) * D; /* row r*D + c of w[g] */
+                        for (int e = 0; e < D; ++e) o[e] += xc * wk[e];
+                    }
                 }
+                if (p->mode == ATTN_NSA_MEAN)
+                    for (int e = 0; e < D; ++e) o[e] /= l;
             }
     return ATTN_OK;
 }

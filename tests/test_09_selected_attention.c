@@ -20,7 +20,7 @@
 
 /* Selected attention (n = 16 blocks of l' = 64) against dense causal flash at N = 16384, H = 64, G = 4,
  * D = 128: the ideal is N / 2 / (n l') = 8x fewer key visits. Placeholder, calibrated on the H200. */
-#define TARGET_SELECTED_VS_DENSE 4.0
+#define TARGET_SELECTED_VS_DENSE 2.5
 
 static const attn_tol kTolLse = {1e-3, 1e-4};
 

@@ -107,8 +107,12 @@ def declared_functions(header_text):
     return names
 
 
+# nsa.h: the parameters and their check may be called; its double-precision references may not
+NSA_HELPERS = {"attn_nsa_check", "attn_nsa_paper_defaults", "attn_nsa_mean_pool"}
+
+
 def allowed_helpers():
-    names = set()
+    names = set(NSA_HELPERS)
     for h in ("attn.h", "attn_gpu.h"):
         with open(os.path.join(ROOT, "common", h), encoding="utf-8") as f:
             names |= declared_functions(f.read())

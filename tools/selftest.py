@@ -93,7 +93,7 @@ def main():
     ap.add_argument("--loses", default="")
     ap.add_argument("--tree")
     ap.add_argument("--build-dir")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     if args.mode == "cheat":
         return check_cheat(args)
     _, tests = run_tests(args.binary)

@@ -48,7 +48,7 @@ int nsa_cmp_attention_cpu(const attn_shape *shape, const attn_nsa_params *p, con
     if (!q || !k_cmp || !v_cmp || !o || !lse)
         return attn_fail(ATTN_ERR_NULL_POINTER, "nsa_cmp_attention_cpu: q, k_cmp, v_cmp, o and lse must not be NULL");
 
-    /* TODO (about 40 lines): per (b, i, h): t = N - M + i, g = h / (H/G), and the row sees tokens j = 0 .. visible - 1
+    /* TODO (about 45 lines): per (b, i, h): t = N - M + i, g = h / (H/G), and the row sees tokens j = 0 .. visible - 1
      * (nsa_cmp_counts). Softmax over their scores scale * q.k_cmp[j] (max first), o = sum p_j v_cmp[j],
      * lse = max + log(sum). visible == 0 is a row of its own: o = 0 and lse = -INFINITY, never 0 / 0.
      * Compressed tensors are [B, NC, G, D]: batch b starts at b * NC tokens, not b * N. */

@@ -99,7 +99,10 @@ int nsa_cmp_attention_cpu(const attn_shape *shape, const attn_nsa_params *p, con
     if (!score) return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "nsa_cmp_attention_cpu: %ld scores", nc);
     for (int b = 0; b < B; ++b)
         for (int i = 0; i < M; ++i) {
-            if ((st = nsa_cmp_counts(N, (long)N - M + i, p, &nc, &visible)) != ATTN_OK) break;
+            if ((st = nsa_cmp_counts(N, (long)N - M + i, p, &nc, &visible)) != ATTN_OK) {
+                free(score);
+                return st;
+            }
             for (int h = 0; h < H; ++h) {
                 const int g = h / (H / G);
                 const float *qi = q + (((size_t)b * M + i) * H + h) * D;
@@ -130,6 +133,6 @@ int nsa_cmp_attention_cpu(const attn_shape *shape, const attn_nsa_params *p, con
             }
         }
     free(score);
-    return st;
+    return ATTN_OK;
     /* END SOLUTION */
 }

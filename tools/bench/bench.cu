@@ -457,7 +457,7 @@ static void usage(FILE *f)
             "Time attention kernels over the cartesian product of the listed sizes; print a table, write CSV.\n"
             "  --window W       window of window_bf16 (default 512)\n"
             "  --keep LIST      percent of keys (mask_bf16) or key blocks (blocks_bf16) kept, 1..100 (default 10)\n"
-            "  --kernels LIST   kernels to time (default flash_bf16); this program holds:\n"
+            "  --kernels LIST   kernels to time (default flash_bf16 when held); this program holds:\n"
             "                   %s\n"
             "  --N LIST         keys per sequence (default 1024,2048,4096)\n"
             "  --M LIST         queries, the last M positions; N means M = N (default N; 1 for decoding)\n"
@@ -547,8 +547,7 @@ static int parse_kernels(const char *text, options *o)
 /* Returns 1 to run, 0 after --help, -1 on a usage error (already printed). */
 static int parse_args(int argc, char **argv, options *o)
 {
-    memset(o, 0, sizeof *o);
-    parse_kernels("flash_bf16", o);
+    memset(o, 0, sizeof *o); /* no --kernels: flash_bf16, or the first kernel of a lesson this program holds */
     parse_list("--N", "1024,2048,4096", &o->N, 1, 0);
     parse_list("--M", "N", &o->M, 1, 1);
     parse_list("--B", "1", &o->B, 1, 0);
@@ -632,6 +631,13 @@ static int parse_args(int argc, char **argv, options *o)
             ok = 0;
         }
         if (!ok) return -1;
+    }
+    if (o->n_kernels == 0) {
+        kernel_id def = K_FROZEN_FLASH_BF16;
+        for (int k = KERNEL_COUNT - 1; k >= 0; --k)
+            if (kKernels[k].lesson && lesson_built(kKernels[k].lesson)) def = (kernel_id)k;
+        if (lesson_built(kKernels[K_FLASH_BF16].lesson)) def = K_FLASH_BF16;
+        o->kernels[o->n_kernels++] = def;
     }
     if ((o->peak_tflops > 0.0) != (o->peak_gbs > 0.0)) {
         fprintf(stderr, "bench: --peak-tflops and --peak-gbs go together\n");
