@@ -4,24 +4,12 @@
  * and checked A/B timing catching a kernel that skips work on repeated calls. GPU only: every test
  * skips without a device.
  */
+#include "nsa.h"
 #include "test_util.h"
 
 /* fp32 on the GPU against double on the CPU, from the same bf16 inputs: sums of up to a few thousand
  * terms in float, exp in float. */
 static const attn_tol kRefTol = {2e-4, 2e-4};
-
-typedef struct {
-    long positions;
-    int M, cmp_l, cmp_d;
-} cmp_ctx;
-
-static int cmp_visible_at(void *ctx, int b, int h, int i, long t, long s)
-{
-    (void)b, (void)h, (void)t;
-    const cmp_ctx *c = (const cmp_ctx *)ctx;
-    const long t_real = c->positions - c->M + i;
-    return s * c->cmp_d + c->cmp_l - 1 <= t_real;
-}
 
 /* Run the GPU reference with `g` (device pointers filled in here) and compare with the oracle. */
 static void check_reference(attn_gpu_ref_opts g, const attn_oracle_opts *cpu, const int32_t *host_lists,
@@ -134,16 +122,50 @@ Test(harness, reference_block_lists_and_key_weights)
 Test(harness, reference_compressed_rule)
 {
     require_gpu();
-    /* 200 positions, l = 32, d = 16: NC = 11 compressed tokens as the keys */
+    /* 200 positions, l = 32, d = 16: NC = 11 compressed tokens as the keys; the last 77 positions query */
     const long positions = 200;
-    const int l = 32, d = 16, NC = (int)((positions - l) / d + 1), M = 77;
-    attn_shape sh = attn_make_shape(2, M, NC, 4, 2, 128, 0);
-    cmp_ctx c = {positions, M, l, d};
-    attn_oracle_opts cpu = attn_oracle_dense(&sh);
-    cpu.visible = cmp_visible_at, cpu.visible_ctx = &c;
+    attn_nsa_params prm = attn_nsa_paper_defaults();
+    const int NC = (int)attn_nsa_num_cmp(positions, &prm), M = 77;
+    const attn_shape full = attn_make_shape(2, M, (int)positions, 4, 2, 128, 1); /* as the NSA oracle takes it */
+    attn_shape sh = full;
+    sh.N = NC; /* the keys the reference reads */
+    const uint64_t seed = attn_test_seed();
+    char ctx[200];
+    snprintf(ctx, sizeof ctx, "compressed tokens l=32 d=16, 200 positions, NC=%d, M=%d, seed %llu", NC, M,
+             (unsigned long long)seed);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    float *q = attn_alloc_f32(nq), *k = attn_alloc_f32(nkv), *v = attn_alloc_f32(nkv);
+    attn_fill_random(q, nq, 128, 1.0f, &rng), attn_fill_random(k, nkv, 128, 1.0f, &rng);
+    attn_fill_random(v, nkv, 128, 1.0f, &rng);
+    uint16_t *hq = attn_alloc_bf16(nq), *hk = attn_alloc_bf16(nkv), *hv = attn_alloc_bf16(nkv);
+    attn_f32_to_bf16_array(q, hq, nq), attn_f32_to_bf16_array(k, hk, nkv), attn_f32_to_bf16_array(v, hv, nkv);
+    attn_bf16_to_f32_array(hq, q, nq), attn_bf16_to_f32_array(hk, k, nkv), attn_bf16_to_f32_array(hv, v, nkv);
+    double *o_ref = attn_alloc_f64(nq), *lse_ref = attn_alloc_f64(nl);
+    assert_ok(attn_oracle_nsa_cmp_attention(&full, &prm, q, k, v, o_ref, lse_ref), ctx);
+    uint16_t *dq, *dk, *dv;
+    float *d_o, *dlse;
+    assert_ok(attn_dalloc((void **)&dq, nq * 2), ctx);
+    assert_ok(attn_dalloc((void **)&dk, nkv * 2), ctx);
+    assert_ok(attn_dalloc((void **)&dv, nkv * 2), ctx);
+    assert_ok(attn_dalloc((void **)&d_o, nq * 4), ctx);
+    assert_ok(attn_dalloc((void **)&dlse, nl * 4), ctx);
+    assert_ok(attn_h2d(dq, hq, nq * 2), ctx);
+    assert_ok(attn_h2d(dk, hk, nkv * 2), ctx);
+    assert_ok(attn_h2d(dv, hv, nkv * 2), ctx);
     attn_gpu_ref_opts g = ref_opts(sh);
-    g.positions = positions, g.cmp_l = l, g.cmp_d = d;
-    check_reference(g, &cpu, NULL, 0, NULL, "compressed tokens l=32 d=16");
+    g.positions = positions, g.cmp_l = prm.l, g.cmp_d = prm.d;
+    assert_ok(attn_gpu_reference(&g, dq, dk, dv, d_o, dlse, 0), ctx);
+    assert_ok(attn_dsync(), ctx);
+    float *o = download_f32(d_o, nq, ctx), *lse = download_f32(dlse, nl, ctx);
+    attn_cmp r;
+    attn_compare_f32(&r, "o (GPU reference, compressed tokens)", ATTN_LAYOUT_BMHD, &sh, 0, o, o_ref, kRefTol);
+    cr_assert(r.ok, "%s [%s]", r.message, ctx);
+    attn_compare_f32(&r, "lse (GPU reference, compressed tokens)", ATTN_LAYOUT_BHM, &sh, 0, lse, lse_ref, kRefTol);
+    cr_assert(r.ok, "%s [%s]", r.message, ctx);
+    free(q), free(k), free(v), free(hq), free(hk), free(hv), free(o_ref), free(lse_ref), free(o), free(lse);
+    attn_dfree(dq), attn_dfree(dk), attn_dfree(dv), attn_dfree(d_o), attn_dfree(dlse);
 }
 
 Test(harness, device_compare_and_fill)
