@@ -22,7 +22,7 @@
 
 /* Speed-up of "compress K, compress V, compressed attention" over dense causal flash attention on
  * B = 1, M = N = 16384, H = 64, G = 4, D = 128. Placeholders: calibrated on the H200. */
-#define TARGET_MEAN_POOL 20.0
+#define TARGET_MEAN_POOL 18.0
 #define TARGET_PAPER 8.0
 
 #define LSE_TOL ((attn_tol){1e-3, 1e-4})
