@@ -148,3 +148,12 @@ VARIANTS += [
          why="no barrier between the score phase and the next K tile load (lesson 05's copy of the loop)",
          old=_BARRIER, new="""        cp_async_wait_all();"""),
 ]
+
+# ------------------------------------------------------------------ 5: blind spots of the test data
+VARIANTS += [
+    dict(lesson="04_gqa", name="cuda_offsets_32bit", file="gqa_attention.cu", suites=["cuda_part"],
+         why="the output offset of (b, g) is computed in 32-bit int: right below 2^31 elements, wrong past it "
+             "(only cuda_part/past_2_31_elements reaches that size)",
+         old="uint16_t *o_bg = o + ((size_t)b * sh.M * sh.H + (size_t)g * hpg) * D;",
+         new="uint16_t *o_bg = o + (b * sh.M * sh.H + g * hpg) * D;"),
+]

@@ -285,6 +285,44 @@ static void check_masked(attn_shape sh, keep_mode mode, float threshold, int zer
     check_masked_ex(sh, mode, threshold, zeros, large_logits, 0);
 }
 
+/* Retention on and around the threshold, and the values the CUDA contract defines: negative or NaN
+ * retention deletes the key, retention above 1 counts as 1. */
+static void check_masked_edges(attn_shape sh, keep_mode mode, float threshold)
+{
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed() * 7 + (uint64_t)mode);
+    const size_t n = (size_t)sh.B * sh.N * sh.G;
+    float *r = attn_alloc_f32(n), *w = attn_alloc_f32(n);
+    const float special[] = {threshold, nextafterf(threshold, 0.0f), nextafterf(threshold, 1.0f), 0.0f, -0.5f, NAN,
+                             1.5f, 1.0f};
+    for (size_t e = 0; e < n; ++e) {
+        const double u = attn_rng_uniform(&rng);
+        r[e] = u < 0.6 ? special[(size_t)(u * 100) % 8] : (float)attn_rng_uniform(&rng);
+        const float x = r[e];
+        const int valid = x > 0.0f; /* false for NaN and for x <= 0 */
+        w[e] = mode == KEEP_SOFT ? (valid ? fminf(x, 1.0f) : 0.0f) : (x >= threshold ? 1.0f : 0.0f);
+    }
+    mask_args a = {mode, threshold, NULL};
+    assert_ok(attn_dalloc((void **)&a.retention, n * 4), "retention");
+    assert_ok(attn_h2d((void *)a.retention, r, n * 4), "retention");
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.key_weights = w;
+    char label[160];
+    snprintf(label, sizeof label, "mode %s, threshold %g; retention on the threshold, one float either side, 0, "
+             "negative, NaN (deleted) and above 1 (counts as 1)", kModeNames[mode], threshold);
+    check_bf16_kernel_labeled(&opts, 0, run_masked, &a, label);
+    attn_dfree((void *)a.retention);
+    free(r), free(w);
+}
+
+ATTN_TEST(cuda_part, masked_thresholds_and_bad_retention)
+{
+    require_gpu();
+    check_masked_edges(attn_make_shape(2, 150, 211, 4, 2, 64, 1), KEEP_HARD, KEEP_DEFAULT_THRESHOLD);
+    check_masked_edges(attn_make_shape(1, 97, 300, 8, 2, 128, 1), KEEP_HARD, 0.37f);
+    check_masked_edges(attn_make_shape(2, 150, 211, 4, 2, 64, 1), KEEP_SOFT, KEEP_DEFAULT_THRESHOLD);
+}
+
 ATTN_TEST(cuda_part, masked_modes)
 {
     require_gpu();

@@ -3,11 +3,14 @@
 matplotlib for the plotting tests, which are skipped without it)."""
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import audit  # noqa: E402
 import gen_stubs  # noqa: E402
 import grade  # noqa: E402
 
@@ -72,6 +75,88 @@ class Grader(unittest.TestCase):
         speed = [{"name": "a", "ratio": 9.0, "target": 8.0, "score": 1.0}]
         parts = grade.score_parts(tests, speed, {"speed": 30})
         self.assertEqual(parts["speed"]["points"], 15.0)
+
+
+class Verdicts(unittest.TestCase):
+    def test_a_pass_without_its_completion_record_is_a_failure(self):
+        report = {"test_suites": [{"name": "c_part", "tests": [
+            {"name": "a", "status": "PASSED"}, {"name": "b", "status": "PASSED"},
+            {"name": "c", "status": "FAILED", "messages": ["x"]}]}]}
+        tests = grade.merge_verdicts(report, {"c_part/a"})
+        self.assertEqual([t[2] for t in tests], ["PASSED", "FAILED", "FAILED"])
+        self.assertIn("ended before", tests[1][3][0])
+
+    def test_parts_decided_before_the_tests_score_zero(self):
+        tests = [("c_part", "a", "PASSED"), ("cuda_part", "x", "PASSED"), ("speed", "s", "SKIPPED")]
+        parts = grade.score_parts(tests, [], {"c_part": 20, "cuda_part": 50, "speed": 30},
+                                  {"cuda_part": ("refused", "uses exit"), "speed": ("refused", "uses exit")})
+        self.assertEqual(parts["c_part"]["points"], 20.0)
+        self.assertEqual((parts["cuda_part"]["state"], parts["cuda_part"]["points"]), ("refused", 0.0))
+        self.assertEqual((parts["speed"]["state"], parts["speed"]["skip_note"]), ("skipped", "refused"))
+
+
+HEADER = """/* a header */
+#include "attn.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* a comment with f(x); inside */
+int lesson_cpu(const attn_shape *shape, const float *q, float *o);
+size_t lesson_bytes(const attn_shape *shape);
+static inline int helper(int x) { return x; }
+typedef int (*fn_t)(int);
+int lesson_cuda(const attn_shape *shape, const uint16_t *q, uint16_t *o, cudaStream_t stream);
+#ifdef __cplusplus
+}
+#endif
+"""
+
+
+class Contracts(unittest.TestCase):
+    def test_declared_functions_skip_comments_inline_and_typedefs(self):
+        self.assertEqual(audit.declared_functions(HEADER), {"lesson_cpu", "lesson_bytes", "lesson_cuda"})
+
+    def test_stand_in_defines_the_files_functions(self):
+        entry = {"headers": {"l.h": "x"}, "defined_in": {"lesson_cpu": "l.c", "lesson_bytes": "l.c",
+                                                          "lesson_cuda": "l.cu"},
+                 "_protos": {"l.h": grade.prototypes(HEADER)}}
+        text = grade.stand_in(entry, "l.c", "does not compile")
+        self.assertIn('#include "l.h"', text)
+        self.assertIn("int lesson_cpu(const attn_shape *shape, const float *q, float *o)\n{ return "
+                      "ATTN_ERR_NOT_IMPLEMENTED; }", text)
+        self.assertIn("size_t lesson_bytes(const attn_shape *shape)\n{ return 0; }", text)
+        self.assertNotIn("lesson_cuda", text)
+
+
+@unittest.skipIf(shutil.which("gcc") is None or shutil.which("nm") is None, "gcc and binutils are needed")
+class Audit(unittest.TestCase):
+    def compile(self, code):
+        tmp = tempfile.mkdtemp()
+        src, obj = os.path.join(tmp, "l.c"), os.path.join(tmp, "l.c.o")
+        with open(src, "w") as f:
+            f.write(code)
+        subprocess.run(["gcc", "-O1", "-c", src, "-o", obj], check=True)
+        return obj
+
+    def rules(self, code):
+        return [rule for rule, _ in audit.audit_object(self.compile(code), "l.c", {"lesson_cpu"},
+                                                       audit.allowed_helpers())]
+
+    def test_clean_code_passes(self):
+        self.assertEqual(self.rules("#include <math.h>\nstatic float sq(float x) { return x * x; }\n"
+                                    "int lesson_cpu(float *o) { o[0] = sqrtf(sq(o[1])); return 0; }\n"), [])
+
+    def test_each_class_of_hole_is_refused(self):
+        self.assertEqual(self.rules("#include <stdlib.h>\nint lesson_cpu(void) { exit(0); }\n"), ["calls"])
+        self.assertEqual(self.rules("int helper(void) { return 1; }\nint lesson_cpu(void) { return helper(); }\n"),
+                         ["defines"])
+        self.assertEqual(self.rules("#include <stdio.h>\n__attribute__((constructor)) static void early(void) "
+                                    "{ puts(\"early\"); }\n"
+                                    "int lesson_cpu(void) { return 0; }\n"), ["ctors"])
+        self.assertEqual(self.rules("int lesson_cpu(void) { __asm__ volatile(\"syscall\"); return 0; }\n"),
+                         ["syscalls"])
+        self.assertEqual(self.rules("int attn_oracle_forward(void);\nint lesson_cpu(void) "
+                                    "{ return attn_oracle_forward(); }\n"), ["calls"])
 
 
 try:
