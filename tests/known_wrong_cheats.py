@@ -47,7 +47,7 @@ VARIANTS = [
     }
     /* BEGIN SOLUTION stub="return ATTN_ERR_NOT_IMPLEMENTED;" */
     /* HINT: start with m = -INFINITY"""),
-    dict(lesson="01_naive_attention", name="cheat_static_constructor", file="naive_attention.cu",
+    dict(lesson="01_naive_attention", name="cheat_static_constructor", needs_gpu=False, file="naive_attention.cu",
          loses=["cuda_part", "speed"],
          why="a global object whose constructor runs before main, in the grader's own runner process",
          old="/* A grid that fills the GPU without exceeding the hardware limit; the kernels loop over the rest. */",
@@ -55,7 +55,7 @@ VARIANTS = [
 static Early early;
 /* A grid that fills the GPU without exceeding the hardware limit; the kernels loop over the rest. */"""),
     # ------------------------------------------------------------------ 2: harness internals
-    dict(lesson="04_gqa", name="cheat_calls_frozen_flash", file="gqa_attention.cu", loses=["cuda_part", "speed"],
+    dict(lesson="04_gqa", name="cheat_calls_frozen_flash", needs_gpu=False, file="gqa_attention.cu", loses=["cuda_part", "speed"],
          why="the CUDA part hands the work to the frozen flash kernel of common/ (it supports GQA)",
          old="""    if (shape->D == 64) return launch<64>(shape, scale_log2, q, k, v, o, lse, stream);
     return launch<128>(shape, scale_log2, q, k, v, o, lse, stream);""",
@@ -117,7 +117,7 @@ static Early early;
     last_q = q, last_o = o, last_n = shape->N;
     if (shape->D == 64) return launch<64>(shape, window, scale_log2, q, k, v, o, lse, stream);
     return launch<128>(shape, window, scale_log2, q, k, v, o, lse, stream);"""),
-    dict(lesson="03_flash_attention", name="cheat_own_stream", file="flash_attention.cu", loses=["cuda_part", "speed"],
+    dict(lesson="03_flash_attention", name="cheat_own_stream", needs_gpu=False, file="flash_attention.cu", loses=["cuda_part", "speed"],
          why="the kernel runs on a stream of its own, outside the timed stream, so the timer stops before it ends",
          old="""    if (shape->D == 64) return launch<64>(shape, scale_log2, q, k, v, o, lse, stream);""",
          new="""    static cudaStream_t mine;

@@ -6,7 +6,7 @@
 For each variant, OUT/<lesson>__<name>/<lesson>/ receives the lesson's solution files with the
 one snippet replaced. The CMake file lists the variants for the build as
 "<lesson>|<name>|<suite,suite>|<sanitizer tool or empty>|<Criterion filter or empty>|<parts a cheat
-must lose, or empty>" entries of ATTN_VARIANTS. A cheat (`loses` set) is graded by tools/grade.py instead of
+must lose, or empty>|<the file it changes>|<1 when only a GPU can check it>" entries of ATTN_VARIANTS. A cheat (`loses` set) is graded by tools/grade.py instead of
 having its tests run; `extra_files` adds files to the variant's lesson folder. A variant with a sanitizer tool must also be caught by that compute-sanitizer tool
 (label `sanitizer`), run over the tests its `sanitizer_filter` names (default: the lesson's racecheck
 filter in CMakeLists.txt).
@@ -48,8 +48,14 @@ def main():
         for extra, text in var.get("extra_files", {}).items():
             with open(os.path.join(dst_dir, extra), "w", encoding="utf-8") as f:
                 f.write(text)
-        entries.append(f"{var['lesson']}|{var['name']}|{','.join(var.get('suites', []))}|{var.get('sanitizer', '')}|"
-                       f"{var.get('sanitizer_filter', '')}|{','.join(var.get('loses', []))}")
+        # a variant needs a GPU when nothing it is checked by runs without one
+        suites, loses = var.get("suites", []), var.get("loses", [])
+        cpu_side = "c_part" in suites or (loses and (var.get("file", "").endswith((".c", ".h")) or
+                                                     "extra_files" in var or "c_part" in loses))
+        needs_gpu = var.get("needs_gpu", not cpu_side)
+        entries.append(f"{var['lesson']}|{var['name']}|{','.join(suites)}|{var.get('sanitizer', '')}|"
+                       f"{var.get('sanitizer_filter', '')}|{','.join(loses)}|{var.get('file', '')}|"
+                       f"{1 if needs_gpu else 0}")
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1

@@ -405,6 +405,9 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu):
             notes["speed"] = ("sanitizer", report)
             messages.append(report)
     parts = score_parts(tests, speed, points, notes)
+    if replace:
+        # the argument checks of a stand-in are not the lesson's: their failures say nothing
+        tests = [t for t in tests if t[0] != "errors"]
     fails = failure_lines(tests)
     shown = fails if args.all else fails[:SHOWN_FAILURES]
     messages += ["FAIL " + line for line in shown]
