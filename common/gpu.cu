@@ -130,7 +130,10 @@ int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void summarize(double *ms, int n, attn_timing *out)
+} // namespace
+
+/* Sorts ms[0..n) and fills out (median, min, max); shared with the checked timing of harness.cu. */
+extern "C" void attn_timing_summarize(double *ms, int n, attn_timing *out)
 {
     qsort(ms, (size_t)n, sizeof(double), cmp_double);
     out->reps = n;
@@ -138,8 +141,6 @@ void summarize(double *ms, int n, attn_timing *out)
     out->max_ms = ms[n - 1];
     out->median_ms = (n % 2) ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
 }
-
-} // namespace
 
 extern "C" int attn_time(attn_launch_fn fn, void *ctx, int warmup, int reps, attn_timing *out)
 {
@@ -149,7 +150,7 @@ extern "C" int attn_time(attn_launch_fn fn, void *ctx, int warmup, int reps, att
     double *ms = (double *)calloc((size_t)reps, sizeof(double)), dummy;
     for (int i = 0; !st && i < warmup; ++i) st = timer.run(fn, ctx, &dummy);
     for (int i = 0; !st && i < reps; ++i) st = timer.run(fn, ctx, &ms[i]);
-    if (!st) summarize(ms, reps, out);
+    if (!st) attn_timing_summarize(ms, reps, out);
     free(ms);
     return st;
 }
@@ -176,8 +177,8 @@ extern "C" int attn_time_ab(attn_launch_fn fa, void *ca, attn_launch_fn fb, void
         }
     }
     if (!st) {
-        summarize(ma, reps, ta);
-        summarize(mb, reps, tb);
+        attn_timing_summarize(ma, reps, ta);
+        attn_timing_summarize(mb, reps, tb);
     }
     free(ma);
     free(mb);

@@ -289,21 +289,6 @@ struct CheckedTimer {
     }
 };
 
-int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-void summarize(double *ms, int n, attn_timing *out)
-{
-    qsort(ms, (size_t)n, sizeof(double), cmp_double);
-    out->reps = n;
-    out->min_ms = ms[0];
-    out->max_ms = ms[n - 1];
-    out->median_ms = (n % 2) ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
-}
-
 } // namespace
 
 extern "C" int attn_dfill_random_bf16(uint16_t *dst, size_t n, size_t row, float scale, uint64_t seed,
@@ -413,8 +398,8 @@ extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn 
         }
     }
     if (!st) {
-        summarize(ma, reps, ta);
-        summarize(mb, reps, tb);
+        attn_timing_summarize(ma, reps, ta);
+        attn_timing_summarize(mb, reps, tb);
     }
     free(ma);
     free(mb);
