@@ -1,0 +1,840 @@
+/*
+ * bench_nsa.cu - time the Native Sparse Attention branches of lessons 07-09 (solutions/) stage by stage
+ * on the course's bar shape, and judge them against the bar at N = 65536.
+ *
+ * Measuring the bar on an H200 (from the repository root; the CSV is named like figures/bench_*_<device>.csv):
+ *
+ *   cmake -S . -B build && cmake --build build --target bench_nsa -j && \
+ *     build/bin/bench_nsa --N 8192,16384,32768,65536 --config mean,paper --reps 10 \
+ *                         --csv figures/bench_nsa_h200.csv
+ *
+ * Shape: B = 1, H = 64, G = 4, D = 128, bf16, causal, M = N (every position is a query), for each N of
+ * --N and each NSA configuration of --config (n = 16 selected blocks and shared selection in both):
+ *   mean    attn_nsa_mean_pool():      l = d = l' = 64 (what flash-linear-attention's Triton NSA computes)
+ *   paper   attn_nsa_paper_defaults(): l = 32, d = 16, l' = 64
+ * The stages, in pipeline order, each fed by the one before (inputs are random bf16 made on the device):
+ *   compress            nsa_compress_cuda on K, then on V (lesson 07)
+ *   cmp_attention       nsa_cmp_attention_cuda: q over the compressed tokens, o and lse_cmp (lesson 07)
+ *   select              nsa_select_cuda: block scores from q . k_cmp and lse_cmp, top-n lists (lesson 08)
+ *   selected_attention  nsa_selected_attention_cuda over the lists of `select` (lesson 09)
+ *   dense               the frozen dense causal flash kernel (attn_baseline_flash_bf16), for reference;
+ *                       it does not depend on the configuration, so it is timed once per N and its
+ *                       row repeated in each configuration's group (--no-dense skips it)
+ * and one derived row, cmp_plus_select = cmp_attention + select: the first half of the bar.
+ *
+ * Timing: attn_time (common/attn_gpu.h), as bench.cu does: --warmup untimed runs, then --reps runs,
+ * each after an L2 flush, timed with CUDA events; the median is reported. Each stage is timed alone.
+ *
+ * Rates: 4 D FLOPs per visible (query head, key) pair, as everywhere in the course:
+ *   cmp_attention       pairs = B H sum_t (compressed tokens visible from t), attn_nsa_cmp_visible_count
+ *   select              the same pairs, 2 D FLOPs each (the kernel recomputes q . k_cmp; the top-n
+ *                       ranking is not counted)
+ *   selected_attention  pairs = the keys s <= t of the blocks on the lists `select` produced (copied
+ *                       to the host once), times the H / G heads that share a list
+ *   dense               attn_flops (the causal pairs)
+ *   compress            no FLOPs worth counting: GB/s instead (K and V read, k_cmp and v_cmp written),
+ *                       in the table only; its CSV tflops field is empty
+ *
+ * Checks (no reference: the tests compare against one): before a stage is timed, its outputs are
+ * poisoned, it runs once, and every element is scanned on the device: no NaN, no Inf, no poison left
+ * (never written); lse may be -inf exactly on the rows that see nothing (the compressed branch's first
+ * l - 1 positions), nowhere else. The lists are checked on the host: ascending, in range, causal, block
+ * 0, the block of t and the one before present, min(n, t / l' + 1) entries. A stage that fails its check
+ * is reported as BROKEN and not timed, nor are the stages it feeds; the program goes on and exits 1.
+ *
+ * The bar (the course's, from the lesson READMEs), on an H200 at N = 65536:
+ *   mean    cmp_attention + select <= 10.5 ms    selected_attention <= 10.3 ms
+ *   paper   cmp_attention + select <= 21.3 ms    selected_attention <= 10.2 ms
+ * Compression is not part of the first sum (the READMEs name compressed attention, scores and top-n);
+ * the summary also prints the sum with compression for the record. PASS / MISS is printed for every
+ * configuration measured at N = 65536; a MISS is a result, not an error (exit status 0).
+ *
+ * CSV (--csv FILE): device,config,stage,N,ms,tflops, one row per (N, config, stage).
+ *
+ * Exit status: 0 on success (whatever the bars say), 1 when a stage is broken or an operation fails,
+ * 2 on a usage error, 77 when there is no usable CUDA device (nothing was measured).
+ */
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn.h"
+#include "attn_gpu.h"
+#include "baselines.h"
+#include "compressed_attention.h"
+#include "harness.h"
+#include "nsa.h"
+#include "selected_attention.h"
+#include "topn_selection.h"
+
+#define BENCH_NO_GPU 77
+#define MAX_LIST 64
+#define BAR_N 65536
+
+/* The bar shape besides N: one sequence, 64 query heads in 4 kv groups, D = 128. */
+enum { SHAPE_B = 1, SHAPE_H = 64, SHAPE_G = 4, SHAPE_D = 128 };
+
+/* ---------------------------------------------------------------- configurations and the bar */
+
+typedef struct {
+    const char *name;
+    attn_nsa_params (*params)(void);
+    double bar_cmp_select_ms; /* cmp_attention + select at N = BAR_N */
+    double bar_selected_ms;   /* selected_attention at N = BAR_N */
+} nsa_config;
+
+static const nsa_config kConfigs[] = {
+    {"mean", attn_nsa_mean_pool, 10.5, 10.3},
+    {"paper", attn_nsa_paper_defaults, 21.3, 10.2},
+};
+#define CONFIG_COUNT ((int)(sizeof kConfigs / sizeof kConfigs[0]))
+
+/* ---------------------------------------------------------------- stages */
+
+typedef enum { S_COMPRESS, S_CMP, S_SELECT, S_SUM, S_SELECTED, S_DENSE, STAGE_COUNT } stage_id;
+
+static const char *const kStageNames[STAGE_COUNT] = {"compress",        "cmp_attention",      "select",
+                                                     "cmp_plus_select", "selected_attention", "dense"};
+static const char *const kStageLabels[STAGE_COUNT] = {
+    "compress (K and V)", "cmp_attention", "select (scores + top-n)", "cmp + scores + top-n",
+    "selected_attention", "dense (frozen flash)"};
+
+typedef enum { R_NONE, R_OK, R_BROKEN, R_SKIPPED } stage_state;
+
+typedef struct {
+    stage_state state;
+    double ms;    /* median */
+    double flops; /* 0: not counted (compress) */
+    double bytes; /* compress only: bytes read + written */
+} stage_result;
+
+/* Everything the launches read and write; attn_time calls the launch functions with it. */
+typedef struct {
+    attn_shape sh;
+    attn_nsa_params p;
+    long nc;                   /* compressed tokens */
+    uint16_t *q, *k, *v, *o;   /* o: the output of whichever attention stage ran last */
+    uint16_t *kc, *vc;         /* compressed keys and values [B, NC, G, D] */
+    float *lse_cmp, *lse;      /* lse_cmp feeds select; lse takes the other stages' */
+    int32_t *lists;            /* [B, M, G, n] */
+} nsa_run;
+
+static int launch_compress(void *ctx, cudaStream_t stream)
+{
+    const nsa_run *r = (const nsa_run *)ctx;
+    int st = nsa_compress_cuda(&r->sh, &r->p, r->k, NULL, NULL, r->kc, stream);
+    if (!st) st = nsa_compress_cuda(&r->sh, &r->p, r->v, NULL, NULL, r->vc, stream);
+    return st;
+}
+
+static int launch_cmp(void *ctx, cudaStream_t stream)
+{
+    const nsa_run *r = (const nsa_run *)ctx;
+    return nsa_cmp_attention_cuda(&r->sh, &r->p, r->q, r->kc, r->vc, r->o, r->lse_cmp, stream);
+}
+
+static int launch_select(void *ctx, cudaStream_t stream)
+{
+    const nsa_run *r = (const nsa_run *)ctx;
+    return nsa_select_cuda(&r->sh, &r->p, r->q, r->kc, r->lse_cmp, r->lists, stream);
+}
+
+static int launch_selected(void *ctx, cudaStream_t stream)
+{
+    const nsa_run *r = (const nsa_run *)ctx;
+    return nsa_selected_attention_cuda(&r->sh, &r->p, r->q, r->k, r->v, r->lists, r->o, r->lse, stream);
+}
+
+static int launch_dense(void *ctx, cudaStream_t stream)
+{
+    const nsa_run *r = (const nsa_run *)ctx;
+    return attn_baseline_flash_bf16(&r->sh, r->q, r->k, r->v, r->o, r->lse, stream);
+}
+
+/* ---------------------------------------------------------------- output scans on the device */
+
+/* What a scan counts. Poison (all bits set) is a NaN too; it is counted as poison only, so that the
+ * message can tell "never written" from "computed a NaN". */
+enum { C_POISON, C_NAN, C_POS_INF, C_NEG_INF, C_COUNT };
+
+/* The class of one element: C_POISON .. C_NEG_INF, or -1 for a finite number. Host and device, so that
+ * the rule can be tried without a GPU. */
+static __host__ __device__ inline int classify_bf16(uint16_t b)
+{
+    if (b == 0xFFFFu) return C_POISON;
+    if ((b & 0x7F80u) != 0x7F80u) return -1; /* exponent not all ones: finite */
+    if (b & 0x007Fu) return C_NAN;
+    return (b & 0x8000u) ? C_NEG_INF : C_POS_INF;
+}
+
+static __host__ __device__ inline int classify_f32(unsigned int b)
+{
+    if (b == 0xFFFFFFFFu) return C_POISON;
+    if ((b & 0x7F800000u) != 0x7F800000u) return -1;
+    if (b & 0x007FFFFFu) return C_NAN;
+    return (b & 0x80000000u) ? C_NEG_INF : C_POS_INF;
+}
+
+/* A grid-stride scan; each thread adds its counts once, and only the nonzero ones, so that a healthy
+ * buffer (all counts 0) costs no atomics at all. */
+static __global__ void scan_bf16_kernel(const uint16_t *x, size_t n, unsigned long long *counts)
+{
+    unsigned long long c[C_COUNT] = {0, 0, 0, 0};
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
+        const int k = classify_bf16(x[e]);
+        if (k >= 0) ++c[k];
+    }
+    for (int i = 0; i < C_COUNT; ++i)
+        if (c[i]) atomicAdd(&counts[i], c[i]);
+}
+
+static __global__ void scan_f32_kernel(const float *x, size_t n, unsigned long long *counts)
+{
+    unsigned long long c[C_COUNT] = {0, 0, 0, 0};
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
+        const int k = classify_f32(__float_as_uint(x[e]));
+        if (k >= 0) ++c[k];
+    }
+    for (int i = 0; i < C_COUNT; ++i)
+        if (c[i]) atomicAdd(&counts[i], c[i]);
+}
+
+/* Scan n elements (bf16 when is_bf16, else fp32) on the legacy stream; counts[C_COUNT] on the host. */
+static int scan_device(const void *x, size_t n, int is_bf16, unsigned long long *counts)
+{
+    unsigned long long *dcounts = NULL;
+    int st = attn_dalloc((void **)&dcounts, C_COUNT * sizeof(unsigned long long));
+    if (!st) st = attn_cuda_status(cudaMemset(dcounts, 0, C_COUNT * sizeof(unsigned long long)), "cudaMemset");
+    if (!st) {
+        const unsigned int blocks = 4096; /* enough to fill any GPU; the grid-stride loop does the rest */
+        if (is_bf16) scan_bf16_kernel<<<blocks, 256>>>((const uint16_t *)x, n, dcounts);
+        else scan_f32_kernel<<<blocks, 256>>>((const float *)x, n, dcounts);
+        st = attn_cuda_launch_status("scan kernel");
+    }
+    if (!st) st = attn_d2h(counts, dcounts, C_COUNT * sizeof(unsigned long long));
+    attn_dfree(dcounts);
+    return st;
+}
+
+/* Scan a stage's output. Returns a CUDA error status, or ATTN_OK with *bad set and msg filled when the
+ * output holds poison, NaN, +Inf, or a number of -Inf other than neg_inf_expected (bf16 outputs: 0). */
+static int check_output(const char *what, const void *x, size_t n, int is_bf16, unsigned long long neg_inf_expected,
+                        int *bad, char *msg, size_t msg_len)
+{
+    unsigned long long c[C_COUNT];
+    int st = scan_device(x, n, is_bf16, c);
+    if (st) return st;
+    if (c[C_POISON] || c[C_NAN] || c[C_POS_INF] || c[C_NEG_INF] != neg_inf_expected) {
+        *bad = 1;
+        snprintf(msg, msg_len, "%s: of %zu elements %llu never written (poison), %llu NaN, %llu +Inf, %llu -Inf "
+                               "(%llu expected)",
+                 what, n, c[C_POISON], c[C_NAN], c[C_POS_INF], c[C_NEG_INF], neg_inf_expected);
+    }
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------- the lists, on the host */
+
+/* Check every list [B, M, G, n] by the rules of common/nsa.h that need no scores: ascending, causal
+ * (j * l' <= t), block 0, the block of t and the one before present, exactly min(n, t / l' + 1)
+ * entries (fewer candidates than n: all of them), then -1. A list the kernel never wrote is all -1
+ * (the poison as int32) and fails the count. Returns 0, or 1 with the first bad list in msg. */
+static int check_lists(const nsa_run *r, const int32_t *lists, char *msg, size_t msg_len)
+{
+    const attn_shape *sh = &r->sh;
+    const int n = r->p.n, L = attn_nsa_list_heads(sh, &r->p);
+    for (size_t row = 0; row < (size_t)sh->B * sh->M * L; ++row) {
+        const int32_t *list = lists + row * n;
+        const long i = (long)((row / L) % sh->M), t = attn_query_pos(sh, (int)i);
+        const long cur = t / r->p.l_sel, want = cur + 1 < n ? cur + 1 : n;
+        long count = 0, prev = -1;
+        int has0 = 0, has_cur = 0, has_prev = cur == 0;
+        const char *why = NULL;
+        for (int e = 0; e < n && !why; ++e) {
+            const long j = list[e];
+            if (j < 0) {
+                if (j != -1) why = "a negative entry other than -1";
+                continue;
+            }
+            if (count != e) why = "an entry after a -1";
+            else if (j <= prev) why = "entries not strictly ascending";
+            else if (j > cur) why = "a block that starts after t";
+            prev = j;
+            ++count;
+            has0 |= j == 0;
+            has_cur |= j == cur;
+            has_prev |= j == cur - 1;
+        }
+        if (!why && count != want) why = "a wrong number of entries";
+        if (!why && !(has0 && has_cur && has_prev)) why = "a forced block (0, t / l', t / l' - 1) missing";
+        if (why) {
+            char entries[16 * 12] = "";
+            for (int e = 0; e < n; ++e)
+                snprintf(entries + strlen(entries), sizeof entries - strlen(entries), "%s%d", e ? " " : "",
+                         (int)list[e]);
+            snprintf(msg, msg_len, "block list of (b=%ld, i=%ld, list %ld), t=%ld: %s (want %ld entries); it holds "
+                                   "[%s]",
+                     (long)(row / L / sh->M), i, (long)(row % L), t, why, want, entries);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Visible (query head, key) pairs of the lists: the keys s <= t of each listed block, times the heads
+ * that read the list. What selected_attention is credited with. */
+static double list_pairs(const nsa_run *r, const int32_t *lists)
+{
+    const attn_shape *sh = &r->sh;
+    const int n = r->p.n, L = attn_nsa_list_heads(sh, &r->p);
+    const int per_list = r->p.heads_share_selection ? sh->H / sh->G : 1;
+    double pairs = 0.0;
+    for (size_t row = 0; row < (size_t)sh->B * sh->M * L; ++row) {
+        const long t = attn_query_pos(sh, (int)((row / L) % sh->M));
+        for (int e = 0; e < n && lists[row * n + e] >= 0; ++e) {
+            const long first = (long)lists[row * n + e] * r->p.l_sel;
+            long last = first + r->p.l_sel - 1;
+            if (last > t) last = t;
+            if (last > (long)sh->N - 1) last = (long)sh->N - 1;
+            if (last >= first) pairs += (double)(last - first + 1) * per_list;
+        }
+    }
+    return pairs;
+}
+
+/* Visible (query head, compressed token) pairs, summed over B and H. */
+static double cmp_pairs(const nsa_run *r)
+{
+    double pairs = 0.0;
+    for (int i = 0; i < r->sh.M; ++i)
+        pairs += (double)attn_nsa_cmp_visible_count(attn_query_pos(&r->sh, i), r->nc, &r->p);
+    return pairs * r->sh.B * r->sh.H;
+}
+
+/* Rows (b, h, i) that see no compressed token: where lse_cmp is -inf by definition. */
+static unsigned long long cmp_empty_rows(const nsa_run *r)
+{
+    unsigned long long rows = 0;
+    for (int i = 0; i < r->sh.M; ++i) rows += attn_nsa_cmp_visible_count(attn_query_pos(&r->sh, i), r->nc, &r->p) == 0;
+    return rows * (unsigned long long)r->sh.B * r->sh.H;
+}
+
+/* ---------------------------------------------------------------- options */
+
+typedef struct {
+    int n;
+    int v[MAX_LIST];
+} int_list;
+
+typedef struct {
+    int_list N;
+    int n_configs;
+    int configs[CONFIG_COUNT];
+    int warmup, reps;
+    int dense;
+    const char *csv_path;
+    uint64_t seed;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_nsa [options]\n"
+            "Time the NSA stages of lessons 07-09 (solutions/) at B=%d, H=%d, G=%d, D=%d, bf16, causal, M = N;\n"
+            "check each output once for NaN/poison first; judge the course's bar at N = %d.\n"
+            "  --N LIST       sequence lengths (default 8192,16384,32768,65536)\n"
+            "  --config LIST  mean (l = d = l' = 64) and/or paper (l = 32, d = 16, l' = 64); n = 16\n"
+            "                 (default mean,paper)\n"
+            "  --warmup K     untimed runs before timing each stage (default 3)\n"
+            "  --reps K       timed runs, each after an L2 flush; the median is reported (default 10)\n"
+            "  --no-dense     skip the frozen dense causal flash kernel (the reference row)\n"
+            "  --csv FILE     write device,config,stage,N,ms,tflops, one row per (N, config, stage)\n"
+            "  --seed S       seed of the random inputs (default 1)\n"
+            "LIST is comma-separated, e.g. --N 16384,65536.\n"
+            "Exit status: 0 ok (bars met or not), 1 a stage is broken or an operation failed, 2 usage error,\n"
+            "77 no usable CUDA device.\n",
+            SHAPE_B, SHAPE_H, SHAPE_G, SHAPE_D, BAR_N);
+}
+
+static int parse_n_list(const char *text, int_list *out)
+{
+    out->n = 0;
+    const char *p = text;
+    while (*p) {
+        if (out->n == MAX_LIST) {
+            fprintf(stderr, "bench_nsa: --N: at most %d values\n", MAX_LIST);
+            return 0;
+        }
+        char *end = NULL;
+        const long value = strtol(p, &end, 10);
+        /* 2^24 keeps every count of the kernels' launchers well inside their limits */
+        if (end == p || (*end != ',' && *end != '\0') || value < 1 || value > (1L << 24)) {
+            fprintf(stderr, "bench_nsa: --N: bad value in \"%s\" (integers 1 .. 16777216, comma-separated)\n", text);
+            return 0;
+        }
+        out->v[out->n++] = (int)value;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (out->n == 0) {
+        fprintf(stderr, "bench_nsa: --N: empty list\n");
+        return 0;
+    }
+    return 1;
+}
+
+static int parse_configs(const char *text, options *o)
+{
+    o->n_configs = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *name = strtok(buf, ","); name; name = strtok(NULL, ",")) {
+        int found = -1;
+        for (int c = 0; c < CONFIG_COUNT; ++c)
+            if (strcmp(name, kConfigs[c].name) == 0) found = c;
+        if (found < 0) {
+            fprintf(stderr, "bench_nsa: --config: unknown configuration \"%s\" (mean, paper)\n", name);
+            return 0;
+        }
+        int dup = 0;
+        for (int i = 0; i < o->n_configs; ++i) dup |= o->configs[i] == found;
+        if (!dup) o->configs[o->n_configs++] = found;
+    }
+    if (o->n_configs == 0) {
+        fprintf(stderr, "bench_nsa: --config: empty list\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* Returns 1 to run, 0 after --help, -1 on a usage error (already printed). */
+static int parse_args(int argc, char **argv, options *o)
+{
+    memset(o, 0, sizeof *o);
+    parse_n_list("8192,16384,32768,65536", &o->N);
+    parse_configs("mean,paper", o);
+    o->warmup = 3;
+    o->reps = 10;
+    o->dense = 1;
+    o->seed = 1;
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--no-dense") == 0) {
+            o->dense = 0;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench_nsa: %s needs a value (see --help)\n", a);
+            return -1;
+        }
+        const char *val = argv[++i];
+        int ok = 1;
+        if (strcmp(a, "--N") == 0) ok = parse_n_list(val, &o->N);
+        else if (strcmp(a, "--config") == 0) ok = parse_configs(val, o);
+        else if (strcmp(a, "--warmup") == 0 || strcmp(a, "--reps") == 0) {
+            char *end = NULL;
+            const long k = strtol(val, &end, 10);
+            const int is_reps = a[2] == 'r';
+            ok = end != val && *end == '\0' && k >= (is_reps ? 1 : 0) && k <= 100000;
+            if (ok) *(is_reps ? &o->reps : &o->warmup) = (int)k;
+            else fprintf(stderr, "bench_nsa: %s: bad value \"%s\"\n", a, val);
+        } else if (strcmp(a, "--csv") == 0) o->csv_path = val;
+        else if (strcmp(a, "--seed") == 0) {
+            char *end = NULL;
+            o->seed = strtoull(val, &end, 0);
+            ok = end != val && *end == '\0';
+            if (!ok) fprintf(stderr, "bench_nsa: --seed: bad value \"%s\"\n", val);
+        } else {
+            fprintf(stderr, "bench_nsa: unknown option %s (see --help)\n", a);
+            ok = 0;
+        }
+        if (!ok) return -1;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- reporting */
+
+/* A CSV field, quoted when it holds a comma or a quote (the device description does). */
+static void csv_text(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; ++s) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void print_row(const char *config, int N, stage_id s, const stage_result *r, const char *device, FILE *csv)
+{
+    if (r->state == R_NONE) return;
+    if (r->state != R_OK) {
+        printf("%-6s %6d  %-24s %10s\n", config, N, kStageLabels[s], r->state == R_BROKEN ? "BROKEN" : "not timed");
+        fflush(stdout);
+        return;
+    }
+    const double sec = r->ms * 1e-3;
+    char tflops[32] = "-", gbs[32] = "-";
+    if (r->flops > 0.0) snprintf(tflops, sizeof tflops, "%.2f", r->flops / sec / 1e12);
+    if (r->bytes > 0.0) snprintf(gbs, sizeof gbs, "%.1f", r->bytes / sec / 1e9);
+    printf("%-6s %6d  %-24s %10.4f %9s %9s\n", config, N, kStageLabels[s], r->ms, tflops, gbs);
+    fflush(stdout);
+    if (csv) {
+        csv_text(csv, device);
+        fprintf(csv, ",%s,%s,%d,%.6g,", config, kStageNames[s], N, r->ms);
+        if (r->flops > 0.0) fprintf(csv, "%.4f", r->flops / sec / 1e12);
+        fputc('\n', csv);
+        fflush(csv); /* a run cut short keeps every row measured so far */
+    }
+}
+
+/* What the summary needs of one configuration at N = BAR_N. */
+typedef struct {
+    int measured;
+    stage_result res[STAGE_COUNT];
+} bar_record;
+
+static void print_bar_line(const char *config, const char *what, const stage_result *r, double bar)
+{
+    if (r->state != R_OK) {
+        printf("  %-6s %-34s %7s      bar %5.1f ms  %s\n", config, what, "-", bar,
+               r->state == R_BROKEN ? "BROKEN" : "NOT MEASURED");
+        return;
+    }
+    printf("  %-6s %-34s %7.3f ms   bar %5.1f ms  %s\n", config, what, r->ms, bar, r->ms <= bar ? "PASS" : "MISS");
+}
+
+static void print_bars(const options *o, const bar_record *bars)
+{
+    printf("\nThe course's bar at N = %d (B=%d H=%d G=%d D=%d, bf16, causal; set on an H200):\n", BAR_N, SHAPE_B,
+           SHAPE_H, SHAPE_G, SHAPE_D);
+    int any = 0;
+    for (int ic = 0; ic < o->n_configs; ++ic) {
+        const int c = o->configs[ic];
+        const bar_record *b = &bars[c];
+        if (!b->measured) continue;
+        any = 1;
+        print_bar_line(kConfigs[c].name, "cmp_attention + select", &b->res[S_SUM], kConfigs[c].bar_cmp_select_ms);
+        print_bar_line(kConfigs[c].name, "selected_attention", &b->res[S_SELECTED], kConfigs[c].bar_selected_ms);
+        /* For the record: the sum with the compression of K and V, which the bar leaves out. */
+        if (b->res[S_SUM].state == R_OK && b->res[S_COMPRESS].state == R_OK) {
+            const double with = b->res[S_SUM].ms + b->res[S_COMPRESS].ms;
+            printf("  %-6s %-34s %7.3f ms   bar %5.1f ms  %s (compression is not part of the bar)\n",
+                   kConfigs[c].name, "compress + cmp_attention + select", with, kConfigs[c].bar_cmp_select_ms,
+                   with <= kConfigs[c].bar_cmp_select_ms ? "within" : "over");
+        }
+    }
+    if (!any) printf("  not measured: add %d to --N\n", BAR_N);
+    fflush(stdout);
+}
+
+/* ---------------------------------------------------------------- one stage */
+
+/* Report a stage that failed to run or failed its check. */
+static void report_broken(const char *config, int N, stage_id s, const char *why)
+{
+    fprintf(stderr, "bench_nsa: %s N=%d %s: BROKEN, not timed: %s\n", config, N, kStageNames[s], why);
+}
+
+/* The launch of a stage, run once on the legacy stream (outputs poisoned before by the caller) and
+ * synchronised, so that its outputs can be checked. A launcher that refuses (a bad argument, or a
+ * launch error that leaves the device usable, such as too much shared memory at this N) breaks the
+ * stage only: *broken = 1, the detail in why, ATTN_OK. A sticky CUDA error (an illegal address, say)
+ * leaves the context unusable: that status is returned and the program stops. */
+static int run_once(attn_launch_fn fn, nsa_run *r, int *broken, char *why, size_t why_len)
+{
+    attn_clear_error();
+    int st = fn(r, 0);
+    if (!st) st = attn_dsync();
+    if (!st) return ATTN_OK;
+    snprintf(why, why_len, "%s: %s", attn_strerror(st), attn_error_detail());
+    if (st == ATTN_ERR_CUDA) {
+        cudaGetLastError(); /* clears a launch error that is not sticky; a sticky one comes back below */
+        if (cudaDeviceSynchronize() != cudaSuccess || cudaGetLastError() != cudaSuccess) return st;
+    } else if (st == ATTN_ERR_OUT_OF_MEMORY) {
+        return st;
+    }
+    *broken = 1;
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------- one N */
+
+/* Run, check and time the dense reference on r's buffers (its o and lse). */
+static int bench_dense(const options *o, nsa_run *r, stage_result *res, int *failures)
+{
+    const size_t nq = attn_q_elems(&r->sh), nl = attn_lse_elems(&r->sh);
+    char why[512] = "";
+    int broken = 0;
+    int st = attn_dpoison(r->o, nq * 2);
+    if (!st) st = attn_dpoison(r->lse, nl * 4);
+    if (!st) st = run_once(launch_dense, r, &broken, why, sizeof why);
+    if (!st && !broken) st = check_output("o", r->o, nq, 1, 0, &broken, why, sizeof why);
+    if (!st && !broken) st = check_output("lse", r->lse, nl, 0, 0, &broken, why, sizeof why);
+    if (st) {
+        fprintf(stderr, "bench_nsa: N=%d: stopped in stage dense\n", r->sh.N);
+        return st;
+    }
+    if (broken) {
+        report_broken("dense", r->sh.N, S_DENSE, why);
+        res->state = R_BROKEN;
+        ++*failures;
+        return ATTN_OK;
+    }
+    attn_timing t;
+    st = attn_time(launch_dense, r, o->warmup, o->reps, &t);
+    if (st) return st;
+    res->state = R_OK;
+    res->ms = t.median_ms;
+    res->flops = attn_flops(&r->sh);
+    return ATTN_OK;
+}
+
+/* The four NSA stages of one configuration on r's inputs (q, k, v filled, o, lse, lse_cmp allocated):
+ * allocates the compressed tensors and the lists, then for each stage in order: poison its outputs,
+ * run it once, check, time. A broken stage leaves the ones it feeds R_SKIPPED. */
+static int bench_config(const options *o, const nsa_config *cfg, nsa_run *r, stage_result *res, int *failures)
+{
+    const attn_shape *sh = &r->sh;
+    const int N = sh->N;
+    r->p = cfg->params();
+    r->nc = attn_nsa_num_cmp(N, &r->p);
+    const size_t nq = attn_q_elems(sh), nl = attn_lse_elems(sh);
+    const size_t ncmp = (size_t)r->nc * sh->B * sh->G * sh->D;
+    const size_t nlist = (size_t)sh->B * sh->M * attn_nsa_list_heads(sh, &r->p) * r->p.n;
+    int32_t *host_lists = (int32_t *)malloc(nlist * sizeof(int32_t));
+    int32_t *host_lists2 = (int32_t *)malloc(nlist * sizeof(int32_t));
+    int st = host_lists && host_lists2 ? ATTN_OK : attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the lists");
+    /* NC = 0 (N < l) is legal for the kernels but leaves nothing to compress: allocate one element */
+    if (!st) st = attn_dalloc((void **)&r->kc, (ncmp ? ncmp : 1) * 2);
+    if (!st) st = attn_dalloc((void **)&r->vc, (ncmp ? ncmp : 1) * 2);
+    if (!st) st = attn_dalloc((void **)&r->lists, nlist * sizeof(int32_t));
+
+    static const stage_id order[4] = {S_COMPRESS, S_CMP, S_SELECT, S_SELECTED};
+    static const attn_launch_fn launches[4] = {launch_compress, launch_cmp, launch_select, launch_selected};
+    int upstream_broken = 0;
+    stage_id at = S_COMPRESS; /* the stage running when a fatal error stops the loop */
+    for (int k = 0; k < 4 && !st; ++k) {
+        const stage_id s = order[k];
+        at = s;
+        if (upstream_broken) {
+            res[s].state = R_SKIPPED;
+            continue;
+        }
+        char why[1024] = "";
+        int broken = 0;
+        /* poison what the stage writes: anything it leaves unwritten shows up in the check */
+        switch (s) {
+        case S_COMPRESS:
+            st = attn_dpoison(r->kc, ncmp * 2);
+            if (!st) st = attn_dpoison(r->vc, ncmp * 2);
+            break;
+        case S_CMP:
+        case S_SELECTED:
+            st = attn_dpoison(r->o, nq * 2);
+            if (!st) st = attn_dpoison(s == S_CMP ? r->lse_cmp : r->lse, nl * 4);
+            break;
+        default:
+            st = attn_dpoison(r->lists, nlist * sizeof(int32_t));
+            break;
+        }
+        if (!st) st = run_once(launches[k], r, &broken, why, sizeof why);
+        if (!st && !broken) {
+            switch (s) {
+            case S_COMPRESS:
+                st = check_output("k_cmp", r->kc, ncmp, 1, 0, &broken, why, sizeof why);
+                if (!st && !broken) st = check_output("v_cmp", r->vc, ncmp, 1, 0, &broken, why, sizeof why);
+                break;
+            case S_CMP:
+                st = check_output("o", r->o, nq, 1, 0, &broken, why, sizeof why);
+                if (!st && !broken)
+                    st = check_output("lse_cmp", r->lse_cmp, nl, 0, cmp_empty_rows(r), &broken, why, sizeof why);
+                break;
+            case S_SELECT:
+                st = attn_d2h(host_lists, r->lists, nlist * sizeof(int32_t));
+                if (!st) broken = check_lists(r, host_lists, why, sizeof why);
+                break;
+            default:
+                st = check_output("o", r->o, nq, 1, 0, &broken, why, sizeof why);
+                if (!st && !broken) st = check_output("lse", r->lse, nl, 0, 0, &broken, why, sizeof why);
+                break;
+            }
+        }
+        if (st) break;
+        if (broken) {
+            report_broken(cfg->name, N, s, why);
+            res[s].state = R_BROKEN;
+            upstream_broken = 1;
+            ++*failures;
+            continue;
+        }
+        attn_timing t;
+        st = attn_time(launches[k], r, o->warmup, o->reps, &t);
+        if (st) break;
+        res[s].state = R_OK;
+        res[s].ms = t.median_ms;
+        switch (s) {
+        case S_COMPRESS:
+            res[s].bytes = 2.0 * (double)(attn_kv_elems(sh) + ncmp) * 2; /* K and V read, k_cmp and v_cmp written */
+            break;
+        case S_CMP:
+            res[s].flops = 4.0 * sh->D * cmp_pairs(r);
+            break;
+        case S_SELECT:
+            res[s].flops = 2.0 * sh->D * cmp_pairs(r);
+            /* the timed runs rewrote the lists: selected attention reads those, so count their pairs */
+            st = attn_d2h(host_lists2, r->lists, nlist * sizeof(int32_t));
+            if (!st && memcmp(host_lists, host_lists2, nlist * sizeof(int32_t)) != 0)
+                fprintf(stderr, "note: %s N=%d: the lists of the timed select runs differ from the first run's "
+                                "(a non-deterministic kernel?); selected_attention is credited with the last\n",
+                        cfg->name, N);
+            break;
+        default:
+            res[s].flops = 4.0 * sh->D * list_pairs(r, host_lists2);
+            break;
+        }
+    }
+    if (st) fprintf(stderr, "bench_nsa: %s N=%d: stopped in stage %s\n", cfg->name, N, kStageNames[at]);
+    if (!st) {
+        res[S_SUM].state = res[S_CMP].state == R_OK && res[S_SELECT].state == R_OK ? R_OK
+                           : res[S_CMP].state == R_BROKEN || res[S_SELECT].state == R_BROKEN ? R_BROKEN
+                                                                                             : R_SKIPPED;
+        if (res[S_SUM].state == R_OK) {
+            res[S_SUM].ms = res[S_CMP].ms + res[S_SELECT].ms;
+            res[S_SUM].flops = res[S_CMP].flops + res[S_SELECT].flops;
+        }
+    }
+    attn_dfree(r->kc);
+    attn_dfree(r->vc);
+    attn_dfree(r->lists);
+    r->kc = r->vc = NULL;
+    r->lists = NULL;
+    free(host_lists);
+    free(host_lists2);
+    return st;
+}
+
+/* One N: the inputs, the dense reference, then each configuration; prints each configuration's group. */
+static int bench_n(const options *o, int N, const char *device, FILE *csv, bar_record *bars, int *failures)
+{
+    nsa_run r;
+    memset(&r, 0, sizeof r);
+    r.sh = attn_make_shape(SHAPE_B, N, N, SHAPE_H, SHAPE_G, SHAPE_D, 1);
+    const size_t nq = attn_q_elems(&r.sh), nkv = attn_kv_elems(&r.sh), nl = attn_lse_elems(&r.sh);
+
+    /* Room for q, o, k, v, two lse, and the largest configuration's compressed tensors (NC <= N / 16 at
+     * d = 16) and lists (n = 16); a shape that does not fit is skipped with a note, as bench.cu does. */
+    size_t free_b = 0, total_b = 0;
+    int st = attn_cuda_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    if (st) return st;
+    const double need = (2.0 * nq + 2.0 * nkv + 2.0 * nkv / 16) * 2 + 2.0 * nl * 4 + (double)N * SHAPE_G * 16 * 4;
+    if (need > 0.9 * (double)free_b) {
+        fprintf(stderr, "note: N=%d skipped: %.1f GiB of buffers do not fit in %.1f GiB of free device memory\n", N,
+                need / 1073741824.0, free_b / 1073741824.0);
+        return ATTN_OK;
+    }
+
+    st = attn_dalloc((void **)&r.q, nq * 2);
+    if (!st) st = attn_dalloc((void **)&r.k, nkv * 2);
+    if (!st) st = attn_dalloc((void **)&r.v, nkv * 2);
+    if (!st) st = attn_dalloc((void **)&r.o, nq * 2);
+    if (!st) st = attn_dalloc((void **)&r.lse, nl * 4);
+    if (!st) st = attn_dalloc((void **)&r.lse_cmp, nl * 4);
+    /* different data per N and per tensor; rows of D values, each with its own scale (harness.h) */
+    const uint64_t seed = o->seed * 1000003ull + (uint64_t)N;
+    if (!st) st = attn_dfill_random_bf16(r.q, nq, SHAPE_D, 1.0f, seed, 0);
+    if (!st) st = attn_dfill_random_bf16(r.k, nkv, SHAPE_D, 1.0f, seed + 1, 0);
+    if (!st) st = attn_dfill_random_bf16(r.v, nkv, SHAPE_D, 1.0f, seed + 2, 0);
+    /* attn_time runs on a stream of its own that does not wait for the legacy stream: finish the fills */
+    if (!st) st = attn_dsync();
+
+    stage_result dense;
+    memset(&dense, 0, sizeof dense);
+    if (!st && o->dense) {
+        r.p = kConfigs[0].params(); /* not read by the dense kernel; keeps r complete */
+        st = bench_dense(o, &r, &dense, failures);
+    }
+    for (int ic = 0; ic < o->n_configs && !st; ++ic) {
+        const int c = o->configs[ic];
+        stage_result res[STAGE_COUNT];
+        memset(res, 0, sizeof res);
+        st = bench_config(o, &kConfigs[c], &r, res, failures);
+        if (st) break;
+        res[S_DENSE] = dense;
+        static const stage_id shown[STAGE_COUNT] = {S_COMPRESS, S_CMP, S_SELECT, S_SUM, S_SELECTED, S_DENSE};
+        for (int k = 0; k < STAGE_COUNT; ++k) print_row(kConfigs[c].name, N, shown[k], &res[shown[k]], device, csv);
+        if (N == BAR_N) {
+            bars[c].measured = 1;
+            memcpy(bars[c].res, res, sizeof res);
+        }
+    }
+    attn_dfree(r.q);
+    attn_dfree(r.k);
+    attn_dfree(r.v);
+    attn_dfree(r.o);
+    attn_dfree(r.lse);
+    attn_dfree(r.lse_cmp);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    options opt;
+    const int parsed = parse_args(argc, argv, &opt);
+    if (parsed <= 0) return parsed == 0 ? 0 : 2;
+
+    char why[256];
+    if (!attn_gpu_available(why, sizeof why)) {
+        fprintf(stderr, "bench_nsa: %s\n", why);
+        fprintf(stderr, "bench_nsa: nothing measured: the NSA benchmark needs a CUDA GPU (exit %d)\n", BENCH_NO_GPU);
+        return BENCH_NO_GPU;
+    }
+    char device[256];
+    attn_gpu_describe(device, sizeof device);
+    printf("device: %s\n", device);
+    printf("shape: B=%d H=%d G=%d D=%d, bf16, causal, M = N; n = 16, shared selection; median of %d runs after "
+           "%d warm-up, L2 flushed before each\n",
+           SHAPE_B, SHAPE_H, SHAPE_G, SHAPE_D, opt.reps, opt.warmup);
+    for (int ic = 0; ic < opt.n_configs; ++ic) {
+        const attn_nsa_params p = kConfigs[opt.configs[ic]].params();
+        printf("config %-6s l=%d d=%d l'=%d n=%d\n", kConfigs[opt.configs[ic]].name, p.l, p.d, p.l_sel, p.n);
+    }
+    fflush(stdout);
+
+    FILE *csv = NULL;
+    if (opt.csv_path) {
+        csv = fopen(opt.csv_path, "w");
+        if (!csv) {
+            fprintf(stderr, "bench_nsa: cannot write %s\n", opt.csv_path);
+            return 1;
+        }
+        fprintf(csv, "device,config,stage,N,ms,tflops\n");
+    }
+
+    printf("\n%-6s %6s  %-24s %10s %9s %9s\n", "config", "N", "stage", "ms", "TFLOP/s", "GB/s");
+    bar_record bars[CONFIG_COUNT];
+    memset(bars, 0, sizeof bars);
+    int st = ATTN_OK, failures = 0;
+    attn_clear_error();
+    for (int in = 0; in < opt.N.n && !st; ++in) st = bench_n(&opt, opt.N.v[in], device, csv, bars, &failures);
+    if (!st) print_bars(&opt, bars);
+    if (st) fprintf(stderr, "bench_nsa: %s: %s\n", attn_strerror(st), attn_error_detail());
+    if (csv && fclose(csv) != 0 && !st) {
+        fprintf(stderr, "bench_nsa: error writing %s\n", opt.csv_path);
+        st = 1;
+    }
+    if (!st && opt.csv_path) fprintf(stderr, "wrote %s\n", opt.csv_path);
+    if (!st && failures) fprintf(stderr, "bench_nsa: %d stage(s) broken (see above): not timed\n", failures);
+    return st || failures ? 1 : 0;
+}
