@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Verify the course on a GPU machine in steps that each fit a few minutes (run them in this order; later
+# steps reuse the build folder of the earlier ones). Logs go to $OUT (or ./gpu-logs) and the last lines
+# of each step to stdout.
+#
+#   tools/gpu_verify.sh build      configure and build everything, GPU-only variants included
+#   tools/gpu_verify.sh tests      solutions, stubs and harness tests (speed lines printed)
+#   tools/gpu_verify.sh variants   every known-wrong variant and cheat must be rejected
+#   tools/gpu_verify.sh grade      ./course grade of the solutions (600+ points) and of the stubs (0)
+#   tools/gpu_verify.sh sanitize   compute-sanitizer over the solutions and the racy variants
+#   tools/gpu_verify.sh figures    the README's CSV and figures, named after the GPU (NAME, default h200)
+#   tools/gpu_verify.sh nsa        the NSA branches of lessons 07-09 against the N = 65536 bars
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${ATTN_BUILD_DIR:-build-gpu}
+LOG=${OUT:-gpu-logs}
+mkdir -p "$LOG"
+export PATH=/usr/local/cuda/bin:$PATH
+step=${1:-help}
+case "$step" in
+  build)
+    cmake -S . -B "$B" -DCMAKE_CUDA_ARCHITECTURES=native -DATTN_GPU_VARIANTS=ON >"$LOG/build.log" 2>&1 &&
+      cmake --build "$B" -j "$(nproc)" >>"$LOG/build.log" 2>&1
+    rc=$?
+    grep -E "error" "$LOG/build.log" | head -20
+    echo "build: exit $rc"
+    ;;
+  tests)
+    ctest --test-dir "$B" -R "^(common|solutions|selftest\.stubs)" --output-on-failure >"$LOG/tests.log" 2>&1
+    rc=$?
+    for t in "$B"/bin/test_0*_solutions; do "$t" --jobs 1 2>&1 | grep -E "^\[speed\]"; done
+    tail -5 "$LOG/tests.log"
+    ;;
+  variants)
+    ctest --test-dir "$B" -R "^selftest\.(wrong|cheat)" --output-on-failure >"$LOG/variants.log" 2>&1
+    rc=$?
+    grep -E "tests passed|Failed|\*\*\*" "$LOG/variants.log" | tail -20
+    ;;
+  grade)
+    python3 tools/grade.py solutions --build-dir "$B" --results "$LOG/results_solutions.json" >"$LOG/grade.log" 2>&1
+    rc=$?
+    python3 tools/grade.py --build-dir "$B" --no-sanitize --results "$LOG/results_stubs.json" >>"$LOG/grade.log" 2>&1
+    grep -E "^(Grading|Total)" "$LOG/grade.log"
+    ;;
+  sanitize)
+    ctest --test-dir "$B" -L sanitizer --output-on-failure >"$LOG/sanitize.log" 2>&1
+    rc=$?
+    tail -8 "$LOG/sanitize.log"
+    ;;
+  figures)
+    ATTN_BUILD_DIR="$B" tools/bench/readme_figures.sh "${2:-h200}" figures >"$LOG/figures.log" 2>&1
+    rc=$?
+    tail -20 "$LOG/figures.log"
+    ;;
+  nsa)
+    "$B/bin/bench_nsa" --csv "figures/bench_nsa_${2:-h200}.csv" >"$LOG/nsa.log" 2>&1
+    rc=$?
+    tail -40 "$LOG/nsa.log"
+    ;;
+  *)
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
+exit $rc
