@@ -80,7 +80,8 @@ def build(build_dir, target):
 
 def error_lines(log, limit=8):
     lines = [line.strip() for line in log.splitlines()
-             if re.search(r"\berror\b", line, re.I) and not line.lstrip().startswith(("gmake", "make", "ninja"))]
+             if re.search(r"\berror\b|undefined reference|multiple definition", line, re.I)
+             and not line.lstrip().startswith(("gmake", "make", "ninja"))]
     return [line[:200] for line in lines[:limit]]
 
 
@@ -176,6 +177,19 @@ def files_that_do_not_compile(build_dir, graded_dir, entry):
         if proc.returncode != 0:
             bad[os.path.basename(src)] = error_lines(proc.stdout + proc.stderr) or [
                 (proc.stdout + proc.stderr).strip()[-300:]]
+    return bad
+
+
+def files_missing_their_api(build_dir, num, entry):
+    """{source file: [reason]} for each graded file that compiled but does not define the header's
+    functions it should (a renamed or deleted function: the tests then fail to link)."""
+    bad = {}
+    objs = audit.lesson_objects(build_dir, "graded", num)
+    for src, obj in objs.items():
+        defined = {name for name, _ in audit.nm_symbols(obj)[0]}
+        missing = sorted(fn for fn, f in entry["defined_in"].items() if f == src and fn not in defined)
+        if missing:
+            bad[src] = [f"{src} does not define {', '.join(missing)} (declared in the lesson header)"]
     return bad
 
 
@@ -362,15 +376,20 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu):
     ok, log = build(args.build_dir, target)
     if not ok:
         bad = files_that_do_not_compile(args.build_dir, graded, entry)
-        if not bad:  # a link error, or no compile database: nothing can be graded
+        if not bad:
+            bad = files_missing_their_api(args.build_dir, num, entry)
+        if not bad:  # a link error of another kind, or no compile database: nothing can be graded
             notes = {p: ("does not compile", "the lesson does not build") for p in points}
             return score_parts([], [], points, notes), ["does not build:"] + error_lines(log), False
         for f, errs in bad.items():
             replace[f] = "does not compile"
             for p in PARTS_OF[os.path.splitext(f)[1]]:
                 notes[p] = ("does not compile", f"{f} does not compile")
-            messages.append(f"{f} does not compile; first errors:")
-            messages += ["    " + e for e in errs[:6]]
+            if errs and "does not define" in errs[0]:
+                messages.append(errs[0] + ": its tests cannot link")
+            else:
+                messages.append(f"{f} does not compile; first errors:")
+                messages += ["    " + e for e in errs[:6]]
 
     # 3. the audit of what the compiled code defines and calls
     for attempt in range(2):
