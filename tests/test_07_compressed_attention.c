@@ -21,7 +21,8 @@
 #include "test_util.h"
 
 /* Speed-up of "compress K, compress V, compressed attention" over dense causal flash attention on
- * B = 1, M = N = 16384, H = 64, G = 4, D = 128. Placeholders: calibrated on the H200. */
+ * B = 1, M = N = 16384, H = 64, G = 4, D = 128. Calibrated on an H200, where the reference runs 23.7x
+ * (mean-pool) and 11.6x (paper configuration). */
 #define TARGET_MEAN_POOL 18.0
 #define TARGET_PAPER 8.0
 

@@ -431,7 +431,8 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu):
     shown = fails if args.all else fails[:SHOWN_FAILURES]
     messages += ["FAIL " + line for line in shown]
     if len(fails) > len(shown):
-        messages.append(f"... and {len(fails) - len(shown)} more failing tests: see them all with "
+        more = len(fails) - len(shown)
+        messages.append(f"... and {more} more failing test{'s' if more > 1 else ''}: see them all with "
                         f"./course grade --lesson {num} --all (or {os.path.relpath(binary, ROOT)} --jobs 1)")
     if any(t[0] == "errors" and t[2] == "FAILED" for t in tests):
         messages.append("(argument checks fail: the given validation code was changed?)")
