@@ -9,7 +9,7 @@
 #   tools/gpu_verify.sh grade      ./course grade of the solutions (600+ points) and of the stubs (0)
 #   tools/gpu_verify.sh sanitize   compute-sanitizer over the solutions and the racy variants
 #   tools/gpu_verify.sh figures    the README's CSV and figures, named after the GPU (NAME, default h200)
-#   tools/gpu_verify.sh nsa        the NSA branches of lessons 07-09 against the N = 65536 bars
+#   tools/gpu_verify.sh nsa        the NSA branches of lessons 07-09 against the N = 65536 bars (CSV, figure)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${ATTN_BUILD_DIR:-build-gpu}
@@ -55,6 +55,7 @@ case "$step" in
   nsa)
     "$B/bin/bench_nsa" --csv "figures/bench_nsa_${2:-h200}.csv" >"$LOG/nsa.log" 2>&1
     rc=$?
+    python3 tools/plot.py --nsa "figures/bench_nsa_${2:-h200}.csv" --out figures >>"$LOG/nsa.log" 2>&1
     tail -40 "$LOG/nsa.log"
     ;;
   *)

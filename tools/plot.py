@@ -16,6 +16,10 @@ For each set, with <prefix> the CSV's name without extension (or --prefix):
                            <prefix>_keep.png: time vs the share of keys / key blocks kept, one
                            line per kernel with a _k<percent> suffix (lesson 06's mask_bf16 and
                            blocks_bf16), each other kernel (dense) as a flat line; one panel per N
+    tools/plot.py --nsa figures/bench_nsa_h200.csv --out figures/
+                           <prefix>_time.png: the NSA stages of build/bin/bench_nsa (compression,
+                           compressed attention, scores + top-n, selected attention, dense flash) vs N,
+                           one panel per configuration, with the bars at N = 65536 as markers
 N is on a log2 axis; a CSV with a single N gives bar charts instead. When other sizes (B, M, H, G)
 vary within the CSV, they are added to the series' labels so that no two series share a name.
 Needs matplotlib (Debian/Ubuntu: sudo apt-get install python3-matplotlib).
@@ -242,6 +246,61 @@ def plot_set(rows, prefix, args):
     return 0
 
 
+# The bars of the NSA branches at N = 65536 (ms): half the best public Triton kernels on the same GPU.
+NSA_BARS = {"mean": {"cmp_plus_select": 10.5, "selected_attention": 10.3},
+            "paper": {"cmp_plus_select": 21.3, "selected_attention": 10.2}}
+NSA_STAGES = [("compress", "compression of K and V"), ("cmp_attention", "compressed attention"),
+              ("select", "scores + top-n"), ("cmp_plus_select", "compressed + scores + top-n"),
+              ("selected_attention", "selected attention"), ("dense", "dense causal flash (frozen)")]
+
+
+def read_nsa_rows(path):
+    """Rows of a bench_nsa CSV: device, config, stage, N, ms, tflops."""
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("device", "config", "stage", "N", "ms") if c not in (reader.fieldnames or [])]
+        if missing:
+            sys.exit(f"plot.py: {path}: not a bench_nsa CSV (missing columns: {', '.join(missing)})")
+        for r in reader:
+            r["N"], r["ms"] = int(r["N"]), float(r["ms"])
+            rows.append(r)
+    return rows
+
+
+def plot_nsa(rows, prefix, args):
+    """Time of each NSA stage against N, one panel per configuration, the 64k bars as markers."""
+    configs = [c for c in ("mean", "paper") if any(r["config"] == c for r in rows)]
+    if not configs:
+        print("plot.py: no mean or paper rows in the NSA CSV", file=sys.stderr)
+        return 1
+    fig, axes = plt.subplots(1, len(configs), figsize=(6.4 * len(configs), 4.8), squeeze=False)
+    for ax, config in zip(axes[0], configs):
+        mine = [r for r in rows if r["config"] == config]
+        for stage, label in NSA_STAGES:
+            pts = sorted((r["N"], r["ms"]) for r in mine if r["stage"] == stage)
+            if pts:
+                ax.plot([n for n, _ in pts], [ms for _, ms in pts], marker="o", label=label,
+                        linestyle="--" if stage == "dense" else "-")
+        for stage, bar in NSA_BARS[config].items():
+            ax.plot([65536], [bar], marker="_", markersize=18, color="black")
+            ax.annotate(f"bar {bar:g} ms", (65536, bar), textcoords="offset points", xytext=(-70, 4), fontsize=8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("N (keys = queries)")
+        ax.set_ylabel("time per call (ms)")
+        ax.set_title("mean-pool (l = d = l' = 64)" if config == "mean" else "paper (l = 32, d = 16, l' = 64)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(args.title or f"NSA branches, B = 1, H = 64, G = 4, D = 128, bf16: {short_device(rows[0]['device'])}")
+    fig.tight_layout()
+    path = os.path.join(args.out, f"{prefix}_time.png")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    print(f"plot.py: wrote {path}")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -252,8 +311,10 @@ def main():
                                      "CSVs, plot all their rows together under this prefix")
     ap.add_argument("--title", help="title line instead of the device name")
     ap.add_argument("--vs-keep", action="store_true", help="plot time vs share kept (lesson 06's _k<percent> kernels)")
+    ap.add_argument("--nsa", action="store_true", help="the CSV is bench_nsa's: plot the NSA stages against N")
     args = ap.parse_args()
-    plot = plot_keep if args.vs_keep else plot_set
+    plot = plot_keep if args.vs_keep else plot_nsa if args.nsa else plot_set
+    reader = read_nsa_rows if args.nsa else read_rows
     if args.prefix and os.path.dirname(args.prefix):  # a folder in the prefix: relative to --out if given
         args.out = os.path.join(args.out or "", os.path.dirname(args.prefix))
         args.prefix = os.path.basename(args.prefix)
@@ -264,12 +325,12 @@ def main():
         if not os.path.isfile(path):
             sys.exit(f"plot.py: {path}: no such file")
     if args.prefix:
-        rows = [r for path in args.csv for r in read_rows(path)]
+        rows = [r for path in args.csv for r in reader(path)]
         return plot(rows, args.prefix, args)
     rc = 0
     for path in args.csv:
         prefix = os.path.splitext(os.path.basename(path))[0]
-        rc |= plot(read_rows(path), prefix, args)
+        rc |= plot(reader(path), prefix, args)
     return rc
 
 

@@ -202,6 +202,18 @@ class Plots(unittest.TestCase):
         self.assertEqual(plot.plot_keep(rows, "bench", self.args), 0)  # N = 16k has no _k kernel: no panel
         self.assertTrue(self.png("bench_keep.png"))
 
+    def test_nsa_figure(self):
+        path = os.path.join(self.dir.name, "nsa.csv")
+        with open(path, "w") as f:
+            f.write("device,config,stage,N,ms,tflops\n")
+            for config in ("mean", "paper"):
+                for i, n in enumerate((8192, 16384, 32768, 65536)):
+                    for stage in ("compress", "cmp_attention", "select", "cmp_plus_select", "selected_attention",
+                                  "dense"):
+                        f.write(f'"GPU (sm_90, 1 SM)",{config},{stage},{n},{0.1 * (i + 1) ** 2},100\n')
+        self.assertEqual(plot.plot_nsa(plot.read_nsa_rows(path), "nsa", self.args), 0)
+        self.assertTrue(self.png("nsa_time.png"))
+
     def test_keep_figure_needs_keep_kernels(self):
         rows = [r for r in plot.read_rows(self.csv) if r["kernel"] == "gqa_bf16"]
         self.assertEqual(plot.plot_keep(rows, "dense", self.args), 1)
