@@ -213,6 +213,41 @@ static int launch_naive(void *ctx, cudaStream_t stream)
     return naive_attention_cuda(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
 }
 
+/* Fresh fp32 inputs for every run (same addresses) and both outputs poisoned; after both kernels ran,
+ * the learner's o must match the frozen kernel's over every element (the number is reported only,
+ * but it is the time of a kernel that did the work). */
+typedef struct {
+    naive_launch *yours, *base;
+    uint64_t seed;
+} naive_speed_ctx;
+
+static int naive_speed_prepare(void *ctx, int rep, cudaStream_t stream)
+{
+    naive_speed_ctx *c = (naive_speed_ctx *)ctx;
+    const attn_shape *sh = &c->yours->sh;
+    const size_t nq = attn_q_elems(sh), nkv = attn_kv_elems(sh);
+    const uint64_t s = c->seed * 1000003u + (uint64_t)rep * 3u;
+    int st = attn_dfill_random_f32(c->yours->d->q, nq, sh->D, 1.0f, s, stream);
+    if (!st) st = attn_dfill_random_f32(c->yours->d->k, nkv, sh->D, 1.0f, s + 1, stream);
+    if (!st) st = attn_dfill_random_f32(c->yours->d->v, nkv, sh->D, 1.0f, s + 2, stream);
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(c->yours->o, 0xFF, nq * 4, stream), "poison");
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(c->base->o, 0xFF, nq * 4, stream), "poison");
+    return st;
+}
+
+static int naive_speed_check(void *ctx, int rep, char *msg, size_t len)
+{
+    naive_speed_ctx *c = (naive_speed_ctx *)ctx;
+    (void)rep;
+    attn_dcmp r;
+    if (attn_dcompare_f32_f32(c->yours->o, c->base->o, attn_q_elems(&c->yours->sh), ATTN_TOL_F32, &r)) {
+        snprintf(msg, len, "the comparison failed: %s", attn_error_detail());
+        return 1;
+    }
+    if (r.n_bad) dcmp_text(msg, len, "o (vs the frozen baseline)", &r, ATTN_LAYOUT_BMHD, &c->yours->sh);
+    return r.n_bad != 0;
+}
+
 ATTN_TEST(speed, naive_vs_frozen_baseline)
 {
     require_gpu();
@@ -227,24 +262,18 @@ ATTN_TEST(speed, naive_vs_frozen_baseline)
     assert_ok(attn_dalloc((void **)&o_base, attn_q_elems(&sh) * sizeof(float)), p.ctx);
     assert_ok(attn_dalloc((void **)&ws_base, attn_baseline_naive_workspace_bytes(&sh)), p.ctx);
     naive_launch yours = {sh, &d, d.o, (float *)d.workspace, 0}, base = {sh, &d, o_base, ws_base, 1};
-
-    /* Correct first: the timed kernel must produce the baseline's output on this shape. */
-    assert_ok(launch_naive(&yours, 0), p.ctx);
-    assert_ok(launch_naive(&base, 0), p.ctx);
-    assert_ok(attn_dsync(), p.ctx);
-    float *got = download_f32(d.o, attn_q_elems(&sh), p.ctx), *ref = download_f32(o_base, attn_q_elems(&sh), p.ctx);
-    attn_cmp r;
-    attn_compare_f32_f32(&r, "o (vs the frozen baseline)", ATTN_LAYOUT_BMHD, &sh, got, ref, ATTN_TOL_F32);
-    cr_assert(r.ok, "%s [%s]", r.message, p.ctx);
-
+    naive_speed_ctx c = {&yours, &base, p.seed};
+    attn_timing_checks checks = {naive_speed_prepare, naive_speed_check, &c};
     attn_timing t_base, t_yours;
-    assert_ok(attn_time_ab(launch_naive, &base, launch_naive, &yours, 2, 10, &t_base, &t_yours), p.ctx);
+    char why[1200];
+    const int rc = attn_time_ab_checked(launch_naive, &base, launch_naive, &yours, &checks, 2, 10, &t_base, &t_yours,
+                                        why, sizeof why);
+    cr_assert(rc == ATTN_OK, "%s [%s]", why, p.ctx);
     attn_speed_result res = {"01", "naive_vs_frozen_baseline", st, t_base.median_ms, t_yours.median_ms, 0.0,
                              attn_flops(&sh),
                              /* minimal bytes: q, k, v read and o written once */
                              (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * sizeof(float)};
     attn_report_speed(&res);
-    free(got), free(ref);
     attn_dfree(o_base), attn_dfree(ws_base);
     dev_free(&d);
     problem_free(&p);
