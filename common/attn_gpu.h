@@ -1,9 +1,9 @@
 /*
  * attn_gpu.h - GPU helpers shared by the tests, the grader and the benchmarks (C-callable).
  *
- * Device detection with a clear skip reason, device buffers, NaN poisoning, and timing:
- * CUDA events, warm-up, an L2 flush before every timed run, and interleaved A/B medians so
- * that a baseline and a student kernel see the same clocks and the same thermal state.
+ * Device detection with a clear skip reason, device buffers, NaN poisoning, and timing of one
+ * launch (CUDA events, warm-up, an L2 flush before every timed run, medians). Speed tests time a
+ * baseline and a student kernel interleaved, every run checked: attn_time_ab_checked in harness.h.
  */
 #ifndef ATTN_GPU_H
 #define ATTN_GPU_H
@@ -50,10 +50,6 @@ typedef struct {
 
 /* Time one launch: `warmup` untimed runs, then `reps` runs, each after an L2 flush. */
 int attn_time(attn_launch_fn fn, void *ctx, int warmup, int reps, attn_timing *out);
-
-/* Time A and B interleaved (A B, B A, A B, ...), each run after an L2 flush, medians of each. */
-int attn_time_ab(attn_launch_fn fa, void *ca, attn_launch_fn fb, void *cb, int warmup, int reps, attn_timing *ta,
-                 attn_timing *tb);
 
 #ifdef __cplusplus
 }

@@ -154,33 +154,3 @@ extern "C" int attn_time(attn_launch_fn fn, void *ctx, int warmup, int reps, att
     free(ms);
     return st;
 }
-
-extern "C" int attn_time_ab(attn_launch_fn fa, void *ca, attn_launch_fn fb, void *cb, int warmup, int reps,
-                            attn_timing *ta, attn_timing *tb)
-{
-    if (!fa || !fb || !ta || !tb || reps < 1) return attn_fail(ATTN_ERR_BAD_ARGUMENT, "attn_time_ab: bad arguments");
-    Timer timer;
-    int st = timer.init();
-    double *ma = (double *)calloc((size_t)reps, sizeof(double));
-    double *mb = (double *)calloc((size_t)reps, sizeof(double)), dummy;
-    for (int i = 0; !st && i < warmup; ++i) {
-        st = timer.run(fa, ca, &dummy);
-        if (!st) st = timer.run(fb, cb, &dummy);
-    }
-    for (int i = 0; !st && i < reps; ++i) {
-        if (i % 2 == 0) {
-            st = timer.run(fa, ca, &ma[i]);
-            if (!st) st = timer.run(fb, cb, &mb[i]);
-        } else {
-            st = timer.run(fb, cb, &mb[i]);
-            if (!st) st = timer.run(fa, ca, &ma[i]);
-        }
-    }
-    if (!st) {
-        attn_timing_summarize(ma, reps, ta);
-        attn_timing_summarize(mb, reps, tb);
-    }
-    free(ma);
-    free(mb);
-    return st;
-}

@@ -90,10 +90,10 @@ typedef struct {
     void *ctx;
 } attn_timing_checks;
 
-/* Time A (baseline) and B (student) interleaved as attn_time_ab does, each run after an L2 flush,
+/* Time A (baseline) and B (student) interleaved (A B, B A, ...), each run after an L2 flush,
  * with prepare before and check after every (A, B) pair. Returns ATTN_OK, or nonzero with the
  * reason in `why` (a CUDA error, or the first failed check: "timed run 3: ..."). */
-/* Sort `n` run times and fill `out` (median, min, max): the summary attn_time and attn_time_ab use. */
+/* Sort `n` run times and fill `out` (median, min, max): the summary attn_time uses. */
 void attn_timing_summarize(double *ms, int n, attn_timing *out);
 
 int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn fb, void *cb, const attn_timing_checks *checks,

@@ -287,55 +287,6 @@ static inline void check_bf16_kernel(const attn_oracle_opts *opts, int large_log
     check_bf16_kernel_labeled(opts, large_logits, fn, ctx, NULL);
 }
 
-/* Device buffers of random bf16 inputs for speed tests (values never all zero). */
-typedef struct {
-    attn_shape sh;
-    uint16_t *q, *k, *v, *o;
-    float *lse;
-} bf16_dev;
-
-static inline void bf16_dev_init(bf16_dev *d, attn_shape sh, uint64_t seed, const char *ctx)
-{
-    memset(d, 0, sizeof *d);
-    d->sh = sh;
-    problem p;
-    problem_fill(&p, sh, 1.0f, 0, seed);
-    uint16_t *host[3];
-    problem_to_bf16(&p, &host[0], &host[1], &host[2]);
-    uint16_t **dst[3] = {&d->q, &d->k, &d->v};
-    const size_t n[3] = {attn_q_elems(&sh), attn_kv_elems(&sh), attn_kv_elems(&sh)};
-    for (int t = 0; t < 3; ++t) {
-        assert_ok(attn_dalloc((void **)dst[t], n[t] * 2), ctx);
-        assert_ok(attn_h2d(*dst[t], host[t], n[t] * 2), ctx);
-        free(host[t]);
-    }
-    assert_ok(attn_dalloc((void **)&d->o, n[0] * 2), ctx);
-    assert_ok(attn_dalloc((void **)&d->lse, attn_lse_elems(&sh) * 4), ctx);
-    problem_free(&p);
-}
-
-static inline void bf16_dev_free(bf16_dev *d)
-{
-    attn_dfree(d->q), attn_dfree(d->k), attn_dfree(d->v), attn_dfree(d->o), attn_dfree(d->lse);
-    memset(d, 0, sizeof *d);
-}
-
-/* Compare two bf16 outputs of the same shape (a kernel against a baseline), bf16 tolerance. */
-static inline void expect_same_bf16(const attn_shape *sh, const uint16_t *got_dev, const uint16_t *ref_dev,
-                                    const char *what, const char *ctx)
-{
-    const size_t nq = attn_q_elems(sh);
-    uint16_t *got = attn_alloc_bf16(nq), *ref = attn_alloc_bf16(nq);
-    double *ref64 = attn_alloc_f64(nq);
-    assert_ok(attn_d2h(got, got_dev, nq * 2), ctx);
-    assert_ok(attn_d2h(ref, ref_dev, nq * 2), ctx);
-    for (size_t e = 0; e < nq; ++e) ref64[e] = attn_bf16_to_f32(ref[e]);
-    attn_cmp r;
-    attn_compare_bf16(&r, what, ATTN_LAYOUT_BMHD, sh, 0, got, ref64, ATTN_TOL_BF16);
-    cr_assert(r.ok, "%s [%s]", r.message, ctx);
-    free(got), free(ref), free(ref64);
-}
-
 /* ---------------------------------------------------------------- determinism (races) */
 
 /* A kernel under test on fp32 device buffers (lessons 01-02). */

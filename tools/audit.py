@@ -62,7 +62,7 @@ COMPILER = re.compile(
     r"_Unwind_Resume|_Zn[wa]m\w*|_Zd[la]Pv\w*|_ZSt\d+__throw_\w+|_ZSt7nothrow|__dso_handle_unused)$")
 NVCC_ONLY = {"atexit"}  # nvcc's registration unregisters its fat binary at exit
 # attn.h and attn_gpu.h helpers a lesson may call: every function they declare, except these
-HARNESS_ONLY = {"attn_time", "attn_time_ab"}
+HARNESS_ONLY = {"attn_time"}
 
 RULES = {
     "files": "only README.md, the header and the lesson's .c/.cu files; the header unchanged",
