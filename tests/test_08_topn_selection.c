@@ -392,11 +392,15 @@ static const sel_case kTieCases[] = {
     {{1, 60, 2000, 4, 2, 64, 0.0f, 1}, {64, 64, 64, 16, 512, ATTN_NSA_MEAN, 1}},
     {{1, 60, 2000, 4, 2, 128, 0.0f, 1}, {32, 16, 64, 16, 512, ATTN_NSA_MEAN, 1}},
     {{2, 30, 1500, 2, 2, 64, 0.0f, 1}, {32, 16, 64, 7, 512, ATTN_NSA_MEAN, 0}},
+    /* H/G = 16, D = 128, shared lists: the shape of the course's bar, which kernels may treat apart */
+    {{1, 40, 2100, 16, 1, 128, 0.0f, 1}, {64, 64, 64, 16, 512, ATTN_NSA_MEAN, 1}},
+    {{1, 40, 2100, 32, 2, 128, 0.0f, 1}, {32, 16, 64, 16, 512, ATTN_NSA_MEAN, 1}},
 };
+#define N_TIE_CASES ((int)(sizeof kTieCases / sizeof kTieCases[0]))
 
 ATTN_TEST(c_part, exact_ties)
 {
-    for (int c = 0; c < 3; ++c) {
+    for (int c = 0; c < N_TIE_CASES; ++c) {
         sel_problem P;
         sel_init(&P, kTieCases[c].sh, kTieCases[c].p, 0, 1);
         int32_t *got = poisoned_lists(&P);
@@ -488,6 +492,7 @@ ATTN_TEST(cuda_part, mean_pool_configuration)
     check_cuda(attn_make_shape(1, 700, 4096, 16, 4, 128, 1), pool, 0);
     check_cuda(attn_make_shape(1, 1200, 1200, 8, 8, 64, 1), pool, 0);
     check_cuda(attn_make_shape(2, 100, 5000, 6, 1, 128, 1), pool, 0); /* MQA, H/G = 6 */
+    check_cuda(attn_make_shape(2, 300, 4700, 32, 2, 128, 1), pool, 0); /* H/G = 16, as in the bar's shape */
 }
 
 ATTN_TEST(cuda_part, per_head_lists)
@@ -500,7 +505,7 @@ ATTN_TEST(cuda_part, per_head_lists)
 ATTN_TEST(cuda_part, exact_ties)
 {
     require_gpu();
-    for (int c = 0; c < 3; ++c) check_cuda(kTieCases[c].sh, kTieCases[c].p, 1);
+    for (int c = 0; c < N_TIE_CASES; ++c) check_cuda(kTieCases[c].sh, kTieCases[c].p, 1);
 }
 
 /* Small and quick: what compute-sanitizer racecheck runs (CMakeLists.txt, ATTN_RACECHECK_FILTER_08). */
@@ -513,25 +518,30 @@ ATTN_TEST(cuda_part, small)
 ATTN_TEST(cuda_part, deterministic)
 {
     require_gpu();
-    sel_problem P;
-    sel_init(&P, attn_make_shape(1, 2000, 3000, 16, 4, 128, 1), attn_nsa_paper_defaults(), 1, 0);
-    dev_sel d;
-    dev_sel_upload(&d, &P);
-    int32_t *first = run_cuda(&P, &d);
-    check_lists(&P.sh, &P.p, P.scores, P.ref, first, 0, "nsa_select_cuda", P.ctx);
-    for (int run = 1; run < 4; ++run) {
-        int32_t *again = run_cuda(&P, &d);
-        for (size_t e = 0; e < d.n_idx; ++e)
-            cr_assert(again[e] == first[e],
-                      "run %d differs from run 1 at list entry %zu (b=0 i=%zu, list %zu, entry %zu): %d vs %d; the "
-                      "same input must give the same lists (a race, or an order of float additions that changes "
-                      "between runs) [%s]",
-                      run + 1, e, e / P.p.n / P.L, e / P.p.n % P.L, e % P.p.n, again[e], first[e], P.ctx);
-        free(again);
+    /* H/G = 4 and H/G = 16 (the bar's shape, which a kernel may treat apart) */
+    const attn_shape shapes[2] = {attn_make_shape(1, 2000, 3000, 16, 4, 128, 1),
+                                  attn_make_shape(1, 700, 3000, 64, 4, 128, 1)};
+    for (int c = 0; c < 2; ++c) {
+        sel_problem P;
+        sel_init(&P, shapes[c], attn_nsa_paper_defaults(), 1, 0);
+        dev_sel d;
+        dev_sel_upload(&d, &P);
+        int32_t *first = run_cuda(&P, &d);
+        check_lists(&P.sh, &P.p, P.scores, P.ref, first, 0, "nsa_select_cuda", P.ctx);
+        for (int run = 1; run < 4; ++run) {
+            int32_t *again = run_cuda(&P, &d);
+            for (size_t e = 0; e < d.n_idx; ++e)
+                cr_assert(again[e] == first[e],
+                          "run %d differs from run 1 at list entry %zu (b=0 i=%zu, list %zu, entry %zu): %d vs %d; the "
+                          "same input must give the same lists (a race, or an order of float additions that changes "
+                          "between runs) [%s]",
+                          run + 1, e, e / P.p.n / P.L, e / P.p.n % P.L, e % P.p.n, again[e], first[e], P.ctx);
+            free(again);
+        }
+        free(first);
+        dev_sel_free(&d);
+        sel_free(&P);
     }
-    free(first);
-    dev_sel_free(&d);
-    sel_free(&P);
 }
 
 /* q of 2^31 + 2^25 elements (4.3 GB): offsets past 2^31 in q, and rows checked against the oracle one

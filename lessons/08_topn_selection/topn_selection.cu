@@ -29,6 +29,7 @@
  *          lower index) that marks its winner; the marked blocks, read in order, are the ascending list.
  */
 #include <cuda_runtime.h>
+#include <limits.h>
 #include <math.h>
 
 #include "attn_gpu.h"
@@ -69,6 +70,42 @@ __device__ __forceinline__ void load_k_tile(uint32_t tile, const uint16_t *k_bg,
     }
 }
 
+/* Copy packed rows R0 .. R0 + rows_cap - 1 of kv head g (lesson 04's R = i * hpg + hh) into a swizzled
+ * tile [rows_cap][D]; rows at or past R_end are zero-filled. */
+template <int D>
+__device__ __forceinline__ void load_q_rows(uint32_t q_s, const uint16_t *q, const attn_shape &sh, int b, int g,
+                                            long R0, long R_end, int rows_cap)
+{
+    /* TODO (about 10 lines): packed row R is query i = R / hpg, head g * hpg + R % hpg: q + ((b * M + i) * H + head) * D.
+     * One cp_async_16 per 8 bf16, every thread of the block taking a share, valid = (row < R_end). */
+}
+
+/* One row (rr = 0: gid, rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k of the 64 tokens of a
+ * tile: the lane's 16 tokens u0 .. u0 + 15 become probabilities p = exp2(s * scale_log2 - lse2) (0 past
+ * the row's visible count), units, then the lane's 16 / BS block sums, ADDED to blk. Every lane of the
+ * warp must call it (it shuffles). carry holds the p of the r - 1 tokens before the tile (for tig 0) and
+ * is updated for the next tile. */
+template <int R, int BS>
+__device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], int rr, long u0, long vis, float lse2,
+                                                float scale_log2, float (&carry)[R > 1 ? R - 1 : 1], int lane,
+                                                float (&blk)[16 / BS])
+{
+    /* TODO (about 25 lines): pv[x] for x = 2 nt + e from s[nt][2 rr + e]; the r - 1 tokens before u0 from lane tig - 1 by
+     * __shfl_sync (tig 0: carry, and every lane passes its last ones on: the next tile's carry); unit c =
+     * the r tokens ending at c, block c / BS += unit, in the same order for every block. */
+}
+
+/* One warp ranks one list: the score row `row` (shared memory, candidates 0 .. cur) becomes the n
+ * ascending block indices at `out` (every candidate and -1 padding when there are at most n). The row
+ * is overwritten: chosen blocks are marked by a score of -inf. */
+__device__ __forceinline__ void rank_list(float *row, long cur, int n, int32_t *out, int lane)
+{
+    /* TODO (about 30 lines): cur + 1 <= n: write 0 .. cur, then -1. Otherwise mark the forced blocks (0, cur - 1, cur),
+     * then n - 3 rounds: each lane scans its blocks j = lane, lane + 32, ... in ascending order for the
+     * largest unmarked score (a tie keeps the lower j), the warp keeps the largest score and, among the
+     * lanes that hold it, the lowest j; mark it. Then a ballot over the marked blocks, in order. */
+}
+
 template <int D, int R, int BS>
 __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     select_kernel(attn_shape sh, attn_nsa_params p, long NC, long NB, float scale_log2, int rows_per_block,
@@ -85,16 +122,41 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     float *stg = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* after Q is in registers */
     float *sc = stg + (size_t)rows_cap * kSJ;
 
-    /* TODO (about 190 lines): 1. coordinates: kv head g, the block's packed rows R0 .. R_end - 1, each row's position t,
+    /* TODO (about 120 lines): 1. coordinates: kv head g, the block's packed rows R0 .. R_end - 1, each row's position t,
      *          visible count and lse * log2(e); the number of token tiles from the last row's count.
-     * 2. cp.async Q and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q into
-     *    registers, barrier, zero the score rows (they reuse Q's bytes).
+     * 2. load_q_rows and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q
+     *    into registers, barrier, zero the score rows (they reuse Q's bytes).
      * 3. per tile: wait + barrier, prefetch the next tile, S = Q K^T (lesson 04's ldmatrix/mma loops),
-     *    p = visible ? exp2(s * scale_log2 - lse2) : 0 on the lane's 16 tokens, the r - 1 tokens before
-     *    them by __shfl_sync from lane tig - 1 (tig 0: the previous tile's, kept in a register), units
-     *    and block sums in registers, staging store, barrier, then a thread per (list, block) adds the
-     *    list's rows in a fixed order to the score row.
-     * 4. barrier, then a warp per list: pad or rank, write ascending. */
+     *    lane_block_sums for each of the lane's rows, staging store, barrier, then a thread per (list,
+     *    block) adds the list's rows in a fixed order to the score row.
+     * 4. barrier, then a warp per list: rank_list. */
+}
+
+/* The fast path for the most common GQA shape, H/G = 16 heads per kv group with shared lists (H = 64,
+ * G = 4 in the course's bar), D = 128: the 16 heads of one position are exactly the rows of one m16
+ * tile. The group sum then needs no staging and no barrier: the two rows of a lane (heads gid and
+ * gid + 8) are added, then a reduce-scatter of shuffles over the 8 lanes of one tig (lane bits 4, 3,
+ * 2) leaves each lane with 2 (mean-pool) or 1 (paper) finished block scores of its position, which it
+ * adds to the warp's own score row. Each warp owns its two positions' lists from the first tile to the
+ * ranking, so the only barrier per tile is the one of the K pipeline, and the smaller shared memory
+ * (no staging tile) lets three blocks share a multiprocessor. */
+template <int D, int R, int BS>
+__global__ void __launch_bounds__(kMaxWarps * 32, 3)
+    select_g16_kernel(attn_shape sh, attn_nsa_params p, long NC, long NB, float scale_log2,
+                      const uint16_t *__restrict__ q, const uint16_t *__restrict__ k_cmp,
+                      const float *__restrict__ lse, int32_t *__restrict__ indices)
+{
+    constexpr int kRowBytes = D * 2;
+    constexpr int kV = 16 / BS;                  /* block sums per lane per row, before the reduction */
+    constexpr int kKeep = kV >= 8 ? kV / 8 : 1;  /* finished block scores per lane after it */
+    constexpr int kRows = kMaxWarps * 32;        /* 8 positions x 16 heads */
+    extern __shared__ __align__(128) uint8_t smem[];
+    const uint32_t k_s = smem_addr(smem), q_s = k_s + 2 * kTile * kRowBytes;
+    float *sc = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* [8 lists][NB], after Q */
+
+    /* TODO (about 130 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
+     * m16 tile, and the group sum done in registers (rows gid + gid + 8, then __shfl_xor_sync over lane
+     * masks 16, 8, 4, each step keeping half of the values), straight into the warp's own score rows. */
 }
 
 /* Shared memory of a block of n_warps warps: two K tiles, then Q or (staging + score rows). */
@@ -118,6 +180,8 @@ int launch(const attn_shape *sh, const attn_nsa_params *p, const uint16_t *q, co
         st = attn_cuda_status(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
                               "shared memory limit");
     if (st) return st;
+    /* TODO (about 20 lines): optional, with select_g16_kernel: H/G = 16, shared lists and D = 128 go to it when its
+     * shared memory (two K tiles, then Q or the 8 score rows) fits, with 128 threads per block. */
     /* the most warps whose lists' score rows fit */
     int n_warps = 0, rows = 0, lists = 0;
     size_t bytes = 0;

@@ -29,6 +29,7 @@
  *          lower index) that marks its winner; the marked blocks, read in order, are the ascending list.
  */
 #include <cuda_runtime.h>
+#include <limits.h>
 #include <math.h>
 
 #include "attn_gpu.h"
@@ -69,6 +70,115 @@ __device__ __forceinline__ void load_k_tile(uint32_t tile, const uint16_t *k_bg,
     }
 }
 
+/* Copy packed rows R0 .. R0 + rows_cap - 1 of kv head g (lesson 04's R = i * hpg + hh) into a swizzled
+ * tile [rows_cap][D]; rows at or past R_end are zero-filled. */
+template <int D>
+__device__ __forceinline__ void load_q_rows(uint32_t q_s, const uint16_t *q, const attn_shape &sh, int b, int g,
+                                            long R0, long R_end, int rows_cap)
+{
+    /* BEGIN SOLUTION */
+    /* HINT: packed row R is query i = R / hpg, head g * hpg + R % hpg: q + ((b * M + i) * H + head) * D.
+     * One cp_async_16 per 8 bf16, every thread of the block taking a share, valid = (row < R_end). */
+    constexpr int kChunks = D / 8;
+    const int hpg = sh.H / sh.G;
+    for (int e = threadIdx.x; e < rows_cap * kChunks; e += blockDim.x) {
+        const int r = e / kChunks, c = e % kChunks;
+        const long row = R0 + r;
+        const bool valid = row < R_end;
+        const uint16_t *src =
+            valid ? q + (((size_t)b * sh.M + row / hpg) * sh.H + (size_t)g * hpg + row % hpg) * D + c * 8 : q;
+        cp_async_16(q_s + swizzle<D>(r, c), src, valid);
+    }
+    /* END SOLUTION */
+}
+
+/* One row (rr = 0: gid, rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k of the 64 tokens of a
+ * tile: the lane's 16 tokens u0 .. u0 + 15 become probabilities p = exp2(s * scale_log2 - lse2) (0 past
+ * the row's visible count), units, then the lane's 16 / BS block sums, ADDED to blk. Every lane of the
+ * warp must call it (it shuffles). carry holds the p of the r - 1 tokens before the tile (for tig 0) and
+ * is updated for the next tile. */
+template <int R, int BS>
+__device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], int rr, long u0, long vis, float lse2,
+                                                float scale_log2, float (&carry)[R > 1 ? R - 1 : 1], int lane,
+                                                float (&blk)[16 / BS])
+{
+    /* BEGIN SOLUTION */
+    /* HINT: pv[x] for x = 2 nt + e from s[nt][2 rr + e]; the r - 1 tokens before u0 from lane tig - 1 by
+     * __shfl_sync (tig 0: carry, and every lane passes its last ones on: the next tile's carry); unit c =
+     * the r tokens ending at c, block c / BS += unit, in the same order for every block. */
+    const int tig = lane % 4;
+    float pv[16];
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int x = 2 * nt + e;
+            pv[x] = u0 + x < vis ? fast_exp2(fmaf(s[nt][2 * rr + e], scale_log2, -lse2)) : 0.f;
+        }
+    /* the r - 1 tokens before u0: lane tig - 1's last ones; for tig 0, the previous tile's
+     * (all lanes shuffle, tig 0 receives tig 3's: the next tile's carry) */
+    float before[R > 1 ? R - 1 : 1];
+#pragma unroll
+    for (int x = 1; x < R; ++x) {
+        const float left = __shfl_sync(0xffffffffu, pv[16 - x], (lane & ~3) | ((tig + 3) & 3));
+        before[x - 1] = tig ? left : carry[x - 1];
+        carry[x - 1] = left;
+    }
+    /* units, then blocks; the same order of additions for every block (exact ties stay exact) */
+#pragma unroll
+    for (int c = 0; c < 16; ++c) {
+        float unit = 0.f;
+#pragma unroll
+        for (int x = c - R + 1; x <= c; ++x) unit += x >= 0 ? pv[x] : before[-x - 1];
+        blk[c / BS] += unit;
+    }
+    /* END SOLUTION */
+}
+
+/* One warp ranks one list: the score row `row` (shared memory, candidates 0 .. cur) becomes the n
+ * ascending block indices at `out` (every candidate and -1 padding when there are at most n). The row
+ * is overwritten: chosen blocks are marked by a score of -inf. */
+__device__ __forceinline__ void rank_list(float *row, long cur, int n, int32_t *out, int lane)
+{
+    /* BEGIN SOLUTION */
+    /* HINT: cur + 1 <= n: write 0 .. cur, then -1. Otherwise mark the forced blocks (0, cur - 1, cur),
+     * then n - 3 rounds: each lane scans its blocks j = lane, lane + 32, ... in ascending order for the
+     * largest unmarked score (a tie keeps the lower j), the warp keeps the largest score and, among the
+     * lanes that hold it, the lowest j; mark it. Then a ballot over the marked blocks, in order. */
+    const long cand = cur + 1;
+    if (cand <= n) { /* every candidate, then -1 */
+        for (int e = lane; e < n; e += 32) out[e] = e < cand ? e : -1;
+        return;
+    }
+    /* a chosen block is marked by a score of -inf: the forced ones first */
+    if (lane == 0) row[0] = row[cur - 1] = row[cur] = -INFINITY;
+    __syncwarp();
+    for (int pick = 3; pick < n; ++pick) {
+        /* Scores are sums of probabilities, >= +0, and the bits of non-negative floats, read as int,
+         * order like the floats; -inf (chosen) reads as a negative int, below every candidate. */
+        int best = INT_MIN;
+        unsigned best_j = 0xffffffffu;
+        for (long j = lane; j <= cur; j += 32) { /* ascending: a tie keeps the lower index */
+            const int v = __float_as_int(row[j]);
+            if (v > best) best = v, best_j = (unsigned)j;
+        }
+        const int top = __reduce_max_sync(0xffffffffu, best);
+        const unsigned j_top = __reduce_min_sync(0xffffffffu, best == top ? best_j : 0xffffffffu);
+        if (lane == (int)(j_top % 32)) row[j_top] = -INFINITY;
+        __syncwarp();
+    }
+    /* the marked blocks in order are the ascending list */
+    int base = 0;
+    for (long j0 = 0; j0 <= cur; j0 += 32) {
+        const long j = j0 + lane;
+        const bool chosen = j <= cur && row[j] == -INFINITY;
+        const unsigned mask = __ballot_sync(0xffffffffu, chosen);
+        if (chosen) out[base + __popc(mask & ((1u << lane) - 1))] = (int32_t)j;
+        base += __popc(mask);
+    }
+    /* END SOLUTION */
+}
+
 template <int D, int R, int BS>
 __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     select_kernel(attn_shape sh, attn_nsa_params p, long NC, long NB, float scale_log2, int rows_per_block,
@@ -88,14 +198,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     /* BEGIN SOLUTION */
     /* HINT: 1. coordinates: kv head g, the block's packed rows R0 .. R_end - 1, each row's position t,
      *          visible count and lse * log2(e); the number of token tiles from the last row's count.
-     * 2. cp.async Q and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q into
-     *    registers, barrier, zero the score rows (they reuse Q's bytes).
+     * 2. load_q_rows and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q
+     *    into registers, barrier, zero the score rows (they reuse Q's bytes).
      * 3. per tile: wait + barrier, prefetch the next tile, S = Q K^T (lesson 04's ldmatrix/mma loops),
-     *    p = visible ? exp2(s * scale_log2 - lse2) : 0 on the lane's 16 tokens, the r - 1 tokens before
-     *    them by __shfl_sync from lane tig - 1 (tig 0: the previous tile's, kept in a register), units
-     *    and block sums in registers, staging store, barrier, then a thread per (list, block) adds the
-     *    list's rows in a fixed order to the score row.
-     * 4. barrier, then a warp per list: pad or rank, write ascending. */
+     *    lane_block_sums for each of the lane's rows, staging store, barrier, then a thread per (list,
+     *    block) adds the list's rows in a fixed order to the score row.
+     * 4. barrier, then a warp per list: rank_list. */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
     const int hpg = sh.H / sh.G, b = blockIdx.y, g = blockIdx.x % sh.G;
@@ -108,17 +216,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     const uint16_t *k_bg = k_cmp + ((size_t)b * NC * sh.G + g) * D;
     const int n_tiles = (int)((visible_count(offset + (R_end - 1) / hpg, NC, p) + kTile - 1) / kTile);
 
-    { /* Q: packed row R at q + ((b * M + R / hpg) * H + g * hpg + R % hpg) * D, zeros past the block's rows */
-        constexpr int kChunks = D / 8;
-        for (int e = threadIdx.x; e < rows_cap * kChunks; e += blockDim.x) {
-            const int r = e / kChunks, c = e % kChunks;
-            const long row = R0 + r;
-            const bool valid = row < R_end;
-            const uint16_t *src =
-                valid ? q + (((size_t)b * sh.M + row / hpg) * sh.H + (size_t)g * hpg + row % hpg) * D + c * 8 : q;
-            cp_async_16(q_s + swizzle<D>(r, c), src, valid);
-        }
-    }
+    load_q_rows<D>(q_s, q, sh, b, g, R0, R_end, rows_cap);
     if (n_tiles > 0) load_k_tile<D>(k_s, k_bg, k_stride, 0, NC);
     cp_async_commit();
 
@@ -196,36 +294,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
         for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
             for (int rr = 0; rr < 2; ++rr) {
-                const int u0 = T0 + 16 * tig; /* this lane's first token */
-                float pv[16];
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const int x = 2 * nt + e;
-                        pv[x] = u0 + x < vis[mt][rr] ? fast_exp2(fmaf(s[mt][nt][2 * rr + e], scale_log2, -lse2[mt][rr]))
-                                                     : 0.f;
-                    }
-                /* the r - 1 tokens before u0: lane tig - 1's last ones; for tig 0, the previous tile's
-                 * (all lanes shuffle, tig 0 receives tig 3's: the next tile's carry) */
-                float before[R > 1 ? R - 1 : 1];
-#pragma unroll
-                for (int x = 1; x < R; ++x) {
-                    const float left = __shfl_sync(0xffffffffu, pv[16 - x], (lane & ~3) | ((tig + 3) & 3));
-                    before[x - 1] = tig ? left : carry[mt][rr][x - 1];
-                    carry[mt][rr][x - 1] = left;
-                }
-                /* units, then blocks; the same order of additions for every block (exact ties stay exact) */
                 float blk[kLaneBlocks];
 #pragma unroll
                 for (int c = 0; c < kLaneBlocks; ++c) blk[c] = 0.f;
-#pragma unroll
-                for (int c = 0; c < 16; ++c) {
-                    float unit = 0.f;
-#pragma unroll
-                    for (int x = c - R + 1; x <= c; ++x) unit += x >= 0 ? pv[x] : before[-x - 1];
-                    blk[c / BS] += unit;
-                }
+                lane_block_sums<R, BS>(s[mt], rr, T0 + 16 * tig, vis[mt][rr], lse2[mt][rr], scale_log2,
+                                       carry[mt][rr], lane, blk);
                 float *dst = stg + (warp_row0 + mt * 16 + gid + rr * 8) * kSJ + 16 * tig / BS;
                 if constexpr (kLaneBlocks % 4 == 0) {
 #pragma unroll
@@ -258,41 +331,176 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
         const long i = row0 / hpg;
         const int L = p.heads_share_selection ? sh.G : sh.H;
         const int who = p.heads_share_selection ? g : g * hpg + (int)(row0 % hpg);
-        int32_t *out = indices + (((size_t)b * sh.M + i) * L + who) * p.n;
-        float *row = sc + (size_t)list * NB;
-        const long cur = (offset + i) / p.l_sel, cand = cur + 1;
-        if (cand <= p.n) { /* every candidate, then -1 */
-            for (int e = lane; e < p.n; e += 32) out[e] = e < cand ? e : -1;
-            continue;
-        }
-        /* a chosen block is marked by a score of -inf: the forced ones first */
-        if (lane == 0) row[0] = row[cur - 1] = row[cur] = -INFINITY;
-        __syncwarp();
-        for (int pick = 3; pick < p.n; ++pick) {
-            float best = -INFINITY;
-            long best_j = -1;
-            for (long j = lane; j <= cur; j += 32) { /* ascending: a tie keeps the lower index */
-                const float v = row[j];
-                if (v > best) best = v, best_j = j;
-            }
+        rank_list(sc + (size_t)list * NB, (offset + i) / p.l_sel, p.n, indices + (((size_t)b * sh.M + i) * L + who) * p.n,
+                  lane);
+    }
+    /* END SOLUTION */
+}
+
+/* The fast path for the most common GQA shape, H/G = 16 heads per kv group with shared lists (H = 64,
+ * G = 4 in the course's bar), D = 128: the 16 heads of one position are exactly the rows of one m16
+ * tile. The group sum then needs no staging and no barrier: the two rows of a lane (heads gid and
+ * gid + 8) are added, then a reduce-scatter of shuffles over the 8 lanes of one tig (lane bits 4, 3,
+ * 2) leaves each lane with 2 (mean-pool) or 1 (paper) finished block scores of its position, which it
+ * adds to the warp's own score row. Each warp owns its two positions' lists from the first tile to the
+ * ranking, so the only barrier per tile is the one of the K pipeline, and the smaller shared memory
+ * (no staging tile) lets three blocks share a multiprocessor. */
+template <int D, int R, int BS>
+__global__ void __launch_bounds__(kMaxWarps * 32, 3)
+    select_g16_kernel(attn_shape sh, attn_nsa_params p, long NC, long NB, float scale_log2,
+                      const uint16_t *__restrict__ q, const uint16_t *__restrict__ k_cmp,
+                      const float *__restrict__ lse, int32_t *__restrict__ indices)
+{
+    constexpr int kRowBytes = D * 2;
+    constexpr int kV = 16 / BS;                  /* block sums per lane per row, before the reduction */
+    constexpr int kKeep = kV >= 8 ? kV / 8 : 1;  /* finished block scores per lane after it */
+    constexpr int kRows = kMaxWarps * 32;        /* 8 positions x 16 heads */
+    extern __shared__ __align__(128) uint8_t smem[];
+    const uint32_t k_s = smem_addr(smem), q_s = k_s + 2 * kTile * kRowBytes;
+    float *sc = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* [8 lists][NB], after Q */
+
+    /* BEGIN SOLUTION */
+    /* HINT: optional, after select_kernel works: the same pipeline with 8 positions per block, one per
+     * m16 tile, and the group sum done in registers (rows gid + gid + 8, then __shfl_xor_sync over lane
+     * masks 16, 8, 4, each step keeping half of the values), straight into the warp's own score rows. */
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int gid = lane / 4, tig = lane % 4;
+    const int b = blockIdx.y, g = blockIdx.x % sh.G;
+    const long packed_rows = (long)sh.M * 16;
+    const long n_chunks = (packed_rows + kRows - 1) / kRows;
+    const long R0 = (n_chunks - 1 - blockIdx.x / sh.G) * (long)kRows;
+    const long R_end = min(R0 + kRows, packed_rows);
+    const long offset = (long)sh.N - sh.M;
+    const size_t k_stride = (size_t)sh.G * D;
+    const uint16_t *k_bg = k_cmp + ((size_t)b * NC * sh.G + g) * D;
+    const int n_tiles = (int)((visible_count(offset + (R_end - 1) / 16, NC, p) + kTile - 1) / kTile);
+
+    load_q_rows<D>(q_s, q, sh, b, g, R0, R_end, kRows);
+    if (n_tiles > 0) load_k_tile<D>(k_s, k_bg, k_stride, 0, NC);
+    cp_async_commit();
+
+    /* m16 tile mt of this warp is position i[mt]; its rows gid and gid + 8 are heads gid and gid + 8 */
+    long pos[kMTiles];
+    int vis[kMTiles];
+    float lse2[kMTiles][2];
 #pragma unroll
-            for (int o = 16; o > 0; o /= 2) {
-                const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-                const long oj = __shfl_xor_sync(0xffffffffu, best_j, o);
-                if (oj >= 0 && (best_j < 0 || ob > best || (ob == best && oj < best_j))) best = ob, best_j = oj;
+    for (int mt = 0; mt < kMTiles; ++mt) {
+        const long row0 = R0 + warp * 32 + mt * 16;
+        pos[mt] = row0 / 16;
+        vis[mt] = row0 < R_end ? (int)visible_count(offset + pos[mt], NC, p) : 0;
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr)
+            lse2[mt][rr] =
+                vis[mt] > 0 ? lse[((size_t)b * sh.H + (size_t)g * 16 + gid + rr * 8) * sh.M + pos[mt]] * kLog2e : 0.f;
+    }
+
+    cp_async_wait_all();
+    __syncthreads(); /* Q and the first K tile have landed */
+    uint32_t qf[kMTiles][D / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t a = q_s + (warp * 32 + lane % 16) * kRowBytes +
+                           (((2 * (kk % 4) + lane / 16) ^ (lane % 8)) * 16) + (kk / 4) * 128;
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(qf[mt][kk], a + mt * 16 * kRowBytes);
+    }
+    __syncthreads(); /* every warp holds its Q: the bytes become the score rows */
+    float *my_rows = sc + (size_t)warp * kMTiles * NB; /* this warp's two lists, nobody else's */
+    for (long e = lane; e < kMTiles * NB; e += 32) my_rows[e] = 0.f;
+    __syncwarp();
+
+    uint32_t k_addr[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c)
+        k_addr[c] = (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
+    float carry[kMTiles][2][R > 1 ? R - 1 : 1];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+            for (int x = 0; x < (R > 1 ? R - 1 : 1); ++x) carry[mt][rr][x] = 0.f;
+
+    for (int m = 0; m < n_tiles; ++m) {
+        const int T0 = m * kTile;
+        const uint32_t k_buf = k_s + (m % 2) * kTile * kRowBytes;
+        cp_async_wait_all();
+        __syncthreads(); /* tile m has landed; nobody reads tile m - 1 any more */
+        if (m + 1 < n_tiles) {
+            load_k_tile<D>(k_s + ((m + 1) % 2) * kTile * kRowBytes, k_bg, k_stride, T0 + kTile, NC);
+            cp_async_commit();
+        }
+
+        float s[kMTiles][kNTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+            for (int np = 0; np < kNTiles / 2; ++np) {
+                uint32_t bk[4];
+                ldmatrix_x4(bk, k_buf + k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
+#pragma unroll
+                for (int mt = 0; mt < kMTiles; ++mt) {
+                    mma_bf16(s[mt][2 * np], qf[mt][kk], bk[0], bk[1]);
+                    mma_bf16(s[mt][2 * np + 1], qf[mt][kk], bk[2], bk[3]);
+                }
             }
-            if (best_j >= 0 && lane == (int)(best_j % 32)) row[best_j] = -INFINITY;
-            __syncwarp();
+
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+            float v[kV]; /* heads gid and gid + 8 of this lane's 16 tokens, block by block */
+#pragma unroll
+            for (int c = 0; c < kV; ++c) v[c] = 0.f;
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr)
+                lane_block_sums<R, BS>(s[mt], rr, T0 + 16 * tig, vis[mt], lse2[mt][rr], scale_log2, carry[mt][rr],
+                                       lane, v);
+            /* Reduce-scatter over the 8 lanes of this tig (gid = lane bits 4, 3, 2): at each step a lane
+             * keeps one half of its values (the upper half if its bit is set), sends the other half to its
+             * partner and adds the partner's copy of its own half. Every block is summed by the same tree
+             * of lanes, so equal inputs still give equal scores. With fewer values than steps (paper:
+             * 4 values, 3 steps) the last step adds both copies of the last value. */
+            int c_base = 0;
+#pragma unroll
+            for (int step = 0; step < 3; ++step) {
+                const int mask = 16 >> step;
+                const bool upper = (lane & mask) != 0;
+                constexpr int kWidth0 = kV;
+                const int half = (kWidth0 >> step) / 2; /* a constant once the loop is unrolled */
+                if (half >= 1) {
+#pragma unroll
+                    for (int c = 0; c < 8; ++c) {
+                        if (c < half) {
+                            const float send = upper ? v[c] : v[half + c];
+                            const float keep = upper ? v[half + c] : v[c];
+                            v[c] = keep + __shfl_xor_sync(0xffffffffu, send, mask);
+                        }
+                    }
+                    if (upper) c_base += half;
+                } else {
+                    v[0] += __shfl_xor_sync(0xffffffffu, v[0], mask);
+                }
+            }
+            /* this lane's finished blocks: (T0 + 16 tig) / BS + c_base + e; with one value per lane the
+             * two lanes that share it (lane bit 2) hold the same bits, the lower one writes */
+            if (kV >= 8 || (lane & 4) == 0) {
+                const long j = (T0 + 16 * tig) / BS + c_base;
+#pragma unroll
+                for (int e = 0; e < kKeep; ++e)
+                    if (j + e < NB) my_rows[(size_t)mt * NB + j + e] += v[e];
+            }
         }
-        /* the marked blocks in order are the ascending list */
-        int base = 0;
-        for (long j0 = 0; j0 <= cur; j0 += 32) {
-            const long j = j0 + lane;
-            const bool chosen = j <= cur && row[j] == -INFINITY;
-            const unsigned mask = __ballot_sync(0xffffffffu, chosen);
-            if (chosen) out[base + __popc(mask & ((1u << lane) - 1))] = (int32_t)j;
-            base += __popc(mask);
-        }
+    }
+    __syncwarp(); /* this warp's score rows are complete (no other warp touches them) */
+
+#pragma unroll 1
+    for (int mt = 0; mt < kMTiles; ++mt) {
+        if (R0 + warp * 32 + mt * 16 >= R_end) break;
+        rank_list(my_rows + (size_t)mt * NB, (offset + pos[mt]) / p.l_sel, p.n,
+                  indices + (((size_t)b * sh.M + pos[mt]) * sh.G + g) * p.n, lane);
     }
     /* END SOLUTION */
 }
@@ -318,6 +526,29 @@ int launch(const attn_shape *sh, const attn_nsa_params *p, const uint16_t *q, co
         st = attn_cuda_status(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
                               "shared memory limit");
     if (st) return st;
+    /* BEGIN SOLUTION */
+    /* HINT: optional, with select_g16_kernel: H/G = 16, shared lists and D = 128 go to it when its
+     * shared memory (two K tiles, then Q or the 8 score rows) fits, with 128 threads per block. */
+    if constexpr (D == 128) {
+        const size_t kv_bytes = 2 * (size_t)kTile * D * 2, q_bytes = 128 * (size_t)D * 2;
+        const size_t rows_bytes = 8 * (size_t)NB * sizeof(float);
+        const size_t g16_bytes = kv_bytes + (q_bytes > rows_bytes ? q_bytes : rows_bytes);
+        if (p->heads_share_selection && hpg == 16 && g16_bytes <= (size_t)max_smem) {
+            const long chunks = ((long)sh->M * 16 + 127) / 128;
+            if (chunks * sh->G > 2147483647L || sh->B > 65535)
+                return attn_fail(ATTN_ERR_BAD_SHAPE,
+                                 "nsa_select_cuda: B=%d must be <= 65535 and the grid < 2^31 blocks", sh->B);
+            st = attn_cuda_status(cudaFuncSetAttribute(select_g16_kernel<D, R, BS>,
+                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g16_bytes),
+                                  "cudaFuncSetAttribute (shared memory)");
+            if (st) return st;
+            const dim3 grid((unsigned)(chunks * sh->G), (unsigned)sh->B);
+            select_g16_kernel<D, R, BS><<<grid, kMaxWarps * 32, g16_bytes, stream>>>(
+                *sh, *p, NC, NB, attn_softmax_scale(sh) * kLog2e, q, k_cmp, lse_cmp, indices);
+            return attn_cuda_launch_status("select_g16_kernel");
+        }
+    }
+    /* END SOLUTION */
     /* the most warps whose lists' score rows fit */
     int n_warps = 0, rows = 0, lists = 0;
     size_t bytes = 0;
