@@ -80,6 +80,27 @@ __device__ __forceinline__ void load_q_rows(uint32_t q_s, const uint16_t *q, con
      * One cp_async_16 per 8 bf16, every thread of the block taking a share, valid = (row < R_end). */
 }
 
+/* The warp's 32 packed rows of the swizzled Q tile (two m16 tiles from row warp_row0) as mma A
+ * fragments, held in registers for the whole key loop. */
+template <int D>
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qf)[kMTiles][D / 16][4], uint32_t q_s, int warp_row0,
+                                                 int lane)
+{
+    /* TODO (about 10 lines): lesson 04's ldmatrix_x4 of an A operand: row warp_row0 + lane % 16 (+ 16 for the second
+     * tile), 16-byte chunk 2 kk + lane / 16 of each k16 step, swizzled as the tile was stored. */
+}
+
+/* s = Q K^T of the warp's two m16 tiles against the 64 tokens of the K tile at k_buf (raw dot
+ * products; s[mt][nt] is n8 tile nt, which the permuted tile turns into the lane's consecutive tokens). */
+template <int D>
+__device__ __forceinline__ void tile_scores(float (&s)[kMTiles][kNTiles][4], const uint32_t (&qf)[kMTiles][D / 16][4],
+                                            uint32_t k_buf, int lane)
+{
+    /* TODO (about 20 lines): zero s; for each k16 step kk and pair of n8 tiles np, one ldmatrix_x4 of the K tile (rows
+     * lane % 8 + (lane / 16) * 8 of the pair, chunk 2 kk + (lane / 8) % 2, swizzled) feeds two mma_bf16
+     * for each m16 tile. */
+}
+
 /* One row (rr = 0: gid, rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k of the 64 tokens of a
  * tile: the lane's 16 tokens u0 .. u0 + 15 become probabilities p = exp2(s * scale_log2 - lse2) (0 past
  * the row's visible count), units, then the lane's 16 / BS block sums, ADDED to blk. Every lane of the
@@ -122,7 +143,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     float *stg = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* after Q is in registers */
     float *sc = stg + (size_t)rows_cap * kSJ;
 
-    /* TODO (about 120 lines): 1. coordinates: kv head g, the block's packed rows R0 .. R_end - 1, each row's position t,
+    /* TODO (about 95 lines): 1. coordinates: kv head g, the block's packed rows R0 .. R_end - 1, each row's position t,
      *          visible count and lse * log2(e); the number of token tiles from the last row's count.
      * 2. load_q_rows and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q
      *    into registers, barrier, zero the score rows (they reuse Q's bytes).
@@ -154,7 +175,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
     const uint32_t k_s = smem_addr(smem), q_s = k_s + 2 * kTile * kRowBytes;
     float *sc = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* [8 lists][NB], after Q */
 
-    /* TODO (about 130 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
+    /* TODO (about 105 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
      * m16 tile, and the group sum done in registers (rows gid + gid + 8, then __shfl_xor_sync over lane
      * masks 16, 8, 4, each step keeping half of the values), straight into the warp's own score rows. */
 }

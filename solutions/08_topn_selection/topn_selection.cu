@@ -92,6 +92,60 @@ __device__ __forceinline__ void load_q_rows(uint32_t q_s, const uint16_t *q, con
     /* END SOLUTION */
 }
 
+/* The warp's 32 packed rows of the swizzled Q tile (two m16 tiles from row warp_row0) as mma A
+ * fragments, held in registers for the whole key loop. */
+template <int D>
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qf)[kMTiles][D / 16][4], uint32_t q_s, int warp_row0,
+                                                 int lane)
+{
+    /* BEGIN SOLUTION */
+    /* HINT: lesson 04's ldmatrix_x4 of an A operand: row warp_row0 + lane % 16 (+ 16 for the second
+     * tile), 16-byte chunk 2 kk + lane / 16 of each k16 step, swizzled as the tile was stored. */
+    constexpr int kRowBytes = D * 2;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t a = q_s + (warp_row0 + lane % 16) * kRowBytes + (((2 * (kk % 4) + lane / 16) ^ (lane % 8)) * 16) +
+                           (kk / 4) * 128;
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(qf[mt][kk], a + mt * 16 * kRowBytes);
+    }
+    /* END SOLUTION */
+}
+
+/* s = Q K^T of the warp's two m16 tiles against the 64 tokens of the K tile at k_buf (raw dot
+ * products; s[mt][nt] is n8 tile nt, which the permuted tile turns into the lane's consecutive tokens). */
+template <int D>
+__device__ __forceinline__ void tile_scores(float (&s)[kMTiles][kNTiles][4], const uint32_t (&qf)[kMTiles][D / 16][4],
+                                            uint32_t k_buf, int lane)
+{
+    /* BEGIN SOLUTION */
+    /* HINT: zero s; for each k16 step kk and pair of n8 tiles np, one ldmatrix_x4 of the K tile (rows
+     * lane % 8 + (lane / 16) * 8 of the pair, chunk 2 kk + (lane / 8) % 2, swizzled) feeds two mma_bf16
+     * for each m16 tile. */
+    constexpr int kRowBytes = D * 2;
+    uint32_t k_addr[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c)
+        k_addr[c] = (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+        for (int np = 0; np < kNTiles / 2; ++np) {
+            uint32_t bk[4];
+            ldmatrix_x4(bk, k_buf + k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
+#pragma unroll
+            for (int mt = 0; mt < kMTiles; ++mt) {
+                mma_bf16(s[mt][2 * np], qf[mt][kk], bk[0], bk[1]);
+                mma_bf16(s[mt][2 * np + 1], qf[mt][kk], bk[2], bk[3]);
+            }
+        }
+    /* END SOLUTION */
+}
+
 /* One row (rr = 0: gid, rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k of the 64 tokens of a
  * tile: the lane's 16 tokens u0 .. u0 + 15 become probabilities p = exp2(s * scale_log2 - lse2) (0 past
  * the row's visible count), units, then the lane's 16 / BS block sums, ADDED to blk. Every lane of the
@@ -240,20 +294,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     cp_async_wait_all();
     __syncthreads(); /* Q and the first K tile have landed */
     uint32_t qf[kMTiles][D / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t a = q_s + (warp_row0 + lane % 16) * kRowBytes + (((2 * (kk % 4) + lane / 16) ^ (lane % 8)) * 16) +
-                           (kk / 4) * 128;
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(qf[mt][kk], a + mt * 16 * kRowBytes);
-    }
+    load_q_fragments<D>(qf, q_s, warp_row0, lane);
     __syncthreads(); /* every warp holds its Q: the bytes become staging and score rows */
     for (long e = threadIdx.x; e < (long)lists_per_block * NB; e += blockDim.x) sc[e] = 0.f;
 
-    uint32_t k_addr[4];
-#pragma unroll
-    for (int c = 0; c < 4; ++c)
-        k_addr[c] = (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
     float carry[kMTiles][2][R > 1 ? R - 1 : 1]; /* p of the tokens just before the tile, for tig 0 */
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
@@ -273,22 +317,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
         }
 
         float s[kMTiles][kNTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-            for (int np = 0; np < kNTiles / 2; ++np) {
-                uint32_t bk[4];
-                ldmatrix_x4(bk, k_buf + k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-                for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma_bf16(s[mt][2 * np], qf[mt][kk], bk[0], bk[1]);
-                    mma_bf16(s[mt][2 * np + 1], qf[mt][kk], bk[2], bk[3]);
-                }
-            }
+        tile_scores<D>(s, qf, k_buf, lane);
 
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt)
@@ -397,22 +426,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
     cp_async_wait_all();
     __syncthreads(); /* Q and the first K tile have landed */
     uint32_t qf[kMTiles][D / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t a = q_s + (warp * 32 + lane % 16) * kRowBytes +
-                           (((2 * (kk % 4) + lane / 16) ^ (lane % 8)) * 16) + (kk / 4) * 128;
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(qf[mt][kk], a + mt * 16 * kRowBytes);
-    }
+    load_q_fragments<D>(qf, q_s, warp * 32, lane);
     __syncthreads(); /* every warp holds its Q: the bytes become the score rows */
     float *my_rows = sc + (size_t)warp * kMTiles * NB; /* this warp's two lists, nobody else's */
     for (long e = lane; e < kMTiles * NB; e += 32) my_rows[e] = 0.f;
     __syncwarp();
 
-    uint32_t k_addr[4];
-#pragma unroll
-    for (int c = 0; c < 4; ++c)
-        k_addr[c] = (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
     float carry[kMTiles][2][R > 1 ? R - 1 : 1];
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
@@ -432,22 +451,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
         }
 
         float s[kMTiles][kNTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-            for (int np = 0; np < kNTiles / 2; ++np) {
-                uint32_t bk[4];
-                ldmatrix_x4(bk, k_buf + k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-                for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma_bf16(s[mt][2 * np], qf[mt][kk], bk[0], bk[1]);
-                    mma_bf16(s[mt][2 * np + 1], qf[mt][kk], bk[2], bk[3]);
-                }
-            }
+        tile_scores<D>(s, qf, k_buf, lane);
 
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
