@@ -75,19 +75,19 @@ RULES = {
 }
 
 
-def declared_functions(header_text):
-    """Names of the functions a header declares (prototypes outside comments, not static inline)."""
+def prototypes(header_text):
+    """{function name: declaration text} of the functions a header declares (prototypes outside
+    comments, not static inline)."""
     text = re.sub(r"/\*.*?\*/", " ", header_text, flags=re.S)
     text = re.sub(r"//[^\n]*", " ", text)
     text = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith("#"))
     text = re.sub(r'extern\s+"C"\s*\{', " ", text)
-    names, depth, stmt = set(), 0, ""
+    out, depth, stmt = {}, 0, ""
     for ch in text:
         if ch == "{":
             depth += 1
-            if depth == 1:
-                # a function body (static inline) or a struct: drop the statement it belongs to
-                stmt = "" if "(" in stmt else stmt
+            if depth == 1 and "(" in stmt:
+                stmt = ""  # a function body (static inline): drop the statement it belongs to
             continue
         if ch == "}":
             depth -= 1
@@ -97,14 +97,18 @@ def declared_functions(header_text):
         if ch == ";":
             s = " ".join(stmt.split())
             stmt = ""
-            if not s or s.startswith(("typedef", "static")) or "(" not in s:
-                continue
-            m = re.match(r"^[\w\s\*]*?\b([A-Za-z_]\w*)\s*\(", s)
-            if m:
-                names.add(m.group(1))
+            if s and not s.startswith(("typedef", "static")) and "(" in s:
+                m = re.match(r"^([\w\s\*]*?)\b([A-Za-z_]\w*)\s*\(", s)
+                if m:
+                    out[m.group(2)] = s
             continue
         stmt += ch
-    return names
+    return out
+
+
+def declared_functions(header_text):
+    """Names of the functions a header declares."""
+    return set(prototypes(header_text))
 
 
 # nsa.h: the parameters and their check may be called; its double-precision references may not

@@ -87,36 +87,6 @@ def error_lines(log, limit=8):
 
 # ---------------------------------------------------------------- the graded copy
 
-def prototypes(header_text):
-    """{function name: declaration text} of the functions a header declares."""
-    text = re.sub(r"/\*.*?\*/", " ", header_text, flags=re.S)
-    text = re.sub(r"//[^\n]*", " ", text)
-    text = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith("#"))
-    text = re.sub(r'extern\s+"C"\s*\{', " ", text)
-    out, depth, stmt = {}, 0, ""
-    for ch in text:
-        if ch == "{":
-            depth += 1
-            if depth == 1 and "(" in stmt:
-                stmt = ""
-            continue
-        if ch == "}":
-            depth -= 1
-            continue
-        if depth:
-            continue
-        if ch == ";":
-            s = " ".join(stmt.split())
-            stmt = ""
-            if s and not s.startswith(("typedef", "static")) and "(" in s:
-                m = re.match(r"^([\w\s\*]*?)\b([A-Za-z_]\w*)\s*\(", s)
-                if m:
-                    out[m.group(2)] = s
-            continue
-        stmt += ch
-    return out
-
-
 def stand_in(entry, source_name, why):
     """A file that defines the API functions `source_name` should define, each returning
     ATTN_ERR_NOT_IMPLEMENTED (or 0), so that the other part of the lesson can still be graded."""
@@ -358,7 +328,7 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu):
         path = os.path.join(src_dir, h)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                entry["_protos"][h] = prototypes(f.read())
+                entry["_protos"][h] = audit.prototypes(f.read())
     messages = []
     points = POINTS[num]
 

@@ -119,7 +119,7 @@ class Contracts(unittest.TestCase):
     def test_stand_in_defines_the_files_functions(self):
         entry = {"headers": {"l.h": "x"}, "defined_in": {"lesson_cpu": "l.c", "lesson_bytes": "l.c",
                                                           "lesson_cuda": "l.cu"},
-                 "_protos": {"l.h": grade.prototypes(HEADER)}}
+                 "_protos": {"l.h": audit.prototypes(HEADER)}}
         text = grade.stand_in(entry, "l.c", "does not compile")
         self.assertIn('#include "l.h"', text)
         self.assertIn("int lesson_cpu(const attn_shape *shape, const float *q, float *o)\n{ return "
