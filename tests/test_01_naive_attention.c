@@ -224,28 +224,16 @@ typedef struct {
 static int naive_speed_prepare(void *ctx, int rep, cudaStream_t stream)
 {
     naive_speed_ctx *c = (naive_speed_ctx *)ctx;
-    const attn_shape *sh = &c->yours->sh;
-    const size_t nq = attn_q_elems(sh), nkv = attn_kv_elems(sh);
-    const uint64_t s = c->seed * 1000003u + (uint64_t)rep * 3u;
-    int st = attn_dfill_random_f32(c->yours->d->q, nq, sh->D, 1.0f, s, stream);
-    if (!st) st = attn_dfill_random_f32(c->yours->d->k, nkv, sh->D, 1.0f, s + 1, stream);
-    if (!st) st = attn_dfill_random_f32(c->yours->d->v, nkv, sh->D, 1.0f, s + 2, stream);
-    if (!st) st = attn_cuda_status(cudaMemsetAsync(c->yours->o, 0xFF, nq * 4, stream), "poison");
-    if (!st) st = attn_cuda_status(cudaMemsetAsync(c->base->o, 0xFF, nq * 4, stream), "poison");
-    return st;
+    return f32_speed_refill(&c->yours->sh, c->yours->d->q, c->yours->d->k, c->yours->d->v, c->yours->o, c->base->o,
+                            c->seed, rep, stream);
 }
 
 static int naive_speed_check(void *ctx, int rep, char *msg, size_t len)
 {
     naive_speed_ctx *c = (naive_speed_ctx *)ctx;
     (void)rep;
-    attn_dcmp r;
-    if (attn_dcompare_f32_f32(c->yours->o, c->base->o, attn_q_elems(&c->yours->sh), ATTN_TOL_F32, &r)) {
-        snprintf(msg, len, "the comparison failed: %s", attn_error_detail());
-        return 1;
-    }
-    if (r.n_bad) dcmp_text(msg, len, "o (vs the frozen baseline)", &r, ATTN_LAYOUT_BMHD, &c->yours->sh);
-    return r.n_bad != 0;
+    return f32_speed_compare(&c->yours->sh, c->yours->o, c->base->o, ATTN_TOL_F32, "o (vs the frozen baseline)", msg,
+                             len);
 }
 
 ATTN_TEST(speed, naive_vs_frozen_baseline)

@@ -447,6 +447,35 @@ static inline void dcmp_text(char *msg, size_t len, const char *what, const attn
              "expected %.7g", what, r->n_bad, r->count, r->n_unwritten, r->n_nonfinite, where, r->got, r->expected);
 }
 
+/* The fp32 speed tests (lessons 01-02), whose inputs and outputs are fp32: fresh inputs for timed run
+ * `rep` (same addresses) and both kernels' outputs poisoned ... */
+static inline int f32_speed_refill(const attn_shape *sh, float *q, float *k, float *v, float *o_yours, float *o_base,
+                                   uint64_t seed, int rep, cudaStream_t stream)
+{
+    const size_t nq = attn_q_elems(sh), nkv = attn_kv_elems(sh);
+    const uint64_t s = seed * 1000003u + (uint64_t)rep * 3u;
+    int st = attn_dfill_random_f32(q, nq, sh->D, 1.0f, s, stream);
+    if (!st) st = attn_dfill_random_f32(k, nkv, sh->D, 1.0f, s + 1, stream);
+    if (!st) st = attn_dfill_random_f32(v, nkv, sh->D, 1.0f, s + 2, stream);
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(o_yours, 0xFF, nq * 4, stream), "poison");
+    if (!st) st = attn_cuda_status(cudaMemsetAsync(o_base, 0xFF, nq * 4, stream), "poison");
+    return st;
+}
+
+/* ... and, after both ran, the learner's o against the baseline's over every element (1 and msg on a
+ * difference or a failed comparison). */
+static inline int f32_speed_compare(const attn_shape *sh, const float *o_yours, const float *o_base, attn_tol tol,
+                                    const char *what, char *msg, size_t len)
+{
+    attn_dcmp r;
+    if (attn_dcompare_f32_f32(o_yours, o_base, attn_q_elems(sh), tol, &r)) {
+        snprintf(msg, len, "the comparison failed: %s", attn_error_detail());
+        return 1;
+    }
+    if (r.n_bad) dcmp_text(msg, len, what, &r, ATTN_LAYOUT_BMHD, sh);
+    return r.n_bad != 0;
+}
+
 static inline int speed_io_check(void *ctx, int rep, char *msg, size_t len)
 {
     speed_io *io = (speed_io *)ctx;
