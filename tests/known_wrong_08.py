@@ -55,6 +55,12 @@ VARIANTS = [
     dict(lesson="08_topn_selection", name="cuda_g16_scatter_wrong_half", file="topn_selection.cu", suites=["cuda_part"],
          why="after the reduce-scatter the H/G = 16 kernel files a lane's block sums under its partner's blocks",
          old="if (upper) c_base += half;", new="if (!upper) c_base += half;"),
+    # The same for the H/G = 16 fast path: its K pipeline's barrier (cuda_part/small has an H/G = 16 shape).
+    dict(lesson="08_topn_selection", name="cuda_g16_missing_barrier", file="topn_selection.cu",
+         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small",
+         why="the H/G = 16 kernel prefetches the next K tile without the barrier: warps overwrite the tile that "
+             "others still multiply",
+         old="        __syncthreads(); /* tile m has landed; nobody reads tile m - 1 any more */\n", new=""),
     # A race rarely changes the lists (the warps run close to in step): compute-sanitizer racecheck must see it.
     dict(lesson="08_topn_selection", name="cuda_missing_barrier", file="topn_selection.cu",
          suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small",

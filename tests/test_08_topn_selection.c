@@ -508,11 +508,14 @@ ATTN_TEST(cuda_part, exact_ties)
     for (int c = 0; c < N_TIE_CASES; ++c) check_cuda(kTieCases[c].sh, kTieCases[c].p, 1);
 }
 
-/* Small and quick: what compute-sanitizer racecheck runs (CMakeLists.txt, ATTN_RACECHECK_FILTER_08). */
+/* Small and quick: what compute-sanitizer racecheck runs (CMakeLists.txt, ATTN_RACECHECK_FILTER_08). The
+ * second shape has H/G = 16 and D = 128, which a kernel may treat apart (a fast path): the sanitizer
+ * must see that path too. */
 ATTN_TEST(cuda_part, small)
 {
     require_gpu();
     check_cuda(attn_make_shape(1, 80, 1200, 8, 2, 64, 1), params(32, 16, 64, 6, 1), 0);
+    check_cuda(attn_make_shape(1, 40, 1200, 16, 1, 128, 1), params(32, 16, 64, 6, 1), 0);
 }
 
 ATTN_TEST(cuda_part, deterministic)
