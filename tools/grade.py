@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -319,8 +320,11 @@ def format_part(part, info, compiled):
     return f"  {title:<12} {tests:>8}   {result:<38} {pts} / {mx}"
 
 
-def grade_lesson(args, num, name, tree_dir, manifest, have_gpu):
-    """Grade one lesson. Returns (parts, messages, compiled_cu) or raises nothing."""
+def grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing):
+    """Grade one lesson. Returns (parts, messages, compiled_cu) or raises nothing. timing gets the
+    seconds spent building and auditing ("build"), in the tests ("tests") and in compute-sanitizer
+    ("sanitizer")."""
+    t_start = time.monotonic()
     entry = dict(manifest[name])
     entry["_protos"] = {}
     src_dir = os.path.join(tree_dir, name)
@@ -383,12 +387,17 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu):
 
     # 4. the tests, then compute-sanitizer on the CUDA part
     binary = os.path.join(args.build_dir, "bin", target)
+    t_tests = time.monotonic()
+    timing["build"] = t_tests - t_start
     tests, speed, output = run_tests(binary)
+    timing["tests"] = time.monotonic() - t_tests
     if not tests:
         messages.append("the test binary reported nothing; its output:\n" + output[-2000:])
     cu_ok = not any(f.endswith(".cu") for f in replace)
     if have_gpu and cu_ok and not args.no_sanitize and any(t[0] == "cuda_part" for t in tests):
+        t_san = time.monotonic()
         report = sanitize(binary, num)
+        timing["sanitizer"] = time.monotonic() - t_san
         if report:
             notes["cuda_part"] = ("sanitizer", report)
             notes["speed"] = ("sanitizer", report)
@@ -443,7 +452,8 @@ def main():
                                                       "compiled but not run)"))
     for num, name in lessons:
         print(f"\nLesson {num} {name[3:]}", flush=True)
-        parts, messages, compiled = grade_lesson(args, num, name, tree_dir, manifest, have_gpu)
+        timing = {}
+        parts, messages, compiled = grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing)
         summary[num] = parts
         print(f"  {'part':<12} {'tests':>8}   {'result':<38} {'points':>6}")
         lesson_pts, lesson_max, lesson_skipped = 0.0, 0, 0
@@ -470,6 +480,9 @@ def main():
                                  "output": out})
         note = f", {lesson_skipped} skipped (no GPU)" if lesson_skipped else ""
         print(f"  {'total':<12} {'':>8}   {'':<38} {lesson_pts:6.1f} / {lesson_max}{note}")
+        if timing:
+            print("  time         " + ", ".join(f"{what} {timing[what]:.0f} s" for what in
+                                               ("build", "tests", "sanitizer") if what in timing))
         for line in messages:
             print("  " + line)
         total += lesson_pts
