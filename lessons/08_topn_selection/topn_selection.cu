@@ -70,6 +70,39 @@ __device__ __forceinline__ void load_k_tile(uint32_t tile, const uint16_t *k_bg,
     }
 }
 
+/* The same copy when the block's thread count is known at compile time (select_g16_kernel): each thread
+ * fills the same chunk column of rows r, r + step, r + 2 step, ... of every tile, so its swizzled offsets
+ * and its tokens (tok(r + 8 k) = tok(r) + 2 k) are worked out once, in init, instead of for every
+ * 16-byte copy of every tile: the plain loop above spends about 50 integer instructions per copy on
+ * them, a third of what select_g16_kernel executes at the bar's shape. */
+template <int D, int kThreadCount>
+struct KTileCopy {
+    static constexpr int kChunks = D / 8, kRowStep = kThreadCount / kChunks, kPasses = kTile / kRowStep;
+    static_assert(kRowStep % 8 == 0 && kTile % kRowStep == 0, "rows r + k * step must keep r's swizzle and token pattern");
+    static constexpr int kTokStep = 2 * (kRowStep / 8); /* tokens between the rows of two passes */
+    uint32_t dst; /* swizzled byte offset of the thread's first chunk in a tile */
+    int tok;      /* the token of its first row, within the tile */
+    int col;      /* the first element of its chunk in a row of K */
+
+    __device__ __forceinline__ void init()
+    {
+        const int r = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
+        dst = swizzle<D>(r, c), tok = token_of_row(r), col = c * 8;
+    }
+
+    /* load_k_tile(tile, k_bg, stride, T0, NC) */
+    __device__ __forceinline__ void copy(uint32_t tile, const uint16_t *k_bg, size_t stride, long T0, long NC) const
+    {
+        const long left = NC - T0 - tok; /* tokens from the thread's first one to the end of k_cmp */
+        const uint16_t *src = k_bg + (size_t)(T0 + tok) * stride + col;
+#pragma unroll
+        for (int it = 0; it < kPasses; ++it) {
+            const bool valid = it * kTokStep < left;
+            cp_async_16(tile + dst + it * kRowStep * D * 2, valid ? src + (size_t)(it * kTokStep) * stride : k_bg, valid);
+        }
+    }
+};
+
 /* Copy packed rows R0 .. R0 + rows_cap - 1 of kv head g (lesson 04's R = i * hpg + hh) into a swizzled
  * tile [rows_cap][D]; rows at or past R_end are zero-filled. */
 template <int D>
@@ -102,29 +135,64 @@ __device__ __forceinline__ void tile_scores(float (&s)[kMTiles][kNTiles][4], con
 }
 
 /* One row (rr = 0: gid, rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k of the 64 tokens of a
- * tile: the lane's 16 tokens u0 .. u0 + 15 become probabilities p = exp2(s * scale_log2 - lse2) (0 past
- * the row's visible count), units, then the lane's 16 / BS block sums, ADDED to blk. Every lane of the
- * warp must call it (it shuffles). carry holds the p of the r - 1 tokens before the tile (for tig 0) and
- * is updated for the next tile. */
-template <int R, int BS>
-__device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], int rr, long u0, long vis, float lse2,
+ * tile: the lane's 16 tokens become probabilities p = exp2(s * scale_log2 - lse2), units, then the lane's
+ * 16 / BS block sums, ADDED to blk. Only the first `lim` of the lane's tokens are visible to the row (0 to
+ * 16; the others count 0); kAllVisible says all 16 are, the common case, which then costs no compares.
+ * Every lane of the warp must call it with the same kAllVisible (it shuffles). carry holds the p of the
+ * r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
+template <int R, int BS, bool kAllVisible>
+__device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], int rr, int lim, float lse2,
                                                 float scale_log2, float (&carry)[R > 1 ? R - 1 : 1], int lane,
                                                 float (&blk)[16 / BS])
 {
-    /* TODO (about 25 lines): pv[x] for x = 2 nt + e from s[nt][2 rr + e]; the r - 1 tokens before u0 from lane tig - 1 by
-     * __shfl_sync (tig 0: carry, and every lane passes its last ones on: the next tile's carry); unit c =
-     * the r tokens ending at c, block c / BS += unit, in the same order for every block. */
+    /* TODO (about 25 lines): pv[x] for x = 2 nt + e from s[nt][2 rr + e] (0 when x >= lim, unless kAllVisible); the r - 1
+     * tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and every lane passes
+     * its last ones on: the next tile's carry); unit c = the r tokens ending at c, block c / BS += unit, in
+     * the same order for every block. */
+}
+
+/* lane_block_sums for a row that sees `vis` tokens, from the tile at T0: the compare-free path when
+ * all_visible (the caller makes it the same for the whole warp: T0 + 64 <= vis for every row it calls
+ * with), else the lane's count of visible tokens. (A compressed token past the visible count covers keys
+ * after t - l + 1 only, so it could only add to the forced blocks cur - 1 and cur or to blocks past t:
+ * for l <= 2 d and l' >= d, the configurations this kernel runs, the lists would not change without the
+ * mask. It keeps the scores those of the definition, and costs one tile per row.) */
+template <int R, int BS>
+__device__ __forceinline__ void row_block_sums(const float (&s)[kNTiles][4], int rr, bool all_visible, int T0, int vis,
+                                               float lse2, float scale_log2, float (&carry)[R > 1 ? R - 1 : 1],
+                                               int lane, float (&blk)[16 / BS])
+{
+    if (all_visible)
+        lane_block_sums<R, BS, true>(s, rr, 16, lse2, scale_log2, carry, lane, blk);
+    else
+        lane_block_sums<R, BS, false>(s, rr, min(max(vis - T0 - 16 * (lane % 4), 0), 16), lse2, scale_log2, carry,
+                                      lane, blk);
+}
+
+/* Offer candidate (v, j) to a lane's best-first list (v: score bits, larger is better; among equal v the
+ * entry that came first stays first, so a lane that offers its blocks in ascending order keeps ties
+ * towards the lower index). Unrolled compare-and-swaps: the arrays stay in registers. */
+template <int K>
+__device__ __forceinline__ void offer(int (&v)[K], int (&j)[K], int cv, int cj)
+{
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+        if (cv > v[k]) {
+            const int tv = v[k], tj = j[k];
+            v[k] = cv, j[k] = cj;
+            cv = tv, cj = tj;
+        }
 }
 
 /* One warp ranks one list: the score row `row` (shared memory, candidates 0 .. cur) becomes the n
  * ascending block indices at `out` (every candidate and -1 padding when there are at most n). The row
  * is overwritten: chosen blocks are marked by a score of -inf. */
-__device__ __forceinline__ void rank_list(float *row, long cur, int n, int32_t *out, int lane)
+__device__ __forceinline__ void rank_list(float *row, int cur, int n, int32_t *out, int lane)
 {
-    /* TODO (about 30 lines): cur + 1 <= n: write 0 .. cur, then -1. Otherwise mark the forced blocks (0, cur - 1, cur),
-     * then n - 3 rounds: each lane scans its blocks j = lane, lane + 32, ... in ascending order for the
-     * largest unmarked score (a tie keeps the lower j), the warp keeps the largest score and, among the
-     * lanes that hold it, the lowest j; mark it. Then a ballot over the marked blocks, in order. */
+    /* TODO (about 45 lines): cur + 1 <= n: write 0 .. cur, then -1. Otherwise mark the forced blocks (0, cur - 1, cur),
+     * then n - 3 rounds of a warp argmax over the unmarked blocks (the largest score; among equal scores
+     * the lowest index), each marking its winner. Simplest: every lane rescans its blocks j = lane,
+     * lane + 32, ... each round. Then a ballot over the marked blocks, in order. */
 }
 
 template <int D, int R, int BS>
@@ -148,7 +216,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
      * 2. load_q_rows and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q
      *    into registers, barrier, zero the score rows (they reuse Q's bytes).
      * 3. per tile: wait + barrier, prefetch the next tile, S = Q K^T (lesson 04's ldmatrix/mma loops),
-     *    lane_block_sums for each of the lane's rows, staging store, barrier, then a thread per (list,
+     *    row_block_sums for each of the lane's rows (all_visible: __all_sync of T0 + 64 <= the row's
+     *    count, so the whole warp takes the same path), staging store, barrier, then a thread per (list,
      *    block) adds the list's rows in a fixed order to the score row.
      * 4. barrier, then a warp per list: rank_list. */
 }
@@ -175,7 +244,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
     const uint32_t k_s = smem_addr(smem), q_s = k_s + 2 * kTile * kRowBytes;
     float *sc = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* [8 lists][NB], after Q */
 
-    /* TODO (about 105 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
+    /* TODO (about 110 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
      * m16 tile, and the group sum done in registers (rows gid + gid + 8, then __shfl_xor_sync over lane
      * masks 16, 8, 4, each step keeping half of the values), straight into the warp's own score rows. */
 }

@@ -70,6 +70,39 @@ __device__ __forceinline__ void load_k_tile(uint32_t tile, const uint16_t *k_bg,
     }
 }
 
+/* The same copy when the block's thread count is known at compile time (select_g16_kernel): each thread
+ * fills the same chunk column of rows r, r + step, r + 2 step, ... of every tile, so its swizzled offsets
+ * and its tokens (tok(r + 8 k) = tok(r) + 2 k) are worked out once, in init, instead of for every
+ * 16-byte copy of every tile: the plain loop above spends about 50 integer instructions per copy on
+ * them, a third of what select_g16_kernel executes at the bar's shape. */
+template <int D, int kThreadCount>
+struct KTileCopy {
+    static constexpr int kChunks = D / 8, kRowStep = kThreadCount / kChunks, kPasses = kTile / kRowStep;
+    static_assert(kRowStep % 8 == 0 && kTile % kRowStep == 0, "rows r + k * step must keep r's swizzle and token pattern");
+    static constexpr int kTokStep = 2 * (kRowStep / 8); /* tokens between the rows of two passes */
+    uint32_t dst; /* swizzled byte offset of the thread's first chunk in a tile */
+    int tok;      /* the token of its first row, within the tile */
+    int col;      /* the first element of its chunk in a row of K */
+
+    __device__ __forceinline__ void init()
+    {
+        const int r = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
+        dst = swizzle<D>(r, c), tok = token_of_row(r), col = c * 8;
+    }
+
+    /* load_k_tile(tile, k_bg, stride, T0, NC) */
+    __device__ __forceinline__ void copy(uint32_t tile, const uint16_t *k_bg, size_t stride, long T0, long NC) const
+    {
+        const long left = NC - T0 - tok; /* tokens from the thread's first one to the end of k_cmp */
+        const uint16_t *src = k_bg + (size_t)(T0 + tok) * stride + col;
+#pragma unroll
+        for (int it = 0; it < kPasses; ++it) {
+            const bool valid = it * kTokStep < left;
+            cp_async_16(tile + dst + it * kRowStep * D * 2, valid ? src + (size_t)(it * kTokStep) * stride : k_bg, valid);
+        }
+    }
+};
+
 /* Copy packed rows R0 .. R0 + rows_cap - 1 of kv head g (lesson 04's R = i * hpg + hh) into a swizzled
  * tile [rows_cap][D]; rows at or past R_end are zero-filled. */
 template <int D>
@@ -147,19 +180,21 @@ __device__ __forceinline__ void tile_scores(float (&s)[kMTiles][kNTiles][4], con
 }
 
 /* One row (rr = 0: gid, rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k of the 64 tokens of a
- * tile: the lane's 16 tokens u0 .. u0 + 15 become probabilities p = exp2(s * scale_log2 - lse2) (0 past
- * the row's visible count), units, then the lane's 16 / BS block sums, ADDED to blk. Every lane of the
- * warp must call it (it shuffles). carry holds the p of the r - 1 tokens before the tile (for tig 0) and
- * is updated for the next tile. */
-template <int R, int BS>
-__device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], int rr, long u0, long vis, float lse2,
+ * tile: the lane's 16 tokens become probabilities p = exp2(s * scale_log2 - lse2), units, then the lane's
+ * 16 / BS block sums, ADDED to blk. Only the first `lim` of the lane's tokens are visible to the row (0 to
+ * 16; the others count 0); kAllVisible says all 16 are, the common case, which then costs no compares.
+ * Every lane of the warp must call it with the same kAllVisible (it shuffles). carry holds the p of the
+ * r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
+template <int R, int BS, bool kAllVisible>
+__device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], int rr, int lim, float lse2,
                                                 float scale_log2, float (&carry)[R > 1 ? R - 1 : 1], int lane,
                                                 float (&blk)[16 / BS])
 {
     /* BEGIN SOLUTION */
-    /* HINT: pv[x] for x = 2 nt + e from s[nt][2 rr + e]; the r - 1 tokens before u0 from lane tig - 1 by
-     * __shfl_sync (tig 0: carry, and every lane passes its last ones on: the next tile's carry); unit c =
-     * the r tokens ending at c, block c / BS += unit, in the same order for every block. */
+    /* HINT: pv[x] for x = 2 nt + e from s[nt][2 rr + e] (0 when x >= lim, unless kAllVisible); the r - 1
+     * tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and every lane passes
+     * its last ones on: the next tile's carry); unit c = the r tokens ending at c, block c / BS += unit, in
+     * the same order for every block. */
     const int tig = lane % 4;
     float pv[16];
 #pragma unroll
@@ -167,9 +202,10 @@ __device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], in
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             const int x = 2 * nt + e;
-            pv[x] = u0 + x < vis ? fast_exp2(fmaf(s[nt][2 * rr + e], scale_log2, -lse2)) : 0.f;
+            const float px = fast_exp2(fmaf(s[nt][2 * rr + e], scale_log2, -lse2));
+            pv[x] = kAllVisible || x < lim ? px : 0.f;
         }
-    /* the r - 1 tokens before u0: lane tig - 1's last ones; for tig 0, the previous tile's
+    /* the r - 1 tokens before the lane's first: lane tig - 1's last ones; for tig 0, the previous tile's
      * (all lanes shuffle, tig 0 receives tig 3's: the next tile's carry) */
     float before[R > 1 ? R - 1 : 1];
 #pragma unroll
@@ -181,25 +217,58 @@ __device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], in
     /* units, then blocks; the same order of additions for every block (exact ties stay exact) */
 #pragma unroll
     for (int c = 0; c < 16; ++c) {
-        float unit = 0.f;
+        float unit = c - R + 1 >= 0 ? pv[c - R + 1] : before[R - 2 - c];
 #pragma unroll
-        for (int x = c - R + 1; x <= c; ++x) unit += x >= 0 ? pv[x] : before[-x - 1];
+        for (int x = c - R + 2; x <= c; ++x) unit += x >= 0 ? pv[x] : before[-x - 1];
         blk[c / BS] += unit;
     }
     /* END SOLUTION */
 }
 
+/* lane_block_sums for a row that sees `vis` tokens, from the tile at T0: the compare-free path when
+ * all_visible (the caller makes it the same for the whole warp: T0 + 64 <= vis for every row it calls
+ * with), else the lane's count of visible tokens. (A compressed token past the visible count covers keys
+ * after t - l + 1 only, so it could only add to the forced blocks cur - 1 and cur or to blocks past t:
+ * for l <= 2 d and l' >= d, the configurations this kernel runs, the lists would not change without the
+ * mask. It keeps the scores those of the definition, and costs one tile per row.) */
+template <int R, int BS>
+__device__ __forceinline__ void row_block_sums(const float (&s)[kNTiles][4], int rr, bool all_visible, int T0, int vis,
+                                               float lse2, float scale_log2, float (&carry)[R > 1 ? R - 1 : 1],
+                                               int lane, float (&blk)[16 / BS])
+{
+    if (all_visible)
+        lane_block_sums<R, BS, true>(s, rr, 16, lse2, scale_log2, carry, lane, blk);
+    else
+        lane_block_sums<R, BS, false>(s, rr, min(max(vis - T0 - 16 * (lane % 4), 0), 16), lse2, scale_log2, carry,
+                                      lane, blk);
+}
+
+/* Offer candidate (v, j) to a lane's best-first list (v: score bits, larger is better; among equal v the
+ * entry that came first stays first, so a lane that offers its blocks in ascending order keeps ties
+ * towards the lower index). Unrolled compare-and-swaps: the arrays stay in registers. */
+template <int K>
+__device__ __forceinline__ void offer(int (&v)[K], int (&j)[K], int cv, int cj)
+{
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+        if (cv > v[k]) {
+            const int tv = v[k], tj = j[k];
+            v[k] = cv, j[k] = cj;
+            cv = tv, cj = tj;
+        }
+}
+
 /* One warp ranks one list: the score row `row` (shared memory, candidates 0 .. cur) becomes the n
  * ascending block indices at `out` (every candidate and -1 padding when there are at most n). The row
  * is overwritten: chosen blocks are marked by a score of -inf. */
-__device__ __forceinline__ void rank_list(float *row, long cur, int n, int32_t *out, int lane)
+__device__ __forceinline__ void rank_list(float *row, int cur, int n, int32_t *out, int lane)
 {
     /* BEGIN SOLUTION */
     /* HINT: cur + 1 <= n: write 0 .. cur, then -1. Otherwise mark the forced blocks (0, cur - 1, cur),
-     * then n - 3 rounds: each lane scans its blocks j = lane, lane + 32, ... in ascending order for the
-     * largest unmarked score (a tie keeps the lower j), the warp keeps the largest score and, among the
-     * lanes that hold it, the lowest j; mark it. Then a ballot over the marked blocks, in order. */
-    const long cand = cur + 1;
+     * then n - 3 rounds of a warp argmax over the unmarked blocks (the largest score; among equal scores
+     * the lowest index), each marking its winner. Simplest: every lane rescans its blocks j = lane,
+     * lane + 32, ... each round. Then a ballot over the marked blocks, in order. */
+    const int cand = cur + 1;
     if (cand <= n) { /* every candidate, then -1 */
         for (int e = lane; e < n; e += 32) out[e] = e < cand ? e : -1;
         return;
@@ -207,24 +276,39 @@ __device__ __forceinline__ void rank_list(float *row, long cur, int n, int32_t *
     /* a chosen block is marked by a score of -inf: the forced ones first */
     if (lane == 0) row[0] = row[cur - 1] = row[cur] = -INFINITY;
     __syncwarp();
-    for (int pick = 3; pick < n; ++pick) {
-        /* Scores are sums of probabilities, >= +0, and the bits of non-negative floats, read as int,
-         * order like the floats; -inf (chosen) reads as a negative int, below every candidate. */
-        int best = INT_MIN;
-        unsigned best_j = 0xffffffffu;
-        for (long j = lane; j <= cur; j += 32) { /* ascending: a tie keeps the lower index */
+    /* Scores are sums of probabilities, >= +0, and the bits of non-negative floats, read as int, order
+     * like the floats; -inf (chosen) reads as a negative int. Each lane keeps its kKeep best unchosen
+     * blocks, best first (-1: none), from one scan of its blocks j = lane, lane + 32, ... (ascending, so
+     * ties keep the lower index). A round is then two warp reductions over the lanes' first entries; only
+     * the winner's lane moves on to its next entry, and scans its blocks again once its list is empty.
+     * Rescanning every lane's blocks each round, the plain way, reads the row n - 3 times. */
+    constexpr int kKeep = 4;
+    int best[kKeep], best_j[kKeep];
+    auto scan = [&]() {
+#pragma unroll
+        for (int k = 0; k < kKeep; ++k) best[k] = -1, best_j[k] = INT_MAX;
+        for (int j = lane; j <= cur; j += 32) {
             const int v = __float_as_int(row[j]);
-            if (v > best) best = v, best_j = (unsigned)j;
+            if (v > best[kKeep - 1]) offer(best, best_j, v, j);
         }
-        const int top = __reduce_max_sync(0xffffffffu, best);
-        const unsigned j_top = __reduce_min_sync(0xffffffffu, best == top ? best_j : 0xffffffffu);
-        if (lane == (int)(j_top % 32)) row[j_top] = -INFINITY;
-        __syncwarp();
+    };
+    scan();
+    for (int pick = 3; pick < n; ++pick) {
+        const int top = __reduce_max_sync(0xffffffffu, best[0]);
+        const int j_top = (int)__reduce_min_sync(0xffffffffu, best[0] == top ? (unsigned)best_j[0] : 0xffffffffu);
+        if (lane == j_top % 32) { /* the winner's lane: mark it, move on to its next entry */
+            row[j_top] = -INFINITY;
+#pragma unroll
+            for (int k = 0; k + 1 < kKeep; ++k) best[k] = best[k + 1], best_j[k] = best_j[k + 1];
+            best[kKeep - 1] = -1, best_j[kKeep - 1] = INT_MAX;
+            if (best[0] < 0) scan(); /* its list is used up: its next best blocks, if it has any */
+        }
     }
+    __syncwarp();
     /* the marked blocks in order are the ascending list */
     int base = 0;
-    for (long j0 = 0; j0 <= cur; j0 += 32) {
-        const long j = j0 + lane;
+    for (int j0 = 0; j0 <= cur; j0 += 32) {
+        const int j = j0 + lane;
         const bool chosen = j <= cur && row[j] == -INFINITY;
         const unsigned mask = __ballot_sync(0xffffffffu, chosen);
         if (chosen) out[base + __popc(mask & ((1u << lane) - 1))] = (int32_t)j;
@@ -255,7 +339,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
      * 2. load_q_rows and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q
      *    into registers, barrier, zero the score rows (they reuse Q's bytes).
      * 3. per tile: wait + barrier, prefetch the next tile, S = Q K^T (lesson 04's ldmatrix/mma loops),
-     *    lane_block_sums for each of the lane's rows, staging store, barrier, then a thread per (list,
+     *    row_block_sums for each of the lane's rows (all_visible: __all_sync of T0 + 64 <= the row's
+     *    count, so the whole warp takes the same path), staging store, barrier, then a thread per (list,
      *    block) adds the list's rows in a fixed order to the score row.
      * 4. barrier, then a warp per list: rank_list. */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -326,8 +411,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
                 float blk[kLaneBlocks];
 #pragma unroll
                 for (int c = 0; c < kLaneBlocks; ++c) blk[c] = 0.f;
-                lane_block_sums<R, BS>(s[mt], rr, T0 + 16 * tig, vis[mt][rr], lse2[mt][rr], scale_log2,
-                                       carry[mt][rr], lane, blk);
+                row_block_sums<R, BS>(s[mt], rr, __all_sync(0xffffffffu, T0 + kTile <= vis[mt][rr]), T0,
+                                      vis[mt][rr], lse2[mt][rr], scale_log2, carry[mt][rr], lane, blk);
                 float *dst = stg + (warp_row0 + mt * 16 + gid + rr * 8) * kSJ + 16 * tig / BS;
                 if constexpr (kLaneBlocks % 4 == 0) {
 #pragma unroll
@@ -360,7 +445,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
         const long i = row0 / hpg;
         const int L = p.heads_share_selection ? sh.G : sh.H;
         const int who = p.heads_share_selection ? g : g * hpg + (int)(row0 % hpg);
-        rank_list(sc + (size_t)list * NB, (offset + i) / p.l_sel, p.n, indices + (((size_t)b * sh.M + i) * L + who) * p.n,
+        rank_list(sc + (size_t)list * NB, (int)((offset + i) / p.l_sel), p.n, indices + (((size_t)b * sh.M + i) * L + who) * p.n,
                   lane);
     }
     /* END SOLUTION */
@@ -405,7 +490,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
     const int n_tiles = (int)((visible_count(offset + (R_end - 1) / 16, NC, p) + kTile - 1) / kTile);
 
     load_q_rows<D>(q_s, q, sh, b, g, R0, R_end, kRows);
-    if (n_tiles > 0) load_k_tile<D>(k_s, k_bg, k_stride, 0, NC);
+    KTileCopy<D, kMaxWarps * 32> k_copy;
+    k_copy.init();
+    if (n_tiles > 0) k_copy.copy(k_s, k_bg, k_stride, 0, NC);
     cp_async_commit();
 
     /* m16 tile mt of this warp is position i[mt]; its rows gid and gid + 8 are heads gid and gid + 8 */
@@ -446,7 +533,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
         cp_async_wait_all();
         __syncthreads(); /* tile m has landed; nobody reads tile m - 1 any more */
         if (m + 1 < n_tiles) {
-            load_k_tile<D>(k_s + ((m + 1) % 2) * kTile * kRowBytes, k_bg, k_stride, T0 + kTile, NC);
+            k_copy.copy(k_s + ((m + 1) % 2) * kTile * kRowBytes, k_bg, k_stride, T0 + kTile, NC);
             cp_async_commit();
         }
 
@@ -460,8 +547,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
             for (int c = 0; c < kV; ++c) v[c] = 0.f;
 #pragma unroll
             for (int rr = 0; rr < 2; ++rr)
-                lane_block_sums<R, BS>(s[mt], rr, T0 + 16 * tig, vis[mt], lse2[mt][rr], scale_log2, carry[mt][rr],
-                                       lane, v);
+                row_block_sums<R, BS>(s[mt], rr, T0 + kTile <= vis[mt], T0, vis[mt], lse2[mt][rr], scale_log2,
+                                      carry[mt][rr], lane, v);
             /* Reduce-scatter over the 8 lanes of this tig (gid = lane bits 4, 3, 2): at each step a lane
              * keeps one half of its values (the upper half if its bit is set), sends the other half to its
              * partner and adds the partner's copy of its own half. Every block is summed by the same tree
@@ -503,7 +590,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
 #pragma unroll 1
     for (int mt = 0; mt < kMTiles; ++mt) {
         if (R0 + warp * 32 + mt * 16 >= R_end) break;
-        rank_list(my_rows + (size_t)mt * NB, (offset + pos[mt]) / p.l_sel, p.n,
+        rank_list(my_rows + (size_t)mt * NB, (int)((offset + pos[mt]) / p.l_sel), p.n,
                   indices + (((size_t)b * sh.M + pos[mt]) * sh.G + g) * p.n, lane);
     }
     /* END SOLUTION */
