@@ -47,18 +47,20 @@ constexpr float kLn2 = 0.6931471805599453f;
 static_assert(kKeysPerWarp == 16, "the fragment code below assumes 16 keys per warp");
 
 /* Copy K or V rows [first, first + kBc) of one kv head into a swizzled tile; rows at or past `limit`
- * are zero-filled (not read). */
+ * are zero-filled (not read). A thread copies chunk c of rows r0, r0 + step, ...: the 64-bit row
+ * arithmetic is done once per tile, and each copy costs an int compare and an add. */
 template <int D>
 __device__ __forceinline__ void load_kv_tile(uint32_t tile, const uint16_t *base, size_t stride, long first, long limit)
 {
     constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
     const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
     const uint32_t dst = tile + swizzle<D>(r0, c);
+    const long left = limit - first - r0; /* rows from the thread's first one to the limit */
+    const uint16_t *src = base + (size_t)(first + r0) * stride + c * 8;
 #pragma unroll
     for (int it = 0; it < kBc / kRowStep; ++it) {
-        const long row = first + r0 + it * kRowStep;
-        const bool valid = row < limit;
-        cp_async_16(dst + it * kRowStep * D * 2, valid ? base + (size_t)row * stride + c * 8 : base, valid);
+        const bool valid = it * kRowStep < left;
+        cp_async_16(dst + it * kRowStep * D * 2, valid ? src + (size_t)(it * kRowStep) * stride : base, valid);
     }
 }
 
