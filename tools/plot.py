@@ -251,7 +251,9 @@ NSA_BARS = {"mean": {"cmp_plus_select": 10.5, "selected_attention": 10.3},
             "paper": {"cmp_plus_select": 21.3, "selected_attention": 10.2}}
 NSA_STAGES = [("compress", "compression of K and V"), ("cmp_attention", "compressed attention"),
               ("select", "scores + top-n"), ("cmp_plus_select", "compressed + scores + top-n"),
-              ("selected_attention", "selected attention"), ("dense", "dense causal flash (frozen)")]
+              ("selected_attention", "selected attention"),
+              ("selected_kv_floor_2", "selected: its K/V loads alone (the floor)"),
+              ("dense", "dense causal flash (frozen)")]
 
 
 def read_nsa_rows(path):
@@ -281,7 +283,7 @@ def plot_nsa(rows, prefix, args):
             pts = sorted((r["N"], r["ms"]) for r in mine if r["stage"] == stage)
             if pts:
                 ax.plot([n for n, _ in pts], [ms for _, ms in pts], marker="o", label=label,
-                        linestyle="--" if stage == "dense" else "-")
+                        linestyle={"dense": "--", "selected_kv_floor_2": ":"}.get(stage, "-"))
         # the two bars of a configuration can be close (10.5 and 10.3 ms): one label above, one below
         for k, (stage, bar) in enumerate(NSA_BARS[config].items()):
             ax.plot([65536], [bar], marker="_", markersize=18, color="black")

@@ -17,6 +17,11 @@
  *   cmp_attention       nsa_cmp_attention_cuda: q over the compressed tokens, o and lse_cmp (lesson 07)
  *   select              nsa_select_cuda: block scores from q . k_cmp and lse_cmp, top-n lists (lesson 08)
  *   selected_attention  nsa_selected_attention_cuda over the lists of `select` (lesson 09)
+ *   K/V loads only      (selected_kv_floor_2 and _3 in the CSV) the selected branch's floor: the K and V
+ *                       tiles lesson 09 reads on the same lists, in the same order, through a cp.async ring
+ *                       of 2 or 3 (K, V) stages, with nothing computed; its GB/s is the rate at which this
+ *                       access pattern streams from L2: a kernel that reads the same bytes the same way
+ *                       cannot be faster
  *   dense               the frozen dense causal flash kernel (attn_baseline_flash_bf16), for reference;
  *                       it does not depend on the configuration, so it is timed once per N and its
  *                       row repeated in each configuration's group (--no-dense skips it)
@@ -94,13 +99,14 @@ static const nsa_config kConfigs[] = {
 
 /* ---------------------------------------------------------------- stages */
 
-typedef enum { S_COMPRESS, S_CMP, S_SELECT, S_SUM, S_SELECTED, S_DENSE, STAGE_COUNT } stage_id;
+typedef enum { S_COMPRESS, S_CMP, S_SELECT, S_SUM, S_SELECTED, S_FLOOR2, S_FLOOR3, S_DENSE, STAGE_COUNT } stage_id;
 
-static const char *const kStageNames[STAGE_COUNT] = {"compress",        "cmp_attention",      "select",
-                                                     "cmp_plus_select", "selected_attention", "dense"};
+static const char *const kStageNames[STAGE_COUNT] = {"compress",           "cmp_attention",      "select",
+                                                     "cmp_plus_select",    "selected_attention", "selected_kv_floor_2",
+                                                     "selected_kv_floor_3", "dense"};
 static const char *const kStageLabels[STAGE_COUNT] = {
     "compress (K and V)", "cmp_attention", "select (scores + top-n)", "cmp + scores + top-n",
-    "selected_attention", "dense (frozen flash)"};
+    "selected_attention", "  K/V loads only, ring 2", "  K/V loads only, ring 3", "dense (frozen flash)"};
 
 typedef enum { R_NONE, R_OK, R_BROKEN, R_SKIPPED } stage_state;
 
@@ -153,6 +159,102 @@ static int launch_dense(void *ctx, cudaStream_t stream)
     const nsa_run *r = (const nsa_run *)ctx;
     return attn_baseline_flash_bf16(&r->sh, r->q, r->k, r->v, r->o, r->lse, stream);
 }
+
+/* ---------------------------------------------------------------- the selected branch's load floor */
+
+/* What lesson 09's kernel cannot beat on these lists: the same K and V tiles, read in the same order
+ * (one block per (position, kv group), positions of a group next to each other, last first) through a
+ * ring of `S` (K, V) tile pairs with cp.async, and nothing computed (one word of each tile is folded
+ * into a checksum so that every load must land). bytes / time is the L2 stream rate of the selected
+ * branch's access pattern. Shared lists and H/G <= 16 only (the bar's shape). */
+template <int D, int S>
+__global__ void __launch_bounds__(128) kv_floor_kernel(int M, int N, int G, int n, int l_sel, const int32_t *lists,
+                                                       const uint16_t *k, const uint16_t *v, unsigned *sink)
+{
+    extern __shared__ __align__(128) uint8_t smem[];
+    constexpr int kTileBytes = 64 * D * 2, kChunks = D / 8;
+    const uint32_t base = (uint32_t)__cvta_generic_to_shared(smem);
+    const long x = blockIdx.x;
+    const int i = M - 1 - (int)(x % M), g = (int)(x / M), b = blockIdx.y;
+    const long t = (long)N - M + i;
+    const int32_t *list = lists + (((size_t)b * M + i) * G + g) * n;
+    const uint16_t *k_bg = k + ((size_t)b * N * G + g) * D, *v_bg = v + ((size_t)b * N * G + g) * D;
+    const size_t stride = (size_t)G * D;
+    /* the walk: entry e, tile start s0, last visible key; e == n ends it */
+    int le = 0, ce;
+    long ls0 = 0, llast = -1, cs0, clast;
+    auto next = [&](int &e, long &s0, long &last, bool first) {
+        if (!first && s0 + 64 <= last) {
+            s0 += 64;
+            return;
+        }
+        for (e = first ? 0 : e + 1; e < n; ++e) {
+            const int j = list[e];
+            if (j < 0) {
+                e = n;
+                break;
+            }
+            if ((long)j * l_sel <= t) break;
+        }
+        if (e < n) s0 = (long)list[e] * l_sel, last = min(t, s0 + l_sel - 1);
+    };
+    auto load = [&](int stage, long s0, long last) {
+        for (int c = threadIdx.x; c < 64 * kChunks; c += blockDim.x) {
+            const int r = c / kChunks, ch = c % kChunks;
+            const long row = s0 + r;
+            const bool ok = row <= last;
+            const uint32_t dst = base + stage * 2 * kTileBytes + (r * kChunks + ch) * 16;
+            const uint16_t *ks = ok ? k_bg + row * stride + ch * 8 : k_bg, *vs = ok ? v_bg + row * stride + ch * 8 : v_bg;
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(ks), "r"(ok ? 16 : 0));
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + kTileBytes), "l"(vs),
+                         "r"(ok ? 16 : 0));
+        }
+    };
+    next(le, ls0, llast, true);
+    ce = le, cs0 = ls0, clast = llast;
+#pragma unroll
+    for (int st = 0; st < S - 1; ++st) {
+        if (le < n) load(st, ls0, llast), next(le, ls0, llast, false);
+        asm volatile("cp.async.commit_group;\n" ::);
+    }
+    unsigned acc = 0;
+    for (int j = 0; ce < n; ++j) {
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 2));
+        __syncthreads(); /* tile j has landed; nobody reads tile j - 1 any more */
+        if (le < n) load((j + S - 1) % S, ls0, llast), next(le, ls0, llast, false);
+        asm volatile("cp.async.commit_group;\n" ::);
+        acc ^= reinterpret_cast<const unsigned *>(smem + (j % S) * 2 * kTileBytes)[threadIdx.x];
+        next(ce, cs0, clast, false);
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    if (acc == 0x9e3779b9u) sink[threadIdx.x] = acc; /* practically never: keeps the loads alive */
+}
+
+static int launch_floor(const nsa_run *r, int stages, cudaStream_t stream)
+{
+    const attn_shape *sh = &r->sh;
+    if (sh->D != 128 || !r->p.heads_share_selection || sh->H / sh->G > 16)
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "the K/V floor runs on the bar's shape only (D = 128, shared lists)");
+    const int bytes = stages * 2 * 64 * 128 * 2;
+    const dim3 grid((unsigned)((long)sh->M * sh->G), (unsigned)sh->B);
+    if (stages == 2) {
+        int st = attn_cuda_status(
+            cudaFuncSetAttribute(kv_floor_kernel<128, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "floor");
+        if (st) return st;
+        kv_floor_kernel<128, 2><<<grid, 128, bytes, stream>>>(sh->M, sh->N, sh->G, r->p.n, r->p.l_sel, r->lists, r->k,
+                                                              r->v, (unsigned *)r->lse);
+    } else {
+        int st = attn_cuda_status(
+            cudaFuncSetAttribute(kv_floor_kernel<128, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "floor");
+        if (st) return st;
+        kv_floor_kernel<128, 3><<<grid, 128, bytes, stream>>>(sh->M, sh->N, sh->G, r->p.n, r->p.l_sel, r->lists, r->k,
+                                                              r->v, (unsigned *)r->lse);
+    }
+    return attn_cuda_launch_status("kv_floor_kernel");
+}
+
+static int launch_floor2(void *ctx, cudaStream_t stream) { return launch_floor((const nsa_run *)ctx, 2, stream); }
+static int launch_floor3(void *ctx, cudaStream_t stream) { return launch_floor((const nsa_run *)ctx, 3, stream); }
 
 /* ---------------------------------------------------------------- output scans on the device */
 
@@ -705,6 +807,22 @@ static int bench_config(const options *o, const nsa_config *cfg, nsa_run *r, sta
             break;
         }
     }
+    /* the load floor of the selected branch on the same lists (a measurement aid, not part of the bar) */
+    for (int k = 0; k < 2 && !st && res[S_SELECTED].state == R_OK && res[S_SELECT].state == R_OK; ++k) {
+        const stage_id s = k == 0 ? S_FLOOR2 : S_FLOOR3;
+        attn_timing t;
+        st = attn_time(k == 0 ? launch_floor2 : launch_floor3, r, o->warmup, o->reps, &t);
+        if (st) {
+            fprintf(stderr, "bench_nsa: %s N=%d: the K/V floor did not run; going on\n", cfg->name, N);
+            st = ATTN_OK;
+            break;
+        }
+        res[s].state = R_OK;
+        res[s].ms = t.median_ms;
+        /* the bytes lesson 09 reads: K and V rows of the visible keys of the listed blocks, per (position,
+         * group); list_pairs counts them once per query head of the group */
+        res[s].bytes = list_pairs(r, host_lists2) / (sh->H / sh->G) * 2.0 * sh->D * 2.0;
+    }
     if (st) fprintf(stderr, "bench_nsa: %s N=%d: stopped in stage %s\n", cfg->name, N, kStageNames[at]);
     if (!st) {
         res[S_SUM].state = res[S_CMP].state == R_OK && res[S_SELECT].state == R_OK ? R_OK
@@ -772,7 +890,8 @@ static int bench_n(const options *o, int N, const char *device, FILE *csv, bar_r
         st = bench_config(o, &kConfigs[c], &r, res, failures);
         if (st) break;
         res[S_DENSE] = dense;
-        static const stage_id shown[STAGE_COUNT] = {S_COMPRESS, S_CMP, S_SELECT, S_SUM, S_SELECTED, S_DENSE};
+        static const stage_id shown[STAGE_COUNT] = {S_COMPRESS, S_CMP, S_SELECT,  S_SUM,
+                                                    S_SELECTED, S_FLOOR2, S_FLOOR3, S_DENSE};
         for (int k = 0; k < STAGE_COUNT; ++k) print_row(kConfigs[c].name, N, shown[k], &res[shown[k]], device, csv);
         if (N == BAR_N) {
             bars[c].measured = 1;
