@@ -31,6 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audit  # noqa: E402
+import sanitize as sanitize_tool  # noqa: E402
 
 # Points per lesson and part. speed = 0: timed and reported, not graded.
 POINTS = {
@@ -221,23 +222,25 @@ def run_tests(binary, extra_args=(), timeout=1800):
 
 def sanitize(binary, num, timeout=240):
     """Run memcheck and racecheck on the lesson's small sanitizer test. Returns None when clean, else
-    the first lines of the report. A run that does not finish counts as a report: on these small
-    tests only a kernel with hazards (racecheck reports every one) takes minutes."""
+    the first lines of the report. tools/sanitize.py stops at the first report (a racy kernel can
+    print hazards for minutes: racecheck reports every one) and after `timeout` seconds, which counts
+    as a report; either way it kills compute-sanitizer and the test processes, so nothing of the
+    learner's keeps running on the GPU while the next lesson is graded."""
     san = os.path.join(ROOT, "tools", "sanitize.py")
+    filt = SANITIZE_FILTER.get(num, "cuda_part/*")
     for tool in ("memcheck", "racecheck"):
         try:
-            proc = subprocess.run([sys.executable, san, "--tool", tool, "--filter",
-                                   SANITIZE_FILTER.get(num, "cuda_part/*"), binary],
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run([sys.executable, san, "--tool", tool, "--filter", filt, "--timeout", str(timeout),
+                                   binary], capture_output=True, text=True, timeout=timeout + 60)
         except subprocess.TimeoutExpired:
-            return (f"compute-sanitizer {tool} did not finish within {timeout} s on the small test "
-                    f"{SANITIZE_FILTER.get(num)}: on a test this small that means a flood of reports (a race?)")
+            return f"compute-sanitizer {tool} did not finish within {timeout} s on the small test {filt}"
         if proc.returncode == 77:
             return None
         if proc.returncode != 0:
             lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-            first = [ln for ln in lines if "=========" in ln][:6] or lines[-6:]
-            return f"compute-sanitizer {tool} reported a problem:\n" + "\n".join(first)
+            reports = [ln for ln in lines if sanitize_tool.REPORT.search(ln)][:6]
+            verdict = [ln for ln in lines if ln.startswith("sanitize:")][-1:]
+            return f"compute-sanitizer {tool} reported a problem:\n" + "\n".join((reports or lines[-6:]) + verdict)
     return None
 
 

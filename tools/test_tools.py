@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -110,6 +111,70 @@ int lesson_cuda(const attn_shape *shape, const uint16_t *q, uint16_t *o, cudaStr
 }
 #endif
 """
+
+
+class Sanitizer(unittest.TestCase):
+    """tools/sanitize.py against a stand-in compute-sanitizer (a shell script on PATH): it must stop at
+    the first report and kill what it started, and time out on a run that never ends."""
+
+    def run_sanitize(self, script, *args):
+        with tempfile.TemporaryDirectory() as d:
+            for name, body in (("compute-sanitizer", script), ("nvidia-smi", "exit 0\n")):
+                path = os.path.join(d, name)
+                with open(path, "w") as f:
+                    f.write("#!/bin/sh\n" + body)
+                os.chmod(path, 0o755)
+            env = dict(os.environ, PATH=d + os.pathsep + os.environ["PATH"])
+            pid_file = os.path.join(d, "child.pid")
+            env["CHILD_PID_FILE"] = pid_file
+            san = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sanitize.py")
+            proc = subprocess.run([sys.executable, san, *args, "test_binary"], capture_output=True, text=True,
+                                  env=env, timeout=60)
+            child = None
+            if os.path.exists(pid_file):
+                with open(pid_file) as f:
+                    child = int(f.read().strip() or 0)
+            return proc, child
+
+    def alive(self, pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with open(f"/proc/{pid}/stat") as f:  # a zombie is dead
+            return f.read().split(")")[-1].split()[0] != "Z"
+
+    def test_stops_at_the_first_race_and_kills_the_test_processes(self):
+        script = ('sleep 300 & echo $! > "$CHILD_PID_FILE"\n'
+                  'echo "========= COMPUTE-SANITIZER"\n'
+                  'echo "========= Error: Race reported between Write access at 0x10 in kernel(int)"\n'
+                  'sleep 300\n')
+        start = time.monotonic()
+        proc, child = self.run_sanitize(script, "--tool", "racecheck", "--expect-errors")
+        self.assertEqual(proc.returncode, 0, proc.stdout)
+        self.assertIn("Race reported", proc.stdout)
+        self.assertLess(time.monotonic() - start, 30)
+        self.assertIsNotNone(child)
+        time.sleep(0.2)
+        self.assertFalse(self.alive(child), "the test process started by the sanitizer was left running")
+
+    def test_a_report_fails_a_run_that_must_be_clean(self):
+        script = ('echo "========= Invalid __global__ read of size 4 bytes"\nsleep 300\n')
+        proc, _ = self.run_sanitize(script, "--tool", "memcheck")
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("stopped at the first report", proc.stdout)
+
+    def test_a_clean_run_passes(self):
+        script = ('echo "[====] Synthesis: Tested: 3 | Passing: 3 | Failing: 0 | Crashing: 0"\n'
+                  'echo "========= ERROR SUMMARY: 0 errors"\n')
+        proc, _ = self.run_sanitize(script, "--tool", "memcheck")
+        self.assertEqual(proc.returncode, 0, proc.stdout)
+        self.assertIn("clean", proc.stdout)
+
+    def test_a_run_that_does_not_end_times_out(self):
+        proc, _ = self.run_sanitize("sleep 300\n", "--tool", "racecheck", "--expect-errors", "--timeout", "1")
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("did not finish within 1 s", proc.stdout)
 
 
 class Contracts(unittest.TestCase):
