@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 SKIP = 77
 # a line of compute-sanitizer that reports a problem: an invalid access, an API error, a race (racecheck

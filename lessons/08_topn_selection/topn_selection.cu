@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     float *stg = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* after Q is in registers */
     float *sc = stg + (size_t)rows_cap * kSJ;
 
-    /* TODO (about 95 lines): 1. coordinates: kv head g, the block's packed rows R0 .. R_end - 1, each row's position t,
+    /* TODO (about 90 lines): 1. coordinates: kv head g, the block's packed rows R0 .. R_end - 1, each row's position t,
      *          visible count and lse * log2(e); the number of token tiles from the last row's count.
      * 2. load_q_rows and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q
      *    into registers, barrier, zero the score rows (they reuse Q's bytes).
@@ -244,7 +244,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
     const uint32_t k_s = smem_addr(smem), q_s = k_s + 2 * kTile * kRowBytes;
     float *sc = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* [8 lists][NB], after Q */
 
-    /* TODO (about 110 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
+    /* TODO (about 100 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
      * m16 tile, and the group sum done in registers (rows gid + gid + 8, then __shfl_xor_sync over lane
      * masks 16, 8, 4, each step keeping half of the values), straight into the warp's own score rows. */
 }

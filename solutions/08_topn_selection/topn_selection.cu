@@ -383,13 +383,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     __syncthreads(); /* every warp holds its Q: the bytes become staging and score rows */
     for (long e = threadIdx.x; e < (long)lists_per_block * NB; e += blockDim.x) sc[e] = 0.f;
 
-    float carry[kMTiles][2][R > 1 ? R - 1 : 1]; /* p of the tokens just before the tile, for tig 0 */
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr)
-#pragma unroll
-            for (int x = 0; x < (R > 1 ? R - 1 : 1); ++x) carry[mt][rr][x] = 0.f;
+    float carry[kMTiles][2][R > 1 ? R - 1 : 1] = {}; /* p of the tokens just before the tile, for tig 0 */
 
     for (int m = 0; m < n_tiles; ++m) {
         const int T0 = m * kTile;
@@ -519,13 +513,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
     for (long e = lane; e < kMTiles * NB; e += 32) my_rows[e] = 0.f;
     __syncwarp();
 
-    float carry[kMTiles][2][R > 1 ? R - 1 : 1];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr)
-#pragma unroll
-            for (int x = 0; x < (R > 1 ? R - 1 : 1); ++x) carry[mt][rr][x] = 0.f;
+    float carry[kMTiles][2][R > 1 ? R - 1 : 1] = {}; /* p of the tokens just before the tile, for tig 0 */
 
     for (int m = 0; m < n_tiles; ++m) {
         const int T0 = m * kTile;
