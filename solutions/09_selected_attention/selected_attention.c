@@ -6,43 +6,7 @@
 
 #include <math.h>
 
-/* Lesson 02's streaming softmax for one query row, given (as in lesson 06): this lesson is about which
- * keys a row visits. Start with row_begin, feed each visited key to row_add (x: its score), end with
- * row_end. */
-typedef struct {
-    float m, l; /* running max and sum */
-    float *o;   /* the output row, the running sum of p * v until row_end */
-    int D;
-} online_row;
-
-static inline void row_begin(online_row *r, float *o, int D)
-{
-    r->m = -INFINITY, r->l = 0.0f, r->o = o, r->D = D;
-    for (int d = 0; d < D; ++d) o[d] = 0.0f;
-}
-
-static inline float row_dot(const float *a, const float *b, int D)
-{
-    float dot = 0.0f;
-    for (int d = 0; d < D; ++d) dot += a[d] * b[d];
-    return dot;
-}
-
-static inline void row_add(online_row *r, float x, const float *v)
-{
-    const float m_new = fmaxf(r->m, x), alpha = expf(r->m - m_new), p = expf(x - m_new);
-    r->l = r->l * alpha + p;
-    for (int d = 0; d < r->D; ++d) r->o[d] = r->o[d] * alpha + p * v[d];
-    r->m = m_new;
-}
-
-/* o = sum / l; returns lse = m + log l, or -inf (and o = 0) when the row visited no key. */
-static inline float row_end(online_row *r)
-{
-    if (r->l == 0.0f) return -INFINITY;
-    for (int d = 0; d < r->D; ++d) r->o[d] /= r->l;
-    return r->m + logf(r->l);
-}
+#include "online_row.h" /* row_begin, row_dot, row_add, row_end: lesson 02's streaming softmax, given */
 
 /* The checks both functions share: shape, parameters, causal. */
 static int check_problem(const char *fn, const attn_shape *shape, const attn_nsa_params *p)
