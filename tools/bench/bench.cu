@@ -65,6 +65,7 @@
 #include "attn.h"
 #include "attn_gpu.h"
 #include "baselines.h"
+#include "bench_csv.h"
 #ifdef BENCH_L01
 #include "naive_attention.h"
 #endif
@@ -647,21 +648,6 @@ static int parse_args(int argc, char **argv, options *o)
 }
 
 /* ---------------------------------------------------------------- one measurement */
-
-/* A CSV field, quoted when it holds a comma or a quote (the device description does). */
-static void csv_text(FILE *f, const char *s)
-{
-    if (!strpbrk(s, ",\"\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; ++s) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
 
 static void print_table_header(void)
 {

@@ -69,6 +69,7 @@
 #include "attn.h"
 #include "attn_gpu.h"
 #include "baselines.h"
+#include "bench_csv.h"
 #include "compressed_attention.h"
 #include "harness.h"
 #include "nsa.h"
@@ -562,21 +563,6 @@ static int parse_args(int argc, char **argv, options *o)
 }
 
 /* ---------------------------------------------------------------- reporting */
-
-/* A CSV field, quoted when it holds a comma or a quote (the device description does). */
-static void csv_text(FILE *f, const char *s)
-{
-    if (!strpbrk(s, ",\"\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; ++s) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
 
 static void print_row(const char *config, int N, stage_id s, const stage_result *r, const char *device, FILE *csv)
 {
