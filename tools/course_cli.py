@@ -8,7 +8,8 @@
         runs ctest, writes its full output to the log (default BUILD_DIR/test.log), prints failures
         as they happen and a progress line every 10%, then a summary per kind of test (reference
         solutions, stubs, known-wrong variants, maintainer checks, ...) that says how many were
-        skipped and why, then ctest's own closing line ("100% tests passed, 0 tests failed out of N").
+        skipped and why, then ctest's own closing line ("100% tests passed, 0 tests failed out of N";
+        CMake 4 leaves out "0 tests failed" when none did).
         --verbose prints ctest's whole output as well. Exit status: ctest's.
 
 Normally run through ./course (build, test, bench), not by hand.
@@ -140,7 +141,9 @@ def run_build(build_dir, targets=(), jobs=None, log_path=None, quiet=False, show
 # ------------------------------------------------------------------ ctest summary
 
 RESULT = re.compile(r"^\s*(\d+)/(\d+)\s+Test\s+#\s*\d+:\s+(\S+)\s+\.*\s*(\*\*\*)?(.*?)\s+([\d.]+)\s+sec\s*$")
-CLOSING = re.compile(r"^\d+% tests passed, \d+ tests? failed out of \d+")
+# ctest's closing line: "100% tests passed, 0 tests failed out of N" (CMake 3), "100% tests passed out of
+# N" when none failed (CMake 4)
+CLOSING = re.compile(r"^\d+% tests passed(, \d+ tests? failed)? out of \d+")
 CTEST_NOISE = re.compile(r"^(Internal ctest changing into directory|Test project |\s+Start\s+\d+: )")
 
 

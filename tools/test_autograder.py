@@ -328,10 +328,16 @@ def main():
             f.write("\nthis line does not compile\n")
         data = ag.grade("compile_error", grade_args=grade_args)
         tests = tests_by_name(data)
-        check(data is not None and data.get("score") == 0, "does not compile: score 0")
-        c = tests.get("Lesson 01 C part")
+        c, cuda = tests.get("Lesson 01 C part"), tests.get("Lesson 01 CUDA part")
         check(c is not None and c.get("score") == 0 and re.search("compile|build", c.get("output", "")) is not None,
-              "does not compile: the C part says so")
+              "does not compile: the C part gets 0 and says so")
+        # the parts are graded apart: the C file that does not compile costs the C part only, and the
+        # untouched CUDA solution keeps its points where a GPU can run it (without one it is skipped)
+        want = 60 if gpu else 0
+        check(cuda is not None and cuda.get("score") == want,
+              f"does not compile: the CUDA part still gets {want} (got {(cuda or {}).get('score')})")
+        check(data is not None and data.get("score") == want,
+              f"does not compile: score {want} in all (got {(data or {}).get('score')})")
 
         say("a submission that includes the reference solution gets nothing from it")
         reset_dir(ag.submission)
