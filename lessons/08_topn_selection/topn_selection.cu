@@ -134,39 +134,44 @@ __device__ __forceinline__ void tile_scores(float (&s)[kMTiles][kNTiles][4], con
      * for each m16 tile. */
 }
 
-/* One row (rr = 0: gid, rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k of the 64 tokens of a
- * tile: the lane's 16 tokens become probabilities p = exp2(s * scale_log2 - lse2), units, then the lane's
- * 16 / BS block sums, ADDED to blk. Only the first `lim` of the lane's tokens are visible to the row (0 to
- * 16; the others count 0); kAllVisible says all 16 are, the common case, which then costs no compares.
- * Every lane of the warp must call it with the same kAllVisible (it shuffles). carry holds the p of the
- * r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
-template <int R, int BS, bool kAllVisible>
-__device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], int rr, int lim, float lse2,
-                                                float scale_log2, float (&carry)[R > 1 ? R - 1 : 1], int lane,
-                                                float (&blk)[16 / BS])
+/* The probabilities p = exp2(s * scale_log2 - lse2) of the lane's 16 tokens in one row (rr = 0: gid,
+ * rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k: pv[x] is token 16 tig + x of the tile.
+ * Only the first `lim` (0 to 16) are visible to the row, the others are 0; kAllVisible says all 16 are,
+ * the common case, which then costs no compares. */
+template <bool kAllVisible>
+__device__ __forceinline__ void lane_probs(const float (&s)[kNTiles][4], int rr, int lim, float lse2, float scale_log2,
+                                           float (&pv)[16])
 {
-    /* TODO (about 25 lines): pv[x] for x = 2 nt + e from s[nt][2 rr + e] (0 when x >= lim, unless kAllVisible); the r - 1
-     * tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and every lane passes
-     * its last ones on: the next tile's carry); unit c = the r tokens ending at c, block c / BS += unit, in
-     * the same order for every block. */
+    /* TODO (about 10 lines): token x = 2 nt + e of the lane is s[nt][2 rr + e] (the permuted K tile makes the lane's
+     * columns consecutive tokens); fast_exp2(fmaf(s, scale_log2, -lse2)), 0 when x >= lim unless
+     * kAllVisible. */
 }
 
-/* lane_block_sums for a row that sees `vis` tokens, from the tile at T0: the compare-free path when
- * all_visible (the caller makes it the same for the whole warp: T0 + 64 <= vis for every row it calls
- * with), else the lane's count of visible tokens. (A compressed token past the visible count covers keys
- * after t - l + 1 only, so it could only add to the forced blocks cur - 1 and cur or to blocks past t:
- * for l <= 2 d and l' >= d, the configurations this kernel runs, the lists would not change without the
- * mask. It keeps the scores those of the definition, and costs one tile per row.) */
+/* The lane's 16 probabilities pv (of one row, or a sum of rows that share the tokens) to units, then to
+ * its 16 / BS block sums, ADDED to blk. Every lane of the warp must call it (it shuffles). carry holds
+ * the p of the r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
 template <int R, int BS>
-__device__ __forceinline__ void row_block_sums(const float (&s)[kNTiles][4], int rr, bool all_visible, int T0, int vis,
-                                               float lse2, float scale_log2, float (&carry)[R > 1 ? R - 1 : 1],
-                                               int lane, float (&blk)[16 / BS])
+__device__ __forceinline__ void lane_block_sums(const float (&pv)[16], float (&carry)[R > 1 ? R - 1 : 1], int lane,
+                                                float (&blk)[16 / BS])
 {
-    if (all_visible)
-        lane_block_sums<R, BS, true>(s, rr, 16, lse2, scale_log2, carry, lane, blk);
+    /* TODO (about 20 lines): the r - 1 tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and
+     * every lane passes its last ones on: the next tile's carry); unit c = the r tokens ending at c,
+     * block c / BS += unit, in the same order for every block. */
+}
+
+/* lane_probs for a row that sees `vis` tokens, from the tile at T0: the compare-free path when the row
+ * sees the whole tile (T0 + 64 <= vis), else the lane's count of visible tokens. (A compressed token past
+ * the visible count covers keys after t - l + 1 only, so it could only add to the forced blocks cur - 1
+ * and cur or to blocks past t: for l <= 2 d and l' >= d, the configurations this kernel runs, the lists
+ * would not change without the mask. It keeps the scores those of the definition, and costs one tile
+ * per row.) */
+__device__ __forceinline__ void row_probs(const float (&s)[kNTiles][4], int rr, int T0, int vis, float lse2,
+                                          float scale_log2, int lane, float (&pv)[16])
+{
+    if (T0 + kTile <= vis)
+        lane_probs<true>(s, rr, 16, lse2, scale_log2, pv);
     else
-        lane_block_sums<R, BS, false>(s, rr, min(max(vis - T0 - 16 * (lane % 4), 0), 16), lse2, scale_log2, carry,
-                                      lane, blk);
+        lane_probs<false>(s, rr, min(max(vis - T0 - 16 * (lane % 4), 0), 16), lse2, scale_log2, pv);
 }
 
 /* Offer candidate (v, j) to a lane's best-first list (v: score bits, larger is better; among equal v the
@@ -216,9 +221,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
      * 2. load_q_rows and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q
      *    into registers, barrier, zero the score rows (they reuse Q's bytes).
      * 3. per tile: wait + barrier, prefetch the next tile, S = Q K^T (lesson 04's ldmatrix/mma loops),
-     *    row_block_sums for each of the lane's rows (all_visible: __all_sync of T0 + 64 <= the row's
-     *    count, so the whole warp takes the same path), staging store, barrier, then a thread per (list,
-     *    block) adds the list's rows in a fixed order to the score row.
+     *    for each of the lane's rows row_probs then lane_block_sums, staging store, barrier, then a
+     *    thread per (list, block) adds the list's rows in a fixed order to the score row.
      * 4. barrier, then a warp per list: rank_list. */
 }
 
@@ -244,9 +248,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
     const uint32_t k_s = smem_addr(smem), q_s = k_s + 2 * kTile * kRowBytes;
     float *sc = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* [8 lists][NB], after Q */
 
-    /* TODO (about 100 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
-     * m16 tile, and the group sum done in registers (rows gid + gid + 8, then __shfl_xor_sync over lane
-     * masks 16, 8, 4, each step keeping half of the values), straight into the warp's own score rows. */
+    /* TODO (about 105 lines): optional, after select_kernel works: the same pipeline with 8 positions per block, one per
+     * m16 tile, and the group sum done in registers (the probabilities of rows gid and gid + 8 added
+     * before lane_block_sums, then __shfl_xor_sync over lane masks 16, 8, 4, each step keeping half of
+     * the values), straight into the warp's own score rows. */
 }
 
 /* Shared memory of a block of n_warps warps: two K tiles, then Q or (staging + score rows). */

@@ -179,24 +179,18 @@ __device__ __forceinline__ void tile_scores(float (&s)[kMTiles][kNTiles][4], con
     /* END SOLUTION */
 }
 
-/* One row (rr = 0: gid, rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k of the 64 tokens of a
- * tile: the lane's 16 tokens become probabilities p = exp2(s * scale_log2 - lse2), units, then the lane's
- * 16 / BS block sums, ADDED to blk. Only the first `lim` of the lane's tokens are visible to the row (0 to
- * 16; the others count 0); kAllVisible says all 16 are, the common case, which then costs no compares.
- * Every lane of the warp must call it with the same kAllVisible (it shuffles). carry holds the p of the
- * r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
-template <int R, int BS, bool kAllVisible>
-__device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], int rr, int lim, float lse2,
-                                                float scale_log2, float (&carry)[R > 1 ? R - 1 : 1], int lane,
-                                                float (&blk)[16 / BS])
+/* The probabilities p = exp2(s * scale_log2 - lse2) of the lane's 16 tokens in one row (rr = 0: gid,
+ * rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k: pv[x] is token 16 tig + x of the tile.
+ * Only the first `lim` (0 to 16) are visible to the row, the others are 0; kAllVisible says all 16 are,
+ * the common case, which then costs no compares. */
+template <bool kAllVisible>
+__device__ __forceinline__ void lane_probs(const float (&s)[kNTiles][4], int rr, int lim, float lse2, float scale_log2,
+                                           float (&pv)[16])
 {
     /* BEGIN SOLUTION */
-    /* HINT: pv[x] for x = 2 nt + e from s[nt][2 rr + e] (0 when x >= lim, unless kAllVisible); the r - 1
-     * tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and every lane passes
-     * its last ones on: the next tile's carry); unit c = the r tokens ending at c, block c / BS += unit, in
-     * the same order for every block. */
-    const int tig = lane % 4;
-    float pv[16];
+    /* HINT: token x = 2 nt + e of the lane is s[nt][2 rr + e] (the permuted K tile makes the lane's
+     * columns consecutive tokens); fast_exp2(fmaf(s, scale_log2, -lse2)), 0 when x >= lim unless
+     * kAllVisible. */
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
@@ -205,6 +199,21 @@ __device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], in
             const float px = fast_exp2(fmaf(s[nt][2 * rr + e], scale_log2, -lse2));
             pv[x] = kAllVisible || x < lim ? px : 0.f;
         }
+    /* END SOLUTION */
+}
+
+/* The lane's 16 probabilities pv (of one row, or a sum of rows that share the tokens) to units, then to
+ * its 16 / BS block sums, ADDED to blk. Every lane of the warp must call it (it shuffles). carry holds
+ * the p of the r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
+template <int R, int BS>
+__device__ __forceinline__ void lane_block_sums(const float (&pv)[16], float (&carry)[R > 1 ? R - 1 : 1], int lane,
+                                                float (&blk)[16 / BS])
+{
+    /* BEGIN SOLUTION */
+    /* HINT: the r - 1 tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and
+     * every lane passes its last ones on: the next tile's carry); unit c = the r tokens ending at c,
+     * block c / BS += unit, in the same order for every block. */
+    const int tig = lane % 4;
     /* the r - 1 tokens before the lane's first: lane tig - 1's last ones; for tig 0, the previous tile's
      * (all lanes shuffle, tig 0 receives tig 3's: the next tile's carry) */
     float before[R > 1 ? R - 1 : 1];
@@ -225,22 +234,19 @@ __device__ __forceinline__ void lane_block_sums(const float (&s)[kNTiles][4], in
     /* END SOLUTION */
 }
 
-/* lane_block_sums for a row that sees `vis` tokens, from the tile at T0: the compare-free path when
- * all_visible (the caller makes it the same for the whole warp: T0 + 64 <= vis for every row it calls
- * with), else the lane's count of visible tokens. (A compressed token past the visible count covers keys
- * after t - l + 1 only, so it could only add to the forced blocks cur - 1 and cur or to blocks past t:
- * for l <= 2 d and l' >= d, the configurations this kernel runs, the lists would not change without the
- * mask. It keeps the scores those of the definition, and costs one tile per row.) */
-template <int R, int BS>
-__device__ __forceinline__ void row_block_sums(const float (&s)[kNTiles][4], int rr, bool all_visible, int T0, int vis,
-                                               float lse2, float scale_log2, float (&carry)[R > 1 ? R - 1 : 1],
-                                               int lane, float (&blk)[16 / BS])
+/* lane_probs for a row that sees `vis` tokens, from the tile at T0: the compare-free path when the row
+ * sees the whole tile (T0 + 64 <= vis), else the lane's count of visible tokens. (A compressed token past
+ * the visible count covers keys after t - l + 1 only, so it could only add to the forced blocks cur - 1
+ * and cur or to blocks past t: for l <= 2 d and l' >= d, the configurations this kernel runs, the lists
+ * would not change without the mask. It keeps the scores those of the definition, and costs one tile
+ * per row.) */
+__device__ __forceinline__ void row_probs(const float (&s)[kNTiles][4], int rr, int T0, int vis, float lse2,
+                                          float scale_log2, int lane, float (&pv)[16])
 {
-    if (all_visible)
-        lane_block_sums<R, BS, true>(s, rr, 16, lse2, scale_log2, carry, lane, blk);
+    if (T0 + kTile <= vis)
+        lane_probs<true>(s, rr, 16, lse2, scale_log2, pv);
     else
-        lane_block_sums<R, BS, false>(s, rr, min(max(vis - T0 - 16 * (lane % 4), 0), 16), lse2, scale_log2, carry,
-                                      lane, blk);
+        lane_probs<false>(s, rr, min(max(vis - T0 - 16 * (lane % 4), 0), 16), lse2, scale_log2, pv);
 }
 
 /* Offer candidate (v, j) to a lane's best-first list (v: score bits, larger is better; among equal v the
@@ -339,9 +345,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
      * 2. load_q_rows and the first K tile (load_k_tile stores it permuted); wait, barrier, ldmatrix Q
      *    into registers, barrier, zero the score rows (they reuse Q's bytes).
      * 3. per tile: wait + barrier, prefetch the next tile, S = Q K^T (lesson 04's ldmatrix/mma loops),
-     *    row_block_sums for each of the lane's rows (all_visible: __all_sync of T0 + 64 <= the row's
-     *    count, so the whole warp takes the same path), staging store, barrier, then a thread per (list,
-     *    block) adds the list's rows in a fixed order to the score row.
+     *    for each of the lane's rows row_probs then lane_block_sums, staging store, barrier, then a
+     *    thread per (list, block) adds the list's rows in a fixed order to the score row.
      * 4. barrier, then a warp per list: rank_list. */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
@@ -405,8 +410,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
                 float blk[kLaneBlocks];
 #pragma unroll
                 for (int c = 0; c < kLaneBlocks; ++c) blk[c] = 0.f;
-                row_block_sums<R, BS>(s[mt], rr, __all_sync(0xffffffffu, T0 + kTile <= vis[mt][rr]), T0,
-                                      vis[mt][rr], lse2[mt][rr], scale_log2, carry[mt][rr], lane, blk);
+                float pv[16];
+                row_probs(s[mt], rr, T0, vis[mt][rr], lse2[mt][rr], scale_log2, lane, pv);
+                lane_block_sums<R, BS>(pv, carry[mt][rr], lane, blk);
                 float *dst = stg + (warp_row0 + mt * 16 + gid + rr * 8) * kSJ + 16 * tig / BS;
                 if constexpr (kLaneBlocks % 4 == 0) {
 #pragma unroll
@@ -469,8 +475,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
 
     /* BEGIN SOLUTION */
     /* HINT: optional, after select_kernel works: the same pipeline with 8 positions per block, one per
-     * m16 tile, and the group sum done in registers (rows gid + gid + 8, then __shfl_xor_sync over lane
-     * masks 16, 8, 4, each step keeping half of the values), straight into the warp's own score rows. */
+     * m16 tile, and the group sum done in registers (the probabilities of rows gid and gid + 8 added
+     * before lane_block_sums, then __shfl_xor_sync over lane masks 16, 8, 4, each step keeping half of
+     * the values), straight into the warp's own score rows. */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
     const int b = blockIdx.y, g = blockIdx.x % sh.G;
@@ -513,7 +520,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
     for (long e = lane; e < kMTiles * NB; e += 32) my_rows[e] = 0.f;
     __syncwarp();
 
-    float carry[kMTiles][2][R > 1 ? R - 1 : 1] = {}; /* p of the tokens just before the tile, for tig 0 */
+    float carry[kMTiles][R > 1 ? R - 1 : 1] = {}; /* of the two rows' summed probabilities, for tig 0 */
 
     for (int m = 0; m < n_tiles; ++m) {
         const int T0 = m * kTile;
@@ -533,10 +540,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3)
             float v[kV]; /* heads gid and gid + 8 of this lane's 16 tokens, block by block */
 #pragma unroll
             for (int c = 0; c < kV; ++c) v[c] = 0.f;
+            /* heads gid and gid + 8 see the same tokens, and the group sum is linear: add their
+             * probabilities first, then map the sum to units and blocks once */
+            float pv[16], pv8[16];
+            row_probs(s[mt], 0, T0, vis[mt], lse2[mt][0], scale_log2, lane, pv);
+            row_probs(s[mt], 1, T0, vis[mt], lse2[mt][1], scale_log2, lane, pv8);
 #pragma unroll
-            for (int rr = 0; rr < 2; ++rr)
-                row_block_sums<R, BS>(s[mt], rr, T0 + kTile <= vis[mt], T0, vis[mt], lse2[mt][rr], scale_log2,
-                                      carry[mt][rr], lane, v);
+            for (int x = 0; x < 16; ++x) pv[x] += pv8[x];
+            lane_block_sums<R, BS>(pv, carry[mt], lane, v);
             /* Reduce-scatter over the 8 lanes of this tig (gid = lane bits 4, 3, 2): at each step a lane
              * keeps one half of its values (the upper half if its bit is set), sends the other half to its
              * partner and adds the partner's copy of its own half. Every block is summed by the same tree
