@@ -34,7 +34,7 @@ case "$step" in
     ;;
   variants)
     # known-wrong variants run only their suites' correctness tests: four at a time (the build step
-    # configures ATTN_PARALLEL_GPU_CHECKS=ON; one at a time they took about 7 minutes on an H200); the
+    # configures ATTN_PARALLEL_GPU_CHECKS=ON; one at a time they took about 6 minutes on an H200); the
     # cheats are graded with speed tests and sanitizers, so they run alone (contention must not cost
     # them points)
     ctest --test-dir "$B" -R "^selftest\.wrong" -j 4 --output-on-failure >"$LOG/variants.log" 2>&1
