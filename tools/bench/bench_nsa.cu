@@ -22,6 +22,11 @@
  *                       of 2 or 3 (K, V) stages, with nothing computed; its GB/s is the rate at which this
  *                       access pattern streams from L2: a kernel that reads the same bytes the same way
  *                       cannot be faster
+ *   K/V loads, TMA      (selected_kv_floor_tma_6 and _tma_3x2) the same tiles through the copy engine
+ *                       (sm_90): 3-D tensor-map copies, a few blocks that stay resident and walk the
+ *                       (position, group) pairs, one producer thread and a ring of 6 tile pairs (one
+ *                       block per multiprocessor) or of 3 (two blocks): whether a deeper pipeline gets
+ *                       more of L2's rate than the cp.async ring; skipped before sm_90
  *   dense               the frozen dense causal flash kernel (attn_baseline_flash_bf16), for reference;
  *                       it does not depend on the configuration, so it is timed once per N and its
  *                       row repeated in each configuration's group (--no-dense skips it)
@@ -60,6 +65,7 @@
  * 2 on a usage error, 77 when there is no usable CUDA device (nothing was measured).
  */
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h> /* CUtensorMap and the type of cuTensorMapEncodeTiled (the TMA floor) */
 
 #include <math.h>
 #include <stdio.h>
@@ -100,14 +106,35 @@ static const nsa_config kConfigs[] = {
 
 /* ---------------------------------------------------------------- stages */
 
-typedef enum { S_COMPRESS, S_CMP, S_SELECT, S_SUM, S_SELECTED, S_FLOOR2, S_FLOOR3, S_DENSE, STAGE_COUNT } stage_id;
+typedef enum {
+    S_COMPRESS,
+    S_CMP,
+    S_SELECT,
+    S_SUM,
+    S_SELECTED,
+    S_FLOOR2,
+    S_FLOOR3,
+    S_FLOOR_TMA6,
+    S_FLOOR_TMA3X2,
+    S_DENSE,
+    STAGE_COUNT
+} stage_id;
 
-static const char *const kStageNames[STAGE_COUNT] = {"compress",           "cmp_attention",      "select",
-                                                     "cmp_plus_select",    "selected_attention", "selected_kv_floor_2",
-                                                     "selected_kv_floor_3", "dense"};
-static const char *const kStageLabels[STAGE_COUNT] = {
-    "compress (K and V)", "cmp_attention", "select (scores + top-n)", "cmp + scores + top-n",
-    "selected_attention", "  K/V loads only, ring 2", "  K/V loads only, ring 3", "dense (frozen flash)"};
+static const char *const kStageNames[STAGE_COUNT] = {
+    "compress",           "cmp_attention",       "select",
+    "cmp_plus_select",    "selected_attention",  "selected_kv_floor_2",
+    "selected_kv_floor_3", "selected_kv_floor_tma_6", "selected_kv_floor_tma_3x2",
+    "dense"};
+static const char *const kStageLabels[STAGE_COUNT] = {"compress (K and V)",
+                                                      "cmp_attention",
+                                                      "select (scores + top-n)",
+                                                      "cmp + scores + top-n",
+                                                      "selected_attention",
+                                                      "  K/V loads only, ring 2",
+                                                      "  K/V loads only, ring 3",
+                                                      "  K/V loads, TMA, ring 6",
+                                                      "  K/V loads, TMA, 2 x ring 3",
+                                                      "dense (frozen flash)"};
 
 typedef enum { R_NONE, R_OK, R_BROKEN, R_SKIPPED } stage_state;
 
@@ -256,6 +283,160 @@ static int launch_floor(const nsa_run *r, int stages, cudaStream_t stream)
 
 static int launch_floor2(void *ctx, cudaStream_t stream) { return launch_floor((const nsa_run *)ctx, 2, stream); }
 static int launch_floor3(void *ctx, cudaStream_t stream) { return launch_floor((const nsa_run *)ctx, 3, stream); }
+
+/* The same floor through the copy engine (TMA, sm_90). Per tile, four 3-D tensor-map copies (K and V,
+ * columns 0-63 and 64-127 of 64 tokens: 8 KB each) instead of 2048 16-byte cp.async. The blocks stay
+ * resident (gridDim.x = S == 6 ? one : two per multiprocessor) and walk the (position, group) pairs in
+ * the cp.async floor's order, x = blockIdx.x, + gridDim.x, ...; thread 0 issues the copies up to S tiles
+ * ahead, and warp 1 waits for each tile, reads a word, and hands the stage back: so up to S tile pairs
+ * (32 KB each) are in flight per block, against one per block of the cp.async floor. A copy always
+ * moves the whole box, so the block holding t is read to its end (about 3% more bytes than the floor
+ * counts: the GB/s printed is a little low). (A first try with one cp.async.bulk per 256-byte row, 128
+ * per tile, took 34.8 ms at 64k, twice the cp.async floor; not kept.) */
+__device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+/* Wait for the phase of parity `parity` of the mbarrier at `bar`. A bench must not hang: after about
+ * 2^28 polls (seconds) it traps, and the stage fails with an error instead. */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
+{
+    for (unsigned polls = 0;; ++polls) {
+        unsigned done;
+        asm volatile("{\n"
+                     ".reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n"
+                     "}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+        if (done) return;
+        if (polls > (1u << 28)) __trap();
+    }
+}
+
+template <int S>
+__global__ void __launch_bounds__(64) kv_floor_tma_kernel(const __grid_constant__ CUtensorMap tk,
+                                                          const __grid_constant__ CUtensorMap tv, int B, int M, int N,
+                                                          int G, int n, int l_sel, const int32_t *lists, unsigned *sink)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    extern __shared__ __align__(128) uint8_t smem[];
+    constexpr int kBox = 64 * 64 * 2, kTileBytes = 2 * kBox; /* a box: 64 tokens x 64 columns; a tile: D = 128 */
+    const uint32_t base = (uint32_t)__cvta_generic_to_shared(smem);
+    const uint32_t full = base + S * 2 * kTileBytes, empty = full + 8 * S; /* S + S mbarriers after the tiles */
+    if (threadIdx.x == 0) {
+        for (int st = 0; st < S; ++st) mbar_init(full + 8 * st, 1), mbar_init(empty + 8 * st, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    if (threadIdx.x > 0 && threadIdx.x < 32) return; /* warp 0: thread 0 alone issues the copies */
+    const bool producer = threadIdx.x == 0;
+    const long items = (long)B * G * M;
+    long q = 0; /* tiles of this block so far: stage q % S, round q / S */
+    unsigned acc = 0;
+    for (long x = blockIdx.x; x < items; x += gridDim.x) {
+        const int b = (int)(x / ((long)G * M));
+        const long xr = x % ((long)G * M);
+        const int i = M - 1 - (int)(xr % M), g = (int)(xr / M);
+        const long t = (long)N - M + i;
+        const int32_t *list = lists + (((size_t)b * M + i) * G + g) * n;
+        for (int e = 0; e < n; ++e) {
+            const int j = list[e];
+            if (j < 0) break;
+            const long first = (long)j * l_sel, last = min(t, first + l_sel - 1);
+            for (long s0 = first; s0 <= last; s0 += 64, ++q) {
+                const int st = (int)(q % S);
+                const unsigned round = (unsigned)(q / S);
+                if (producer) {
+                    if (round > 0) mbar_wait(empty + 8 * st, (round - 1) & 1u); /* warp 1 is done with it */
+                    const uint32_t bar = full + 8 * st, dst = base + st * 2 * kTileBytes;
+                    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+                                 "r"(4 * kBox)
+                                 : "memory");
+                    const int row = (int)((long)b * N + s0);
+                    const CUtensorMap *maps[2] = {&tk, &tv};
+#pragma unroll
+                    for (int mv = 0; mv < 2; ++mv)
+#pragma unroll
+                        for (int half = 0; half < 2; ++half)
+                            asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                                         " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst + mv * kTileBytes + half * kBox),
+                                         "l"(reinterpret_cast<uint64_t>(maps[mv])), "r"(half * 64), "r"(g), "r"(row),
+                                         "r"(bar)
+                                         : "memory");
+                } else {
+                    mbar_wait(full + 8 * st, round & 1u); /* tile q has landed */
+                    acc ^= reinterpret_cast<const unsigned *>(smem + st * 2 * kTileBytes)[threadIdx.x - 32];
+                    __syncwarp();
+                    if (threadIdx.x == 32)
+                        asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(empty + 8 * st) : "memory");
+                }
+            }
+        }
+    }
+    if (acc == 0x9e3779b9u) sink[threadIdx.x] = acc; /* practically never: keeps the loads alive */
+#endif
+}
+
+/* A 3-D tensor map over K or V [B, N, G, D] seen as (D columns, G groups, B N tokens), box 64 x 1 x 64. The
+ * driver's encoder is reached through the runtime (no -lcuda). */
+static int make_kv_tensor_map(CUtensorMap *map, const uint16_t *x, const attn_shape *sh)
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    if (!encode) {
+        cudaDriverEntryPointQueryResult found;
+        void *fn = NULL;
+        const cudaError_t e =
+            cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
+        if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || !fn)
+            return attn_fail(ATTN_ERR_CUDA, "the TMA floor: cuTensorMapEncodeTiled not found in the driver");
+        encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+    }
+    const cuuint64_t dims[3] = {(cuuint64_t)sh->D, (cuuint64_t)sh->G, (cuuint64_t)sh->B * (cuuint64_t)sh->N};
+    const cuuint64_t strides[2] = {(cuuint64_t)sh->D * 2, (cuuint64_t)sh->G * sh->D * 2}; /* bytes, dims 1 and 2 */
+    const cuuint32_t box[3] = {64, 1, 64}, elem[3] = {1, 1, 1};
+    const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)x, dims, strides, box, elem,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? ATTN_OK : attn_fail(ATTN_ERR_CUDA, "the TMA floor: cuTensorMapEncodeTiled failed (%d)", (int)r);
+}
+
+static int launch_floor_tma(const nsa_run *r, int stages, cudaStream_t stream)
+{
+    const attn_shape *sh = &r->sh;
+    if (sh->D != 128 || !r->p.heads_share_selection || sh->H / sh->G > 16)
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "the K/V floor runs on the bar's shape only (D = 128, shared lists)");
+    int dev = 0, major = 0, sms = 0;
+    int st = attn_cuda_status(cudaGetDevice(&dev), "the TMA floor");
+    if (!st) st = attn_cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "the TMA floor");
+    if (!st) st = attn_cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "the TMA floor");
+    if (st) return st;
+    if (major < 9) return attn_fail(ATTN_ERR_NO_DEVICE, "the TMA floor needs sm_90 (this GPU is sm_%d0)", major);
+    CUtensorMap tk, tv;
+    if ((st = make_kv_tensor_map(&tk, r->k, sh)) || (st = make_kv_tensor_map(&tv, r->v, sh))) return st;
+    const int bytes = stages * 2 * 64 * 128 * 2 + 2 * 8 * stages;
+    const unsigned grid = (unsigned)(stages == 6 ? sms : 2 * sms);
+    if (stages == 6) {
+        st = attn_cuda_status(
+            cudaFuncSetAttribute(kv_floor_tma_kernel<6>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "floor");
+        if (st) return st;
+        kv_floor_tma_kernel<6><<<grid, 64, bytes, stream>>>(tk, tv, sh->B, sh->M, sh->N, sh->G, r->p.n, r->p.l_sel,
+                                                            r->lists, (unsigned *)r->lse);
+    } else {
+        st = attn_cuda_status(
+            cudaFuncSetAttribute(kv_floor_tma_kernel<3>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "floor");
+        if (st) return st;
+        kv_floor_tma_kernel<3><<<grid, 64, bytes, stream>>>(tk, tv, sh->B, sh->M, sh->N, sh->G, r->p.n, r->p.l_sel,
+                                                            r->lists, (unsigned *)r->lse);
+    }
+    return attn_cuda_launch_status("kv_floor_tma_kernel");
+}
+
+static int launch_floor_tma6(void *ctx, cudaStream_t stream) { return launch_floor_tma((const nsa_run *)ctx, 6, stream); }
+static int launch_floor_tma3(void *ctx, cudaStream_t stream) { return launch_floor_tma((const nsa_run *)ctx, 3, stream); }
 
 /* ---------------------------------------------------------------- output scans on the device */
 
@@ -794,14 +975,22 @@ static int bench_config(const options *o, const nsa_config *cfg, nsa_run *r, sta
         }
     }
     /* the load floor of the selected branch on the same lists (a measurement aid, not part of the bar) */
-    for (int k = 0; k < 2 && !st && res[S_SELECTED].state == R_OK && res[S_SELECT].state == R_OK; ++k) {
-        const stage_id s = k == 0 ? S_FLOOR2 : S_FLOOR3;
+    static const stage_id floors[4] = {S_FLOOR2, S_FLOOR3, S_FLOOR_TMA6, S_FLOOR_TMA3X2};
+    static int (*const floor_launch[4])(void *, cudaStream_t) = {launch_floor2, launch_floor3, launch_floor_tma6,
+                                                                  launch_floor_tma3};
+    for (int k = 0; k < 4 && !st && res[S_SELECTED].state == R_OK && res[S_SELECT].state == R_OK; ++k) {
+        const stage_id s = floors[k];
         attn_timing t;
-        st = attn_time(k == 0 ? launch_floor2 : launch_floor3, r, o->warmup, o->reps, &t);
+        st = attn_time(floor_launch[k], r, o->warmup, o->reps, &t);
         if (st) {
-            fprintf(stderr, "bench_nsa: %s N=%d: the K/V floor did not run; going on\n", cfg->name, N);
+            fprintf(stderr, "bench_nsa: %s N=%d: the K/V floor %s did not run; going on\n", cfg->name, N,
+                    kStageNames[s]);
             st = ATTN_OK;
-            break;
+            if (cudaGetLastError() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) {
+                fprintf(stderr, "bench_nsa: the CUDA context is broken after %s; stopping\n", kStageNames[s]);
+                st = ATTN_ERR_CUDA;
+            }
+            continue;
         }
         res[s].state = R_OK;
         res[s].ms = t.median_ms;
@@ -876,8 +1065,8 @@ static int bench_n(const options *o, int N, const char *device, FILE *csv, bar_r
         st = bench_config(o, &kConfigs[c], &r, res, failures);
         if (st) break;
         res[S_DENSE] = dense;
-        static const stage_id shown[STAGE_COUNT] = {S_COMPRESS, S_CMP, S_SELECT,  S_SUM,
-                                                    S_SELECTED, S_FLOOR2, S_FLOOR3, S_DENSE};
+        static const stage_id shown[STAGE_COUNT] = {S_COMPRESS, S_CMP,    S_SELECT,     S_SUM,          S_SELECTED,
+                                                    S_FLOOR2,   S_FLOOR3, S_FLOOR_TMA6, S_FLOOR_TMA3X2, S_DENSE};
         for (int k = 0; k < STAGE_COUNT; ++k) print_row(kConfigs[c].name, N, shown[k], &res[shown[k]], device, csv);
         if (N == BAR_N) {
             bars[c].measured = 1;
