@@ -298,11 +298,12 @@ __device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count)
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
 
-/* Wait for the phase of parity `parity` of the mbarrier at `bar`. A bench must not hang: after about
- * 2^28 polls (seconds) it traps, and the stage fails with an error instead. */
+/* Wait for the phase of parity `parity` of the mbarrier at `bar`. A bench must not hang: after 2^32 clock
+ * cycles (about 2 s; a tile takes microseconds) it traps, and the stage fails with an error instead. */
 __device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
 {
-    for (unsigned polls = 0;; ++polls) {
+    const long long start = clock64();
+    for (;;) {
         unsigned done;
         asm volatile("{\n"
                      ".reg .pred p;\n"
@@ -313,7 +314,7 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
                      : "r"(bar), "r"(parity)
                      : "memory");
         if (done) return;
-        if (polls > (1u << 28)) __trap();
+        if (clock64() - start > (1ll << 32)) __trap();
     }
 }
 
