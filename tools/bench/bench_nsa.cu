@@ -64,6 +64,7 @@
  * Exit status: 0 on success (whatever the bars say), 1 when a stage is broken or an operation fails,
  * 2 on a usage error, 77 when there is no usable CUDA device (nothing was measured).
  */
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cudaTypedefs.h> /* CUtensorMap and the type of cuTensorMapEncodeTiled (the TMA floor) */
 
@@ -622,6 +623,7 @@ typedef struct {
     int dense;
     const char *csv_path;
     uint64_t seed;
+    int local; /* --local-queries */
 } options;
 
 static void usage(FILE *f)
@@ -638,6 +640,10 @@ static void usage(FILE *f)
             "  --no-dense     skip the frozen dense causal flash kernel (the reference row)\n"
             "  --csv FILE     write device,config,stage,N,ms,tflops, one row per (N, config, stage)\n"
             "  --seed S       seed of the random inputs (default 1)\n"
+            "  --local-queries  the queries of each window of 64 positions share most of their direction\n"
+            "                 (q = a + z / 4, a per window and head, z per row), so neighbouring positions\n"
+            "                 choose mostly the same blocks, as a trained model's do; the configurations are\n"
+            "                 then named mean-local and paper-local. The bar is defined on plain random inputs\n"
             "LIST is comma-separated, e.g. --N 16384,65536.\n"
             "Exit status: 0 ok (bars met or not), 1 a stage is broken or an operation failed, 2 usage error,\n"
             "77 no usable CUDA device.\n",
@@ -714,6 +720,10 @@ static int parse_args(int argc, char **argv, options *o)
             o->dense = 0;
             continue;
         }
+        if (strcmp(a, "--local-queries") == 0) {
+            o->local = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "bench_nsa: %s needs a value (see --help)\n", a);
             return -1;
@@ -750,7 +760,7 @@ static void print_row(const char *config, int N, stage_id s, const stage_result 
 {
     if (r->state == R_NONE) return;
     if (r->state != R_OK) {
-        printf("%-6s %6d  %-24s %10s\n", config, N, kStageLabels[s], r->state == R_BROKEN ? "BROKEN" : "not timed");
+        printf("%-11s %6d  %-24s %10s\n", config, N, kStageLabels[s], r->state == R_BROKEN ? "BROKEN" : "not timed");
         fflush(stdout);
         return;
     }
@@ -758,7 +768,7 @@ static void print_row(const char *config, int N, stage_id s, const stage_result 
     char tflops[32] = "-", gbs[32] = "-";
     if (r->flops > 0.0) snprintf(tflops, sizeof tflops, "%.2f", r->flops / sec / 1e12);
     if (r->bytes > 0.0) snprintf(gbs, sizeof gbs, "%.1f", r->bytes / sec / 1e9);
-    printf("%-6s %6d  %-24s %10.4f %9s %9s\n", config, N, kStageLabels[s], r->ms, tflops, gbs);
+    printf("%-11s %6d  %-24s %10.4f %9s %9s\n", config, N, kStageLabels[s], r->ms, tflops, gbs);
     fflush(stdout);
     if (csv) {
         csv_text(csv, device);
@@ -778,30 +788,40 @@ typedef struct {
 static void print_bar_line(const char *config, const char *what, const stage_result *r, double bar)
 {
     if (r->state != R_OK) {
-        printf("  %-6s %-34s %7s      bar %5.1f ms  %s\n", config, what, "-", bar,
+        printf("  %-11s %-34s %7s      bar %5.1f ms  %s\n", config, what, "-", bar,
                r->state == R_BROKEN ? "BROKEN" : "NOT MEASURED");
         return;
     }
-    printf("  %-6s %-34s %7.3f ms   bar %5.1f ms  %s\n", config, what, r->ms, bar, r->ms <= bar ? "PASS" : "MISS");
+    printf("  %-11s %-34s %7.3f ms   bar %5.1f ms  %s\n", config, what, r->ms, bar, r->ms <= bar ? "PASS" : "MISS");
+}
+
+/* The name a configuration is printed under: mean, paper, or mean-local, paper-local. */
+static const char *config_name(const options *o, int c)
+{
+    static char names[CONFIG_COUNT][32];
+    snprintf(names[c], sizeof names[c], "%s%s", kConfigs[c].name, o->local ? "-local" : "");
+    return names[c];
 }
 
 static void print_bars(const options *o, const bar_record *bars)
 {
     printf("\nThe course's bar at N = %d (B=%d H=%d G=%d D=%d, bf16, causal; set on an H200):\n", BAR_N, SHAPE_B,
            SHAPE_H, SHAPE_G, SHAPE_D);
+    if (o->local)
+        printf("  (--local-queries: lists with locality; the bar itself is defined on plain random inputs)\n");
     int any = 0;
     for (int ic = 0; ic < o->n_configs; ++ic) {
         const int c = o->configs[ic];
         const bar_record *b = &bars[c];
         if (!b->measured) continue;
         any = 1;
-        print_bar_line(kConfigs[c].name, "cmp_attention + select", &b->res[S_SUM], kConfigs[c].bar_cmp_select_ms);
-        print_bar_line(kConfigs[c].name, "selected_attention", &b->res[S_SELECTED], kConfigs[c].bar_selected_ms);
+        print_bar_line(config_name(o, c), "cmp_attention + select", &b->res[S_SUM], kConfigs[c].bar_cmp_select_ms);
+        print_bar_line(config_name(o, c), "selected_attention", &b->res[S_SELECTED], kConfigs[c].bar_selected_ms);
         /* For the record: the sum with the compression of K and V, which the bar leaves out. */
         if (b->res[S_SUM].state == R_OK && b->res[S_COMPRESS].state == R_OK) {
             const double with = b->res[S_SUM].ms + b->res[S_COMPRESS].ms;
-            printf("  %-6s %-34s %7.3f ms   bar %5.1f ms  %s (compression is not part of the bar)\n",
-                   kConfigs[c].name, "compress + cmp_attention + select", with, kConfigs[c].bar_cmp_select_ms,
+            printf("  %-11s %-34s %7.3f ms   bar %5.1f ms  %s (compression is not part of the bar)\n",
+                   config_name(o, c), "compress + cmp_attention + select", with, kConfigs[c].bar_cmp_select_ms,
                    with <= kConfigs[c].bar_cmp_select_ms ? "within" : "over");
         }
     }
@@ -1019,6 +1039,19 @@ static int bench_config(const options *o, const nsa_config *cfg, nsa_run *r, sta
     return st;
 }
 
+/* --local-queries: out[row] = a + z / 4, with z = q[row] and a = q of the first position of the row's
+ * window of 64 positions (the same head): q [B, M, H, D] is read, out is written. */
+__global__ void local_queries_kernel(const uint16_t *q, uint16_t *out, long elems, int M, int H, int D)
+{
+    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < elems; e += (long)gridDim.x * blockDim.x) {
+        const long hd = (long)H * D, pos_row = e / hd; /* b M + i */
+        const long i = pos_row % M, anchor = (pos_row - i + (i / 64) * 64) * hd + e % hd;
+        const float z = __bfloat162float(__ushort_as_bfloat16(q[e]));
+        const float a = __bfloat162float(__ushort_as_bfloat16(q[anchor]));
+        out[e] = __bfloat16_as_ushort(__float2bfloat16(a + 0.25f * z));
+    }
+}
+
 /* One N: the inputs, the dense reference, then each configuration; prints each configuration's group. */
 static int bench_n(const options *o, int N, const char *device, FILE *csv, bar_record *bars, int *failures)
 {
@@ -1050,6 +1083,11 @@ static int bench_n(const options *o, int N, const char *device, FILE *csv, bar_r
     if (!st) st = attn_dfill_random_bf16(r.q, nq, SHAPE_D, 1.0f, seed, 0);
     if (!st) st = attn_dfill_random_bf16(r.k, nkv, SHAPE_D, 1.0f, seed + 1, 0);
     if (!st) st = attn_dfill_random_bf16(r.v, nkv, SHAPE_D, 1.0f, seed + 2, 0);
+    if (!st && o->local) { /* mixed into o, then copied back: every row reads its window's first row as it was */
+        local_queries_kernel<<<4 * 132, 256>>>(r.q, r.o, (long)nq, r.sh.M, SHAPE_H, SHAPE_D);
+        st = attn_cuda_launch_status("local_queries_kernel");
+        if (!st) st = attn_cuda_status(cudaMemcpy(r.q, r.o, nq * 2, cudaMemcpyDeviceToDevice), "local queries");
+    }
     /* attn_time runs on a stream of its own that does not wait for the legacy stream: finish the fills */
     if (!st) st = attn_dsync();
 
@@ -1068,7 +1106,7 @@ static int bench_n(const options *o, int N, const char *device, FILE *csv, bar_r
         res[S_DENSE] = dense;
         static const stage_id shown[STAGE_COUNT] = {S_COMPRESS, S_CMP,    S_SELECT,     S_SUM,          S_SELECTED,
                                                     S_FLOOR2,   S_FLOOR3, S_FLOOR_TMA6, S_FLOOR_TMA3X2, S_DENSE};
-        for (int k = 0; k < STAGE_COUNT; ++k) print_row(kConfigs[c].name, N, shown[k], &res[shown[k]], device, csv);
+        for (int k = 0; k < STAGE_COUNT; ++k) print_row(config_name(o, c), N, shown[k], &res[shown[k]], device, csv);
         if (N == BAR_N) {
             bars[c].measured = 1;
             memcpy(bars[c].res, res, sizeof res);
@@ -1117,7 +1155,7 @@ int main(int argc, char **argv)
         fprintf(csv, "device,config,stage,N,ms,tflops\n");
     }
 
-    printf("\n%-6s %6s  %-24s %10s %9s %9s\n", "config", "N", "stage", "ms", "TFLOP/s", "GB/s");
+    printf("\n%-11s %6s  %-24s %10s %9s %9s\n", "config", "N", "stage", "ms", "TFLOP/s", "GB/s");
     bar_record bars[CONFIG_COUNT];
     memset(bars, 0, sizeof bars);
     int st = ATTN_OK, failures = 0;
