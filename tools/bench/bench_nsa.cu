@@ -134,7 +134,7 @@ static const char *const kStageLabels[STAGE_COUNT] = {"compress (K and V)",
                                                       "  K/V loads only, ring 2",
                                                       "  K/V loads only, ring 3",
                                                       "  K/V loads, TMA, ring 6",
-                                                      "  K/V loads, TMA, 2 x ring 3",
+                                                      "  K/V loads, TMA, 2 x 3",
                                                       "dense (frozen flash)"};
 
 typedef enum { R_NONE, R_OK, R_BROKEN, R_SKIPPED } stage_state;
