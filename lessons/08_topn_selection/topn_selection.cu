@@ -147,16 +147,17 @@ __device__ __forceinline__ void lane_probs(const float (&s)[kNTiles][4], int rr,
      * kAllVisible. */
 }
 
-/* The lane's 16 probabilities pv (of one row, or a sum of rows that share the tokens) to units, then to
- * its 16 / BS block sums, ADDED to blk. Every lane of the warp must call it (it shuffles). carry holds
- * the p of the r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
+/* The lane's 16 probabilities pv (of one row, or a sum of rows that share the tokens) to its 16 / BS
+ * block sums, ADDED to blk. Every lane of the warp must call it (it shuffles). carry holds the p of the
+ * r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
 template <int R, int BS>
 __device__ __forceinline__ void lane_block_sums(const float (&pv)[16], float (&carry)[R > 1 ? R - 1 : 1], int lane,
                                                 float (&blk)[16 / BS])
 {
-    /* TODO (about 20 lines): the r - 1 tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and
+    /* TODO (about 40 lines): the r - 1 tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and
      * every lane passes its last ones on: the next tile's carry); unit c = the r tokens ending at c,
-     * block c / BS += unit, in the same order for every block. */
+     * block c / BS += unit, in the same order for every block. (Faster: each token of a block once, times
+     * the number of its units that the block holds.) */
 }
 
 /* lane_probs for a row that sees `vis` tokens, from the tile at T0: the compare-free path when the row

@@ -202,9 +202,9 @@ __device__ __forceinline__ void lane_probs(const float (&s)[kNTiles][4], int rr,
     /* END SOLUTION */
 }
 
-/* The lane's 16 probabilities pv (of one row, or a sum of rows that share the tokens) to units, then to
- * its 16 / BS block sums, ADDED to blk. Every lane of the warp must call it (it shuffles). carry holds
- * the p of the r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
+/* The lane's 16 probabilities pv (of one row, or a sum of rows that share the tokens) to its 16 / BS
+ * block sums, ADDED to blk. Every lane of the warp must call it (it shuffles). carry holds the p of the
+ * r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
 template <int R, int BS>
 __device__ __forceinline__ void lane_block_sums(const float (&pv)[16], float (&carry)[R > 1 ? R - 1 : 1], int lane,
                                                 float (&blk)[16 / BS])
@@ -212,7 +212,8 @@ __device__ __forceinline__ void lane_block_sums(const float (&pv)[16], float (&c
     /* BEGIN SOLUTION */
     /* HINT: the r - 1 tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and
      * every lane passes its last ones on: the next tile's carry); unit c = the r tokens ending at c,
-     * block c / BS += unit, in the same order for every block. */
+     * block c / BS += unit, in the same order for every block. (Faster: each token of a block once, times
+     * the number of its units that the block holds.) */
     const int tig = lane % 4;
     /* the r - 1 tokens before the lane's first: lane tig - 1's last ones; for tig 0, the previous tile's
      * (all lanes shuffle, tig 0 receives tig 3's: the next tile's carry) */
@@ -223,13 +224,34 @@ __device__ __forceinline__ void lane_block_sums(const float (&pv)[16], float (&c
         before[x - 1] = tig ? left : carry[x - 1];
         carry[x - 1] = left;
     }
-    /* units, then blocks; the same order of additions for every block (exact ties stay exact) */
+    /* Block b holds units c = b BS .. b BS + BS - 1, and unit c the r tokens c - r + 1 .. c, so token x
+     * counts in w(x) = min(x + r - 1, b BS + BS - 1) - max(x, b BS) + 1 of the block's units. Summing
+     * unit by unit costs BS (r - 1) + BS adds per block; here the tokens of equal weight are added
+     * first and each weight class joins with one FMA. Paper (r = 2, BS = 4): p[-1] + p[3] + 2 (p[0] +
+     * p[1] + p[2]), 5 operations instead of 8. Every condition below is known at compile time (the
+     * loops unroll), and every block gets the same order of operations: exact ties stay exact. */
 #pragma unroll
-    for (int c = 0; c < 16; ++c) {
-        float unit = c - R + 1 >= 0 ? pv[c - R + 1] : before[R - 2 - c];
+    for (int b = 0; b < 16 / BS; ++b) {
+        const int c0 = b * BS, c1 = b * BS + BS - 1;
+        float acc = 0.f;
+        bool have = false;
 #pragma unroll
-        for (int x = c - R + 2; x <= c; ++x) unit += x >= 0 ? pv[x] : before[-x - 1];
-        blk[c / BS] += unit;
+        for (int w = 1; w <= R; ++w) {
+            float part = 0.f;
+            bool any = false;
+#pragma unroll
+            for (int x = c0 - R + 1; x <= c1; ++x)
+                if (min(x + R - 1, c1) - max(x, c0) + 1 == w) {
+                    const float v = x >= 0 ? pv[x] : before[-x - 1];
+                    part = any ? part + v : v;
+                    any = true;
+                }
+            if (any) {
+                acc = !have ? (w == 1 ? part : (float)w * part) : w == 1 ? acc + part : fmaf((float)w, part, acc);
+                have = true;
+            }
+        }
+        blk[b] += acc;
     }
     /* END SOLUTION */
 }

@@ -22,6 +22,11 @@
  *                       of 2 or 3 (K, V) stages, with nothing computed; its GB/s is the rate at which this
  *                       access pattern streams from L2: a kernel that reads the same bytes the same way
  *                       cannot be faster
+ *   K/V loads, TMA      (selected_kv_floor_tma_6 and _tma_3x2) the same tiles through the copy engine
+ *                       (sm_90): 3-D tensor-map copies, a few blocks that stay resident and walk the
+ *                       (position, group) pairs, one producer thread and a ring of 6 tile pairs (one
+ *                       block per multiprocessor) or of 3 (two blocks): whether a deeper pipeline gets
+ *                       more of L2's rate than the cp.async ring; skipped before sm_90
  *   dense               the frozen dense causal flash kernel (attn_baseline_flash_bf16), for reference;
  *                       it does not depend on the configuration, so it is timed once per N and its
  *                       row repeated in each configuration's group (--no-dense skips it)
@@ -59,7 +64,9 @@
  * Exit status: 0 on success (whatever the bars say), 1 when a stage is broken or an operation fails,
  * 2 on a usage error, 77 when there is no usable CUDA device (nothing was measured).
  */
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h> /* CUtensorMap and the type of cuTensorMapEncodeTiled (the TMA floor) */
 
 #include <math.h>
 #include <stdio.h>
@@ -100,14 +107,35 @@ static const nsa_config kConfigs[] = {
 
 /* ---------------------------------------------------------------- stages */
 
-typedef enum { S_COMPRESS, S_CMP, S_SELECT, S_SUM, S_SELECTED, S_FLOOR2, S_FLOOR3, S_DENSE, STAGE_COUNT } stage_id;
+typedef enum {
+    S_COMPRESS,
+    S_CMP,
+    S_SELECT,
+    S_SUM,
+    S_SELECTED,
+    S_FLOOR2,
+    S_FLOOR3,
+    S_FLOOR_TMA6,
+    S_FLOOR_TMA3X2,
+    S_DENSE,
+    STAGE_COUNT
+} stage_id;
 
-static const char *const kStageNames[STAGE_COUNT] = {"compress",           "cmp_attention",      "select",
-                                                     "cmp_plus_select",    "selected_attention", "selected_kv_floor_2",
-                                                     "selected_kv_floor_3", "dense"};
-static const char *const kStageLabels[STAGE_COUNT] = {
-    "compress (K and V)", "cmp_attention", "select (scores + top-n)", "cmp + scores + top-n",
-    "selected_attention", "  K/V loads only, ring 2", "  K/V loads only, ring 3", "dense (frozen flash)"};
+static const char *const kStageNames[STAGE_COUNT] = {
+    "compress",           "cmp_attention",       "select",
+    "cmp_plus_select",    "selected_attention",  "selected_kv_floor_2",
+    "selected_kv_floor_3", "selected_kv_floor_tma_6", "selected_kv_floor_tma_3x2",
+    "dense"};
+static const char *const kStageLabels[STAGE_COUNT] = {"compress (K and V)",
+                                                      "cmp_attention",
+                                                      "select (scores + top-n)",
+                                                      "cmp + scores + top-n",
+                                                      "selected_attention",
+                                                      "  K/V loads only, ring 2",
+                                                      "  K/V loads only, ring 3",
+                                                      "  K/V loads, TMA, ring 6",
+                                                      "  K/V loads, TMA, 2 x 3",
+                                                      "dense (frozen flash)"};
 
 typedef enum { R_NONE, R_OK, R_BROKEN, R_SKIPPED } stage_state;
 
@@ -256,6 +284,161 @@ static int launch_floor(const nsa_run *r, int stages, cudaStream_t stream)
 
 static int launch_floor2(void *ctx, cudaStream_t stream) { return launch_floor((const nsa_run *)ctx, 2, stream); }
 static int launch_floor3(void *ctx, cudaStream_t stream) { return launch_floor((const nsa_run *)ctx, 3, stream); }
+
+/* The same floor through the copy engine (TMA, sm_90). Per tile, four 3-D tensor-map copies (K and V,
+ * columns 0-63 and 64-127 of 64 tokens: 8 KB each) instead of 2048 16-byte cp.async. The blocks stay
+ * resident (gridDim.x = S == 6 ? one : two per multiprocessor) and walk the (position, group) pairs in
+ * the cp.async floor's order, x = blockIdx.x, + gridDim.x, ...; thread 0 issues the copies up to S tiles
+ * ahead, and warp 1 waits for each tile, reads a word, and hands the stage back: so up to S tile pairs
+ * (32 KB each) are in flight per block, against one per block of the cp.async floor. A copy always
+ * moves the whole box, so the block holding t is read to its end (about 3% more bytes than the floor
+ * counts: the GB/s printed is a little low). (A first try with one cp.async.bulk per 256-byte row, 128
+ * per tile, took 34.8 ms at 64k, twice the cp.async floor; not kept.) */
+__device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+/* Wait for the phase of parity `parity` of the mbarrier at `bar`. A bench must not hang: after 2^32 clock
+ * cycles (about 2 s; a tile takes microseconds) it traps, and the stage fails with an error instead. */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
+{
+    const long long start = clock64();
+    for (;;) {
+        unsigned done;
+        asm volatile("{\n"
+                     ".reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n"
+                     "}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+        if (done) return;
+        if (clock64() - start > (1ll << 32)) __trap();
+    }
+}
+
+template <int S>
+__global__ void __launch_bounds__(64) kv_floor_tma_kernel(const __grid_constant__ CUtensorMap tk,
+                                                          const __grid_constant__ CUtensorMap tv, int B, int M, int N,
+                                                          int G, int n, int l_sel, const int32_t *lists, unsigned *sink)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    extern __shared__ __align__(128) uint8_t smem[];
+    constexpr int kBox = 64 * 64 * 2, kTileBytes = 2 * kBox; /* a box: 64 tokens x 64 columns; a tile: D = 128 */
+    const uint32_t base = (uint32_t)__cvta_generic_to_shared(smem);
+    const uint32_t full = base + S * 2 * kTileBytes, empty = full + 8 * S; /* S + S mbarriers after the tiles */
+    if (threadIdx.x == 0) {
+        for (int st = 0; st < S; ++st) mbar_init(full + 8 * st, 1), mbar_init(empty + 8 * st, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    if (threadIdx.x > 0 && threadIdx.x < 32) return; /* warp 0: thread 0 alone issues the copies */
+    const bool producer = threadIdx.x == 0;
+    const long items = (long)B * G * M;
+    long q = 0; /* tiles of this block so far: stage q % S, round q / S */
+    unsigned acc = 0;
+    for (long x = blockIdx.x; x < items; x += gridDim.x) {
+        const int b = (int)(x / ((long)G * M));
+        const long xr = x % ((long)G * M);
+        const int i = M - 1 - (int)(xr % M), g = (int)(xr / M);
+        const long t = (long)N - M + i;
+        const int32_t *list = lists + (((size_t)b * M + i) * G + g) * n;
+        for (int e = 0; e < n; ++e) {
+            const int j = list[e];
+            if (j < 0) break;
+            const long first = (long)j * l_sel, last = min(t, first + l_sel - 1);
+            for (long s0 = first; s0 <= last; s0 += 64, ++q) {
+                const int st = (int)(q % S);
+                const unsigned round = (unsigned)(q / S);
+                if (producer) {
+                    if (round > 0) mbar_wait(empty + 8 * st, (round - 1) & 1u); /* warp 1 is done with it */
+                    const uint32_t bar = full + 8 * st, dst = base + st * 2 * kTileBytes;
+                    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+                                 "r"(4 * kBox)
+                                 : "memory");
+                    const int row = (int)((long)b * N + s0);
+                    const CUtensorMap *maps[2] = {&tk, &tv};
+#pragma unroll
+                    for (int mv = 0; mv < 2; ++mv)
+#pragma unroll
+                        for (int half = 0; half < 2; ++half)
+                            asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                                         " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst + mv * kTileBytes + half * kBox),
+                                         "l"(reinterpret_cast<uint64_t>(maps[mv])), "r"(half * 64), "r"(g), "r"(row),
+                                         "r"(bar)
+                                         : "memory");
+                } else {
+                    mbar_wait(full + 8 * st, round & 1u); /* tile q has landed */
+                    acc ^= reinterpret_cast<const unsigned *>(smem + st * 2 * kTileBytes)[threadIdx.x - 32];
+                    __syncwarp();
+                    if (threadIdx.x == 32)
+                        asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(empty + 8 * st) : "memory");
+                }
+            }
+        }
+    }
+    if (acc == 0x9e3779b9u) sink[threadIdx.x] = acc; /* practically never: keeps the loads alive */
+#endif
+}
+
+/* A 3-D tensor map over K or V [B, N, G, D] seen as (D columns, G groups, B N tokens), box 64 x 1 x 64. The
+ * driver's encoder is reached through the runtime (no -lcuda). */
+static int make_kv_tensor_map(CUtensorMap *map, const uint16_t *x, const attn_shape *sh)
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    if (!encode) {
+        cudaDriverEntryPointQueryResult found;
+        void *fn = NULL;
+        const cudaError_t e =
+            cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
+        if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || !fn)
+            return attn_fail(ATTN_ERR_CUDA, "the TMA floor: cuTensorMapEncodeTiled not found in the driver");
+        encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+    }
+    const cuuint64_t dims[3] = {(cuuint64_t)sh->D, (cuuint64_t)sh->G, (cuuint64_t)sh->B * (cuuint64_t)sh->N};
+    const cuuint64_t strides[2] = {(cuuint64_t)sh->D * 2, (cuuint64_t)sh->G * sh->D * 2}; /* bytes, dims 1 and 2 */
+    const cuuint32_t box[3] = {64, 1, 64}, elem[3] = {1, 1, 1};
+    const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)x, dims, strides, box, elem,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? ATTN_OK : attn_fail(ATTN_ERR_CUDA, "the TMA floor: cuTensorMapEncodeTiled failed (%d)", (int)r);
+}
+
+static int launch_floor_tma(const nsa_run *r, int stages, cudaStream_t stream)
+{
+    const attn_shape *sh = &r->sh;
+    if (sh->D != 128 || !r->p.heads_share_selection || sh->H / sh->G > 16)
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "the K/V floor runs on the bar's shape only (D = 128, shared lists)");
+    int dev = 0, major = 0, sms = 0;
+    int st = attn_cuda_status(cudaGetDevice(&dev), "the TMA floor");
+    if (!st) st = attn_cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "the TMA floor");
+    if (!st) st = attn_cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "the TMA floor");
+    if (st) return st;
+    if (major < 9) return attn_fail(ATTN_ERR_NO_DEVICE, "the TMA floor needs sm_90 (this GPU is sm_%d0)", major);
+    CUtensorMap tk, tv;
+    if ((st = make_kv_tensor_map(&tk, r->k, sh)) || (st = make_kv_tensor_map(&tv, r->v, sh))) return st;
+    const int bytes = stages * 2 * 64 * 128 * 2 + 2 * 8 * stages;
+    const unsigned grid = (unsigned)(stages == 6 ? sms : 2 * sms);
+    if (stages == 6) {
+        st = attn_cuda_status(
+            cudaFuncSetAttribute(kv_floor_tma_kernel<6>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "floor");
+        if (st) return st;
+        kv_floor_tma_kernel<6><<<grid, 64, bytes, stream>>>(tk, tv, sh->B, sh->M, sh->N, sh->G, r->p.n, r->p.l_sel,
+                                                            r->lists, (unsigned *)r->lse);
+    } else {
+        st = attn_cuda_status(
+            cudaFuncSetAttribute(kv_floor_tma_kernel<3>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "floor");
+        if (st) return st;
+        kv_floor_tma_kernel<3><<<grid, 64, bytes, stream>>>(tk, tv, sh->B, sh->M, sh->N, sh->G, r->p.n, r->p.l_sel,
+                                                            r->lists, (unsigned *)r->lse);
+    }
+    return attn_cuda_launch_status("kv_floor_tma_kernel");
+}
+
+static int launch_floor_tma6(void *ctx, cudaStream_t stream) { return launch_floor_tma((const nsa_run *)ctx, 6, stream); }
+static int launch_floor_tma3(void *ctx, cudaStream_t stream) { return launch_floor_tma((const nsa_run *)ctx, 3, stream); }
 
 /* ---------------------------------------------------------------- output scans on the device */
 
@@ -440,6 +623,7 @@ typedef struct {
     int dense;
     const char *csv_path;
     uint64_t seed;
+    int local; /* --local-queries */
 } options;
 
 static void usage(FILE *f)
@@ -456,6 +640,10 @@ static void usage(FILE *f)
             "  --no-dense     skip the frozen dense causal flash kernel (the reference row)\n"
             "  --csv FILE     write device,config,stage,N,ms,tflops, one row per (N, config, stage)\n"
             "  --seed S       seed of the random inputs (default 1)\n"
+            "  --local-queries  the queries of each window of 64 positions share most of their direction\n"
+            "                 (q = a + z / 4, a per window and head, z per row), so neighbouring positions\n"
+            "                 choose mostly the same blocks, as a trained model's do; the configurations are\n"
+            "                 then named mean-local and paper-local. The bar is defined on plain random inputs\n"
             "LIST is comma-separated, e.g. --N 16384,65536.\n"
             "Exit status: 0 ok (bars met or not), 1 a stage is broken or an operation failed, 2 usage error,\n"
             "77 no usable CUDA device.\n",
@@ -532,6 +720,10 @@ static int parse_args(int argc, char **argv, options *o)
             o->dense = 0;
             continue;
         }
+        if (strcmp(a, "--local-queries") == 0) {
+            o->local = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "bench_nsa: %s needs a value (see --help)\n", a);
             return -1;
@@ -568,7 +760,7 @@ static void print_row(const char *config, int N, stage_id s, const stage_result 
 {
     if (r->state == R_NONE) return;
     if (r->state != R_OK) {
-        printf("%-6s %6d  %-24s %10s\n", config, N, kStageLabels[s], r->state == R_BROKEN ? "BROKEN" : "not timed");
+        printf("%-11s %6d  %-24s %10s\n", config, N, kStageLabels[s], r->state == R_BROKEN ? "BROKEN" : "not timed");
         fflush(stdout);
         return;
     }
@@ -576,7 +768,7 @@ static void print_row(const char *config, int N, stage_id s, const stage_result 
     char tflops[32] = "-", gbs[32] = "-";
     if (r->flops > 0.0) snprintf(tflops, sizeof tflops, "%.2f", r->flops / sec / 1e12);
     if (r->bytes > 0.0) snprintf(gbs, sizeof gbs, "%.1f", r->bytes / sec / 1e9);
-    printf("%-6s %6d  %-24s %10.4f %9s %9s\n", config, N, kStageLabels[s], r->ms, tflops, gbs);
+    printf("%-11s %6d  %-24s %10.4f %9s %9s\n", config, N, kStageLabels[s], r->ms, tflops, gbs);
     fflush(stdout);
     if (csv) {
         csv_text(csv, device);
@@ -596,30 +788,40 @@ typedef struct {
 static void print_bar_line(const char *config, const char *what, const stage_result *r, double bar)
 {
     if (r->state != R_OK) {
-        printf("  %-6s %-34s %7s      bar %5.1f ms  %s\n", config, what, "-", bar,
+        printf("  %-11s %-34s %7s      bar %5.1f ms  %s\n", config, what, "-", bar,
                r->state == R_BROKEN ? "BROKEN" : "NOT MEASURED");
         return;
     }
-    printf("  %-6s %-34s %7.3f ms   bar %5.1f ms  %s\n", config, what, r->ms, bar, r->ms <= bar ? "PASS" : "MISS");
+    printf("  %-11s %-34s %7.3f ms   bar %5.1f ms  %s\n", config, what, r->ms, bar, r->ms <= bar ? "PASS" : "MISS");
+}
+
+/* The name a configuration is printed under: mean, paper, or mean-local, paper-local. */
+static const char *config_name(const options *o, int c)
+{
+    static char names[CONFIG_COUNT][32];
+    snprintf(names[c], sizeof names[c], "%s%s", kConfigs[c].name, o->local ? "-local" : "");
+    return names[c];
 }
 
 static void print_bars(const options *o, const bar_record *bars)
 {
     printf("\nThe course's bar at N = %d (B=%d H=%d G=%d D=%d, bf16, causal; set on an H200):\n", BAR_N, SHAPE_B,
            SHAPE_H, SHAPE_G, SHAPE_D);
+    if (o->local)
+        printf("  (--local-queries: lists with locality; the bar itself is defined on plain random inputs)\n");
     int any = 0;
     for (int ic = 0; ic < o->n_configs; ++ic) {
         const int c = o->configs[ic];
         const bar_record *b = &bars[c];
         if (!b->measured) continue;
         any = 1;
-        print_bar_line(kConfigs[c].name, "cmp_attention + select", &b->res[S_SUM], kConfigs[c].bar_cmp_select_ms);
-        print_bar_line(kConfigs[c].name, "selected_attention", &b->res[S_SELECTED], kConfigs[c].bar_selected_ms);
+        print_bar_line(config_name(o, c), "cmp_attention + select", &b->res[S_SUM], kConfigs[c].bar_cmp_select_ms);
+        print_bar_line(config_name(o, c), "selected_attention", &b->res[S_SELECTED], kConfigs[c].bar_selected_ms);
         /* For the record: the sum with the compression of K and V, which the bar leaves out. */
         if (b->res[S_SUM].state == R_OK && b->res[S_COMPRESS].state == R_OK) {
             const double with = b->res[S_SUM].ms + b->res[S_COMPRESS].ms;
-            printf("  %-6s %-34s %7.3f ms   bar %5.1f ms  %s (compression is not part of the bar)\n",
-                   kConfigs[c].name, "compress + cmp_attention + select", with, kConfigs[c].bar_cmp_select_ms,
+            printf("  %-11s %-34s %7.3f ms   bar %5.1f ms  %s (compression is not part of the bar)\n",
+                   config_name(o, c), "compress + cmp_attention + select", with, kConfigs[c].bar_cmp_select_ms,
                    with <= kConfigs[c].bar_cmp_select_ms ? "within" : "over");
         }
     }
@@ -794,14 +996,22 @@ static int bench_config(const options *o, const nsa_config *cfg, nsa_run *r, sta
         }
     }
     /* the load floor of the selected branch on the same lists (a measurement aid, not part of the bar) */
-    for (int k = 0; k < 2 && !st && res[S_SELECTED].state == R_OK && res[S_SELECT].state == R_OK; ++k) {
-        const stage_id s = k == 0 ? S_FLOOR2 : S_FLOOR3;
+    static const stage_id floors[4] = {S_FLOOR2, S_FLOOR3, S_FLOOR_TMA6, S_FLOOR_TMA3X2};
+    static int (*const floor_launch[4])(void *, cudaStream_t) = {launch_floor2, launch_floor3, launch_floor_tma6,
+                                                                  launch_floor_tma3};
+    for (int k = 0; k < 4 && !st && res[S_SELECTED].state == R_OK && res[S_SELECT].state == R_OK; ++k) {
+        const stage_id s = floors[k];
         attn_timing t;
-        st = attn_time(k == 0 ? launch_floor2 : launch_floor3, r, o->warmup, o->reps, &t);
+        st = attn_time(floor_launch[k], r, o->warmup, o->reps, &t);
         if (st) {
-            fprintf(stderr, "bench_nsa: %s N=%d: the K/V floor did not run; going on\n", cfg->name, N);
+            fprintf(stderr, "bench_nsa: %s N=%d: the K/V floor %s did not run; going on\n", cfg->name, N,
+                    kStageNames[s]);
             st = ATTN_OK;
-            break;
+            if (cudaGetLastError() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) {
+                fprintf(stderr, "bench_nsa: the CUDA context is broken after %s; stopping\n", kStageNames[s]);
+                st = ATTN_ERR_CUDA;
+            }
+            continue;
         }
         res[s].state = R_OK;
         res[s].ms = t.median_ms;
@@ -827,6 +1037,19 @@ static int bench_config(const options *o, const nsa_config *cfg, nsa_run *r, sta
     free(host_lists);
     free(host_lists2);
     return st;
+}
+
+/* --local-queries: out[row] = a + z / 4, with z = q[row] and a = q of the first position of the row's
+ * window of 64 positions (the same head): q [B, M, H, D] is read, out is written. */
+__global__ void local_queries_kernel(const uint16_t *q, uint16_t *out, long elems, int M, int H, int D)
+{
+    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < elems; e += (long)gridDim.x * blockDim.x) {
+        const long hd = (long)H * D, pos_row = e / hd; /* b M + i */
+        const long i = pos_row % M, anchor = (pos_row - i + (i / 64) * 64) * hd + e % hd;
+        const float z = __bfloat162float(__ushort_as_bfloat16(q[e]));
+        const float a = __bfloat162float(__ushort_as_bfloat16(q[anchor]));
+        out[e] = __bfloat16_as_ushort(__float2bfloat16(a + 0.25f * z));
+    }
 }
 
 /* One N: the inputs, the dense reference, then each configuration; prints each configuration's group. */
@@ -860,6 +1083,11 @@ static int bench_n(const options *o, int N, const char *device, FILE *csv, bar_r
     if (!st) st = attn_dfill_random_bf16(r.q, nq, SHAPE_D, 1.0f, seed, 0);
     if (!st) st = attn_dfill_random_bf16(r.k, nkv, SHAPE_D, 1.0f, seed + 1, 0);
     if (!st) st = attn_dfill_random_bf16(r.v, nkv, SHAPE_D, 1.0f, seed + 2, 0);
+    if (!st && o->local) { /* mixed into o, then copied back: every row reads its window's first row as it was */
+        local_queries_kernel<<<4 * 132, 256>>>(r.q, r.o, (long)nq, r.sh.M, SHAPE_H, SHAPE_D);
+        st = attn_cuda_launch_status("local_queries_kernel");
+        if (!st) st = attn_cuda_status(cudaMemcpy(r.q, r.o, nq * 2, cudaMemcpyDeviceToDevice), "local queries");
+    }
     /* attn_time runs on a stream of its own that does not wait for the legacy stream: finish the fills */
     if (!st) st = attn_dsync();
 
@@ -876,9 +1104,9 @@ static int bench_n(const options *o, int N, const char *device, FILE *csv, bar_r
         st = bench_config(o, &kConfigs[c], &r, res, failures);
         if (st) break;
         res[S_DENSE] = dense;
-        static const stage_id shown[STAGE_COUNT] = {S_COMPRESS, S_CMP, S_SELECT,  S_SUM,
-                                                    S_SELECTED, S_FLOOR2, S_FLOOR3, S_DENSE};
-        for (int k = 0; k < STAGE_COUNT; ++k) print_row(kConfigs[c].name, N, shown[k], &res[shown[k]], device, csv);
+        static const stage_id shown[STAGE_COUNT] = {S_COMPRESS, S_CMP,    S_SELECT,     S_SUM,          S_SELECTED,
+                                                    S_FLOOR2,   S_FLOOR3, S_FLOOR_TMA6, S_FLOOR_TMA3X2, S_DENSE};
+        for (int k = 0; k < STAGE_COUNT; ++k) print_row(config_name(o, c), N, shown[k], &res[shown[k]], device, csv);
         if (N == BAR_N) {
             bars[c].measured = 1;
             memcpy(bars[c].res, res, sizeof res);
@@ -927,7 +1155,7 @@ int main(int argc, char **argv)
         fprintf(csv, "device,config,stage,N,ms,tflops\n");
     }
 
-    printf("\n%-6s %6s  %-24s %10s %9s %9s\n", "config", "N", "stage", "ms", "TFLOP/s", "GB/s");
+    printf("\n%-11s %6s  %-24s %10s %9s %9s\n", "config", "N", "stage", "ms", "TFLOP/s", "GB/s");
     bar_record bars[CONFIG_COUNT];
     memset(bars, 0, sizeof bars);
     int st = ATTN_OK, failures = 0;
