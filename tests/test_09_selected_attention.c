@@ -430,11 +430,40 @@ ATTN_TEST(cuda_part, per_head_lists)
     check_cuda((sel_case){attn_make_shape(1, 40, 333, 16, 1, 64, 1), params(64, 16, 0), LISTS_FUTURE, 0}, NULL);
 }
 
-/* Small and quick: what compute-sanitizer racecheck runs (and must flag on the missing-barrier variant). */
+/* Shared lists with H/G = 16 and D = 128 (the bar's shape) may go to a kernel of their own that serves
+ * several positions at once (the reference solution's serves a window of 16, loading each block that any
+ * of them chose once): M = N (the first positions see few keys), odd M (a last window that is not full),
+ * batches, blocks of 32, 96 and 128 keys, short lists, blocks after t, and lists too long for such a
+ * kernel's shared memory. */
+ATTN_TEST(cuda_part, heads_per_group_16)
+{
+    require_gpu();
+    check_cuda((sel_case){attn_make_shape(1, 150, 150, 16, 1, 128, 1), params(64, 6, 1), LISTS_TOPN, 0},
+               "M = N: the first positions see a few keys of block 0");
+    check_cuda((sel_case){attn_make_shape(1, 203, 700, 16, 1, 128, 1), params(64, 6, 1), LISTS_TOPN, 0}, "M = 203");
+    check_cuda((sel_case){attn_make_shape(2, 61, 300, 32, 2, 128, 1), params(64, 16, 1), LISTS_SHORT, 0},
+               "batch 2, M = 61 < N");
+    check_cuda((sel_case){attn_make_shape(1, 90, 500, 16, 1, 128, 1), params(128, 3, 1), LISTS_TOPN, 0},
+               "blocks of 128 keys: two tiles");
+    check_cuda((sel_case){attn_make_shape(1, 70, 700, 16, 1, 128, 1), params(96, 4, 1), LISTS_SHORT, 0},
+               "blocks of 96 keys: a tile and a half");
+    check_cuda((sel_case){attn_make_shape(1, 50, 400, 16, 1, 128, 1), params(32, 6, 1), LISTS_TOPN, 0},
+               "blocks of 32 keys: half a tile");
+    check_cuda((sel_case){attn_make_shape(1, 42, 333, 16, 1, 128, 1), params(64, 16, 1), LISTS_FUTURE, 0},
+               "blocks after t on the lists");
+    check_cuda((sel_case){attn_make_shape(1, 30, 5000, 16, 1, 128, 1), params(64, 70, 1), LISTS_TOPN, 0},
+               "n = 70 entries per list");
+    check_cuda((sel_case){shape_scaled(1, 37, 300, 16, 1, 128, 0.05f), params(64, 4, 1), LISTS_TOPN, 0},
+               "softmax scale 0.05");
+}
+
+/* Small and quick: what compute-sanitizer racecheck runs (and must flag on the missing-barrier variants).
+ * The second case has H/G = 16 and D = 128, which a kernel may treat apart: the sanitizer must see it. */
 ATTN_TEST(cuda_part, small)
 {
     require_gpu();
     check_cuda((sel_case){attn_make_shape(1, 40, 300, 8, 2, 64, 1), params(64, 5, 1), LISTS_TOPN, 0}, NULL);
+    check_cuda((sel_case){attn_make_shape(1, 41, 300, 16, 1, 128, 1), params(64, 5, 1), LISTS_TOPN, 0}, NULL);
 }
 
 /* Device lists cannot be checked; the header says what the kernel does with bad entries: a negative
@@ -459,12 +488,14 @@ ATTN_TEST(cuda_part, bad_entries)
                        "device lists padded with 2^30, 2^31 - 1, 8 (past the last block), -7 (ends the list), "
                        "then 0 1 2 2^30 (after the end)",
                        pad_with_bad_entries);
+    check_cuda_mangled((sel_case){attn_make_shape(2, 70, 500, 32, 2, 128, 1), params(64, 16, 1), LISTS_TOPN, 0},
+                       "H/G = 16: device lists padded with 2^30, 2^31 - 1, 8 (past the last block), -7 (ends the "
+                       "list), then 0 1 2 2^30 (after the end)",
+                       pad_with_bad_entries);
 }
 
-ATTN_TEST(cuda_part, determinism)
+static void check_same_bits_twice(attn_shape sh)
 {
-    require_gpu();
-    const attn_shape sh = attn_make_shape(2, 200, 600, 16, 4, 128, 1);
     const attn_nsa_params p = params(64, 8, 1);
     const uint64_t seed = attn_test_seed();
     problem pr;
@@ -496,11 +527,16 @@ ATTN_TEST(cuda_part, determinism)
     problem_free(&pr);
 }
 
-/* q and o past 2^31 elements: 32-bit offsets wrap. Checked against the fp32 GPU reference. */
-ATTN_TEST(cuda_part, large_offsets)
+ATTN_TEST(cuda_part, determinism)
 {
     require_gpu();
-    const attn_shape sh = attn_make_shape(64, 4200, 4200, 64, 4, 128, 1);
+    check_same_bits_twice(attn_make_shape(2, 200, 600, 16, 4, 128, 1));
+    check_same_bits_twice(attn_make_shape(2, 203, 600, 32, 2, 128, 1)); /* H/G = 16: a kernel may treat it apart */
+}
+
+/* q and o past 2^31 elements: 32-bit offsets wrap. Checked against the fp32 GPU reference. */
+static void check_large_offsets(attn_shape sh)
+{
     const attn_nsa_params p = params(64, 16, 1);
     const uint64_t seed = attn_test_seed();
     const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
@@ -546,6 +582,14 @@ ATTN_TEST(cuda_part, large_offsets)
     free(lists);
     attn_dfree(q), attn_dfree(k), attn_dfree(v), attn_dfree(o), attn_dfree(lse), attn_dfree(ref_o),
         attn_dfree(ref_lse), attn_dfree(dlists);
+}
+
+ATTN_TEST(cuda_part, large_offsets)
+{
+    require_gpu();
+    /* H/G = 16, the bar's (a kernel may treat it apart), and H/G = 8 */
+    check_large_offsets(attn_make_shape(64, 4200, 4200, 64, 4, 128, 1));
+    check_large_offsets(attn_make_shape(64, 4200, 4200, 64, 8, 128, 1));
 }
 
 /* ================================================================ speed */
