@@ -8,7 +8,9 @@
 #ifndef ATTN_GPU_H
 #define ATTN_GPU_H
 
+#include <cuda.h> /* CUtensorMap (the type only: nothing here needs -lcuda) */
 #include <cuda_runtime_api.h>
+#include <stdint.h>
 
 #include "attn.h"
 
@@ -37,6 +39,17 @@ int attn_h2d(void *dst, const void *src, size_t bytes);
 int attn_d2h(void *dst, const void *src, size_t bytes);
 int attn_dpoison(void *ptr, size_t bytes);
 int attn_dsync(void);
+
+/* A copy-engine (TMA, sm_90 and later) descriptor for a bf16 K or V tensor [B, N, G, D] of `shape`, seen
+ * as three dimensions (D columns, G kv heads, B * N token rows), with boxes of box_cols x 1 x box_rows
+ * elements. swizzle_128 = 1 stores each 128-byte box row with the 128-byte swizzle (box_cols must be 64;
+ * the box's shared-memory address must then be 1024-byte aligned); 0 stores it as is. Rows past B * N
+ * are zero-filled. Pass the map to a kernel as a `const __grid_constant__ CUtensorMap` parameter. The
+ * driver's encoder is reached through the runtime (lesson code may not call driver entry points itself).
+ * ATTN_OK; ATTN_ERR_BAD_ARGUMENT for a NULL map or tensor, a tensor not 16-byte aligned, or a box the
+ * copy engine cannot take; ATTN_ERR_CUDA when the driver has no encoder or rejects the map. */
+int attn_kv_tensor_map(CUtensorMap *map, const uint16_t *kv, const attn_shape *shape, int box_cols, int box_rows,
+                       int swizzle_128);
 
 /* ---------------------------------------------------------------- timing */
 

@@ -1,5 +1,6 @@
 // gpu.cu - device detection, buffers and timing (see attn_gpu.h).
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h> /* the type of cuTensorMapEncodeTiled */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,4 +154,39 @@ extern "C" int attn_time(attn_launch_fn fn, void *ctx, int warmup, int reps, att
     if (!st) attn_timing_summarize(ms, reps, out);
     free(ms);
     return st;
+}
+
+extern "C" int attn_kv_tensor_map(CUtensorMap *map, const uint16_t *kv, const attn_shape *shape, int box_cols,
+                                  int box_rows, int swizzle_128)
+{
+    if (!map || !kv || !shape)
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "attn_kv_tensor_map: map, kv and shape must not be NULL");
+    if ((uintptr_t)kv % 16 != 0 || box_cols < 1 || box_cols > 256 || box_rows < 1 || box_rows > 256 ||
+        box_cols > shape->D || (box_cols * 2) % 16 != 0 || (swizzle_128 && box_cols != 64))
+        return attn_fail(ATTN_ERR_BAD_ARGUMENT,
+                         "attn_kv_tensor_map: kv must be 16-byte aligned and the box at most 256 x 256 with rows "
+                         "of a multiple of 16 bytes, at most D wide (64 columns with swizzle_128): box %d x %d, "
+                         "D=%d", box_cols, box_rows, shape->D);
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    if (!encode) {
+        cudaDriverEntryPointQueryResult found;
+        void *fn = NULL;
+        const cudaError_t e =
+            cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
+        if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || !fn) {
+            (void)cudaGetLastError();
+            return attn_fail(ATTN_ERR_CUDA, "attn_kv_tensor_map: the driver has no cuTensorMapEncodeTiled");
+        }
+        encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+    }
+    const cuuint64_t dims[3] = {(cuuint64_t)shape->D, (cuuint64_t)shape->G,
+                                (cuuint64_t)shape->B * (cuuint64_t)shape->N};
+    const cuuint64_t strides[2] = {(cuuint64_t)shape->D * 2, (cuuint64_t)shape->G * shape->D * 2}; /* bytes */
+    const cuuint32_t box[3] = {(cuuint32_t)box_cols, 1, (cuuint32_t)box_rows}, elem[3] = {1, 1, 1};
+    const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)kv, dims, strides, box, elem,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE,
+                              swizzle_128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? ATTN_OK
+                             : attn_fail(ATTN_ERR_CUDA, "attn_kv_tensor_map: cuTensorMapEncodeTiled failed (%d)", (int)r);
 }

@@ -295,3 +295,23 @@ Test(harness, checked_timing_accepts_honest_and_rejects_lazy)
     cr_assert(st != ATTN_OK, "a kernel that computes only on its first call passed the checked timing");
     cr_assert(strstr(why, "never written") || strstr(why, "differ"), "unexpected reason: %s", why);
 }
+
+/* The copy-engine descriptor helper lesson 09's fast path uses: maps for a K layout, named errors for
+ * what the copy engine cannot take. */
+Test(harness, kv_tensor_map)
+{
+    require_gpu();
+    const attn_shape sh = attn_make_shape(2, 64, 300, 16, 4, 128, 1);
+    uint16_t *k;
+    assert_ok(attn_dalloc((void **)&k, attn_kv_elems(&sh) * 2), "alloc");
+    CUtensorMap map;
+    assert_ok(attn_kv_tensor_map(&map, k, &sh, 64, 64, 1), "a 64 x 64 box with the 128-byte swizzle");
+    assert_ok(attn_kv_tensor_map(&map, k, &sh, 128, 32, 0), "a 128 x 32 box without swizzle");
+    cr_assert(attn_kv_tensor_map(&map, k, &sh, 128, 64, 1) == ATTN_ERR_BAD_ARGUMENT,
+              "the 128-byte swizzle with 128 columns (256-byte rows) must be refused");
+    cr_assert(attn_kv_tensor_map(&map, k + 1, &sh, 64, 64, 0) == ATTN_ERR_BAD_ARGUMENT,
+              "a tensor that is not 16-byte aligned must be refused");
+    cr_assert(attn_kv_tensor_map(&map, k, &sh, 64, 300, 0) == ATTN_ERR_BAD_ARGUMENT, "a box of 300 rows must be refused");
+    cr_assert(attn_kv_tensor_map(NULL, k, &sh, 64, 64, 0) == ATTN_ERR_BAD_ARGUMENT, "a NULL map must be refused");
+    attn_dfree(k);
+}

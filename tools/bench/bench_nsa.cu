@@ -66,7 +66,6 @@
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
-#include <cudaTypedefs.h> /* CUtensorMap and the type of cuTensorMapEncodeTiled (the TMA floor) */
 
 #include <math.h>
 #include <stdio.h>
@@ -383,29 +382,6 @@ __global__ void __launch_bounds__(64) kv_floor_tma_kernel(const __grid_constant_
 #endif
 }
 
-/* A 3-D tensor map over K or V [B, N, G, D] seen as (D columns, G groups, B N tokens), box 64 x 1 x 64. The
- * driver's encoder is reached through the runtime (no -lcuda). */
-static int make_kv_tensor_map(CUtensorMap *map, const uint16_t *x, const attn_shape *sh)
-{
-    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
-    if (!encode) {
-        cudaDriverEntryPointQueryResult found;
-        void *fn = NULL;
-        const cudaError_t e =
-            cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
-        if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || !fn)
-            return attn_fail(ATTN_ERR_CUDA, "the TMA floor: cuTensorMapEncodeTiled not found in the driver");
-        encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
-    }
-    const cuuint64_t dims[3] = {(cuuint64_t)sh->D, (cuuint64_t)sh->G, (cuuint64_t)sh->B * (cuuint64_t)sh->N};
-    const cuuint64_t strides[2] = {(cuuint64_t)sh->D * 2, (cuuint64_t)sh->G * sh->D * 2}; /* bytes, dims 1 and 2 */
-    const cuuint32_t box[3] = {64, 1, 64}, elem[3] = {1, 1, 1};
-    const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)x, dims, strides, box, elem,
-                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    return r == CUDA_SUCCESS ? ATTN_OK : attn_fail(ATTN_ERR_CUDA, "the TMA floor: cuTensorMapEncodeTiled failed (%d)", (int)r);
-}
-
 static int launch_floor_tma(const nsa_run *r, int stages, cudaStream_t stream)
 {
     const attn_shape *sh = &r->sh;
@@ -418,7 +394,9 @@ static int launch_floor_tma(const nsa_run *r, int stages, cudaStream_t stream)
     if (st) return st;
     if (major < 9) return attn_fail(ATTN_ERR_NO_DEVICE, "the TMA floor needs sm_90 (this GPU is sm_%d0)", major);
     CUtensorMap tk, tv;
-    if ((st = make_kv_tensor_map(&tk, r->k, sh)) || (st = make_kv_tensor_map(&tv, r->v, sh))) return st;
+    /* K and V as (D columns, G heads, B N tokens), boxes of 64 x 64 without swizzle */
+    if ((st = attn_kv_tensor_map(&tk, r->k, sh, 64, 64, 0)) || (st = attn_kv_tensor_map(&tv, r->v, sh, 64, 64, 0)))
+        return st;
     const int bytes = stages * 2 * 64 * 128 * 2 + 2 * 8 * stages;
     const unsigned grid = (unsigned)(stages == 6 ? sms : 2 * sms);
     if (stages == 6) {
