@@ -112,6 +112,40 @@ __device__ __forceinline__ int next_entry(const int32_t *list, int from, int n, 
     return n;
 }
 
+/* Lesson 03's online-softmax step for the two rows a lane holds (gid and gid + 8), over NT n8 tiles of
+ * raw scores s (probabilities 2^(s * scale_log2 - m); -inf hides a key): the running max m_i (score
+ * units) and this lane's part of the running sum l_i are updated, the DT n8 tiles of o_acc rescaled,
+ * and P leaves as NT / 2 bf16 A fragments of the P V product, p[4 f .. 4 f + 3] for keys 16 f .. 16 f + 15
+ * (a0 a1: n8 tile 2 f, a2 a3: n8 tile 2 f + 1). Both kernels below use it. */
+template <int NT, int DT>
+__device__ __forceinline__ void online_softmax_step(float (&s)[NT][4], uint32_t (&p)[2 * NT], float (&m_i)[2],
+                                                    float (&l_i)[2], float (&o_acc)[DT][4], float scale_log2)
+{
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        float mx = m_i[rr];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        /* a row that has seen no key yet keeps m = -inf: use 0 so that -inf - m is not NaN */
+        const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
+        const float alpha = fast_exp2(m_i[rr] * scale_log2 - m_scaled);
+        m_i[rr] = mx;
+        float row_sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+            const float p0 = fast_exp2(fmaf(s[nt][2 * rr], scale_log2, -m_scaled));
+            const float p1 = fast_exp2(fmaf(s[nt][2 * rr + 1], scale_log2, -m_scaled));
+            row_sum += p0 + p1;
+            p[2 * nt + rr] = pack_bf16(p0, p1);
+        }
+        l_i[rr] = l_i[rr] * alpha + row_sum;
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) o_acc[dt][2 * rr] *= alpha, o_acc[dt][2 * rr + 1] *= alpha;
+    }
+}
+
 /* One warp's share of a block: the Q fragments, and an online softmax over the warp's 16 keys of
  * every tile. Everything is inlined, so the arrays stay in registers. */
 template <int D>
@@ -169,32 +203,9 @@ struct WarpSoftmax {
 
     /* The online-softmax update for the warp's keys of one tile (probabilities 2^(s * scale_log2 - m));
      * -inf hides a key. P leaves as the bf16 A fragment of the P V product. */
-    __device__ __forceinline__ void softmax(float s[2][4], uint32_t p[4], float scale_log2)
+    __device__ __forceinline__ void softmax(float (&s)[2][4], uint32_t (&p)[4], float scale_log2)
     {
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-            float mx = fmaxf(m_i[rr], fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1])));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            /* a row that has seen no key yet keeps m = -inf: use 0 so that -inf - m is not NaN */
-            const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-            const float alpha = fast_exp2(m_i[rr] * scale_log2 - m_scaled);
-            m_i[rr] = mx;
-            float row_sum = 0.f;
-#pragma unroll
-            for (int nt = 0; nt < 2; ++nt) {
-                const float p0 = fast_exp2(fmaf(s[nt][2 * rr], scale_log2, -m_scaled));
-                const float p1 = fast_exp2(fmaf(s[nt][2 * rr + 1], scale_log2, -m_scaled));
-                row_sum += p0 + p1;
-                p[2 * nt + rr] = pack_bf16(p0, p1); /* A fragment: a0 a1 = n8 tile 0, a2 a3 = n8 tile 1 */
-            }
-            l_i[rr] = l_i[rr] * alpha + row_sum;
-#pragma unroll
-            for (int dt = 0; dt < kDTiles; ++dt) {
-                o_acc[dt][2 * rr] *= alpha;
-                o_acc[dt][2 * rr + 1] *= alpha;
-            }
-        }
+        online_softmax_step<2, kDTiles>(s, p, m_i, l_i, o_acc, scale_log2);
     }
 
     /* O += P V for the warp's 16 keys of the V tile: one k16 step. */
@@ -417,37 +428,16 @@ struct PositionSoftmax {
 #pragma unroll
                 for (int c = 0; c < 4; ++c) s[nt][c] = s0 + nt * 8 + tig * 2 + (c & 1) > last ? -INFINITY : s[nt][c];
         }
-        uint32_t p[4][4]; /* P as four k16 A fragments */
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-            float mx = m_i[rr];
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-            const float alpha = fast_exp2(m_i[rr] * scale_log2 - m_scaled);
-            m_i[rr] = mx;
-            float row_sum = 0.f;
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
-                const float p0 = fast_exp2(fmaf(s[nt][2 * rr], scale_log2, -m_scaled));
-                const float p1 = fast_exp2(fmaf(s[nt][2 * rr + 1], scale_log2, -m_scaled));
-                row_sum += p0 + p1;
-                p[nt / 2][2 * (nt % 2) + rr] = pack_bf16(p0, p1);
-            }
-            l_i[rr] = l_i[rr] * alpha + row_sum;
-#pragma unroll
-            for (int dt = 0; dt < 16; ++dt) o_acc[dt][2 * rr] *= alpha, o_acc[dt][2 * rr + 1] *= alpha;
-        }
+        uint32_t p[16]; /* P as four k16 A fragments */
+        online_softmax_step<8, 16>(s, p, m_i, l_i, o_acc, scale_log2);
 #pragma unroll
         for (int ks = 0; ks < 4; ++ks)
 #pragma unroll
             for (int dp = 0; dp < 8; ++dp) {
                 uint32_t bv[4];
                 ldmatrix_x4_trans(bv, v_s + tma_offset(ks * 16 + lane % 8 + ((lane / 8) % 2) * 8, 2 * dp + lane / 16));
-                mma_bf16(o_acc[2 * dp], p[ks], bv[0], bv[1]);
-                mma_bf16(o_acc[2 * dp + 1], p[ks], bv[2], bv[3]);
+                mma_bf16(o_acc[2 * dp], &p[4 * ks], bv[0], bv[1]);
+                mma_bf16(o_acc[2 * dp + 1], &p[4 * ks], bv[2], bv[3]);
             }
     }
 
