@@ -24,6 +24,10 @@
  *          warp's row max and sum.
  * A selection block of l' keys is ceil(l' / 64) tiles (one for the paper's l' = 64); keys past the
  * block's end or past t are zero-filled on load and masked to -inf.
+ *
+ * The fast path (selected_window_kernel, further down; optional task 6): for shared lists with H/G = 16,
+ * D = 128, l' = 64 and n <= 16 on sm_90, a block serves 8 neighbouring positions and loads each tile
+ * that any of them chose once, through the copy engine. This kernel serves every other call.
  */
 #include <cuda_runtime.h>
 #include <math.h>
