@@ -4,12 +4,14 @@
 # of each step to stdout.
 #
 #   tools/gpu_verify.sh build      configure and build everything, GPU-only variants included
-#   tools/gpu_verify.sh tests      solutions, stubs and harness tests (speed lines printed)
-#   tools/gpu_verify.sh variants   every known-wrong variant and cheat must be rejected
-#   tools/gpu_verify.sh grade      ./course grade of the solutions (600+ points) and of the stubs (0)
-#   tools/gpu_verify.sh sanitize   compute-sanitizer over the solutions and racy variants [LESSONS: 07,09]
+#   tools/gpu_verify.sh tests      solutions, stubs and harness tests (speed lines printed)   [LESSONS]
+#   tools/gpu_verify.sh variants   every known-wrong variant and cheat must be rejected       [LESSONS]
+#   tools/gpu_verify.sh grade      ./course grade of the solutions (900 points) and the stubs (0)  [LESSONS]
+#   tools/gpu_verify.sh sanitize   compute-sanitizer over the solutions and racy variants      [LESSONS]
 #   tools/gpu_verify.sh figures    the README's CSV and figures, named after the GPU (NAME, default h200)
 #   tools/gpu_verify.sh nsa        the NSA branches of lessons 07-09 against the N = 65536 bars (CSV, figure)
+# LESSONS (optional): a comma-separated list such as 07,08,09 limits the step to those lessons (the
+# harness tests of `tests` run only without it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${ATTN_BUILD_DIR:-build-gpu}
@@ -17,6 +19,8 @@ LOG=${OUT:-gpu-logs}
 mkdir -p "$LOG"
 export PATH=/usr/local/cuda/bin:$PATH
 step=${1:-help}
+lessons=${2:-}
+lesson_re=$(echo "$lessons" | tr ',' '|') # 07,09 -> 07|09
 case "$step" in
   build)
     cmake -S . -B "$B" -DCMAKE_CUDA_ARCHITECTURES=native -DATTN_GPU_VARIANTS=ON -DATTN_PARALLEL_GPU_CHECKS=ON \
@@ -27,9 +31,16 @@ case "$step" in
     echo "build: exit $rc"
     ;;
   tests)
-    ctest --test-dir "$B" -R "^(common|solutions|selftest\.stubs)" --output-on-failure >"$LOG/tests.log" 2>&1
+    if [ -n "$lessons" ]; then
+      ctest --test-dir "$B" -R "^(solutions|selftest\.stubs)\.($lesson_re)$" --output-on-failure >"$LOG/tests.log" 2>&1
+    else
+      ctest --test-dir "$B" -R "^(common|solutions|selftest\.stubs)" --output-on-failure >"$LOG/tests.log" 2>&1
+    fi
     rc=$?
-    for t in "$B"/bin/test_0*_solutions; do "$t" --jobs 1 2>&1 | grep -E "^\[speed\]"; done
+    for t in "$B"/bin/test_*_solutions; do
+      n=$(basename "$t" | cut -d_ -f2)
+      if [ -z "$lessons" ] || echo ",$lessons," | grep -q ",$n,"; then "$t" --jobs 1 2>&1 | grep -E "^\[speed\]"; fi
+    done
     tail -5 "$LOG/tests.log"
     ;;
   variants)
@@ -37,23 +48,28 @@ case "$step" in
     # configures ATTN_PARALLEL_GPU_CHECKS=ON; one at a time they took about 6 minutes on an H200); the
     # cheats are graded with speed tests and sanitizers, so they run alone (contention must not cost
     # them points)
-    ctest --test-dir "$B" -R "^selftest\.wrong" -j 4 --output-on-failure >"$LOG/variants.log" 2>&1
+    only_re=${lesson_re:-[0-9]+}
+    ctest --test-dir "$B" -R "^selftest\.wrong\.($only_re)\." -j 4 --output-on-failure >"$LOG/variants.log" 2>&1
     rc=$?
-    ctest --test-dir "$B" -R "^selftest\.cheat" --output-on-failure >>"$LOG/variants.log" 2>&1
+    ctest --test-dir "$B" -R "^selftest\.cheat\.($only_re)\." --output-on-failure >>"$LOG/variants.log" 2>&1
     rc=$(( rc | $? ))
     grep -E "tests passed|Failed|\*\*\*" "$LOG/variants.log" | tail -20
     ;;
   grade)
-    python3 tools/grade.py solutions --build-dir "$B" --results "$LOG/results_solutions.json" >"$LOG/grade.log" 2>&1
+    only=()
+    for n in $(echo "$lessons" | tr ',' ' '); do only+=(--lesson "$n"); done
+    python3 tools/grade.py solutions --build-dir "$B" "${only[@]}" --results "$LOG/results_solutions.json" \
+      >"$LOG/grade.log" 2>&1
     rc=$?
-    python3 tools/grade.py --build-dir "$B" --no-sanitize --results "$LOG/results_stubs.json" >>"$LOG/grade.log" 2>&1
+    python3 tools/grade.py --build-dir "$B" "${only[@]}" --no-sanitize --results "$LOG/results_stubs.json" \
+      >>"$LOG/grade.log" 2>&1
     grep -E "^(Grading|Total)" "$LOG/grade.log"
     ;;
   sanitize)
     # optional: the lessons to check, e.g. `sanitize 07,08,09` (default: all; memcheck runs every CUDA
     # test of a lesson, the past-2^31 ones included: minutes per lesson)
     only=()
-    [ -n "${2:-}" ] && only=(-R "\.($(echo "$2" | tr ',' '|'))(\.|$)")
+    [ -n "$lessons" ] && only=(-R "\.($lesson_re)(\.|$)")
     # three at a time (ATTN_PARALLEL_GPU_CHECKS, set by the build step): memcheck of lesson 09 alone
     # takes about 4 minutes
     ctest --test-dir "$B" -L sanitizer "${only[@]}" -j 3 --output-on-failure >"$LOG/sanitize.log" 2>&1
@@ -72,7 +88,7 @@ case "$step" in
     tail -40 "$LOG/nsa.log"
     ;;
   *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
