@@ -4,6 +4,7 @@
 #ifndef ATTN_PTX_CUH
 #define ATTN_PTX_CUH
 
+#include <cuda.h> // CUtensorMap (the type only)
 #include <cuda_bf16.h>
 #include <stdint.h>
 
@@ -61,6 +62,63 @@ __device__ __forceinline__ uint32_t swizzle(int row, int chunk)
 {
     return (uint32_t)(row * (D / 8) + (chunk ^ (row & 7))) * 16u;
 }
+
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// sm_90 and later: mbarriers with transaction counts, and the copy engine (TMA). Lesson 09's fast path
+// and bench_nsa's floor use them; compiled only where the GPU code is sm_90 or newer.
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// after a block's mbar_init calls, before any thread uses the barriers
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+
+// Wait until the phase of parity `parity` of the mbarrier at `bar` has completed. A kernel must not hang
+// on a bug: after 2^32 cycles (about 2 s; a tile takes microseconds) it traps, and the launch fails.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
+{
+    const long long start = clock64();
+    for (;;) {
+        unsigned done;
+        asm volatile("{\n"
+                     ".reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n"
+                     "}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+        if (done) return;
+        if (clock64() - start > (1ll << 32)) __trap();
+    }
+}
+
+__device__ __forceinline__ void mbar_arrive(uint32_t bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+// One arrival that also expects `bytes` more bytes of copies to land before the phase completes.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+// Copy the box at coordinates (c0, c1, c2) of a 3-D tensor map into shared memory at dst; its bytes
+// count towards the mbarrier at bar.
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, uint32_t bar)
+{
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+                 : "memory");
+}
+
+// Order this thread's earlier shared-memory accesses (generic proxy) before later copy-engine writes.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#endif
 
 } // namespace ptx
 

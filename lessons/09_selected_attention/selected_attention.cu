@@ -343,44 +343,25 @@ static_assert(kWinKeys * 12 <= kPair && kWinWarps * kRows * 128 * 2 <= kPair,
 #endif
 
 #if ATTN_HAVE_TMA /* the kernel's pieces: compiled for sm_90 and later only */
-/* Wait until the phase of parity `parity` of the mbarrier at `bar` has completed. A kernel must not hang
- * on a bug: after 2^32 cycles (about 2 s; a tile takes a microsecond) it traps, and the launch fails. */
-__device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
-{
-    const long long start = clock64();
-    for (;;) {
-        unsigned done;
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(bar), "r"(parity)
-                     : "memory");
-        if (done) return;
-        if (clock64() - start > (1ll << 32)) __trap();
-    }
-}
-
-/* Send union block u to its stage: record its number of users and its index, then one expect-tx arrival
- * and the four copies (K then V, columns 0-63 then 64-127) of token rows row .. row + 63 of kv head g.
- * Rows past the end of K are zero-filled by the copy engine; keys past t are masked by each warp. */
+/* Send union block u to its stage: record its number of users (upos[u + 1] - upos[u]) and its index,
+ * then one expect-tx arrival and the four copies (K then V, columns 0-63 then 64-127) of the block's 64
+ * token rows (row_base + blk[u] * 64 ..) of kv head g. Rows past the end of K are zero-filled by the
+ * copy engine; keys past t are masked by each warp. */
 __device__ __forceinline__ void issue_pair(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
-                                           uint32_t full, int *left, int *slot_u, int u, int uses, int row, int g)
+                                           uint32_t full, int *left, int *slot_u, const int *blk,
+                                           const uint16_t *upos, int u, int row_base, int g)
 {
     const int st = u % kRing;
-    left[st] = uses;
+    left[st] = upos[u + 1] - upos[u];
     atomicExch(&slot_u[st], u); /* an atomic: warps poll it (a plain store and load would race) */
     const uint32_t bar = full + 8 * st, dst = ring + st * kPair;
-    /* the stage was last read by ldmatrix (the generic proxy); the copy engine writes it next */
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(kPair) : "memory");
-    const CUtensorMap *maps[2] = {tk, tv};
-#pragma unroll
-    for (int mv = 0; mv < 2; ++mv)
-#pragma unroll
-        for (int half = 0; half < 2; ++half)
-            asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-                         " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst + (2 * mv + half) * kBox),
-                         "l"(reinterpret_cast<uint64_t>(maps[mv])), "r"(half * 64), "r"(g), "r"(row), "r"(bar)
-                         : "memory");
+    const int row = row_base + blk[u] * 64;
+    fence_proxy_async(); /* the stage was last read by ldmatrix (the generic proxy); the copy engine writes it next */
+    mbar_arrive_expect_tx(bar, kPair);
+    tma_load_3d(dst, tk, 0, g, row, bar);
+    tma_load_3d(dst + kBox, tk, 64, g, row, bar);
+    tma_load_3d(dst + 2 * kBox, tv, 0, g, row, bar);
+    tma_load_3d(dst + 3 * kBox, tv, 64, g, row, bar);
 }
 
 /* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile: two boxes of [64 rows][128 bytes],
@@ -513,10 +494,10 @@ __global__ void __launch_bounds__(kWinThreads, 1)
 
     if (threadIdx.x == 0) {
         for (int st = 0; st < kRing; ++st) {
-            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(full + 8 * st) : "memory");
+            mbar_init(full + 8 * st, 1);
             slot_u[st] = -1;
         }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        mbar_init_fence();
         misc[7] = 0; /* the union's size, should no list have an entry */
     }
     if (active) /* the warp's 16 rows of Q: heads 16 g .. 16 g + 15 of its position, 4 KB in a row */
@@ -528,7 +509,7 @@ __global__ void __launch_bounds__(kWinThreads, 1)
     cp_async_commit();
     PositionSoftmax ps;
 
-    /* TODO (about 85 lines): optional (task 6), once selected_attention_kernel passes. (1) The warp's list: lane e < n
+    /* TODO (about 80 lines): optional (task 6), once selected_attention_kernel passes. (1) The warp's list: lane e < n
      * reads entry e; a negative entry ends the list (a ballot finds the first), a block with j * 64 > t
      * is skipped. Valid lanes write key (j << 32 | warp * 16 + e) to keys[warp * 16 + e], the others all
      * ones. Barrier. (2) A bitonic sort of the kWinKeys keys, a barrier after every step. (3) Thread x:

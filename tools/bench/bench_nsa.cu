@@ -79,6 +79,7 @@
 #include "compressed_attention.h"
 #include "harness.h"
 #include "nsa.h"
+#include "ptx.cuh"
 #include "selected_attention.h"
 #include "topn_selection.h"
 
@@ -293,44 +294,22 @@ static int launch_floor3(void *ctx, cudaStream_t stream) { return launch_floor((
  * moves the whole box, so the block holding t is read to its end (about 3% more bytes than the floor
  * counts: the GB/s printed is a little low). (A first try with one cp.async.bulk per 256-byte row, 128
  * per tile, took 34.8 ms at 64k, twice the cp.async floor; not kept.) */
-__device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count)
-{
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-
-/* Wait for the phase of parity `parity` of the mbarrier at `bar`. A bench must not hang: after 2^32 clock
- * cycles (about 2 s; a tile takes microseconds) it traps, and the stage fails with an error instead. */
-__device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
-{
-    const long long start = clock64();
-    for (;;) {
-        unsigned done;
-        asm volatile("{\n"
-                     ".reg .pred p;\n"
-                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     "selp.u32 %0, 1, 0, p;\n"
-                     "}\n"
-                     : "=r"(done)
-                     : "r"(bar), "r"(parity)
-                     : "memory");
-        if (done) return;
-        if (clock64() - start > (1ll << 32)) __trap();
-    }
-}
-
+/* (mbar_init, mbar_wait, tma_load_3d: common/ptx.cuh; mbar_wait traps after about 2 s, so a mistake
+ * fails the stage with an error instead of hanging the bench) */
 template <int S>
 __global__ void __launch_bounds__(64) kv_floor_tma_kernel(const __grid_constant__ CUtensorMap tk,
                                                           const __grid_constant__ CUtensorMap tv, int B, int M, int N,
                                                           int G, int n, int l_sel, const int32_t *lists, unsigned *sink)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    using namespace ptx;
     extern __shared__ __align__(128) uint8_t smem[];
     constexpr int kBox = 64 * 64 * 2, kTileBytes = 2 * kBox; /* a box: 64 tokens x 64 columns; a tile: D = 128 */
     const uint32_t base = (uint32_t)__cvta_generic_to_shared(smem);
     const uint32_t full = base + S * 2 * kTileBytes, empty = full + 8 * S; /* S + S mbarriers after the tiles */
     if (threadIdx.x == 0) {
         for (int st = 0; st < S; ++st) mbar_init(full + 8 * st, 1), mbar_init(empty + 8 * st, 1);
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        mbar_init_fence();
     }
     __syncthreads();
     if (threadIdx.x > 0 && threadIdx.x < 32) return; /* warp 0: thread 0 alone issues the copies */
@@ -354,26 +333,17 @@ __global__ void __launch_bounds__(64) kv_floor_tma_kernel(const __grid_constant_
                 if (producer) {
                     if (round > 0) mbar_wait(empty + 8 * st, (round - 1) & 1u); /* warp 1 is done with it */
                     const uint32_t bar = full + 8 * st, dst = base + st * 2 * kTileBytes;
-                    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
-                                 "r"(4 * kBox)
-                                 : "memory");
+                    mbar_arrive_expect_tx(bar, 4 * kBox);
                     const int row = (int)((long)b * N + s0);
-                    const CUtensorMap *maps[2] = {&tk, &tv};
-#pragma unroll
-                    for (int mv = 0; mv < 2; ++mv)
-#pragma unroll
-                        for (int half = 0; half < 2; ++half)
-                            asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-                                         " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst + mv * kTileBytes + half * kBox),
-                                         "l"(reinterpret_cast<uint64_t>(maps[mv])), "r"(half * 64), "r"(g), "r"(row),
-                                         "r"(bar)
-                                         : "memory");
+                    tma_load_3d(dst, &tk, 0, g, row, bar);
+                    tma_load_3d(dst + kBox, &tk, 64, g, row, bar);
+                    tma_load_3d(dst + kTileBytes, &tv, 0, g, row, bar);
+                    tma_load_3d(dst + kTileBytes + kBox, &tv, 64, g, row, bar);
                 } else {
                     mbar_wait(full + 8 * st, round & 1u); /* tile q has landed */
                     acc ^= reinterpret_cast<const unsigned *>(smem + st * 2 * kTileBytes)[threadIdx.x - 32];
                     __syncwarp();
-                    if (threadIdx.x == 32)
-                        asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(empty + 8 * st) : "memory");
+                    if (threadIdx.x == 32) mbar_arrive(empty + 8 * st);
                 }
             }
         }
