@@ -125,6 +125,7 @@ template <int NT, int DT>
 __device__ __forceinline__ void online_softmax_step(float (&s)[NT][4], uint32_t (&p)[2 * NT], float (&m_i)[2],
                                                     float (&l_i)[2], float (&o_acc)[DT][4], float scale_log2)
 {
+    float alpha[2];
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
         float mx = m_i[rr];
@@ -134,7 +135,7 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NT][4], uint32_t 
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         /* a row that has seen no key yet keeps m = -inf: use 0 so that -inf - m is not NaN */
         const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-        const float alpha = fast_exp2(m_i[rr] * scale_log2 - m_scaled);
+        alpha[rr] = fast_exp2(m_i[rr] * scale_log2 - m_scaled);
         m_i[rr] = mx;
         float row_sum = 0.f;
 #pragma unroll
@@ -144,10 +145,14 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NT][4], uint32_t 
             row_sum += p0 + p1;
             p[2 * nt + rr] = pack_bf16(p0, p1);
         }
-        l_i[rr] = l_i[rr] * alpha + row_sum;
-#pragma unroll
-        for (int dt = 0; dt < DT; ++dt) o_acc[dt][2 * rr] *= alpha, o_acc[dt][2 * rr + 1] *= alpha;
+        l_i[rr] = l_i[rr] * alpha[rr] + row_sum;
     }
+    /* alpha is exactly 1 where the max did not move (2^0): after the first tiles, mostly. Skipping the
+     * multiplication by 1 changes no bit, and saves 2 DT multiplications per lane. */
+    if (__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) return;
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) o_acc[dt][0] *= alpha[0], o_acc[dt][1] *= alpha[0], o_acc[dt][2] *= alpha[1],
+                                    o_acc[dt][3] *= alpha[1];
 }
 
 /* One warp's share of a block: the Q fragments, and an online softmax over the warp's 16 keys of
