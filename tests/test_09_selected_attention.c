@@ -431,7 +431,7 @@ ATTN_TEST(cuda_part, per_head_lists)
 }
 
 /* Shared lists with H/G = 16 and D = 128 (the bar's shape) may go to a kernel of their own that serves
- * several positions at once (the reference solution's serves a window of 16, loading each block that any
+ * several positions at once (the reference solution's serves a window of 8, loading each block that any
  * of them chose once): M = N (the first positions see few keys), odd M (a last window that is not full),
  * batches, blocks of 32, 96 and 128 keys, short lists, blocks after t, and lists too long for such a
  * kernel's shared memory. */
