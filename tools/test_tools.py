@@ -285,5 +285,33 @@ class Plots(unittest.TestCase):
         self.assertFalse(self.png("dense_keep.png"))
 
 
+class WindowVariants(unittest.TestCase):
+    """tools/bench/window_variants.py: the experimental edits still apply to lesson 09's solution."""
+
+    def setUp(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
+        import window_variants
+        self.wv = window_variants
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "solutions", "09_selected_attention", "selected_attention.cu")) as f:
+            self.kernel = f.read()
+
+    def test_the_combinations_of_window_profile_apply(self):
+        for names in (["profile"], ["prefetch"], ["early"], ["early", "profile"], ["early", "prefetch"]):
+            text = self.wv.apply(self.kernel, names)
+            self.assertNotEqual(text, self.kernel, names)
+            if "profile" in names:
+                self.assertIn("[prof]", text)
+            q_wait = "cp_async_wait_all();\n    __syncwarp(); /* the warp's Q has landed */"
+            self.assertIn(q_wait, self.kernel)
+            if "early" in names:
+                self.assertNotIn(q_wait, text)
+
+    def test_a_missing_anchor_is_named(self):
+        with self.assertRaises(SystemExit) as cm:
+            self.wv.apply("int main() { return 0; }", ["early"])
+        self.assertIn("anchor found 0 times", str(cm.exception))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""window_variants.py - experimental edits of lesson 09's window kernel, for tools/bench/window_profile.sh.
+
+    python3 tools/bench/window_variants.py FILE EDIT[,EDIT...]
+
+rewrites FILE (a scratch copy of solutions/09_selected_attention/selected_attention.cu, never the
+committed one) with the named edits, in the order given. Each edit is a list of (anchor, replacement)
+pairs; an anchor must occur exactly once, or the tool stops with the anchor's first line (the kernel
+has changed: update the edit). The edits:
+
+  profile   cycle counters per warp (compiled only with -DATTN_WIN_PROFILE): each launch prints one
+            "[prof]" line with an average warp's cycles per phase and the block's span.
+  prefetch  with -DATTN_WIN_PREFETCH=K, warp 0 asks L2 for the Q rows and lists of the block K places
+            later in the grid, likely the next one to start on this multiprocessor when K is the
+            number of multiprocessors.
+  early     the first kRing - 1 tiles are issued as soon as the union is known, before the warps rank
+            their blocks; the sort keys wait in the ring's last stage, and Q is read from global memory
+            straight into its A fragments (no copy in shared memory, nothing to wait for before the
+            first issue). A candidate for the kept kernel: its tests are run by window_profile.sh.
+
+`profile` and `prefetch` apply on top of `early` as well (give `early` first).
+"""
+import sys
+
+PROFILE = [
+    ("""__global__ void __launch_bounds__(kWinThreads, 1)
+    selected_window_kernel(""", """#ifdef ATTN_WIN_PROFILE
+__device__ unsigned long long g_prof[16];
+__device__ unsigned g_prof_done;
+#endif
+__global__ void __launch_bounds__(kWinThreads, 1)
+    selected_window_kernel("""),
+    ("""    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = smem_raw""", """#ifdef ATTN_WIN_PROFILE
+    const long long p_start = clock64();
+    long long p_slot = 0, p_data = 0, p_comp = 0, p_rel = 0, p_loop0 = 0, p_list = 0, p_sort = 0, p_union = 0;
+#endif
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = smem_raw"""),
+    ("""        misc[7] = 0; /* the union's size, should no list have an entry */
+    }""", """        misc[7] = 0; /* the union's size, should no list have an entry */
+#ifdef ATTN_WIN_PROFILE
+        *reinterpret_cast<unsigned long long *>(misc + 4) = 0ull;
+        misc[6] = 0;
+#endif
+    }"""),
+    ("""    const int n_list = ends ? __ffs(ends) - 1 : n_sel;
+""", """    const int n_list = ends ? __ffs(ends) - 1 : n_sel;
+#ifdef ATTN_WIN_PROFILE
+    p_list = clock64();
+#endif
+"""),
+    ("""    /* the union index of each sorted entry: the number of distinct blocks up to it, minus one */
+""", """#ifdef ATTN_WIN_PROFILE
+    p_sort = clock64();
+#endif
+    /* the union index of each sorted entry: the number of distinct blocks up to it, minus one */
+"""),
+    ("""    /* the warp's blocks in union order (ties: list order), the r-th in lane r */
+""", """#ifdef ATTN_WIN_PROFILE
+    p_union = clock64();
+#endif
+    /* the warp's blocks in union order (ties: list order), the r-th in lane r */
+"""),
+    ("""    if (!active) return;
+    for (int r = 0; r < count; ++r) {
+        const int u = __shfl_sync(0xffffffffu, seq, r), st = u % kRing;
+""", """    if (!active) return;
+#ifdef ATTN_WIN_PROFILE
+    p_loop0 = clock64();
+#endif
+    for (int r = 0; r < count; ++r) {
+        const int u = __shfl_sync(0xffffffffu, seq, r), st = u % kRing;
+#ifdef ATTN_WIN_PROFILE
+        const long long c0 = clock64();
+#endif
+"""),
+    ("""        __syncwarp();
+        mbar_wait(full + 8 * st, (unsigned)(u / kRing) & 1u);
+        const long s0 = (long)blk[u] * 64;
+        ps.tile(base + st * kPair, s0, min(t, s0 + 63), scale_log2);
+        __syncwarp(); /* every lane is done reading the stage */
+""", """        __syncwarp();
+#ifdef ATTN_WIN_PROFILE
+        const long long c1 = clock64();
+#endif
+        mbar_wait(full + 8 * st, (unsigned)(u / kRing) & 1u);
+#ifdef ATTN_WIN_PROFILE
+        const long long c2 = clock64();
+#endif
+        const long s0 = (long)blk[u] * 64;
+        ps.tile(base + st * kPair, s0, min(t, s0 + 63), scale_log2);
+        __syncwarp(); /* every lane is done reading the stage */
+#ifdef ATTN_WIN_PROFILE
+        const long long c3 = clock64();
+        p_slot += c1 - c0, p_data += c2 - c1, p_comp += c3 - c2;
+#endif
+"""),
+    ("""                issue_pair(&tk, &tv, base, full, left, slot_u, blk, upos, u + kRing, row_base, g);
+            }
+        }
+    }
+""", """                issue_pair(&tk, &tv, base, full, left, slot_u, blk, upos, u + kRing, row_base, g);
+            }
+        }
+#ifdef ATTN_WIN_PROFILE
+        __syncwarp();
+        p_rel += clock64() - c3;
+#endif
+    }
+#ifdef ATTN_WIN_PROFILE
+    const long long p_store0 = clock64();
+#endif
+"""),
+    ("""    if (active) ps.store(o + row0 * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i, sh.M, scale_log2);
+#endif
+}""", """    if (active) ps.store(o + row0 * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i, sh.M, scale_log2);
+#ifdef ATTN_WIN_PROFILE
+    if (lane == 0) { /* needs every warp active (M a multiple of 8): an inactive warp never gets here */
+        const long long p_end = clock64();
+        unsigned long long *gp = g_prof;
+        atomicAdd(gp + 0, (unsigned long long)(p_list - p_start));
+        atomicAdd(gp + 1, (unsigned long long)(p_sort - p_start));
+        atomicAdd(gp + 2, (unsigned long long)(p_union - p_start));
+        atomicAdd(gp + 3, (unsigned long long)(p_loop0 - p_start));
+        atomicAdd(gp + 4, (unsigned long long)p_slot);
+        atomicAdd(gp + 5, (unsigned long long)p_data);
+        atomicAdd(gp + 6, (unsigned long long)p_comp);
+        atomicAdd(gp + 7, (unsigned long long)p_rel);
+        atomicAdd(gp + 8, (unsigned long long)(p_end - p_store0));
+        atomicAdd(gp + 9, (unsigned long long)(p_end - p_start));
+        atomicAdd(gp + 11, (unsigned long long)count);
+        atomicAdd(gp + 12, 1ull);
+        if (warp == 0) atomicAdd(gp + 13, (unsigned long long)nu);
+        atomicMax(reinterpret_cast<unsigned long long *>(misc + 4), (unsigned long long)p_end);
+        __threadfence_block();
+        if (atomicAdd(&misc[6], 1) == kWinWarps - 1) { /* the block's last warp: its span */
+            __threadfence_block();
+            const long long span =
+                (long long)atomicAdd(reinterpret_cast<unsigned long long *>(misc + 4), 0ull) - p_start;
+            atomicAdd(gp + 10, (unsigned long long)span);
+            atomicAdd(gp + 14, 1ull);
+        }
+        __threadfence();
+        if (atomicAdd(&g_prof_done, 1u) == gridDim.x * gridDim.y * kWinWarps - 1) { /* the launch's last warp */
+            const double w = (double)gp[12], c = (double)gp[14];
+            printf("[prof] warps %.0f tiles/warp %.2f union/window %.2f | cycles per warp: list %.0f sort %.0f "
+                   "union %.0f loop0 %.0f | slot %.0f data %.0f compute %.0f release %.0f store %.0f | total %.0f "
+                   "| block span %.0f\\n",
+                   w, gp[11] / w, gp[13] / c, gp[0] / w, gp[1] / w, gp[2] / w, gp[3] / w, gp[4] / w, gp[5] / w,
+                   gp[6] / w, gp[7] / w, gp[8] / w, gp[9] / w, gp[10] / c);
+            for (int x = 0; x < 16; ++x) gp[x] = 0;
+            g_prof_done = 0;
+        }
+    }
+#endif
+#endif
+}"""),
+]
+
+PREFETCH = [
+    ("""    PositionSoftmax ps;""", """#ifdef ATTN_WIN_PREFETCH
+    { /* warm L2 with the Q rows and lists of the block that is likely to follow this one here */
+        const unsigned nx = blockIdx.x + ATTN_WIN_PREFETCH;
+        if (warp == 0 && lane < kWinWarps && nx < gridDim.x) {
+            const int g2 = nx / windows, i2 = (windows - 1 - (int)(nx % windows)) * kWinWarps + lane;
+            if (i2 < sh.M) {
+                const uint16_t *qp = q + (((size_t)b * sh.M + i2) * sh.H + (size_t)g2 * hpg) * 128;
+                const int32_t *ip = indices + (((size_t)b * sh.M + i2) * sh.G + g2) * n_sel;
+                asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(qp), "r"(4096) : "memory");
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(ip) : "memory");
+            }
+        }
+    }
+#endif
+    PositionSoftmax ps;"""),
+]
+
+EARLY = [
+    ("""static_assert(kWinKeys * 12 <= kPair && kWinWarps * kRows * 128 * 2 <= kPair,
+              "the sort keys and union indices (stage 0) and the Q rows (stage 1) wait in the ring");""",
+     """static_assert(kWinKeys * 12 <= kPair, "the sort keys and union indices wait in the ring's last stage");"""),
+    ("""    /* Q from the warp's swizzled [16][128] copy in shared memory. */
+    __device__ __forceinline__ void init(uint32_t q_s)
+    {
+        const int lane = threadIdx.x % 32;
+#pragma unroll
+        for (int kk = 0; kk < 8; ++kk) ldmatrix_x4(qa[kk], q_s + swizzle<128>(lane % 16, 2 * kk + lane / 16));""",
+     """    /* Q straight from global memory into the A fragments (no copy in shared memory): the 16 rows of
+     * q_rows, 128 columns each. A lane holds columns 2 tig, 2 tig + 1 (and + 8) of each k16 step, of
+     * rows gid and gid + 8: 32 four-byte loads, issued together. */
+    __device__ __forceinline__ void init(const uint16_t *q_rows)
+    {
+        const int lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+        const uint32_t *r0 = reinterpret_cast<const uint32_t *>(q_rows + gid * 128) + tig;
+        const uint32_t *r8 = r0 + 8 * 64; /* row gid + 8 */
+#pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+            qa[kk][0] = __ldg(r0 + 8 * kk), qa[kk][1] = __ldg(r8 + 8 * kk);
+            qa[kk][2] = __ldg(r0 + 8 * kk + 4), qa[kk][3] = __ldg(r8 + 8 * kk + 4);
+        }"""),
+    ("""    /* before the first copy the ring holds the sort keys and union indices (stage 0) and Q (stage 1) */
+    unsigned long long *keys = reinterpret_cast<unsigned long long *>(smem);
+    int *uid_of = reinterpret_cast<int *>(smem + kWinKeys * 8); /* [warp][entry] */""",
+     """    /* until its first copy, the ring's last stage holds the sort keys and union indices */
+    unsigned long long *keys = reinterpret_cast<unsigned long long *>(smem + (kRing - 1) * kPair);
+    int *uid_of = reinterpret_cast<int *>(smem + (kRing - 1) * kPair + kWinKeys * 8); /* [warp][entry] */"""),
+    ("""    const uint32_t q_s = base + kPair + warp * (kRows * 256);
+""", ""),
+    ("""    if (active) /* the warp's 16 rows of Q: heads 16 g .. 16 g + 15 of its position, 4 KB in a row */
+#pragma unroll
+        for (int it = 0; it < 8; ++it) {
+            const int r = it * 2 + lane / 16, c = lane % 16;
+            cp_async_16(q_s + swizzle<128>(r, c), q + (row0 + r) * 128 + c * 8, true);
+        }
+    cp_async_commit();
+    PositionSoftmax ps;
+""", """    PositionSoftmax ps; /* Q: heads 16 g .. 16 g + 15 of the warp's position, 16 rows in a row */
+    ps.init(q + (active ? row0 : 0) * 128);
+"""),
+    ("""     * = x; the last valid entry writes misc[7] = u + 1 and upos[u + 1] = x + 1. Barrier. (4) Each warp
+     * ranks its union indices (16 shuffles) and keeps the r-th in lane r. cp_async_wait_all, __syncwarp,
+     * ps.init(q_s). Barrier: stage 0 and 1 are free. (5) Thread 0 issues union blocks 0 .. min(nu, kRing)
+     * - 1. (6) The loop""", """     * = x; the last valid entry writes misc[7] = u + 1 and upos[u + 1] = x + 1. Barrier. (4) Thread 0
+     * issues union blocks 0 .. min(nu, kRing - 1) - 1 (the last stage still holds the keys). Each warp
+     * ranks its union indices (16 shuffles) and keeps the r-th in lane r. Barrier: the last stage is
+     * free; thread 0 issues union block kRing - 1 if there is one. (6) The loop"""),
+    ("""    __syncthreads();
+    /* the warp's blocks in union order (ties: list order), the r-th in lane r */""", """    __syncthreads();
+    const int nu = misc[7];
+    const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
+    if (threadIdx.x == 0) /* the union is known: its first tiles go out while the warps rank their blocks */
+        for (int u = 0; u < min(nu, kRing - 1); ++u)
+            issue_pair(&tk, &tv, base, full, left, slot_u, blk, upos, u, row_base, g);
+    /* the warp's blocks in union order (ties: list order), the r-th in lane r */"""),
+    ("""    const int seq = lane < count ? uid_of[warp * kWinMaxN + lane] : 0;
+    const int nu = misc[7];
+    cp_async_wait_all();
+    __syncwarp(); /* the warp's Q has landed */
+    ps.init(q_s);
+    __syncthreads(); /* stages 0 and 1 are free: every warp has read its union indices and its Q */
+
+    const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
+    if (threadIdx.x == 0)
+        for (int u = 0; u < min(nu, kRing); ++u)
+            issue_pair(&tk, &tv, base, full, left, slot_u, blk, upos, u, row_base, g);""",
+     """    const int seq = lane < count ? uid_of[warp * kWinMaxN + lane] : 0;
+    __syncthreads(); /* the last stage is free: every warp has read its union indices */
+    if (threadIdx.x == 0 && nu >= kRing)
+        issue_pair(&tk, &tv, base, full, left, slot_u, blk, upos, kRing - 1, row_base, g);"""),
+]
+
+EDITS = {"profile": PROFILE, "prefetch": PREFETCH, "early": EARLY}
+
+
+def apply(text, names):
+    for name in names:
+        for anchor, replacement in EDITS[name]:
+            n = text.count(anchor)
+            if n != 1:
+                raise SystemExit("window_variants.py: edit '%s': anchor found %d times (want 1): %s"
+                                 % (name, n, anchor.strip().splitlines()[0]))
+            text = text.replace(anchor, replacement)
+    return text
+
+
+def main(argv):
+    if len(argv) != 3 or argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if len(argv) == 2 else 2
+    names = [x for x in argv[2].split(",") if x]
+    unknown = [x for x in names if x not in EDITS]
+    if unknown:
+        raise SystemExit("window_variants.py: unknown edit(s) %s (known: %s)" % (", ".join(unknown), ", ".join(EDITS)))
+    with open(argv[1]) as f:
+        text = f.read()
+    with open(argv[1], "w") as f:
+        f.write(apply(text, names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
