@@ -313,5 +313,39 @@ class WindowVariants(unittest.TestCase):
         self.assertIn("anchor found 0 times", str(cm.exception))
 
 
+class WindowModel(unittest.TestCase):
+    """tools/bench/window_model.py: the ring's timing on cases worked out by hand."""
+
+    def setUp(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
+        import window_model
+        self.wm = window_model
+
+    def test_one_tile(self):
+        self.assertAlmostEqual(self.wm.run_ring([[[5]]], 7, 2.0, 1.0), 3.0)
+
+    def test_a_full_ring_waits_for_the_last_user(self):
+        # one warp, 3 tiles, 2 stages: tile 2 is issued when tile 0 is done (t = 3), lands at 5, done at 6
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 2, 2.0, 1.0), 6.0)
+        # two warps share tile 0 and each has one more: both compute at once
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [0, 2]]], 7, 2.0, 1.0), 4.0)
+
+    def test_streaming_never_loses(self):
+        import random
+        rng = random.Random(1)
+        windows = [self.wm.window_lists(rng.randrange(1, 1025), rng) for _ in range(5)]
+        separate = sum(self.wm.run_ring([w], 7, 2.0, 1.0) for w in windows)
+        self.assertLessEqual(self.wm.run_ring(windows, 7, 2.0, 1.0), separate + 1e-9)
+
+    def test_lists_hold_the_forced_blocks(self):
+        import random
+        rng = random.Random(2)
+        for c in (1, 3, 16, 17, 1024):
+            for lst in self.wm.window_lists(c, rng):
+                self.assertEqual(len(lst), min(c, 16), c)
+                self.assertEqual(lst, sorted(set(lst)), c)
+                self.assertTrue({0, c - 1, max(c - 2, 0)} <= set(lst), c)
+
+
 if __name__ == "__main__":
     unittest.main()
