@@ -330,7 +330,7 @@ class WindowModel(unittest.TestCase):
         # two warps share tile 0 and each has one more: both compute at once
         self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [0, 2]]], 7, 2.0, 1.0), 4.0)
 
-    def test_streaming_never_loses(self):
+    def test_streaming_beats_separate_windows_on_a_fixed_draw(self):
         import random
         rng = random.Random(1)
         windows = [self.wm.window_lists(rng.randrange(1, 1025), rng) for _ in range(5)]

@@ -37,6 +37,7 @@ mkdir -p "$LOG"
 LOG=$(cd "$LOG" && pwd)
 export PATH=/usr/local/cuda/bin:$PATH
 SCRATCH=$(mktemp -d /tmp/window_profile.XXXXXX)
+trap 'rm -rf "$SCRATCH"' EXIT # also when a build fails: seven copies of the tree
 SOL=solutions/09_selected_attention/selected_attention.cu
 variant() { # name, edits (comma-separated, may be empty), CUDA flags, extra targets
   local d="$SCRATCH/$1"
@@ -59,7 +60,7 @@ variant early_prof early,profile "-DATTN_WIN_PROFILE" &
 variant early_pf early,prefetch "-DATTN_WIN_PREFETCH=132" test_09_solutions &
 wait
 for v in base prof pf pf2 early early_prof early_pf; do [ -x "$SCRATCH/$v/build/bin/bench_nsa" ] || exit 1; done
-[ "${WINDOW_PROFILE_BUILD_ONLY:-0}" = 1 ] && { echo "window_profile.sh: built in $SCRATCH"; exit 0; }
+[ "${WINDOW_PROFILE_BUILD_ONLY:-0}" = 1 ] && { echo "window_profile.sh: all seven variants built"; exit 0; }
 bench() { "$SCRATCH/$1/build/bin/bench_nsa" --N 65536 --no-dense "${@:2}"; }
 for v in early early_pf; do
   echo "== $v: lesson 09's tests"
@@ -80,4 +81,3 @@ for v in base pf pf2 early early_pf base pf pf2 early early_pf; do
   bench "$v" --config mean,paper >"$LOG/time_${k}_$v.log" 2>&1
   grep -E "^(mean|paper) .*selected_attention" "$LOG/time_${k}_$v.log"
 done
-rm -rf "$SCRATCH"

@@ -265,9 +265,12 @@ def apply(text, names):
 
 
 def main(argv):
-    if len(argv) != 3 or argv[1] in ("-h", "--help"):
+    if len(argv) == 2 and argv[1] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if len(argv) == 2 else 2
+        return 0
+    if len(argv) != 3:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
     names = [x for x in argv[2].split(",") if x]
     unknown = [x for x in names if x not in EDITS]
     if unknown:
