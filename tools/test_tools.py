@@ -312,6 +312,45 @@ class WindowVariants(unittest.TestCase):
             self.wv.apply("int main() { return 0; }", ["early"])
         self.assertIn("anchor found 0 times", str(cm.exception))
 
+    def test_stream_puts_the_header_in_place_of_the_kernel(self):
+        text = self.wv.apply(self.kernel, ["early", "stream"])
+        self.assertIn('#include "../../tools/bench/window_stream.cuh"', text)
+        self.assertNotIn("selected_window_kernel(const __grid_constant__", text)  # the kernel is gone
+        self.assertIn("kStreamSmem", text)
+        self.assertNotIn("kWinSmem, stream>>>", text)
+        self.assertIn("window_path_fits", text)  # the launcher stays
+
+    def test_a_region_whose_end_comes_first_is_refused(self):
+        self.wv.EDITS["_test"] = [("B", "A", "x")]
+        try:
+            with self.assertRaises(SystemExit) as cm:
+                self.wv.apply("A B", ["_test"])
+            self.assertIn("end comes before its start", str(cm.exception))
+            self.wv.EDITS["_test"] = [("A", "B", "x ")]  # start included, end not
+            self.assertEqual(self.wv.apply("0 A 1 B 2", ["_test"]), "0 x B 2")
+        finally:
+            del self.wv.EDITS["_test"]
+
+    @unittest.skipIf(shutil.which("nvcc") is None, "nvcc is needed")
+    def test_the_variants_compile_for_sm_90(self):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        builds = ((["early", "stream"], []), (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=3", "-DATTN_WIN_ORDER=0"]),
+                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=1", "-DATTN_WIN_LOOKAHEAD=1"]),
+                  (["early", "profile"], ["-DATTN_WIN_PROFILE"]), (["prefetch"], ["-DATTN_WIN_PREFETCH=132"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            os.makedirs(os.path.join(tmp, "solutions", "09_selected_attention"))
+            os.makedirs(os.path.join(tmp, "tools", "bench"))
+            shutil.copy(os.path.join(root, "tools", "bench", "window_stream.cuh"), os.path.join(tmp, "tools", "bench"))
+            src = os.path.join(tmp, "solutions", "09_selected_attention", "selected_attention.cu")
+            for names, flags in builds:
+                with open(src, "w") as f:
+                    f.write(self.wv.apply(self.kernel, names))
+                cmd = ["nvcc", "-std=c++17", "-arch=sm_90", "-c", src, "-o", os.path.join(tmp, "k.o"),
+                       "-I" + os.path.join(root, "common"), "-I" + os.path.join(root, "lessons", "09_selected_attention"),
+                       "-diag-suppress=177"] + flags
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, "%s %s:\n%s" % (names, flags, r.stderr[-3000:]))
+
 
 class WindowModel(unittest.TestCase):
     """tools/bench/window_model.py: the ring's timing on cases worked out by hand."""
@@ -336,6 +375,22 @@ class WindowModel(unittest.TestCase):
         windows = [self.wm.window_lists(rng.randrange(1, 1025), rng) for _ in range(5)]
         separate = sum(self.wm.run_ring([w], 7, 2.0, 1.0) for w in windows)
         self.assertLessEqual(self.wm.run_ring(windows, 7, 2.0, 1.0), separate + 1e-9)
+
+    def test_the_rank_order(self):
+        # block 9 is entry 0 of the second list, block 4 entry 1 of the first: 9 goes before 4
+        lists = [[2, 4, 7], [9, 4]]
+        self.assertEqual(self.wm.union_order(lists), [2, 4, 7, 9])
+        self.assertEqual(self.wm.union_order(lists, "rank"), [2, 9, 4, 7])
+        with self.assertRaises(ValueError):
+            self.wm.union_order(lists, "descending")
+        # two warps, 2 stages. Ascending, warp 1's tiles wait behind warp 0's: 0 and 1 land at 2, are
+        # done at 3 and 4; 2 lands at 5 (done 6), 10 at 6 (done 7), 11 at 8 (done 9), 12 at 9 (done 10).
+        # In rank order (0, 10, 1, 11, 2, 12) the warps go side by side: done at 3, 6 and 9.
+        lists = [[[0, 1, 2], [10, 11, 12]]]
+        self.assertAlmostEqual(self.wm.run_ring(lists, 2, 2.0, 1.0), 10.0)
+        self.assertAlmostEqual(self.wm.run_ring(lists, 2, 2.0, 1.0, "rank"), 9.0)
+        # a warp walks its blocks in ring order, whatever its list's order (here 2, 12, 1, 11, 0, 10)
+        self.assertAlmostEqual(self.wm.run_ring([[[12, 11, 10], [2, 1, 0]]], 2, 2.0, 1.0, "rank"), 9.0)
 
     def test_lists_hold_the_forced_blocks(self):
         import random

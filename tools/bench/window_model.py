@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
 """window_model.py - a small event model of lesson 09's window kernel: what its ring can deliver.
 
-    python3 tools/bench/window_model.py [--latency US] [--compute US] [--stages R] [--windows K]
+    python3 tools/bench/window_model.py [--latency US] [--compute US] [--stages R] [--windows W]
+                                        [--order ascending|rank] [--per-block K]
 
 One block: 8 warps, one position each, 16 blocks per list (the three forced ones, 0, cur and cur - 1,
 and chance picks among the t / 64 + 1 candidates, as the benchmark's random lists), the window's
 union of blocks sent through a ring of R stages in ascending order (union tile u into stage u % R,
 as the kernel does). A tile lands `latency` µs after it is issued; a warp computes each of its tiles
 in `compute` µs, in union order, and a stage is issued again when every warp that chose its tile has
-computed it. Two cases:
+computed it. Three cases:
 
   separate  one window per block, the ring filling at the start and draining at the end (the kernel
             as it is; its prologue, about 3.7 µs per window on the H200, comes on top)
+  K windows K windows per block (--per-block, the edit `stream` of window_variants.py): their unions
+            one after the other through the ring, the prologue (taken as 1 + 0.1 (K - 1) times as
+            long) paid once for the K
   streamed  a persistent block: the windows' unions one after the other through the same ring, each
             warp going on to its position of the next window as soon as it is done
+
+--order rank sends a window's union in the order of each block's smallest list rank (the lowest
+entry index among the lists that chose it; ties by block) instead of ascending (ATTN_WIN_ORDER=1 of
+the edit `stream`); a warp walks its blocks in the ring's order either way.
 
 It prints µs per window and the time at N = 65536 this implies on 132 multiprocessors (32768 windows
 of the bar's shape; the kernel's measured 12.5 ms is 50 µs per window). Calibrated on the cycle
@@ -43,18 +51,31 @@ def window_lists(candidates, rng, warps=8, n=16):
     return lists
 
 
-def run_ring(windows, stages, latency, compute):
+def union_order(lists, order="ascending"):
+    """A window's union of blocks in the order the ring takes them."""
+    if order == "ascending":
+        return sorted(set().union(*lists))
+    if order != "rank":
+        raise ValueError("order: ascending or rank, not %r" % order)
+    rank = {}
+    for lst in lists:
+        for e, blk in enumerate(lst):
+            rank[blk] = min(rank.get(blk, e), e)
+    return sorted(rank, key=lambda blk: (rank[blk], blk))
+
+
+def run_ring(windows, stages, latency, compute, order="ascending"):
     """Time until every warp is done, the windows' unions streamed through one ring in order."""
     seqs = [[] for _ in windows[0]]
     users = []
     for lists in windows:
-        union = sorted(set().union(*lists))
+        union = union_order(lists, order)
         index = {blk: len(users) + k for k, blk in enumerate(union)}
         users += [0] * len(union)
         for w, lst in enumerate(lists):
-            for blk in lst:
-                seqs[w].append(index[blk])
-                users[index[blk]] += 1
+            for u in sorted(index[blk] for blk in lst):  # a warp walks its blocks in ring order
+                seqs[w].append(u)
+                users[u] += 1
     total = len(users)
     landed = {u: latency for u in range(min(stages, total))}
     pos = [0] * len(seqs)
@@ -82,14 +103,24 @@ def main():
     ap.add_argument("--compute", type=float, default=1.0, help="µs of one warp per tile (default 1.0)")
     ap.add_argument("--stages", type=int, default=7, help="ring stages (default 7)")
     ap.add_argument("--windows", type=int, default=200, help="windows drawn (default 200)")
+    ap.add_argument("--order", choices=("ascending", "rank"), default="ascending",
+                    help="the ring's order within a window (default ascending, as the kernel)")
+    ap.add_argument("--per-block", type=int, default=2, help="K of the K-windows case (default 2)")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
+    if a.per_block < 1 or a.windows < a.per_block or a.stages < 1:
+        ap.error("--per-block, --windows and --stages must be positive, --windows at least --per-block")
     rng = random.Random(a.seed)
     # a window's positions see t / 64 + 1 blocks, t uniform over the sequence
     windows = [window_lists(rng.randrange(1, 1025), rng) for _ in range(a.windows)]
-    separate = sum(run_ring([w], a.stages, a.latency, a.compute) for w in windows) / len(windows)
-    streamed = run_ring(windows, a.stages, a.latency, a.compute) / len(windows)
-    for name, us in (("separate (+3.7 µs prologue)", separate + 3.7), ("streamed", streamed)):
+    ring = lambda ws: run_ring(ws, a.stages, a.latency, a.compute, a.order)
+    separate = sum(ring([w]) for w in windows) / len(windows)
+    k = a.per_block
+    groups = [windows[x:x + k] for x in range(0, len(windows) - len(windows) % k, k)]
+    per_block = sum(ring(grp) for grp in groups) / (len(groups) * k) + 3.7 * (1 + 0.1 * (k - 1)) / k
+    streamed = ring(windows) / len(windows)
+    for name, us in (("separate (+3.7 µs prologue)", separate + 3.7),
+                     ("%d windows per block" % k, per_block), ("streamed", streamed)):
         print("%-28s %5.1f µs per window, %5.2f ms at N = 65536" % (name, us, us * WINDOWS_AT_64K / SMS / 1e3))
     return 0
 

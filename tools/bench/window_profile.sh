@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# window_profile.sh - where lesson 09's window kernel (selected_window_kernel) spends its time, and two
-# candidate changes, timed side by side. For maintainers, on a GPU machine (sm_90); a few minutes on an
-# H200 with 16 cores.
+# window_profile.sh - where lesson 09's window kernel (selected_window_kernel) spends its time, and the
+# candidate changes of tools/bench/window_variants.py, timed side by side. For maintainers, on a GPU
+# machine (sm_90). All fourteen variants have not yet been run in one go: name a subset to stay within
+# one device call (the seven of change 11 were estimated at a few minutes on an H200 with 16 cores).
+#
+#   source .gpu/env.sh && tools/bench/window_profile.sh [VARIANT ...]     (default: all of them)
 #
 # For each variant it copies the tree to a scratch folder, rewrites lesson 09's solution there with the
-# edits of tools/bench/window_variants.py (the committed kernel is never touched), and builds bench_nsa:
+# edits of tools/bench/window_variants.py (the committed kernel is never touched), and builds bench_nsa
+# (and test_09_solutions for the candidates). The variants:
 #   base        the kernel as committed
 #   prof        the edit `profile` with -DATTN_WIN_PROFILE: each launch prints one "[prof]" line, the
 #               cycles an average warp spends reading its list, sorting, building the union, getting to
@@ -15,20 +19,26 @@
 #   pf, pf2     the edit `prefetch`: warp 0 asks L2 for the Q rows and lists of the block 132 (pf) or
 #               264 (pf2) places later in the grid (the H200 has 132 multiprocessors)
 #   early       the edit `early`: the first tiles issued as soon as the union is known, Q read straight
-#               into registers; its test_09_solutions runs too
+#               into registers (candidate)
 #   early_prof  early with the counters
-#   early_pf    early with the prefetch of pf; its test_09_solutions runs too
-# then prints the counters at N = 65536 (random and local lists) and times base, pf, pf2, early and
-# early_pf at N = 65536 (mean-pool and paper lists), twice, interleaved. The counters need every warp
-# active (N a multiple of 8, as here) and cost time themselves (12.83 ms against 12.53 on 2026-12-04):
-# read their split, not their total. Logs under $OUT (default ./gpu-logs).
+#   early_pf    early with the prefetch of pf (candidate)
+#   s1r         early + stream (tools/bench/window_stream.cuh), 1 window per block, rank order (candidate)
+#   s2r, s3r    the same with 2 and 3 windows per block (candidates)
+#   s2a         2 windows per block, ascending order (candidate)
+#   s1al        1 window per block, ascending order, with the next tile's S before this one's softmax
+#               (ATTN_WIN_LOOKAHEAD: the committed kernel's order, so it shows the lookahead alone)
+#   s2rl, s3rl  2 and 3 windows per block, rank order, lookahead (candidates)
+# A candidate's test_09_solutions runs before it is timed. Then the counters at N = 65536 (random and
+# local lists) for the profiled variants chosen, and every other variant chosen timed at N = 65536
+# (mean-pool and paper lists), twice, interleaved. The counters need every warp active (N a multiple of
+# 8, as here) and cost time themselves (12.83 ms against 12.53 on 2026-12-04): read their split, not
+# their total. Logs under $OUT (default ./gpu-logs).
 #
-#   source .gpu/env.sh && tools/bench/window_profile.sh
-#
-# To keep a candidate that wins and passes: apply its edit to the solution (python3
-# tools/bench/window_variants.py solutions/09_selected_attention/selected_attention.cu early), run
-# ./course stubs, run lesson 09's tests, variants and sanitizers on the GPU, and drop the edit from
-# window_variants.py.
+# To keep a candidate that wins and passes: apply its edits to the solution (python3
+# tools/bench/window_variants.py solutions/09_selected_attention/selected_attention.cu early; for a
+# stream variant, move window_stream.cuh's kernel into the solution with its ATTN_WIN_* values as
+# constants), run ./course stubs, run lesson 09's tests, variants and sanitizers on the GPU, and drop
+# the edits from window_variants.py.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -36,48 +46,81 @@ LOG=${OUT:-gpu-logs}
 mkdir -p "$LOG"
 LOG=$(cd "$LOG" && pwd)
 export PATH=/usr/local/cuda/bin:$PATH
-SCRATCH=$(mktemp -d /tmp/window_profile.XXXXXX)
-trap 'rm -rf "$SCRATCH"' EXIT # also when a build fails: seven copies of the tree
 SOL=solutions/09_selected_attention/selected_attention.cu
-variant() { # name, edits (comma-separated, may be empty), CUDA flags, extra targets
-  local d="$SCRATCH/$1"
+
+# name|edits|CUDA flags|kind (base: timed, prof: counters, cand: tested, then timed)
+TABLE="base|||base
+prof|profile|-DATTN_WIN_PROFILE|prof
+pf|prefetch|-DATTN_WIN_PREFETCH=132|base
+pf2|prefetch|-DATTN_WIN_PREFETCH=264|base
+early|early||cand
+early_prof|early,profile|-DATTN_WIN_PROFILE|prof
+early_pf|early,prefetch|-DATTN_WIN_PREFETCH=132|cand
+s1r|early,stream|-DATTN_WIN_PER_BLOCK=1 -DATTN_WIN_ORDER=1|cand
+s2r|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1|cand
+s3r|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1|cand
+s2a|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=0|cand
+s1al|early,stream|-DATTN_WIN_PER_BLOCK=1 -DATTN_WIN_ORDER=0 -DATTN_WIN_LOOKAHEAD=1|cand
+s2rl|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_LOOKAHEAD=1|cand
+s3rl|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1 -DATTN_WIN_LOOKAHEAD=1|cand"
+row() { printf '%s\n' "$TABLE" | grep "^$1|"; }
+if [ $# -eq 0 ]; then set -- $(printf '%s\n' "$TABLE" | cut -d'|' -f1); fi
+for v in "$@"; do
+  row "$v" >/dev/null || { echo "window_profile.sh: unknown variant '$v' (known: $(printf '%s\n' "$TABLE" | cut -d'|' -f1 | tr '\n' ' '))" >&2; exit 2; }
+done
+SCRATCH=$(mktemp -d /tmp/window_profile.XXXXXX)
+trap 'rm -rf "$SCRATCH"' EXIT # also when a build fails: a copy of the tree per variant
+
+variant() { # name: copy, edit, build
+  local name edits flags kind d targets=bench_nsa
+  IFS='|' read -r name edits flags kind <<<"$(row "$1")"
+  [ "$kind" = cand ] && targets="bench_nsa test_09_solutions"
+  d="$SCRATCH/$name"
   mkdir -p "$d"
   (cd "$ROOT" && tar --exclude='./build*' --exclude=./.git --exclude=./.gpu --exclude=./gpu-logs -cf - .) | (cd "$d" && tar xf -)
-  if [ -n "$2" ] && ! python3 "$d/tools/bench/window_variants.py" "$d/$SOL" "$2" >"$LOG/edit_$1.log" 2>&1; then
-    echo "window_profile.sh: $1: $(cat "$LOG/edit_$1.log")"
+  if [ -n "$edits" ] && ! python3 "$d/tools/bench/window_variants.py" "$d/$SOL" "$edits" >"$LOG/edit_$name.log" 2>&1; then
+    echo "window_profile.sh: $name: $(cat "$LOG/edit_$name.log")"
     return 1
   fi
-  cmake -S "$d" -B "$d/build" -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_FLAGS="$3" >"$LOG/configure_$1.log" 2>&1 &&
-    cmake --build "$d/build" -j "$(nproc)" --target bench_nsa ${4:-} >"$LOG/build_$1.log" 2>&1 ||
-    { echo "window_profile.sh: the $1 build failed:"; tail -20 "$LOG/build_$1.log"; return 1; }
+  # no known-wrong variants: they patch lines of the committed kernel that an edit may replace
+  cmake -S "$d" -B "$d/build" -DCMAKE_CUDA_ARCHITECTURES=90 -DATTN_SELFTEST=OFF -DCMAKE_CUDA_FLAGS="$flags" >"$LOG/configure_$name.log" 2>&1 &&
+    cmake --build "$d/build" -j "$(nproc)" --target $targets >"$LOG/build_$name.log" 2>&1 ||
+    { echo "window_profile.sh: the $name build failed:"; tail -20 "$LOG/build_$name.log"; return 1; }
 }
-variant base "" "" &
-variant prof profile "-DATTN_WIN_PROFILE" &
-variant pf prefetch "-DATTN_WIN_PREFETCH=132" &
-variant pf2 prefetch "-DATTN_WIN_PREFETCH=264" &
-variant early early "" test_09_solutions &
-variant early_prof early,profile "-DATTN_WIN_PROFILE" &
-variant early_pf early,prefetch "-DATTN_WIN_PREFETCH=132" test_09_solutions &
+for v in "$@"; do variant "$v" & done
 wait
-for v in base prof pf pf2 early early_prof early_pf; do [ -x "$SCRATCH/$v/build/bin/bench_nsa" ] || exit 1; done
-[ "${WINDOW_PROFILE_BUILD_ONLY:-0}" = 1 ] && { echo "window_profile.sh: all seven variants built"; exit 0; }
-bench() { "$SCRATCH/$1/build/bin/bench_nsa" --N 65536 --no-dense "${@:2}"; }
-for v in early early_pf; do
-  echo "== $v: lesson 09's tests"
-  "$SCRATCH/$v/build/bin/test_09_solutions" --jobs 1 >"$LOG/test_09_$v.log" 2>&1
-  grep -E "Synthesis|^\[speed\]" "$LOG/test_09_$v.log"
+built=()
+for v in "$@"; do
+  if [ -x "$SCRATCH/$v/build/bin/bench_nsa" ]; then built+=("$v"); else echo "window_profile.sh: $v not built, left out"; fi
 done
-for v in prof early_prof; do
-  for lists in "" --local-queries; do
-    echo "== $v ${lists:-(random lists)}"
-    bench "$v" --config mean $lists >"$LOG/$v${lists:+_local}.log" 2>&1
-    grep "\[prof\]" "$LOG/$v${lists:+_local}.log" | tail -1
-  done
+[ ${#built[@]} -gt 0 ] || exit 1
+[ "${WINDOW_PROFILE_BUILD_ONLY:-0}" = 1 ] && { echo "window_profile.sh: built ${built[*]}"; exit 0; }
+kind() { row "$1" | cut -d'|' -f4; }
+bench() { "$SCRATCH/$1/build/bin/bench_nsa" --N 65536 --no-dense "${@:2}"; }
+timed=()
+for v in "${built[@]}"; do
+  case $(kind "$v") in
+    base) timed+=("$v") ;;
+    cand)
+      echo "== $v: lesson 09's tests"
+      "$SCRATCH/$v/build/bin/test_09_solutions" --jobs 1 >"$LOG/test_09_$v.log" 2>&1
+      rc=$?
+      grep -E "Synthesis|^\[speed\]" "$LOG/test_09_$v.log"
+      if [ $rc -eq 0 ]; then timed+=("$v"); else echo "window_profile.sh: $v fails lesson 09's tests (rc $rc): not timed"; fi ;;
+    prof)
+      for lists in "" --local-queries; do
+        echo "== $v ${lists:-(random lists)}"
+        bench "$v" --config mean $lists >"$LOG/$v${lists:+_local}.log" 2>&1
+        grep "\[prof\]" "$LOG/$v${lists:+_local}.log" | tail -1
+      done ;;
+  esac
 done
 k=0
-for v in base pf pf2 early early_pf base pf pf2 early early_pf; do
-  k=$((k + 1))
-  echo "== $v (run $k)"
-  bench "$v" --config mean,paper >"$LOG/time_${k}_$v.log" 2>&1
-  grep -E "^(mean|paper) .*selected_attention" "$LOG/time_${k}_$v.log"
+for run in 1 2; do
+  for v in "${timed[@]}"; do
+    k=$((k + 1))
+    echo "== $v (run $run)"
+    bench "$v" --config mean,paper >"$LOG/time_${k}_$v.log" 2>&1
+    grep -E "^(mean|paper) .*selected_attention" "$LOG/time_${k}_$v.log"
+  done
 done

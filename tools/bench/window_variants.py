@@ -18,7 +18,19 @@ has changed: update the edit). The edits:
             straight into its A fragments (no copy in shared memory, nothing to wait for before the
             first issue). A candidate for the kept kernel: its tests are run by window_profile.sh.
 
-`profile` and `prefetch` apply on top of `early` as well (give `early` first).
+  stream    (after `early`) tools/bench/window_stream.cuh in place of the kernel: a block serves
+            ATTN_WIN_PER_BLOCK windows (1-3, default 2) whose tiles go through one ring, and with
+            ATTN_WIN_ORDER=1 (the default) a window's union is sent in the order of each block's
+            smallest list rank instead of ascending; with ATTN_WIN_LOOKAHEAD=1 a warp computes its
+            next tile's S before this tile's softmax when that tile is already there. The launcher's
+            grid and shared memory follow, and PositionSoftmax::tile is split in two (scores,
+            finish; the same instructions, in PTX, as the one function).
+
+`profile` and `prefetch` apply on top of `early` as well (give `early` first); `stream` takes the
+place of the kernel that `profile` and `prefetch` edit, so it goes with `early` alone.
+
+An edit's pair is (anchor, replacement); a triple (start, end, replacement) replaces everything from
+start up to, not including, end (each found exactly once, end after start).
 """
 import sys
 
@@ -250,17 +262,76 @@ EARLY = [
         issue_pair(&tk, &tv, base, full, left, slot_u, blk, upos, kRing - 1, row_base, g);"""),
 ]
 
-EDITS = {"profile": PROFILE, "prefetch": PREFETCH, "early": EARLY}
+STREAM = [
+    # PositionSoftmax::tile split in two, scores (S = Q K^T) and finish (mask, softmax, P V), so that
+    # the kernel may compute the next tile's S before this tile's softmax (ATTN_WIN_LOOKAHEAD)
+    ("""    __device__ __forceinline__ void tile(uint32_t k_s, long s0, long last, float scale_log2)
+    {
+        const int lane = threadIdx.x % 32, tig = lane % 4;
+        const uint32_t v_s = k_s + 2 * kBox;
+        float s[8][4]; /* S = Q K^T, n8 tile nt = keys s0 + 8 nt .. */
+""", """    __device__ __forceinline__ void tile(uint32_t k_s, long s0, long last, float scale_log2)
+    {
+        float s[8][4];
+        scores(k_s, s);
+        finish(s, k_s + 2 * kBox, s0, last, scale_log2);
+    }
+
+    /* S = Q K^T of the stage's K tile (k_s): n8 tile nt = keys s0 + 8 nt .. */
+    __device__ __forceinline__ void scores(uint32_t k_s, float (&s)[8][4]) const
+    {
+        const int lane = threadIdx.x % 32;
+"""),
+    ("""        if (s0 + 63 > last) { /* the token causal rule cuts the block that holds t */
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) s[nt][c] = s0 + nt * 8 + tig * 2 + (c & 1) > last ? -INFINITY : s[nt][c];""",
+     """    }
+
+    /* The rest of a tile: S masked past `last`, the online softmax, O += P V (v_s: the V tile). */
+    __device__ __forceinline__ void finish(float (&s)[8][4], uint32_t v_s, long s0, long last, float scale_log2)
+    {
+        const int lane = threadIdx.x % 32, tig = lane % 4;
+        if (s0 + 63 > last) { /* the token causal rule cuts the block that holds t */
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) s[nt][c] = s0 + nt * 8 + tig * 2 + (c & 1) > last ? -INFINITY : s[nt][c];"""),
+    ("""__global__ void __launch_bounds__(kWinThreads, 1)
+    selected_window_kernel(""", """/* Whether the window kernel serves this call""",
+     """#include "../../tools/bench/window_stream.cuh"
+
+"""),
+    ("""(long long)sh->B * sh->N >= (1ll << 31))""", """(long long)sh->B * sh->N >= (1ll << 31) || sh->N > (1 << 29))"""),
+    ("""cudaFuncAttributeMaxDynamicSharedMemorySize, kWinSmem),""",
+     """cudaFuncAttributeMaxDynamicSharedMemorySize, kStreamSmem),"""),
+    ("""    const dim3 grid((unsigned)windows * (unsigned)sh->G, (unsigned)sh->B);
+    selected_window_kernel<<<grid, kWinThreads, kWinSmem, stream>>>""",
+     """    const dim3 grid((unsigned)((windows + kPer - 1) / kPer) * (unsigned)sh->G, (unsigned)sh->B);
+    selected_window_kernel<<<grid, kWinThreads, kStreamSmem, stream>>>"""),
+]
+
+EDITS = {"profile": PROFILE, "prefetch": PREFETCH, "early": EARLY, "stream": STREAM}
 
 
 def apply(text, names):
     for name in names:
-        for anchor, replacement in EDITS[name]:
-            n = text.count(anchor)
-            if n != 1:
-                raise SystemExit("window_variants.py: edit '%s': anchor found %d times (want 1): %s"
-                                 % (name, n, anchor.strip().splitlines()[0]))
-            text = text.replace(anchor, replacement)
+        for edit in EDITS[name]:
+            anchors, replacement = edit[:-1], edit[-1]
+            for anchor in anchors:
+                n = text.count(anchor)
+                if n != 1:
+                    raise SystemExit("window_variants.py: edit '%s': anchor found %d times (want 1): %s"
+                                     % (name, n, anchor.strip().splitlines()[0]))
+            if len(anchors) == 1:
+                text = text.replace(anchors[0], replacement)
+                continue
+            start, end = text.index(anchors[0]), text.index(anchors[1])
+            if end < start:
+                raise SystemExit("window_variants.py: edit '%s': the region's end comes before its start: %s"
+                                 % (name, anchors[1].strip().splitlines()[0]))
+            text = text[:start] + replacement + text[end:]
     return text
 
 

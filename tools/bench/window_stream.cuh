@@ -1,0 +1,347 @@
+/*
+ * window_stream.cuh - an experimental selected_window_kernel for lesson 09 (maintainers only): several
+ * windows per block, their tiles streamed through one ring, optionally in a different order.
+ *
+ * Not part of the course's build. tools/bench/window_variants.py's edit `stream` (after `early`) puts
+ * `#include` of this file in place of the kernel in a scratch copy of
+ * solutions/09_selected_attention/selected_attention.cu, and tools/bench/window_profile.sh builds and
+ * times it. It uses that file's constants, PositionSoftmax (with `early`'s init from global memory)
+ * and helpers, and keeps the kernel's name and parameters, so the launcher stays as it is but for the
+ * grid and the shared memory.
+ *
+ * What changes against the committed kernel (docs/NSA_PERFORMANCE.md, change 12, says why):
+ *   windows  a block serves kPer neighbouring windows of one kv group (ATTN_WIN_PER_BLOCK, 1-3). Their
+ *            lists are sorted together (kPer bitonic sorts of 128 keys side by side, one
+ *            compare-exchange per thread and step, so no more steps than for one window), and their
+ *            unions are numbered one after the other: global union index u runs over window 0's
+ *            union, then window 1's, ... The ring takes u into stage u % kRing as before, so it does
+ *            not drain between the windows of a block: the last user of tile u sends tile u + kRing,
+ *            whatever window it belongs to. A warp serves its position in window 0, stores it, loads
+ *            the Q of its position in window 1 (asked of L2 at the start), and so on. The prologue
+ *            (about 3.7 µs per block on the H200) is paid once for kPer windows.
+ *   order    with ATTN_WIN_ORDER = 1, a window's union is sent in the order of the smallest list rank
+ *            of each block (the lowest entry index e among the lists that chose it; ties by block), not
+ *            ascending: each "round" of the ring then holds about one tile per warp, and the ring
+ *            turns over at the pace of all 8 warps. A warp still walks its blocks in ring order.
+ *            tools/bench/window_model.py --order compares the orders.
+ *   lookahead with ATTN_WIN_LOOKAHEAD = 1, a warp computes S = Q K^T of its next tile before the softmax
+ *            and P V of this one, when the next tile's stage has been issued and its bytes have landed
+ *            (both tested without waiting, so a warp never waits for a tile while holding one): the
+ *            tensor cores then work during the softmax, and the partner warp on the scheduler need not
+ *            be computing to hide it. 32 more registers live across the softmax.
+ *   tiles    one int per union tile: block << 8 | users (users <= 128: 8 lists of 16 entries; the
+ *            launcher sends calls with N > 2^29 to the general kernel so that the block fits 23 bits).
+ *
+ * Deadlock-free as the committed kernel: the smallest global union index not yet done sits in its
+ * stage (every tile kRing before it is done), and each of its users has finished all its tiles before
+ * it, since a warp walks its tiles in ascending global index (window by window, ring order within).
+ */
+#ifndef ATTN_WIN_PER_BLOCK
+#define ATTN_WIN_PER_BLOCK 2
+#endif
+#ifndef ATTN_WIN_ORDER
+#define ATTN_WIN_ORDER 1
+#endif
+#ifndef ATTN_WIN_LOOKAHEAD
+#define ATTN_WIN_LOOKAHEAD 0
+#endif
+
+constexpr int kPer = ATTN_WIN_PER_BLOCK; /* windows per block */
+constexpr int kAll = kPer * kWinKeys;    /* sort keys of a block */
+static_assert(kPer >= 1 && kPer <= 3, "at most 3 windows per block: their tile table must fit beside the ring");
+/* shared memory beside the ring (from the 1024-aligned base) */
+constexpr int kSOffTile = kRing * kPair;         /* int tile[kAll]: block << 8 | users, by global union index */
+constexpr int kSOffLeft = kSOffTile + kAll * 4;  /* int left[8] */
+constexpr int kSOffSlot = kSOffLeft + 8 * 4;     /* int slot_u[8] */
+constexpr int kSOffFull = kSOffSlot + 8 * 4;     /* uint64 full[8] */
+constexpr int kSOffMisc = kSOffFull + 8 * 8;     /* int misc[16]: distinct blocks per chunk of 32 sorted keys */
+constexpr int kStreamSmem = kSOffMisc + 16 * 4 + 1024;
+static_assert(kStreamSmem <= 227 * 1024, "the tile table must fit beside the ring");
+static_assert(kAll / 32 <= 16, "misc[] holds a count per chunk of 32 sort keys");
+/* scratch in the ring's last stage, until its first copy */
+constexpr int kScrKeys = 0;                      /* uint64 keys[kAll] */
+constexpr int kScrUid = kScrKeys + kAll * 8;     /* int uid_of[kPer][8 warps][16 entries] */
+constexpr int kScrMap = kScrUid + kAll * 4;      /* int map[kAll]: block-order union index -> ring order */
+constexpr int kScrHist = kScrMap + kAll * 4;     /* int hist[kPer][16]: groups per smallest rank */
+constexpr int kScrChunk = kScrHist + kPer * 64;  /* int chunk_hist[kAll / 32][16] */
+constexpr int kScrEnd = kScrChunk + (kAll / 32) * 64;
+static_assert(kScrEnd <= kPair, "the prologue's scratch fits one stage");
+
+#if ATTN_HAVE_TMA
+/* Send global union tile u (block << 8 | users in tile[u]) to stage u % kRing. */
+__device__ __forceinline__ void issue_tile(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring, uint32_t full,
+                                           int *left, int *slot_u, const int *tile, int u, int row_base, int g)
+{
+    const int st = u % kRing, meta = tile[u];
+    left[st] = meta & 255;
+    atomicExch(&slot_u[st], u);
+    const uint32_t bar = full + 8 * st, dst = ring + st * kPair;
+    const int row = row_base + (meta >> 8) * 64;
+    fence_proxy_async();
+    mbar_arrive_expect_tx(bar, kPair);
+    tma_load_3d(dst, tk, 0, g, row, bar);
+    tma_load_3d(dst + kBox, tk, 64, g, row, bar);
+    tma_load_3d(dst + 2 * kBox, tv, 0, g, row, bar);
+    tma_load_3d(dst + 3 * kBox, tv, 64, g, row, bar);
+}
+
+/* Whether the phase of parity `parity` of the mbarrier at `bar` has completed, without waiting. */
+__device__ __forceinline__ bool mbar_test(uint32_t bar, unsigned parity)
+{
+    unsigned done;
+    asm volatile("{\n"
+                 ".reg .pred p;\n"
+                 "mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 "selp.u32 %0, 1, 0, p;\n"
+                 "}\n"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+    return done != 0;
+}
+
+/* a[k] for a runtime k, with a[] kept in registers */
+__device__ __forceinline__ int pick(const int (&a)[kPer], int k)
+{
+    int r = a[0];
+#pragma unroll
+    for (int x = 1; x < kPer; ++x) r = k == x ? a[x] : r;
+    return r;
+}
+#endif
+
+__global__ void __launch_bounds__(kWinThreads, 1)
+    selected_window_kernel(const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                           attn_shape sh, int n_sel, int windows, float scale_log2, const uint16_t *__restrict__ q,
+                           const int32_t *__restrict__ indices, uint16_t *__restrict__ o, float *__restrict__ lse)
+{
+#if ATTN_HAVE_TMA
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = smem_raw + (1024 - smem_addr(smem_raw) % 1024) % 1024;
+    const uint32_t base = smem_addr(smem), full = base + kSOffFull;
+    int *tile = reinterpret_cast<int *>(smem + kSOffTile);
+    int *left = reinterpret_cast<int *>(smem + kSOffLeft);
+    int *slot_u = reinterpret_cast<int *>(smem + kSOffSlot);
+    int *misc = reinterpret_cast<int *>(smem + kSOffMisc);
+    uint8_t *scr = smem + (kRing - 1) * kPair;
+    unsigned long long *keys = reinterpret_cast<unsigned long long *>(scr + kScrKeys);
+    int *uid_of = reinterpret_cast<int *>(scr + kScrUid);
+    int *map = reinterpret_cast<int *>(scr + kScrMap);
+    int *hist = reinterpret_cast<int *>(scr + kScrHist);
+    int *chunk_hist = reinterpret_cast<int *>(scr + kScrChunk);
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int chunks = (windows + kPer - 1) / kPer;
+    const int g = blockIdx.x / chunks, first_win = windows - 1 - (int)(blockIdx.x % chunks) * kPer; /* last first */
+    const int b = blockIdx.y, hpg = sh.H / sh.G;
+    /* window k of the block is first_win - k; the warp's query in it is i_of(k), none when it is past M
+     * or the window does not exist (the block's last chunk may be short) */
+    auto i_of = [&](int k) { return (first_win - k) * kWinWarps + warp; };
+    auto active_of = [&](int k) { return first_win - k >= 0 && i_of(k) < sh.M; };
+    auto row0_of = [&](int k) { return ((size_t)b * sh.M + i_of(k)) * sh.H + (size_t)g * hpg; };
+
+    if (threadIdx.x == 0) {
+        for (int st = 0; st < kRing; ++st) {
+            mbar_init(full + 8 * st, 1);
+            slot_u[st] = -1;
+        }
+        mbar_init_fence();
+    }
+    for (int x = threadIdx.x; x < kPer * 16 + (kAll / 32) * 16; x += kWinThreads) hist[x] = 0; /* chunk_hist follows */
+    PositionSoftmax ps; /* Q of window 0 straight into registers; later windows' Q asked of L2 now */
+    ps.init(q + (active_of(0) ? row0_of(0) : 0) * 128);
+    if (lane == 0)
+        for (int k = 1; k < kPer; ++k)
+            if (active_of(k))
+                asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(q + row0_of(k) * 128), "r"(4096) : "memory");
+
+    /* the lists: key (block << 32 | e << 3 | warp), so that a block's first sorted entry has its
+     * smallest list rank e */
+    int j[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+        j[k] = -1;
+        if (active_of(k) && lane < n_sel) j[k] = indices[(((size_t)b * sh.M + i_of(k)) * sh.G + g) * n_sel + lane];
+    }
+    bool valid[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+        const unsigned ends = __ballot_sync(0xffffffffu, lane < n_sel && j[k] < 0);
+        const int n_list = ends ? __ffs(ends) - 1 : n_sel;
+        const long t = (long)sh.N - sh.M + i_of(k);
+        valid[k] = active_of(k) && lane < n_list && (long)j[k] * 64 <= t;
+        if (lane < kWinMaxN)
+            keys[k * kWinKeys + warp * kWinMaxN + lane] =
+                valid[k] ? (unsigned long long)(unsigned)j[k] << 32 | (unsigned)(lane << 3 | warp) : ~0ull;
+    }
+    __syncthreads();
+    /* kPer bitonic sorts of 128 keys side by side: thread (k, p) compares pair p of sort k */
+    for (int kk = 2; kk <= kWinKeys; kk <<= 1)
+        for (int jj = kk >> 1; jj > 0; jj >>= 1) {
+            if (threadIdx.x < kPer * (kWinKeys / 2)) {
+                const int s = threadIdx.x / (kWinKeys / 2), p = threadIdx.x % (kWinKeys / 2);
+                const int x = ((p & ~(jj - 1)) << 1) | (p & (jj - 1)), y = x + jj;
+                unsigned long long *ks = keys + s * kWinKeys;
+                const unsigned long long a = ks[x], c = ks[y];
+                if ((a > c) == ((x & kk) == 0)) ks[x] = c, ks[y] = a;
+            }
+            __syncthreads();
+        }
+
+    /* the union: sorted entry f (window f / 128) is a group's first if valid and its block differs
+     * from entry f - 1's within the same window */
+    constexpr int kPasses = (kAll + kWinThreads - 1) / kWinThreads;
+    unsigned long long key[kPasses];
+    bool first[kPasses];
+    unsigned firsts[kPasses];
+    int mr[kPasses];
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+        const int f = threadIdx.x + pass * kWinThreads;
+        key[pass] = ~0ull, first[pass] = false, mr[pass] = 0;
+        if (f < kAll) {
+            key[pass] = keys[f];
+            first[pass] = key[pass] != ~0ull && (f % kWinKeys == 0 || keys[f - 1] >> 32 != key[pass] >> 32);
+            mr[pass] = (int)(key[pass] >> 3) & 31;
+        }
+        firsts[pass] = __ballot_sync(0xffffffffu, first[pass]);
+        if (f < kAll && lane == 0) misc[f / 32] = __popc(firsts[pass]);
+#if ATTN_WIN_ORDER
+        if (first[pass]) {
+            atomicAdd(&hist[(f / kWinKeys) * 16 + mr[pass]], 1);
+            atomicAdd(&chunk_hist[(f / 32) * 16 + mr[pass]], 1);
+        }
+#endif
+    }
+    __syncthreads();
+    int nu = 0; /* the union sizes of all kPer windows together */
+    for (int c = 0; c < kAll / 32; ++c) nu += misc[c];
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+        const int f = threadIdx.x + pass * kWinThreads, c = f / 32, s = f / kWinKeys;
+#if ATTN_WIN_ORDER
+        /* the groups of this chunk with the same smallest rank and a lower block: lanes before this one */
+        const unsigned peers = __match_any_sync(0xffffffffu, first[pass] ? mr[pass] : 32 + lane);
+        const int same_before = __popc(peers & firsts[pass] & ((1u << lane) - 1u));
+#endif
+        if (f < kAll && key[pass] != ~0ull) {
+            int u = __popc(firsts[pass] & (0xffffffffu >> (31 - lane))) - 1; /* block order, global */
+            for (int c2 = 0; c2 < c; ++c2) u += misc[c2];
+            if (first[pass]) {
+                int users = 1;
+                while (f + users < (s + 1) * kWinKeys && keys[f + users] >> 32 == key[pass] >> 32) ++users;
+                int u_ring = u;
+#if ATTN_WIN_ORDER
+                int wbase = 0; /* the window's first global union index */
+                for (int c2 = 0; c2 < s * (kWinKeys / 32); ++c2) wbase += misc[c2];
+                u_ring = wbase;
+                for (int r = 0; r < mr[pass]; ++r) u_ring += hist[s * 16 + r];
+                for (int c2 = s * (kWinKeys / 32); c2 < c; ++c2) u_ring += chunk_hist[c2 * 16 + mr[pass]];
+                u_ring += same_before;
+#endif
+                map[u] = u_ring;
+                tile[u_ring] = (int)(key[pass] >> 32) << 8 | users;
+            }
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+        const int f = threadIdx.x + pass * kWinThreads;
+        if (f < kAll && key[pass] != ~0ull) {
+            int u = __popc(firsts[pass] & (0xffffffffu >> (31 - lane))) - 1;
+            for (int c2 = 0; c2 < f / 32; ++c2) u += misc[c2];
+            const int slot = (int)(key[pass] & 0xffffffffu); /* e << 3 | warp */
+            uid_of[(f / kWinKeys) * kWinKeys + (slot & 7) * kWinMaxN + (slot >> 3)] = map[u];
+        }
+    }
+    __syncthreads();
+    const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
+    if (threadIdx.x == 0) /* the unions are known: the first tiles go out while the warps rank theirs */
+        for (int u = 0; u < min(nu, kRing - 1); ++u) issue_tile(&tk, &tv, base, full, left, slot_u, tile, u, row_base, g);
+    /* each warp's tiles of window k in ring order, the r-th in lane r of seq[k] */
+    int seq[kPer], count[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+        int *mine = uid_of + k * kWinKeys + warp * kWinMaxN;
+        const int my_u = valid[k] ? mine[lane] : 0x7fffffff;
+        int rank = 0;
+#pragma unroll
+        for (int e = 0; e < kWinMaxN; ++e) {
+            const int other = __shfl_sync(0xffffffffu, my_u, e);
+            rank += other < my_u || (other == my_u && e < lane);
+        }
+        count[k] = __popc(__ballot_sync(0xffffffffu, valid[k]));
+        __syncwarp();
+        if (valid[k]) mine[rank] = my_u;
+        __syncwarp();
+        seq[k] = lane < count[k] ? mine[lane] : 0;
+    }
+    __syncthreads(); /* the last stage is free: every warp has read its tiles */
+    if (threadIdx.x == 0 && nu >= kRing) issue_tile(&tk, &tv, base, full, left, slot_u, tile, kRing - 1, row_base, g);
+
+    /* until union tile u is in stage st (the stage may still hold an earlier one) and has landed */
+    auto wait_for_tile = [&](int u, int st) {
+        if (lane == 0) {
+            const long long start = clock64();
+            while (atomicAdd(&slot_u[st], 0) != u) {
+                __nanosleep(32);
+                if (clock64() - start > (1ll << 32)) __trap();
+            }
+        }
+        __syncwarp();
+        mbar_wait(full + 8 * st, (unsigned)(u / kRing) & 1u);
+    };
+    for (int k = 0; k < kPer; ++k) {
+        if (!active_of(k)) continue; /* no entries either: nothing of this window waits for the warp */
+        if (k > 0) ps.init(q + row0_of(k) * 128);
+        const long t = (long)sh.N - sh.M + i_of(k);
+        const int my_seq = pick(seq, k), my_count = pick(count, k);
+#if ATTN_WIN_LOOKAHEAD
+        float s_next[8][4]; /* S of the next tile, when it was ready early */
+        bool have_next = false;
+#endif
+        for (int r = 0; r < my_count; ++r) {
+            const int u = __shfl_sync(0xffffffffu, my_seq, r), st = u % kRing;
+            const long s0 = (long)(tile[u] >> 8) * 64;
+#if ATTN_WIN_LOOKAHEAD
+            float s[8][4];
+            if (have_next) {
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) s[nt][c] = s_next[nt][c];
+            } else {
+                wait_for_tile(u, st);
+                ps.scores(base + st * kPair, s);
+            }
+            have_next = false;
+            if (r + 1 < my_count) { /* the next tile, if it is already there: its S now */
+                const int un = __shfl_sync(0xffffffffu, my_seq, r + 1), stn = un % kRing;
+                int ready = 0;
+                if (lane == 0)
+                    ready = atomicAdd(&slot_u[stn], 0) == un && mbar_test(full + 8 * stn, (unsigned)(un / kRing) & 1u);
+                if (__shfl_sync(0xffffffffu, ready, 0)) {
+                    mbar_wait(full + 8 * stn, (unsigned)(un / kRing) & 1u); /* landed: returns at once, for every lane */
+                    ps.scores(base + stn * kPair, s_next);
+                    have_next = true;
+                }
+            }
+            ps.finish(s, base + st * kPair + 2 * kBox, s0, min(t, s0 + 63), scale_log2);
+#else
+            wait_for_tile(u, st);
+            ps.tile(base + st * kPair, s0, min(t, s0 + 63), scale_log2);
+#endif
+            __syncwarp();
+            if (lane == 0) {
+                __threadfence_block();
+                if (atomicSub(&left[st], 1) == 1 && u + kRing < nu) {
+                    __threadfence_block();
+                    issue_tile(&tk, &tv, base, full, left, slot_u, tile, u + kRing, row_base, g);
+                }
+            }
+        }
+        ps.store(o + row0_of(k) * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i_of(k), sh.M, scale_log2);
+    }
+#endif
+}
