@@ -336,6 +336,7 @@ class WindowVariants(unittest.TestCase):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         builds = ((["early", "stream"], []), (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=3", "-DATTN_WIN_ORDER=0"]),
                   (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=1", "-DATTN_WIN_LOOKAHEAD=1"]),
+                  (["early", "stream"], ["-DATTN_WIN_NOCOMPUTE=1"]),
                   (["early", "profile"], ["-DATTN_WIN_PROFILE"]), (["prefetch"], ["-DATTN_WIN_PREFETCH=132"]))
         with tempfile.TemporaryDirectory() as tmp:
             os.makedirs(os.path.join(tmp, "solutions", "09_selected_attention"))

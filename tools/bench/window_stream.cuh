@@ -29,6 +29,9 @@
  *            (both tested without waiting, so a warp never waits for a tile while holding one): the
  *            tensor cores then work during the softmax, and the partner warp on the scheduler need not
  *            be computing to hide it. 32 more registers live across the softmax.
+ *   transport with ATTN_WIN_NOCOMPUTE = 1 (a measurement, not a kernel: its output is wrong), the warps
+ *            wait for each of their tiles and release it without computing: the time the ring
+ *            itself needs to move the windows' unions, the floor of this design at kRing stages.
  *   tiles    one int per union tile: block << 8 | users (users <= 128: 8 lists of 16 entries; the
  *            launcher sends calls with N > 2^29 to the general kernel so that the block fits 23 bits).
  *
@@ -44,6 +47,9 @@
 #endif
 #ifndef ATTN_WIN_LOOKAHEAD
 #define ATTN_WIN_LOOKAHEAD 0
+#endif
+#ifndef ATTN_WIN_NOCOMPUTE
+#define ATTN_WIN_NOCOMPUTE 0
 #endif
 
 constexpr int kPer = ATTN_WIN_PER_BLOCK; /* windows per block */
@@ -304,7 +310,10 @@ __global__ void __launch_bounds__(kWinThreads, 1)
         for (int r = 0; r < my_count; ++r) {
             const int u = __shfl_sync(0xffffffffu, my_seq, r), st = u % kRing;
             const long s0 = (long)(tile[u] >> 8) * 64;
-#if ATTN_WIN_LOOKAHEAD
+#if ATTN_WIN_NOCOMPUTE
+            wait_for_tile(u, st); /* landed: released at once */
+            (void)s0;
+#elif ATTN_WIN_LOOKAHEAD
             float s[8][4];
             if (have_next) {
 #pragma unroll
@@ -341,6 +350,9 @@ __global__ void __launch_bounds__(kWinThreads, 1)
                 }
             }
         }
+#if ATTN_WIN_NOCOMPUTE
+        ps.m_i[0] = ps.m_i[1] = 0.f, ps.l_i[0] = ps.l_i[1] = 1.f; /* finite outputs (o = 0), so that bench_nsa times it */
+#endif
         ps.store(o + row0_of(k) * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i_of(k), sh.M, scale_log2);
     }
 #endif

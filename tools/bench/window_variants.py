@@ -22,7 +22,8 @@ has changed: update the edit). The edits:
             ATTN_WIN_PER_BLOCK windows (1-3, default 2) whose tiles go through one ring, and with
             ATTN_WIN_ORDER=1 (the default) a window's union is sent in the order of each block's
             smallest list rank instead of ascending; with ATTN_WIN_LOOKAHEAD=1 a warp computes its
-            next tile's S before this tile's softmax when that tile is already there. The launcher's
+            next tile's S before this tile's softmax when that tile is already there; with
+            ATTN_WIN_NOCOMPUTE=1 nothing is computed (the ring's own floor; wrong output). The launcher's
             grid and shared memory follow, and PositionSoftmax::tile is split in two (scores,
             finish; the same instructions, in PTX, as the one function).
 
