@@ -377,6 +377,15 @@ class WindowModel(unittest.TestCase):
         separate = sum(self.wm.run_ring([w], 7, 2.0, 1.0) for w in windows)
         self.assertLessEqual(self.wm.run_ring(windows, 7, 2.0, 1.0), separate + 1e-9)
 
+    def test_a_rate_limit_spaces_the_landings(self):
+        # one warp, 3 tiles: they land at 2, 3.5 and 5 when 1.5 µs apart, and are done at 6 (5 without)
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 7, 2.0, 1.0), 5.0)
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 7, 2.0, 1.0, gap=1.5), 6.0)
+        # a refill lands no earlier than gap after the landing before it: 2 stages, tile 2 issued at 3
+        # lands at max(3 + 2, 2.5 + 0.5) = 5; with a gap of 4, tile 1 lands at 6 and tile 2 at 6 + 4
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 2, 2.0, 1.0, gap=0.5), 6.0)
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 2, 2.0, 1.0, gap=4.0), 11.0)
+
     def test_the_rank_order(self):
         # block 9 is entry 0 of the second list, block 4 entry 1 of the first: 9 goes before 4
         lists = [[2, 4, 7], [9, 4]]

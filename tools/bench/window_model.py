@@ -19,6 +19,11 @@ computed it. Three cases:
   streamed  a persistent block: the windows' unions one after the other through the same ring, each
             warp going on to its position of the next window as soon as it is done
 
+--rate caps what L2 delivers: without it the model has no floor for the bytes it moves, and it
+gives 11.98 ms for the kernel as it is; with --rate 10.8 (a multiprocessor's tiles landing at least
+0.40 µs apart) it gives 12.46, against the 12.5 measured, and --compute 0 then gives the ring's own
+floor (the variant n1a of window_profile.sh measures it).
+
 --order rank sends a window's union in the order of each block's smallest list rank (the lowest
 entry index among the lists that chose it; ties by block) instead of ascending (ATTN_WIN_ORDER=1 of
 the edit `stream`); a warp walks its blocks in the ring's order either way.
@@ -64,8 +69,9 @@ def union_order(lists, order="ascending"):
     return sorted(rank, key=lambda blk: (rank[blk], blk))
 
 
-def run_ring(windows, stages, latency, compute, order="ascending"):
-    """Time until every warp is done, the windows' unions streamed through one ring in order."""
+def run_ring(windows, stages, latency, compute, order="ascending", gap=0.0):
+    """Time until every warp is done, the windows' unions streamed through one ring in order. With
+    gap > 0 two tiles land at least gap µs apart (the multiprocessor's share of L2's rate)."""
     seqs = [[] for _ in windows[0]]
     users = []
     for lists in windows:
@@ -77,7 +83,8 @@ def run_ring(windows, stages, latency, compute, order="ascending"):
                 seqs[w].append(u)
                 users[u] += 1
     total = len(users)
-    landed = {u: latency for u in range(min(stages, total))}
+    landed = {u: latency + u * gap for u in range(min(stages, total))}
+    last = max(landed.values(), default=0.0)
     pos = [0] * len(seqs)
     free_at = [0.0] * len(seqs)
     pending = {w for w in range(len(seqs)) if seqs[w]}
@@ -89,7 +96,8 @@ def run_ring(windows, stages, latency, compute, order="ascending"):
         free_at[w] = done
         users[u] -= 1
         if users[u] == 0 and u + stages < total:
-            landed[u + stages] = done + latency  # the last user refills the stage
+            last = max(done + latency, last + gap)  # the last user refills the stage
+            landed[u + stages] = last
         pos[w] += 1
         if pos[w] == len(seqs[w]):
             pending.discard(w)
@@ -106,6 +114,9 @@ def main():
     ap.add_argument("--order", choices=("ascending", "rank"), default="ascending",
                     help="the ring's order within a window (default ascending, as the kernel)")
     ap.add_argument("--per-block", type=int, default=2, help="K of the K-windows case (default 2)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="TB/s of tiles over the 132 multiprocessors; a multiprocessor's tiles then land at "
+                         "least 32 KB / (rate / 132) apart (default 0: no limit; 10.8 gives the measured 12.5 ms)")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     if a.per_block < 1 or a.windows < a.per_block or a.stages < 1:
@@ -113,7 +124,8 @@ def main():
     rng = random.Random(a.seed)
     # a window's positions see t / 64 + 1 blocks, t uniform over the sequence
     windows = [window_lists(rng.randrange(1, 1025), rng) for _ in range(a.windows)]
-    ring = lambda ws: run_ring(ws, a.stages, a.latency, a.compute, a.order)
+    gap = 32768 * SMS / (a.rate * 1e12) * 1e6 if a.rate > 0 else 0.0  # µs between two tiles' landing
+    ring = lambda ws: run_ring(ws, a.stages, a.latency, a.compute, a.order, gap)
     separate = sum(ring([w]) for w in windows) / len(windows)
     k = a.per_block
     groups = [windows[x:x + k] for x in range(0, len(windows) - len(windows) % k, k)]
