@@ -70,6 +70,7 @@ n1a|early,stream|-DATTN_WIN_PER_BLOCK=1 -DATTN_WIN_ORDER=0 -DATTN_WIN_NOCOMPUTE=
 n3r|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1 -DATTN_WIN_NOCOMPUTE=1|base"
 row() { printf '%s\n' "$TABLE" | grep "^$1|"; }
 if [ $# -eq 0 ]; then set -- $(printf '%s\n' "$TABLE" | cut -d'|' -f1); fi
+set -- $(printf '%s\n' "$@" | awk '!seen[$0]++') # a name given twice is built once (one scratch folder each)
 for v in "$@"; do
   row "$v" >/dev/null || { echo "window_profile.sh: unknown variant '$v' (known: $(printf '%s\n' "$TABLE" | cut -d'|' -f1 | tr '\n' ' '))" >&2; exit 2; }
 done
