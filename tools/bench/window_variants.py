@@ -17,7 +17,6 @@ has changed: update the edit). The edits:
             their blocks; the sort keys wait in the ring's last stage, and Q is read from global memory
             straight into its A fragments (no copy in shared memory, nothing to wait for before the
             first issue). A candidate for the kept kernel: its tests are run by window_profile.sh.
-
   stream    (after `early`) tools/bench/window_stream.cuh in place of the kernel: a block serves
             ATTN_WIN_PER_BLOCK windows (1-3, default 2) whose tiles go through one ring, and with
             ATTN_WIN_ORDER=1 (the default) a window's union is sent in the order of each block's
