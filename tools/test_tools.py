@@ -337,6 +337,8 @@ class WindowVariants(unittest.TestCase):
         builds = ((["early", "stream"], []), (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=3", "-DATTN_WIN_ORDER=0"]),
                   (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=1", "-DATTN_WIN_LOOKAHEAD=1"]),
                   (["early", "stream"], ["-DATTN_WIN_NOCOMPUTE=1"]),
+                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1"]),
+                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_NOCOMPUTE=1"]),
                   (["early", "profile"], ["-DATTN_WIN_PROFILE"]), (["prefetch"], ["-DATTN_WIN_PREFETCH=132"]))
         with tempfile.TemporaryDirectory() as tmp:
             os.makedirs(os.path.join(tmp, "solutions", "09_selected_attention"))
@@ -369,6 +371,16 @@ class WindowModel(unittest.TestCase):
         self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 2, 2.0, 1.0), 6.0)
         # two warps share tile 0 and each has one more: both compute at once
         self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [0, 2]]], 7, 2.0, 1.0), 4.0)
+
+    def test_two_positions_per_warp(self):
+        # one warp serves both lists: its entries 0, 1, 1 in ring order, one after the other (2-3, 3-4, 4-5);
+        # two warps (one position each) compute tile 1 side by side and are done at 4
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [1]]], 7, 2.0, 1.0, ppw=2), 5.0)
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [1]]], 7, 2.0, 1.0), 4.0)
+        # warp w takes lists w and w + 2 of four: warp 0 lists 0 and 2 (tiles 0, 2), warp 1 lists 1 and 3
+        # (tile 1 twice). One stage: tile 0 lands at 2 and is done at 3, tile 1 lands at 5, warp 1
+        # computes it twice (5-7), tile 2 lands at 9 and is done at 10
+        self.assertAlmostEqual(self.wm.run_ring([[[0], [1], [2], [1]]], 1, 2.0, 1.0, ppw=2), 10.0)
 
     def test_streaming_beats_separate_windows_on_a_fixed_draw(self):
         import random

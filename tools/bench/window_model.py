@@ -2,7 +2,7 @@
 """window_model.py - a small event model of lesson 09's window kernel: what its ring can deliver.
 
     python3 tools/bench/window_model.py [--latency US] [--compute US] [--stages R] [--windows W]
-                                        [--order ascending|rank] [--per-block K]
+                                        [--order ascending|rank] [--per-block K] [--positions-per-warp P]
 
 One block: 8 warps, one position each, 16 blocks per list (the three forced ones, 0, cur and cur - 1,
 and chance picks among the t / 64 + 1 candidates, as the benchmark's random lists), the window's
@@ -27,6 +27,12 @@ floor (the variant n1a of window_profile.sh measures it).
 --order rank sends a window's union in the order of each block's smallest list rank (the lowest
 entry index among the lists that chose it; ties by block) instead of ascending (ATTN_WIN_ORDER=1 of
 the edit `stream`); a warp walks its blocks in the ring's order either way.
+
+--positions-per-warp 2 models ATTN_WIN_JOINT: a block of 8 warps serves 16 positions (warp w those of
+lists w and w + 8), one union of all 16 lists, a warp walking both positions' tiles merged in ring
+order and computing each of its entries (a tile both its positions chose costs it twice). The union of
+16 lists is smaller per position (9.9 tiles at 64k against 11.2 for 8), and the prologue (a sort of
+256 keys: 36 steps against 28) is taken as 1.2 times as long per block.
 
 It prints µs per window and the time at N = 65536 this implies on 132 multiprocessors (32768 windows
 of the bar's shape; the kernel's measured 12.5 ms is 50 µs per window). Calibrated on the cycle
@@ -69,17 +75,19 @@ def union_order(lists, order="ascending"):
     return sorted(rank, key=lambda blk: (rank[blk], blk))
 
 
-def run_ring(windows, stages, latency, compute, order="ascending", gap=0.0):
+def run_ring(windows, stages, latency, compute, order="ascending", gap=0.0, ppw=1):
     """Time until every warp is done, the windows' unions streamed through one ring in order. With
-    gap > 0 two tiles land at least gap µs apart (the multiprocessor's share of L2's rate)."""
-    seqs = [[] for _ in windows[0]]
+    gap > 0 two tiles land at least gap µs apart (the multiprocessor's share of L2's rate). With ppw
+    positions per warp, warp w serves lists w, w + W, ... of each window (W = lists / ppw warps)."""
+    warps = len(windows[0]) // ppw
+    seqs = [[] for _ in range(warps)]
     users = []
     for lists in windows:
         union = union_order(lists, order)
         index = {blk: len(users) + k for k, blk in enumerate(union)}
         users += [0] * len(union)
-        for w, lst in enumerate(lists):
-            for u in sorted(index[blk] for blk in lst):  # a warp walks its blocks in ring order
+        for w in range(warps):  # a warp walks its entries in ring order
+            for u in sorted(index[blk] for lst in lists[w::warps] for blk in lst):
                 seqs[w].append(u)
                 users[u] += 1
     total = len(users)
@@ -117,23 +125,27 @@ def main():
     ap.add_argument("--rate", type=float, default=0.0,
                     help="TB/s of tiles over the 132 multiprocessors; a multiprocessor's tiles then land at "
                          "least 32 KB / (rate / 132) apart (default 0: no limit; 10.8 gives the measured 12.5 ms)")
+    ap.add_argument("--positions-per-warp", type=int, choices=(1, 2), default=1,
+                    help="2: ATTN_WIN_JOINT, 16 positions per block in one union (default 1)")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     if a.per_block < 1 or a.windows < a.per_block or a.stages < 1:
         ap.error("--per-block, --windows and --stages must be positive, --windows at least --per-block")
     rng = random.Random(a.seed)
     # a window's positions see t / 64 + 1 blocks, t uniform over the sequence
-    windows = [window_lists(rng.randrange(1, 1025), rng) for _ in range(a.windows)]
+    ppw = a.positions_per_warp
+    windows = [window_lists(rng.randrange(1, 1025), rng, warps=8 * ppw) for _ in range(a.windows)]
     gap = 32768 * SMS / (a.rate * 1e12) * 1e6 if a.rate > 0 else 0.0  # µs between two tiles' landing
-    ring = lambda ws: run_ring(ws, a.stages, a.latency, a.compute, a.order, gap)
+    ring = lambda ws: run_ring(ws, a.stages, a.latency, a.compute, a.order, gap, ppw)
+    prologue = 3.7 * (1.2 if ppw == 2 else 1.0)
     separate = sum(ring([w]) for w in windows) / len(windows)
     k = a.per_block
     groups = [windows[x:x + k] for x in range(0, len(windows) - len(windows) % k, k)]
-    per_block = sum(ring(grp) for grp in groups) / (len(groups) * k) + 3.7 * (1 + 0.1 * (k - 1)) / k
+    per_block = sum(ring(grp) for grp in groups) / (len(groups) * k) + prologue * (1 + 0.1 * (k - 1)) / k
     streamed = ring(windows) / len(windows)
-    for name, us in (("separate (+3.7 µs prologue)", separate + 3.7),
+    for name, us in (("separate (+%.1f µs prologue)" % prologue, separate + prologue),
                      ("%d windows per block" % k, per_block), ("streamed", streamed)):
-        print("%-28s %5.1f µs per window, %5.2f ms at N = 65536" % (name, us, us * WINDOWS_AT_64K / SMS / 1e3))
+        print("%-28s %5.1f µs per window, %5.2f ms at N = 65536" % (name, us, us * WINDOWS_AT_64K / ppw / SMS / 1e3))
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # window_profile.sh - where lesson 09's window kernel (selected_window_kernel) spends its time, and the
 # candidate changes of tools/bench/window_variants.py, timed side by side. For maintainers, on a GPU
-# machine (sm_90). All sixteen variants have not yet been run in one go: name a subset to stay within
+# machine (sm_90). All eighteen variants have not yet been run in one go: name a subset to stay within
 # one device call (the seven of change 11 were estimated at a few minutes on an H200 with 16 cores).
 #
 #   source .gpu/env.sh && tools/bench/window_profile.sh [VARIANT ...]     (default: all of them)
@@ -28,9 +28,12 @@
 #   s1al        1 window per block, ascending order, with the next tile's S before this one's softmax
 #               (ATTN_WIN_LOOKAHEAD: the committed kernel's order, so it shows the lookahead alone)
 #   s2rl, s3rl  2 and 3 windows per block, rank order, lookahead (candidates)
+#   j2r         ATTN_WIN_JOINT: 16 positions per block in one union (sorted as 256 keys), each warp
+#               serving two positions at once, rank order (candidate; 255 registers, 104 bytes spilled)
 #   n1a, n3r    transport only (ATTN_WIN_NOCOMPUTE: the warps wait for their tiles and release them,
 #               nothing computed, output wrong, not tested): the floor of the committed kernel's ring
 #               (1 window, ascending) and of s3r's (3 windows, rank order) at 7 stages
+#   nj2r        the same for j2r's ring: what one union of 16 lists saves in transport alone
 # A candidate's test_09_solutions runs before it is timed. Then the counters at N = 65536 (random and
 # local lists) for the profiled variants chosen, and every other variant chosen timed at N = 65536
 # (mean-pool and paper lists), twice, interleaved. The counters need every warp active (N a multiple of
@@ -67,7 +70,9 @@ s1al|early,stream|-DATTN_WIN_PER_BLOCK=1 -DATTN_WIN_ORDER=0 -DATTN_WIN_LOOKAHEAD
 s2rl|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_LOOKAHEAD=1|cand
 s3rl|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1 -DATTN_WIN_LOOKAHEAD=1|cand
 n1a|early,stream|-DATTN_WIN_PER_BLOCK=1 -DATTN_WIN_ORDER=0 -DATTN_WIN_NOCOMPUTE=1|base
-n3r|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1 -DATTN_WIN_NOCOMPUTE=1|base"
+n3r|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1 -DATTN_WIN_NOCOMPUTE=1|base
+j2r|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1|cand
+nj2r|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1 -DATTN_WIN_NOCOMPUTE=1|base"
 row() { printf '%s\n' "$TABLE" | grep "^$1|"; }
 if [ $# -eq 0 ]; then set -- $(printf '%s\n' "$TABLE" | cut -d'|' -f1); fi
 set -- $(printf '%s\n' "$@" | awk '!seen[$0]++') # a name given twice is built once (one scratch folder each)

@@ -32,12 +32,22 @@
  *   transport with ATTN_WIN_NOCOMPUTE = 1 (a measurement, not a kernel: its output is wrong), the warps
  *            wait for each of their tiles and release it without computing: the time the ring
  *            itself needs to move the windows' unions, the floor of this design at kRing stages.
- *   tiles    one int per union tile: block << 8 | users (users <= 128: 8 lists of 16 entries; the
- *            launcher sends calls with N > 2^29 to the general kernel so that the block fits 23 bits).
+ *   joint    with ATTN_WIN_JOINT = 1 (and 2 windows per block), one union of all 16 lists instead of one
+ *            per window: a sort of 256 keys, and each warp serves its positions in both windows at
+ *            once, two PositionSoftmax states, walking their entries merged in ring order (a tile both
+ *            chose: two entries, each counted down). The 16 neighbours share more than two windows of 8
+ *            (on the bar's random lists 9.9 tiles per position against 11.2; window_model.py
+ *            --positions-per-warp 2), but the second Q and O take 100 registers: ptxas sm_90 gives 255
+ *            and spills 104 bytes (the window of 12 lost 7% to 44 bytes, NSA_PERFORMANCE change 11).
+ *            The transport floor (with ATTN_WIN_NOCOMPUTE) says what the sharing alone is worth.
+ *   tiles    one int per union tile: block << kUserBits | users (users <= 128: 8 lists of 16 entries, 8
+ *            bits; 256 with ATTN_WIN_JOINT, 9 bits; the launcher sends calls with N > 2^28 to the
+ *            general kernel so that the block fits 22 bits).
  *
  * Deadlock-free as the committed kernel: the smallest global union index not yet done sits in its
  * stage (every tile kRing before it is done), and each of its users has finished all its tiles before
- * it, since a warp walks its tiles in ascending global index (window by window, ring order within).
+ * it, since a warp walks its tiles in ascending global index (window by window, ring order within;
+ * with ATTN_WIN_JOINT both positions' entries merged, a tile's two entries one after the other).
  */
 #ifndef ATTN_WIN_PER_BLOCK
 #define ATTN_WIN_PER_BLOCK 2
@@ -51,10 +61,22 @@
 #ifndef ATTN_WIN_NOCOMPUTE
 #define ATTN_WIN_NOCOMPUTE 0
 #endif
+#ifndef ATTN_WIN_JOINT
+#define ATTN_WIN_JOINT 0
+#endif
 
 constexpr int kPer = ATTN_WIN_PER_BLOCK; /* windows per block */
 constexpr int kAll = kPer * kWinKeys;    /* sort keys of a block */
 static_assert(kPer >= 1 && kPer <= 3, "at most 3 windows per block: their tile table must fit beside the ring");
+/* the sorts: one per window, or with ATTN_WIN_JOINT one of all the block's lists (2 windows, 16 positions) */
+constexpr int kSort = ATTN_WIN_JOINT ? kAll : kWinKeys; /* keys per sort, and per union */
+static_assert(!ATTN_WIN_JOINT || (kPer == 2 && !ATTN_WIN_LOOKAHEAD),
+              "ATTN_WIN_JOINT: 2 windows per block, without the lookahead");
+/* the sort key's low bits: e << kSlotBits | position slot (warp, or with ATTN_WIN_JOINT window * 8 + warp) */
+constexpr int kSlotBits = ATTN_WIN_JOINT ? 4 : 3;
+/* a tile's int: block << kUserBits | users; users <= 16 entries x the lists of one union (the launcher
+ * sends N > 2^28 to the general kernel, so that block << 9 fits) */
+constexpr int kUserBits = ATTN_WIN_JOINT ? 9 : 8;
 /* shared memory beside the ring (from the 1024-aligned base) */
 constexpr int kSOffTile = kRing * kPair;         /* int tile[kAll]: block << 8 | users, by global union index */
 constexpr int kSOffLeft = kSOffTile + kAll * 4;  /* int left[8] */
@@ -68,7 +90,7 @@ static_assert(kAll / 32 <= 16, "misc[] holds a count per chunk of 32 sort keys")
 constexpr int kScrKeys = 0;                      /* uint64 keys[kAll] */
 constexpr int kScrUid = kScrKeys + kAll * 8;     /* int uid_of[kPer][8 warps][16 entries] */
 constexpr int kScrMap = kScrUid + kAll * 4;      /* int map[kAll]: block-order union index -> ring order */
-constexpr int kScrHist = kScrMap + kAll * 4;     /* int hist[kPer][16]: groups per smallest rank */
+constexpr int kScrHist = kScrMap + kAll * 4;     /* int hist[kAll / kSort][16]: groups per smallest rank */
 constexpr int kScrChunk = kScrHist + kPer * 64;  /* int chunk_hist[kAll / 32][16] */
 constexpr int kScrEnd = kScrChunk + (kAll / 32) * 64;
 static_assert(kScrEnd <= kPair, "the prologue's scratch fits one stage");
@@ -79,10 +101,10 @@ __device__ __forceinline__ void issue_tile(const CUtensorMap *tk, const CUtensor
                                            int *left, int *slot_u, const int *tile, int u, int row_base, int g)
 {
     const int st = u % kRing, meta = tile[u];
-    left[st] = meta & 255;
+    left[st] = meta & ((1 << kUserBits) - 1);
     atomicExch(&slot_u[st], u);
     const uint32_t bar = full + 8 * st, dst = ring + st * kPair;
-    const int row = row_base + (meta >> 8) * 64;
+    const int row = row_base + (meta >> kUserBits) * 64;
     fence_proxy_async();
     mbar_arrive_expect_tx(bar, kPair);
     tma_load_3d(dst, tk, 0, g, row, bar);
@@ -161,8 +183,8 @@ __global__ void __launch_bounds__(kWinThreads, 1)
             if (active_of(k))
                 asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(q + row0_of(k) * 128), "r"(4096) : "memory");
 
-    /* the lists: key (block << 32 | e << 3 | warp), so that a block's first sorted entry has its
-     * smallest list rank e */
+    /* the lists: key (block << 32 | e << kSlotBits | slot), so that a block's first sorted entry has
+     * its smallest list rank e; the slot is the warp, or with ATTN_WIN_JOINT k * 8 + warp */
     int j[kPer];
 #pragma unroll
     for (int k = 0; k < kPer; ++k) {
@@ -178,24 +200,25 @@ __global__ void __launch_bounds__(kWinThreads, 1)
         valid[k] = active_of(k) && lane < n_list && (long)j[k] * 64 <= t;
         if (lane < kWinMaxN)
             keys[k * kWinKeys + warp * kWinMaxN + lane] =
-                valid[k] ? (unsigned long long)(unsigned)j[k] << 32 | (unsigned)(lane << 3 | warp) : ~0ull;
+                valid[k] ? (unsigned long long)(unsigned)j[k] << 32 | (unsigned)(lane << kSlotBits | (ATTN_WIN_JOINT ? k * 8 : 0) | warp)
+                         : ~0ull;
     }
     __syncthreads();
-    /* kPer bitonic sorts of 128 keys side by side: thread (k, p) compares pair p of sort k */
-    for (int kk = 2; kk <= kWinKeys; kk <<= 1)
+    /* kAll / kSort bitonic sorts of kSort keys side by side: thread (s, p) compares pair p of sort s */
+    for (int kk = 2; kk <= kSort; kk <<= 1)
         for (int jj = kk >> 1; jj > 0; jj >>= 1) {
-            if (threadIdx.x < kPer * (kWinKeys / 2)) {
-                const int s = threadIdx.x / (kWinKeys / 2), p = threadIdx.x % (kWinKeys / 2);
+            if (threadIdx.x < kAll / 2) {
+                const int s = threadIdx.x / (kSort / 2), p = threadIdx.x % (kSort / 2);
                 const int x = ((p & ~(jj - 1)) << 1) | (p & (jj - 1)), y = x + jj;
-                unsigned long long *ks = keys + s * kWinKeys;
+                unsigned long long *ks = keys + s * kSort;
                 const unsigned long long a = ks[x], c = ks[y];
                 if ((a > c) == ((x & kk) == 0)) ks[x] = c, ks[y] = a;
             }
             __syncthreads();
         }
 
-    /* the union: sorted entry f (window f / 128) is a group's first if valid and its block differs
-     * from entry f - 1's within the same window */
+    /* the union: sorted entry f (sort f / kSort) is a group's first if valid and its block differs
+     * from entry f - 1's within the same sort */
     constexpr int kPasses = (kAll + kWinThreads - 1) / kWinThreads;
     unsigned long long key[kPasses];
     bool first[kPasses];
@@ -207,14 +230,14 @@ __global__ void __launch_bounds__(kWinThreads, 1)
         key[pass] = ~0ull, first[pass] = false, mr[pass] = 0;
         if (f < kAll) {
             key[pass] = keys[f];
-            first[pass] = key[pass] != ~0ull && (f % kWinKeys == 0 || keys[f - 1] >> 32 != key[pass] >> 32);
-            mr[pass] = (int)(key[pass] >> 3) & 31;
+            first[pass] = key[pass] != ~0ull && (f % kSort == 0 || keys[f - 1] >> 32 != key[pass] >> 32);
+            mr[pass] = (int)(key[pass] >> kSlotBits) & 15;
         }
         firsts[pass] = __ballot_sync(0xffffffffu, first[pass]);
         if (f < kAll && lane == 0) misc[f / 32] = __popc(firsts[pass]);
 #if ATTN_WIN_ORDER
         if (first[pass]) {
-            atomicAdd(&hist[(f / kWinKeys) * 16 + mr[pass]], 1);
+            atomicAdd(&hist[(f / kSort) * 16 + mr[pass]], 1);
             atomicAdd(&chunk_hist[(f / 32) * 16 + mr[pass]], 1);
         }
 #endif
@@ -224,7 +247,7 @@ __global__ void __launch_bounds__(kWinThreads, 1)
     for (int c = 0; c < kAll / 32; ++c) nu += misc[c];
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
-        const int f = threadIdx.x + pass * kWinThreads, c = f / 32, s = f / kWinKeys;
+        const int f = threadIdx.x + pass * kWinThreads, c = f / 32, s = f / kSort;
 #if ATTN_WIN_ORDER
         /* the groups of this chunk with the same smallest rank and a lower block: lanes before this one */
         const unsigned peers = __match_any_sync(0xffffffffu, first[pass] ? mr[pass] : 32 + lane);
@@ -235,18 +258,18 @@ __global__ void __launch_bounds__(kWinThreads, 1)
             for (int c2 = 0; c2 < c; ++c2) u += misc[c2];
             if (first[pass]) {
                 int users = 1;
-                while (f + users < (s + 1) * kWinKeys && keys[f + users] >> 32 == key[pass] >> 32) ++users;
+                while (f + users < (s + 1) * kSort && keys[f + users] >> 32 == key[pass] >> 32) ++users;
                 int u_ring = u;
 #if ATTN_WIN_ORDER
-                int wbase = 0; /* the window's first global union index */
-                for (int c2 = 0; c2 < s * (kWinKeys / 32); ++c2) wbase += misc[c2];
+                int wbase = 0; /* the sort's first global union index */
+                for (int c2 = 0; c2 < s * (kSort / 32); ++c2) wbase += misc[c2];
                 u_ring = wbase;
                 for (int r = 0; r < mr[pass]; ++r) u_ring += hist[s * 16 + r];
-                for (int c2 = s * (kWinKeys / 32); c2 < c; ++c2) u_ring += chunk_hist[c2 * 16 + mr[pass]];
+                for (int c2 = s * (kSort / 32); c2 < c; ++c2) u_ring += chunk_hist[c2 * 16 + mr[pass]];
                 u_ring += same_before;
 #endif
                 map[u] = u_ring;
-                tile[u_ring] = (int)(key[pass] >> 32) << 8 | users;
+                tile[u_ring] = (int)(key[pass] >> 32) << kUserBits | users;
             }
         }
     }
@@ -257,14 +280,16 @@ __global__ void __launch_bounds__(kWinThreads, 1)
         if (f < kAll && key[pass] != ~0ull) {
             int u = __popc(firsts[pass] & (0xffffffffu >> (31 - lane))) - 1;
             for (int c2 = 0; c2 < f / 32; ++c2) u += misc[c2];
-            const int slot = (int)(key[pass] & 0xffffffffu); /* e << 3 | warp */
-            uid_of[(f / kWinKeys) * kWinKeys + (slot & 7) * kWinMaxN + (slot >> 3)] = map[u];
+            const int slot = (int)(key[pass] & 0xffffffffu); /* e << kSlotBits | slot */
+            const int sl = slot & ((1 << kSlotBits) - 1), e = slot >> kSlotBits;
+            uid_of[(ATTN_WIN_JOINT ? 0 : (f / kWinKeys) * kWinKeys) + sl * kWinMaxN + e] = map[u];
         }
     }
     __syncthreads();
     const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
     if (threadIdx.x == 0) /* the unions are known: the first tiles go out while the warps rank theirs */
         for (int u = 0; u < min(nu, kRing - 1); ++u) issue_tile(&tk, &tv, base, full, left, slot_u, tile, u, row_base, g);
+#if !ATTN_WIN_JOINT
     /* each warp's tiles of window k in ring order, the r-th in lane r of seq[k] */
     int seq[kPer], count[kPer];
 #pragma unroll
@@ -283,6 +308,30 @@ __global__ void __launch_bounds__(kWinThreads, 1)
         __syncwarp();
         seq[k] = lane < count[k] ? mine[lane] : 0;
     }
+#else
+    /* both positions' tiles merged in ring order: lane k * 16 + e takes entry e of window k, and the
+     * r-th of the warp's entries goes to lane r as u << 1 | k (a tile both chose: two entries, k = 0
+     * first). map[] is free now: warp w keeps its 32 in map[32 w ..] */
+    int seq2, count2;
+    {
+        const int k = lane / 16, e = lane % 16;
+        const bool v0 = __shfl_sync(0xffffffffu, valid[0], e), v1 = __shfl_sync(0xffffffffu, valid[1], e);
+        const bool v = k ? v1 : v0;
+        const int my_u = v ? uid_of[k * kWinKeys + warp * kWinMaxN + e] : 0x7fffffff;
+        int rank = 0;
+#pragma unroll
+        for (int x = 0; x < 32; ++x) {
+            const int other = __shfl_sync(0xffffffffu, my_u, x);
+            rank += other < my_u || (other == my_u && x < lane);
+        }
+        count2 = __popc(__ballot_sync(0xffffffffu, v));
+        int *mine = map + warp * 32;
+        __syncwarp();
+        if (v) mine[rank] = my_u << 1 | k;
+        __syncwarp();
+        seq2 = lane < count2 ? mine[lane] : 0;
+    }
+#endif
     __syncthreads(); /* the last stage is free: every warp has read its tiles */
     if (threadIdx.x == 0 && nu >= kRing) issue_tile(&tk, &tv, base, full, left, slot_u, tile, kRing - 1, row_base, g);
 
@@ -298,6 +347,46 @@ __global__ void __launch_bounds__(kWinThreads, 1)
         __syncwarp();
         mbar_wait(full + 8 * st, (unsigned)(u / kRing) & 1u);
     };
+    /* one user of union tile u (stage st) is done with it: the last sends tile u + kRing */
+    auto release = [&](int u, int st) {
+        __syncwarp();
+        if (lane == 0) {
+            __threadfence_block();
+            if (atomicSub(&left[st], 1) == 1 && u + kRing < nu) {
+                __threadfence_block();
+                issue_tile(&tk, &tv, base, full, left, slot_u, tile, u + kRing, row_base, g);
+            }
+        }
+    };
+#if ATTN_WIN_JOINT
+    {
+        PositionSoftmax ps1; /* the warp's position in window 1 (its Q asked of L2 at the start) */
+        ps1.init(q + (active_of(1) ? row0_of(1) : 0) * 128);
+        const int t0 = sh.N - sh.M + i_of(0), t1 = sh.N - sh.M + i_of(1); /* N <= 2^28 here */
+        for (int r = 0; r < count2; ++r) {
+            const int x = __shfl_sync(0xffffffffu, seq2, r), u = x >> 1, st = u % kRing;
+            const int s0 = (tile[u] >> kUserBits) * 64;
+            wait_for_tile(u, st);
+#if !ATTN_WIN_NOCOMPUTE
+            if (x & 1) /* warp-uniform */
+                ps1.tile(base + st * kPair, s0, min(t1, s0 + 63), scale_log2);
+            else
+                ps.tile(base + st * kPair, s0, min(t0, s0 + 63), scale_log2);
+#else
+            (void)s0, (void)t0, (void)t1;
+#endif
+            release(u, st);
+        }
+#if ATTN_WIN_NOCOMPUTE
+        ps.m_i[0] = ps.m_i[1] = ps1.m_i[0] = ps1.m_i[1] = 0.f;
+        ps.l_i[0] = ps.l_i[1] = ps1.l_i[0] = ps1.l_i[1] = 1.f;
+#endif
+        if (active_of(0))
+            ps.store(o + row0_of(0) * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i_of(0), sh.M, scale_log2);
+        if (active_of(1))
+            ps1.store(o + row0_of(1) * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i_of(1), sh.M, scale_log2);
+    }
+#else
     for (int k = 0; k < kPer; ++k) {
         if (!active_of(k)) continue; /* no entries either: nothing of this window waits for the warp */
         if (k > 0) ps.init(q + row0_of(k) * 128);
@@ -309,7 +398,7 @@ __global__ void __launch_bounds__(kWinThreads, 1)
 #endif
         for (int r = 0; r < my_count; ++r) {
             const int u = __shfl_sync(0xffffffffu, my_seq, r), st = u % kRing;
-            const long s0 = (long)(tile[u] >> 8) * 64;
+            const long s0 = (long)(tile[u] >> kUserBits) * 64;
 #if ATTN_WIN_NOCOMPUTE
             wait_for_tile(u, st); /* landed: released at once */
             (void)s0;
@@ -341,19 +430,13 @@ __global__ void __launch_bounds__(kWinThreads, 1)
             wait_for_tile(u, st);
             ps.tile(base + st * kPair, s0, min(t, s0 + 63), scale_log2);
 #endif
-            __syncwarp();
-            if (lane == 0) {
-                __threadfence_block();
-                if (atomicSub(&left[st], 1) == 1 && u + kRing < nu) {
-                    __threadfence_block();
-                    issue_tile(&tk, &tv, base, full, left, slot_u, tile, u + kRing, row_base, g);
-                }
-            }
+            release(u, st);
         }
 #if ATTN_WIN_NOCOMPUTE
         ps.m_i[0] = ps.m_i[1] = 0.f, ps.l_i[0] = ps.l_i[1] = 1.f; /* finite outputs (o = 0), so that bench_nsa times it */
 #endif
         ps.store(o + row0_of(k) * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i_of(k), sh.M, scale_log2);
     }
+#endif /* ATTN_WIN_JOINT */
 #endif
 }

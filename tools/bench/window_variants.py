@@ -22,7 +22,9 @@ has changed: update the edit). The edits:
             ATTN_WIN_ORDER=1 (the default) a window's union is sent in the order of each block's
             smallest list rank instead of ascending; with ATTN_WIN_LOOKAHEAD=1 a warp computes its
             next tile's S before this tile's softmax when that tile is already there; with
-            ATTN_WIN_NOCOMPUTE=1 nothing is computed (the ring's own floor; wrong output). The launcher's
+            ATTN_WIN_JOINT=1 (2 windows per block) one union of all 16 lists, each warp serving its
+            two positions at once; with ATTN_WIN_NOCOMPUTE=1 nothing is computed (the ring's own
+            floor; wrong output). The launcher's
             grid and shared memory follow, and PositionSoftmax::tile is split in two (scores,
             finish; the same instructions, in PTX, as the one function).
 
@@ -303,7 +305,7 @@ STREAM = [
      """#include "../../tools/bench/window_stream.cuh"
 
 """),
-    ("""(long long)sh->B * sh->N >= (1ll << 31))""", """(long long)sh->B * sh->N >= (1ll << 31) || sh->N > (1 << 29))"""),
+    ("""(long long)sh->B * sh->N >= (1ll << 31))""", """(long long)sh->B * sh->N >= (1ll << 31) || sh->N > (1 << 28))"""),
     ("""cudaFuncAttributeMaxDynamicSharedMemorySize, kWinSmem),""",
      """cudaFuncAttributeMaxDynamicSharedMemorySize, kStreamSmem),"""),
     ("""    const dim3 grid((unsigned)windows * (unsigned)sh->G, (unsigned)sh->B);
