@@ -3,8 +3,14 @@ Same fields: `old` must occur exactly once in the solution file."""
 
 VARIANTS = [
     dict(lesson="08_topn_selection", name="c_eq9_literal", file="topn_selection.c", suites=["c_part"],
-         why="the paper's eq. 9 taken literally: block j sums tokens 4j .. 4j+4 with weights 1,2,2,2,1, one token "
-             "later than the keys it covers (4j-1 .. 4j+3)",
+         why="the paper's eq. 9 taken literally (sum over m < l'/d, n < l/d of p_cmp[(l'/d) j - m - n]): block j "
+             "sums tokens 4j-4 .. 4j with weights 1,2,2,2,1, three tokens earlier than those whose keys it holds "
+             "(4j-1 .. 4j+3); in general l'/d - 1 tokens early, so mean-pool mode is unchanged",
+         old="const long ov = attn_nsa_overlap(c, j, p);",
+         new="const long ov = attn_nsa_overlap(c + p->l_sel / p->d - 1, j, p);"),
+    dict(lesson="08_topn_selection", name="c_mapping_one_token_late", file="topn_selection.c", suites=["c_part"],
+         why="the token-to-block mapping one token late: block j sums tokens 4j .. 4j+4 with weights 1,2,2,2,1 "
+             "instead of 4j-1 .. 4j+3 (a token's span taken to start one unit late)",
          old="const long ov = attn_nsa_overlap(c, j, p);", new="const long ov = attn_nsa_overlap(c - 1, j, p);"),
     dict(lesson="08_topn_selection", name="c_visible_count_truncates", file="topn_selection.c", suites=["c_part"],
          why="the visible count written with C's truncating division: rows t = l-d .. l-2 see token 0 before its "

@@ -5,7 +5,8 @@
  * group, and ranked in fp32; they live in shared memory only.
  *
  * The block mapping without a weight table. Cut the keys into stride units of d keys. Compressed token
- * i covers units i - r + 1 .. i (r = l / d), so unit c receives u_c = p[c - r + 1] + ... + p[c], and
+ * i covers units i .. i + r - 1 (r = l / d), so unit c is covered by tokens c - r + 1 .. c and receives
+ * u_c = p[c - r + 1] + ... + p[c], and
  * block j is the bs = l' / d units j*bs .. j*bs + bs - 1: score[j] = u_{j*bs} + ... + u_{j*bs+bs-1}.
  * For l = 32, d = 16, l' = 64 (r = 2, bs = 4) that is p[4j-1] + 2 p[4j] + 2 p[4j+1] + 2 p[4j+2] + p[4j+3],
  * the weights of nsa.h; for l = d = l' it is p[j]. r and bs are template parameters (1 or 2, 1 or 4).
