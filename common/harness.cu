@@ -358,6 +358,54 @@ extern "C" int attn_gpu_reference(const attn_gpu_ref_opts *opts, const uint16_t 
     return attn_cuda_launch_status("reference_kernel");
 }
 
+/* A keyed 64-bit hash of n bytes of device memory, read back in chunks (synchronous). Four lanes of
+ * multiply-xorshift over 8-byte words, the tail bytes packed into one more word, the key (different
+ * for every run) mixed into each lane, so that no fixed change of the bytes keeps the hash. */
+static int guarded_hash(const void *dev, size_t n, uint64_t key, uint8_t *buf, size_t buf_len, uint64_t *out)
+{
+    const uint64_t mul = 0x9e3779b97f4a7c15ull;
+    uint64_t lane[4] = {key ^ 0x243f6a8885a308d3ull, key ^ 0x13198a2e03707344ull, key ^ 0xa4093822299f31d0ull,
+                        key ^ 0x082efa98ec4e6c89ull};
+    size_t word = 0;
+    for (size_t off = 0; off < n; off += buf_len) {
+        const size_t len = n - off < buf_len ? n - off : buf_len;
+        int st = attn_cuda_status(cudaMemcpy(buf, (const uint8_t *)dev + off, len, cudaMemcpyDeviceToHost),
+                                  "cudaMemcpy (the guarded inputs)");
+        if (st) return st;
+        size_t e = 0;
+        for (; e + 8 <= len; e += 8, ++word) {
+            uint64_t w;
+            memcpy(&w, buf + e, 8);
+            uint64_t h = (lane[word & 3] ^ w) * mul;
+            lane[word & 3] = h ^ (h >> 29);
+        }
+        if (e < len) { /* only in the last chunk: buf_len is a multiple of 8 */
+            uint64_t w = 0;
+            memcpy(&w, buf + e, len - e);
+            uint64_t h = (lane[word & 3] ^ w ^ (uint64_t)(len - e) << 56) * mul;
+            lane[word & 3] = h ^ (h >> 29);
+        }
+    }
+    uint64_t h = (uint64_t)n * mul;
+    for (int x = 0; x < 4; ++x) h = ((h ^ lane[x]) * mul) ^ (h >> 31);
+    *out = h;
+    return ATTN_OK;
+}
+
+/* The hashes of the guarded inputs under `key`; ATTN_OK or a CUDA error. */
+static int guarded_hashes(const attn_timing_checks *checks, uint64_t key, uint8_t *buf, size_t buf_len,
+                          uint64_t (&out)[ATTN_MAX_GUARDED])
+{
+    for (int x = 0; x < ATTN_MAX_GUARDED; ++x) {
+        out[x] = 0;
+        const attn_guarded *g = &checks->inputs[x];
+        if (!g->ptr || !g->bytes) continue;
+        const int st = guarded_hash(g->ptr, g->bytes, key + 0x632be59bd9b4e019ull * (uint64_t)(x + 1), buf, buf_len, &out[x]);
+        if (st) return st;
+    }
+    return ATTN_OK;
+}
+
 extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn fb, void *cb,
                                     const attn_timing_checks *checks, int warmup, int reps, attn_timing *ta,
                                     attn_timing *tb, char *why, size_t why_len)
@@ -372,10 +420,19 @@ extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn 
     double *ma = (double *)calloc((size_t)reps, sizeof(double));
     double *mb = (double *)calloc((size_t)reps, sizeof(double)), dummy;
     char msg[1024] = "";
+    int guarded = 0;
+    for (int x = 0; x < ATTN_MAX_GUARDED; ++x) guarded |= checks->inputs[x].ptr != NULL && checks->inputs[x].bytes > 0;
+    const size_t buf_len = (size_t)16 << 20; /* a multiple of 8 */
+    uint8_t *buf = guarded ? (uint8_t *)malloc(buf_len) : NULL;
+    if (!st && guarded && !buf) st = attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_time_ab_checked: no host memory for the guard");
+    uint64_t before[ATTN_MAX_GUARDED], after[ATTN_MAX_GUARDED];
     for (int r = 0; !st && r < warmup + reps; ++r) {
         const int timed = r - warmup; /* < 0 during warm-up */
+        /* the key changes with every run and is drawn from the clock, so lesson code cannot know it */
+        const uint64_t key = 0xd1b54a32d192ed03ull * (uint64_t)(r + 1) ^ (uint64_t)clock() << 17 ^ (uint64_t)(uintptr_t)buf;
         st = checks->prepare(checks->ctx, r, cudaStreamLegacy);
         if (!st) st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after prepare)");
+        if (!st && guarded) st = guarded_hashes(checks, key, buf, buf_len, before);
         double *a_ms = timed >= 0 ? &ma[timed] : &dummy, *b_ms = timed >= 0 ? &mb[timed] : &dummy;
         if (!st && r % 2 == 0) {
             st = timer.run(fa, ca, a_ms);
@@ -384,10 +441,27 @@ extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn 
             st = timer.run(fb, cb, b_ms);
             if (!st) st = timer.run(fa, ca, a_ms);
         }
+        if (!st && guarded) {
+            st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (before the guard)");
+            if (!st) st = guarded_hashes(checks, key, buf, buf_len, after);
+        }
         if (st) {
             if (why) snprintf(why, why_len, "run %d: %s: %s", r, attn_status_name(st), attn_error_detail());
             break;
         }
+        for (int x = 0; x < ATTN_MAX_GUARDED && guarded; ++x)
+            if (before[x] != after[x]) {
+                const attn_guarded *g = &checks->inputs[x];
+                if (why)
+                    snprintf(why, why_len,
+                             "%s run %d: the input %s (%zu bytes) changed during the timed calls: a kernel wrote "
+                             "memory it may only read, and the check after the run would be computed from it",
+                             timed >= 0 ? "timed" : "warm-up", timed >= 0 ? timed : r, g->name ? g->name : "?",
+                             g->bytes);
+                st = ATTN_ERR_BAD_ARGUMENT;
+                break;
+            }
+        if (st) break;
         msg[0] = '\0';
         if (checks->check(checks->ctx, r, msg, sizeof msg) != 0) {
             if (why)
@@ -403,5 +477,6 @@ extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn 
     }
     free(ma);
     free(mb);
+    free(buf);
     return st;
 }

@@ -84,10 +84,21 @@ int attn_gpu_reference(const attn_gpu_ref_opts *opts, const uint16_t *q, const u
  *                      otherwise nonzero with a message in msg.
  * Every run of both kernels is launched on the legacy default stream and timed with events there,
  * so work a kernel queues on another stream is timed too. */
+/* The inputs a test hands to the kernels (optional, at most ATTN_MAX_GUARDED): after every (A, B)
+ * pair, before check, each must hold exactly what it held after prepare (a keyed hash of its bytes,
+ * read back to the host). A kernel that overwrites its inputs (empties the block lists, zeroes K) so
+ * that a reference computed afterwards from them is trivial fails the run. */
+#define ATTN_MAX_GUARDED 8
+typedef struct {
+    const void *ptr; /* device memory */
+    size_t bytes;
+    const char *name;
+} attn_guarded;
 typedef struct {
     int (*prepare)(void *ctx, int rep, cudaStream_t stream);
     int (*check)(void *ctx, int rep, char *msg, size_t msg_len);
     void *ctx;
+    attn_guarded inputs[ATTN_MAX_GUARDED]; /* zero-filled entries (ptr NULL) are ignored */
 } attn_timing_checks;
 
 /* Time A (baseline) and B (student) interleaved (A B, B A, ...), each run after an L2 flush,

@@ -10,7 +10,7 @@ Classes:
   3 unchecked timed calls            remember the last output, work only on the first call
   4 races                            a missing barrier that only compute-sanitizer sees
   - and the folder itself            an extra file, a changed header, a public kernel, a constructor,
-                                     a system call in inline assembly, a stream of one's own
+                                     a system call in inline assembly, a stream of one's own, CUDA events
 """
 
 _SOFTMAX_BODY = """    for (long r = 0; r < rows; ++r) {
@@ -124,6 +124,17 @@ static Early early;
     if (!mine) cudaStreamCreateWithFlags(&mine, cudaStreamNonBlocking);
     stream = mine;
     if (shape->D == 64) return launch<64>(shape, scale_log2, q, k, v, o, lse, stream);"""),
+    dict(lesson="09_selected_attention", name="cheat_timer_event", needs_gpu=False, file="selected_attention.cu",
+         loses=["cuda_part", "speed"],
+         why="CUDA events in lesson code: the timer's own start and stop events sit in the caller's frame, "
+             "and one recorded again after the work makes the measured time near zero; the audit refuses "
+             "every cudaEvent* call (here a harmless record, which stands for the class)",
+         old="""    if (launch_window(shape, p, scale_log2, q, k, v, indices, o, lse, stream, &st)) return st;""",
+         new="""    {
+        cudaEvent_t ev;
+        if (cudaEventCreate(&ev) == cudaSuccess) cudaEventRecord(ev, stream), cudaEventDestroy(ev);
+    }
+    if (launch_window(shape, p, scale_log2, q, k, v, indices, o, lse, stream, &st)) return st;"""),
     # ------------------------------------------------------------------ the folder itself
     dict(lesson="03_flash_attention", name="cheat_changed_header", file="flash_attention.h",
          loses=["c_part", "cuda_part", "speed"],

@@ -615,7 +615,7 @@ static void require_device_memory(double gib)
 {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess || (double)free_b < gib * 1073741824.0)
-        cr_skip_test("this test needs %.0f GiB of free GPU memory (%.1f GiB free)", gib, (double)free_b / 1073741824.0);
+        attn_skip_test("this test needs %.0f GiB of free GPU memory (%.1f GiB free)", gib, (double)free_b / 1073741824.0);
 }
 
 /* Coordinates (b, i, h, d) of a flat [B, M, H, D] index, for messages. */
@@ -755,9 +755,11 @@ static int launch_dense(void *ctx, cudaStream_t stream)
 static int launch_branch(void *ctx, cudaStream_t stream)
 {
     speed_ctx *s = (speed_ctx *)ctx;
-    int st = nsa_compress_cuda(&s->sh, &s->p, s->k, NULL, NULL, s->kc, stream);
-    if (!st) st = nsa_compress_cuda(&s->sh, &s->p, s->v, NULL, NULL, s->vc, stream);
-    if (!st) st = nsa_cmp_attention_cuda(&s->sh, &s->p, s->q, s->kc, s->vc, s->o, s->lse, stream);
+    const attn_shape sh = s->sh; /* copies: the check's shape and parameters are not the kernels' to change */
+    const attn_nsa_params p = s->p;
+    int st = nsa_compress_cuda(&sh, &p, s->k, NULL, NULL, s->kc, stream);
+    if (!st) st = nsa_compress_cuda(&sh, &p, s->v, NULL, NULL, s->vc, stream);
+    if (!st) st = nsa_cmp_attention_cuda(&sh, &p, s->q, s->kc, s->vc, s->o, s->lse, stream);
     return st;
 }
 
@@ -866,7 +868,9 @@ static void speed_test(attn_nsa_params p, const char *name, double target)
     float **b32[] = {&s.lse_base, &s.lse, &s.o_ref, &s.lse_ref};
     const size_t n32[] = {nl, nl, nq, nl};
     for (int b = 0; b < 4; ++b) assert_ok(attn_dalloc((void **)b32[b], n32[b] * 4), ctx);
-    attn_timing_checks checks = {speed_prepare, speed_check, &s};
+    /* the references of every check are computed from these: they must be as prepare left them (the
+     * compressed tokens are outputs, checked against the oracle's compression of k and v) */
+    attn_timing_checks checks = {speed_prepare, speed_check, &s, {{s.q, nq * 2, "q"}, {s.k, nkv * 2, "k"}, {s.v, nkv * 2, "v"}}};
     attn_timing t_base, t_yours;
     char why[1536];
     attn_clear_error();

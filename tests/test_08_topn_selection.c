@@ -632,7 +632,9 @@ static int launch_ref(void *ctx, cudaStream_t stream)
 static int launch_yours(void *ctx, cudaStream_t stream)
 {
     speed_ctx *c = (speed_ctx *)ctx;
-    return nsa_select_cuda(&c->sh, &c->p, c->q, c->k, c->lse, c->idx, stream);
+    const attn_shape sh = c->sh; /* copies: the check's shape and parameters are not the kernel's to change */
+    const attn_nsa_params p = c->p;
+    return nsa_select_cuda(&sh, &p, c->q, c->k, c->lse, c->idx, stream);
 }
 
 static int prepare(void *ctx, int rep, cudaStream_t stream)
@@ -703,7 +705,10 @@ static void speed_run(attn_nsa_params p, const char *name, const char *what)
     c.h_ref = (int32_t *)malloc(c.n_idx * 4), c.h_got = (int32_t *)malloc(c.n_idx * 4);
     c.h_scores = attn_alloc_f32(c.n_scores), c.h_scores64 = attn_alloc_f64(c.n_scores);
     cr_assert(c.h_ref && c.h_got && c.h_scores && c.h_scores64, "out of host memory [%s]", ctx);
-    attn_timing_checks checks = {prepare, check_run, &c};
+    /* both kernels read these: they must be as prepare left them */
+    attn_timing_checks checks = {prepare, check_run, &c,
+                                 {{c.q, attn_q_elems(&c.sh) * 2, "q"}, {c.k, (size_t)NC * c.sh.G * c.sh.D * 2, "k_cmp"},
+                                  {c.lse, attn_lse_elems(&c.sh) * 4, "lse_cmp"}}};
     attn_timing t_ref, t_yours;
     char why[1024] = "";
     const int status = attn_time_ab_checked(launch_ref, &c, launch_yours, &c, &checks, 1, 5, &t_ref, &t_yours, why,

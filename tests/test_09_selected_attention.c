@@ -613,7 +613,9 @@ static int launch_dense(void *ctx, cudaStream_t stream)
 static int launch_selected(void *ctx, cudaStream_t stream)
 {
     speed_ctx *c = (speed_ctx *)ctx;
-    return nsa_selected_attention_cuda(&c->sh, &c->p, c->q, c->k, c->v, c->dlists, c->o, c->lse, stream);
+    const attn_shape sh = c->sh; /* copies: the check's shape and parameters are not the kernel's to change */
+    const attn_nsa_params p = c->p;
+    return nsa_selected_attention_cuda(&sh, &p, c->q, c->k, c->v, c->dlists, c->o, c->lse, stream);
 }
 
 /* New inputs and new lists at the same addresses, poisoned outputs. */
@@ -704,7 +706,10 @@ ATTN_TEST(speed, selected_vs_dense)
     assert_ok(attn_dalloc((void **)&c.ref_o, c.nq * 4), ctx);
     assert_ok(attn_dalloc((void **)&c.ref_lse, c.nl * 4), ctx);
     assert_ok(attn_dalloc((void **)&c.dlists, c.nlist * 4), ctx);
-    const attn_timing_checks checks = {speed_prepare, speed_check, &c};
+    /* the reference of every check is computed from these: they must be as prepare left them */
+    const attn_timing_checks checks = {speed_prepare, speed_check, &c,
+                                       {{c.q, c.nq * 2, "q"}, {c.k, c.nkv * 2, "k"}, {c.v, c.nkv * 2, "v"},
+                                        {c.dlists, c.nlist * 4, "indices"}}};
     attn_timing t_dense, t_sel;
     char why[1024] = "";
     const int status = attn_time_ab_checked(launch_dense, &c, launch_selected, &c, &checks, 1, 5, &t_dense, &t_sel,

@@ -43,6 +43,20 @@ __attribute__((unused)) static void attn_test_completed(const char *suite_and_na
     close(fd);
 }
 
+/* Skip the calling test with a record "skip:suite/name" in $ATTN_VERDICT first: the grader counts
+ * a skipped test as skipped only with it, so that lesson code cannot shrink the count of a part by
+ * making Criterion's runner believe the test skipped (a message forged on the runner's socket). A
+ * course test skips only through this (or require_gpu, which calls it). */
+#define attn_skip_test(...)                                                                                     \
+    do {                                                                                                        \
+        const struct criterion_test *attn_t_ = criterion_current_test;                                          \
+        char attn_rec_[256];                                                                                    \
+        snprintf(attn_rec_, sizeof attn_rec_, "skip:%s/%s", attn_t_ && attn_t_->category ? attn_t_->category : "?", \
+                 attn_t_ && attn_t_->name ? attn_t_->name : "?");                                               \
+        attn_test_completed(attn_rec_);                                                                         \
+        cr_skip_test(__VA_ARGS__);                                                                              \
+    } while (0)
+
 #define ATTN_TEST(suite, name, ...)                                                                            \
     static void attn_body_##suite##_##name(void);                                                              \
     Test(suite, name, ##__VA_ARGS__)                                                                           \
@@ -70,7 +84,7 @@ static inline void require_gpu(void)
         fprintf(stderr, "[SKIP] %s/%s: no CUDA device found on this machine, so this GPU test did not run "
                         "(the C parts still run and are graded)\n",
                 t && t->category ? t->category : "?", t && t->name ? t->name : "?");
-        cr_skip_test("%s", why);
+        attn_skip_test("%s", why);
     }
 }
 
@@ -543,7 +557,7 @@ static inline void check_huge(attn_shape sh, bf16_launch_fn fn, void *ctx, const
     cudaMemGetInfo(&free_bytes, &total);
     const double need = attn_q_elems(&sh) * (ref ? 2.0 + 2 + 2 + 4 : 2.0 + 2 + 2) + attn_kv_elems(&sh) * 4.0;
     if ((double)free_bytes < need * 1.1)
-        cr_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", need / 1e9, free_bytes / 1e9);
+        attn_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", need / 1e9, free_bytes / 1e9);
     speed_io io;
     speed_io_init(&io, sh, 0, ref, what);
     io.refresh = refresh, io.extra = extra;

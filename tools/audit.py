@@ -51,7 +51,7 @@ ASSERT = {"__assert_fail", "__assert_perror_fail", "abort", "__stack_chk_fail"}
 CUDA_RUNTIME = re.compile(
     r"^cuda(Malloc|MallocAsync|MallocHost|HostAlloc|MallocPitch|Free|FreeAsync|FreeHost|Memcpy\w*|Memset\w*|"
     r"GetSymbolAddress|GetSymbolSize|GetLastError|PeekAtLastError|GetErrorString|GetErrorName|"
-    r"DeviceSynchronize|StreamSynchronize|StreamWaitEvent|StreamQuery|Event\w*|GetDevice|GetDeviceCount|"
+    r"DeviceSynchronize|StreamSynchronize|StreamQuery|GetDevice|GetDeviceCount|"
     r"GetDeviceProperties\w*|DeviceGetAttribute|FuncSetAttribute|FuncGetAttributes|FuncSetCacheConfig|"
     r"FuncSetSharedMemConfig|Occupancy\w*|MemGetInfo|PointerGetAttributes|DeviceGetLimit|LaunchKernel\w*|"
     r"LaunchCooperativeKernel\w*|RuntimeGetVersion|DriverGetVersion)$")

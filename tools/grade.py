@@ -169,15 +169,24 @@ def files_missing_their_api(build_dir, num, entry):
 
 def merge_verdicts(report, done):
     """(suite, name, status, messages) of every test in a Criterion JSON report; a PASSED test counts
-    only when its completion record ("suite/name", written by the test's last statement) is in `done`."""
+    only when its completion record ("suite/name", written by the test's last statement) is in `done`,
+    a SKIPPED one only with its skip record ("skip:suite/name", written by the harness just before it
+    skips: no GPU, not enough GPU memory). A skip without it was not the harness's decision (lesson
+    code can make Criterion's runner record one) and counts as failed, so that it cannot shrink the
+    count of a part."""
     tests = []
     for suite in report.get("test_suites", []):
         for t in suite.get("tests", []):
             status, messages = t["status"], t.get("messages", [])
-            if status == "PASSED" and f"{suite['name']}/{t['name']}" not in done:
+            key = f"{suite['name']}/{t['name']}"
+            if status == "PASSED" and key not in done:
                 status = "FAILED"
                 messages = ["the test process ended before this test reached its end (did the code call exit, "
                             "or crash in a way that looked like success?): not counted as passed"]
+            elif status == "SKIPPED" and f"skip:{key}" not in done:
+                status = "FAILED"
+                messages = ["the test was reported as skipped, but the harness did not skip it (no GPU or GPU "
+                            "memory check decided it): not counted as skipped"]
             tests.append((suite["name"], t["name"], status, messages))
     return tests
 

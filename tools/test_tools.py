@@ -87,6 +87,17 @@ class Verdicts(unittest.TestCase):
         self.assertEqual([t[2] for t in tests], ["PASSED", "FAILED", "FAILED"])
         self.assertIn("ended before", tests[1][3][0])
 
+    def test_a_skip_without_its_skip_record_is_a_failure(self):
+        # lesson code can make Criterion's runner record a skip (a message on its socket): only the
+        # harness's own skips, recorded as "skip:suite/name" before they happen, count as skipped
+        report = {"test_suites": [{"name": "cuda_part", "tests": [
+            {"name": "a", "status": "SKIPPED"}, {"name": "b", "status": "SKIPPED"}]}]}
+        tests = grade.merge_verdicts(report, {"skip:cuda_part/a", "cuda_part/b"})
+        self.assertEqual([t[2] for t in tests], ["SKIPPED", "FAILED"])
+        self.assertIn("did not skip it", tests[1][3][0])
+        parts = grade.score_parts(tests, [], {"cuda_part": 50})
+        self.assertEqual((parts["cuda_part"]["passed"], parts["cuda_part"]["total"]), (0, 1))
+
     def test_parts_decided_before_the_tests_score_zero(self):
         tests = [("c_part", "a", "PASSED"), ("cuda_part", "x", "PASSED"), ("speed", "s", "SKIPPED")]
         parts = grade.score_parts(tests, [], {"c_part": 20, "cuda_part": 50, "speed": 30},
