@@ -251,7 +251,7 @@ ATTN_TEST(speed, naive_vs_frozen_baseline)
     assert_ok(attn_dalloc((void **)&ws_base, attn_baseline_naive_workspace_bytes(&sh)), p.ctx);
     naive_launch yours = {sh, &d, d.o, (float *)d.workspace, 0}, base = {sh, &d, o_base, ws_base, 1};
     naive_speed_ctx c = {&yours, &base, p.seed};
-    attn_timing_checks checks = {naive_speed_prepare, naive_speed_check, &c};
+    attn_timing_checks checks = {naive_speed_prepare, naive_speed_check, &c, F32_INPUT_GUARDS(&sh, &d)};
     attn_timing t_base, t_yours;
     char why[1200];
     const int rc = attn_time_ab_checked(launch_naive, &base, launch_naive, &yours, &checks, 2, 10, &t_base, &t_yours,

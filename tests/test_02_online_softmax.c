@@ -242,7 +242,7 @@ ATTN_TEST(speed, fused_vs_naive)
     assert_ok(attn_dalloc((void **)&ws_base, attn_baseline_naive_workspace_bytes(&sh)), p.ctx);
     launch_args yours = {sh, &d, d.o, d.lse, NULL, 0}, base = {sh, &d, o_base, NULL, ws_base, 1};
     speed_ctx c = {&yours, &base, p.seed};
-    attn_timing_checks checks = {speed_prepare, speed_check, &c};
+    attn_timing_checks checks = {speed_prepare, speed_check, &c, F32_INPUT_GUARDS(&sh, &d)};
     attn_timing t_base, t_yours;
     char why[1200];
     const int rc = attn_time_ab_checked(launch, &base, launch, &yours, &checks, 2, 10, &t_base, &t_yours, why, sizeof why);

@@ -211,7 +211,7 @@ static void speed_vs(int which, attn_shape sh, double target, const char *name)
         attn_dfree(io.lse_base), io.lse_base = NULL; /* the naive kernel writes no lse */
     }
     launch_args yours = {&io, NULL, 0}, base = {&io, ws, which};
-    attn_timing_checks checks = {speed_io_prepare, speed_io_check, &io};
+    attn_timing_checks checks = speed_io_checks(&io, NULL, 0);
     attn_timing t_base, t_yours;
     char why[1200];
     const int st = attn_time_ab_checked(launch, &base, launch, &yours, &checks, 2, 10, &t_base, &t_yours, why, sizeof why);

@@ -192,7 +192,7 @@ ATTN_TEST(speed, vs_repeat_kv_then_flash)
     gqa_launch base = {&io, NULL, NULL, 1}, yours = {&io, NULL, NULL, 0};
     assert_ok(attn_dalloc((void **)&base.k_rep, attn_kv_elems(&mha) * 2), io.ctx);
     assert_ok(attn_dalloc((void **)&base.v_rep, attn_kv_elems(&mha) * 2), io.ctx);
-    attn_timing_checks checks = {speed_io_prepare, speed_io_check, &io};
+    attn_timing_checks checks = speed_io_checks(&io, NULL, 0);
     attn_timing t_base, t_yours;
     char why[1200], st[120];
     const int rc = attn_time_ab_checked(launch, &base, launch, &yours, &checks, 2, 10, &t_base, &t_yours, why, sizeof why);

@@ -162,7 +162,7 @@ ATTN_TEST(speed, vs_dense_causal_flash)
     speed_io io;
     speed_io_init(&io, sh, 0, &ref, "window 512 vs dense causal flash");
     window_launch base = {&io, 0}, yours = {&io, w};
-    attn_timing_checks checks = {speed_io_prepare, speed_io_check, &io};
+    attn_timing_checks checks = speed_io_checks(&io, NULL, 0);
     attn_timing t_base, t_yours;
     char why[1200], st[140];
     const int rc = attn_time_ab_checked(launch, &base, launch, &yours, &checks, 1, 5, &t_base, &t_yours, why, sizeof why);

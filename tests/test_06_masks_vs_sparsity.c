@@ -517,9 +517,10 @@ static void report(const char *name, const char *what, const char *ctx, double t
 
 /* Time `yours` against the dense baseline; every timed output is checked against the fp32 GPU
  * reference under `ref`'s rules (the baseline computes something else). */
-static void time_checked(speed_io *io, sparse_launch *base, sparse_launch *yours, attn_timing *tb, attn_timing *ty)
+static void time_checked(speed_io *io, sparse_launch *base, sparse_launch *yours, const attn_guarded *extra, int n_extra,
+                         attn_timing *tb, attn_timing *ty)
 {
-    attn_timing_checks checks = {speed_io_prepare, speed_io_check, io};
+    attn_timing_checks checks = speed_io_checks(io, extra, n_extra);
     char why[1200];
     const int rc = attn_time_ab_checked(launch, base, launch, yours, &checks, 1, 5, tb, ty, why, sizeof why);
     cr_assert(rc == ATTN_OK, "%s [%s]", why, io->ctx);
@@ -549,7 +550,9 @@ ATTN_TEST(speed, token_mask_vs_dense)
     sparse_launch base = {.io = &io, .kind = 0},
                   yours = {.io = &io, .kind = 1, .mode = KEEP_HARD, .threshold = 0.9f, .retention = dr};
     attn_timing t_base, t_yours;
-    time_checked(&io, &base, &yours, &t_base, &t_yours);
+    /* the kernel reads the retention, the reference the keep weights: neither may change */
+    const attn_guarded extra[] = {{dr, n * 4, "retention"}, {dkeep, n * 4, "keep weights (the reference's)"}};
+    time_checked(&io, &base, &yours, extra, 2, &t_base, &t_yours);
     /* credited with the kept pairs: a token mask does all the work and keeps a tenth of it */
     report("token_mask_vs_dense", what, io.ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_MASK,
            0.1 * attn_flops(&sh));
@@ -579,7 +582,8 @@ ATTN_TEST(speed, block_sparse_vs_dense)
     ref.block_indices = d_sparse;
     sparse_launch base = {.io = &io, .kind = 0}, yours = {.io = &io, .kind = 2, .lists = d_sparse, .T = T};
     attn_timing t_base, t_yours;
-    time_checked(&io, &base, &yours, &t_base, &t_yours);
+    const attn_guarded extra[] = {{d_sparse, bytes, "block lists"}};
+    time_checked(&io, &base, &yours, extra, 1, &t_base, &t_yours);
     /* credited with the visible pairs of the listed blocks */
     report("block_sparse_vs_dense", what, io.ctx, t_base.median_ms, t_yours.median_ms, SPEED_TARGET_BLOCKS,
            4.0 * sh.D * attn_block_list_pairs(&sh, sparse, T, SPARSE_QUERY_BLOCK, SPARSE_KEY_BLOCK));

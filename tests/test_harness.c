@@ -226,14 +226,18 @@ typedef struct {
     attn_gpu_ref_opts opts;
     uint16_t *q, *k, *v;
     float *o, *lse;
-    int calls, lazy; /* lazy: compute on the first call only (a kernel that remembers its result) */
+    int calls, mode; /* the kernel under test: 0 honest, 1 lazy (computes on its first call only: it
+                      * remembers its result), 2 vandal (computes, then zeroes its input k) */
 } ref_launch;
 
 static int launch_ref(void *ctx, cudaStream_t stream)
 {
     ref_launch *r = (ref_launch *)ctx;
-    if (r->lazy && r->calls++ > 0) return ATTN_OK;
-    return attn_gpu_reference(&r->opts, r->q, r->k, r->v, r->o, r->lse, stream);
+    if (r->mode == 1 && r->calls++ > 0) return ATTN_OK;
+    int st = attn_gpu_reference(&r->opts, r->q, r->k, r->v, r->o, r->lse, stream);
+    if (!st && r->mode == 2)
+        st = attn_cuda_status(cudaMemsetAsync(r->k, 0, attn_kv_elems(&r->opts.shape) * 2, stream), "vandal");
+    return st;
 }
 
 typedef struct {
@@ -265,7 +269,8 @@ static int check_same(void *ctx, int rep, char *msg, size_t len)
     return r.n_bad != 0;
 }
 
-static void run_checked(int lazy, int *st_out, char *why, size_t why_len)
+/* Time an honest A against B (`mode` as in ref_launch), with or without the inputs guarded. */
+static void run_checked(int mode, int guard, int *st_out, char *why, size_t why_len)
 {
     const attn_shape sh = attn_make_shape(1, 64, 64, 2, 1, 64, 1);
     const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh);
@@ -276,9 +281,14 @@ static void run_checked(int lazy, int *st_out, char *why, size_t why_len)
     assert_ok(attn_dalloc((void **)&a.o, nq * 4), "alloc");
     b = a;
     assert_ok(attn_dalloc((void **)&b.o, nq * 4), "alloc");
-    b.lazy = lazy;
+    b.mode = mode;
     timing_ctx t = {&a, &b, nq, nkv};
-    attn_timing_checks checks = {prepare_fresh, check_same, &t};
+    attn_timing_checks checks = {prepare_fresh, check_same, &t, {{NULL, 0, NULL}}};
+    if (guard) {
+        checks.inputs[0] = (attn_guarded){a.q, nq * 2, "q"};
+        checks.inputs[1] = (attn_guarded){a.k, nkv * 2, "k"};
+        checks.inputs[2] = (attn_guarded){a.v, nkv * 2, "v"};
+    }
     attn_timing ta, tb;
     *st_out = attn_time_ab_checked(launch_ref, &a, launch_ref, &b, &checks, 1, 3, &ta, &tb, why, why_len);
     attn_dfree(a.q), attn_dfree(a.k), attn_dfree(a.v), attn_dfree(a.o), attn_dfree(b.o);
@@ -289,11 +299,26 @@ Test(harness, checked_timing_accepts_honest_and_rejects_lazy)
     require_gpu();
     char why[1024];
     int st;
-    run_checked(0, &st, why, sizeof why);
+    run_checked(0, 0, &st, why, sizeof why);
     cr_assert(st == ATTN_OK, "an honest kernel was rejected: %s", why);
-    run_checked(1, &st, why, sizeof why);
+    run_checked(0, 1, &st, why, sizeof why);
+    cr_assert(st == ATTN_OK, "an honest kernel was rejected with its inputs guarded: %s", why);
+    run_checked(1, 1, &st, why, sizeof why);
     cr_assert(st != ATTN_OK, "a kernel that computes only on its first call passed the checked timing");
     cr_assert(strstr(why, "never written") || strstr(why, "differ"), "unexpected reason: %s", why);
+}
+
+/* A kernel that computes its output, then overwrites an input. In the first pair (A, then B) its output
+ * matches A's, so only the guard can stop the run there; a check whose reference is computed after the
+ * pair from the inputs would be computed from what the kernel left. The reason names the input. */
+Test(harness, checked_timing_rejects_a_kernel_that_writes_its_inputs)
+{
+    require_gpu();
+    char why[1024];
+    int st;
+    run_checked(2, 1, &st, why, sizeof why);
+    cr_assert(st != ATTN_OK, "a kernel that zeroes its input k passed the guarded timing");
+    cr_assert(strstr(why, "input k") && strstr(why, "changed"), "unexpected reason: %s", why);
 }
 
 /* The copy-engine descriptor helper lesson 09's fast path uses: maps for a K layout, named errors for

@@ -443,6 +443,11 @@ static inline int speed_io_prepare(void *ctx, int rep, cudaStream_t stream)
     return st;
 }
 
+/* The guarded inputs (attn_timing_checks in common/harness.h) of an fp32 speed test on a dev_problem:
+ * both kernels read q, k and v, and the second of a pair must find them as prepare left them. */
+#define F32_INPUT_GUARDS(sh, d)                                                                                   \
+    {{(d)->q, attn_q_elems(sh) * 4, "q"}, {(d)->k, attn_kv_elems(sh) * 4, "k"}, {(d)->v, attn_kv_elems(sh) * 4, "v"}}
+
 /* "o: 12 of 8388608 elements out of tolerance (12 never written); worst at b=0 i=5 (t=5) h=3 d=7: got .., expected .." */
 static inline void dcmp_text(char *msg, size_t len, const char *what, const attn_dcmp *r, attn_layout layout,
                              const attn_shape *sh)
@@ -532,6 +537,31 @@ static inline int speed_io_check(void *ctx, int rep, char *msg, size_t len)
         }
     }
     return 0;
+}
+
+/* The checks of a speed_io run (prepare, check) with the inputs guarded (attn_timing_checks in
+ * common/harness.h): q, k, v and their fp32 copies, then `extra` (a lesson's other inputs: block
+ * lists, keep weights; at most ATTN_MAX_GUARDED - 6). The reference of a check is computed from these
+ * after the timed pair, so a kernel must leave them as prepare did. */
+static inline attn_timing_checks speed_io_checks(speed_io *io, const attn_guarded *extra, int n_extra)
+{
+    const size_t nq = attn_q_elems(&io->sh), nkv = attn_kv_elems(&io->sh);
+    attn_timing_checks c;
+    memset(&c, 0, sizeof c);
+    c.prepare = speed_io_prepare, c.check = speed_io_check, c.ctx = io;
+    int x = 0;
+    c.inputs[x++] = (attn_guarded){io->q, nq * 2, "q"};
+    c.inputs[x++] = (attn_guarded){io->k, nkv * 2, "k"};
+    c.inputs[x++] = (attn_guarded){io->v, nkv * 2, "v"};
+    if (io->base_f32) {
+        c.inputs[x++] = (attn_guarded){io->q32, nq * 4, "q (the fp32 copy)"};
+        c.inputs[x++] = (attn_guarded){io->k32, nkv * 4, "k (the fp32 copy)"};
+        c.inputs[x++] = (attn_guarded){io->v32, nkv * 4, "v (the fp32 copy)"};
+    }
+    cr_assert(n_extra >= 0 && x + n_extra <= ATTN_MAX_GUARDED, "speed_io_checks: %d guarded inputs, at most %d", x + n_extra,
+              ATTN_MAX_GUARDED);
+    for (int e = 0; e < n_extra; ++e) c.inputs[x++] = extra[e];
+    return c;
 }
 
 /* A shape with a softmax scale other than 1/sqrt(D): kernels must use attn_softmax_scale(shape). */
