@@ -209,8 +209,9 @@ typedef struct {
 static int launch_naive(void *ctx, cudaStream_t stream)
 {
     naive_launch *a = (naive_launch *)ctx;
-    if (a->baseline) return attn_baseline_naive_f32(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
-    return naive_attention_cuda(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
+    const attn_shape sh = a->sh; /* a copy: the check's shape is not the kernel's to change */
+    if (a->baseline) return attn_baseline_naive_f32(&sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
+    return naive_attention_cuda(&sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
 }
 
 /* Fresh fp32 inputs for every run (same addresses) and both outputs poisoned; after both kernels ran,

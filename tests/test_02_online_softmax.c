@@ -199,8 +199,9 @@ typedef struct {
 static int launch(void *ctx, cudaStream_t stream)
 {
     launch_args *a = (launch_args *)ctx;
-    if (a->baseline) return attn_baseline_naive_f32(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
-    return online_attention_cuda(&a->sh, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
+    const attn_shape sh = a->sh; /* a copy: the check's shape is not the kernel's to change */
+    if (a->baseline) return attn_baseline_naive_f32(&sh, a->d->q, a->d->k, a->d->v, a->o, a->workspace, stream);
+    return online_attention_cuda(&sh, a->d->q, a->d->k, a->d->v, a->o, a->lse, stream);
 }
 
 /* Fresh fp32 inputs for every run (same addresses), both outputs poisoned; after both kernels ran,

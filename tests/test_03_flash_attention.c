@@ -191,10 +191,11 @@ static int launch(void *ctx, cudaStream_t stream)
 {
     launch_args *a = (launch_args *)ctx;
     speed_io *io = a->io;
+    const attn_shape sh = io->sh; /* a copy: the check's shape is not the kernel's to change */
     switch (a->which) {
-    case 0: return flash_attention_cuda(&io->sh, io->q, io->k, io->v, io->o, io->lse, stream);
-    case 1: return attn_baseline_online_f32(&io->sh, io->q32, io->k32, io->v32, io->o_base, io->lse_base, stream);
-    default: return attn_baseline_naive_f32(&io->sh, io->q32, io->k32, io->v32, io->o_base, a->workspace, stream);
+    case 0: return flash_attention_cuda(&sh, io->q, io->k, io->v, io->o, io->lse, stream);
+    case 1: return attn_baseline_online_f32(&sh, io->q32, io->k32, io->v32, io->o_base, io->lse_base, stream);
+    default: return attn_baseline_naive_f32(&sh, io->q32, io->k32, io->v32, io->o_base, a->workspace, stream);
     }
 }
 

@@ -171,7 +171,8 @@ static int launch(void *ctx, cudaStream_t stream)
 {
     gqa_launch *a = (gqa_launch *)ctx;
     speed_io *io = a->io;
-    const attn_shape *sh = &io->sh;
+    const attn_shape copy = io->sh; /* a copy: the check's shape is not the kernel's to change */
+    const attn_shape *sh = &copy;
     if (!a->baseline) return gqa_attention_cuda(sh, io->q, io->k, io->v, io->o, io->lse, stream);
     attn_shape mha = *sh;
     mha.G = mha.H;

@@ -145,8 +145,9 @@ static int launch(void *ctx, cudaStream_t stream)
 {
     window_launch *a = (window_launch *)ctx;
     speed_io *io = a->io;
-    if (!a->window) return attn_baseline_flash_bf16(&io->sh, io->q, io->k, io->v, io->o_base, io->lse_base, stream);
-    return window_attention_cuda(&io->sh, a->window, io->q, io->k, io->v, io->o, io->lse, stream);
+    const attn_shape sh = io->sh; /* a copy: the check's shape is not the kernel's to change */
+    if (!a->window) return attn_baseline_flash_bf16(&sh, io->q, io->k, io->v, io->o_base, io->lse_base, stream);
+    return window_attention_cuda(&sh, a->window, io->q, io->k, io->v, io->o, io->lse, stream);
 }
 
 ATTN_TEST(speed, vs_dense_causal_flash)

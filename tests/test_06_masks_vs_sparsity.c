@@ -489,7 +489,8 @@ static int launch(void *ctx, cudaStream_t stream)
 {
     sparse_launch *a = (sparse_launch *)ctx;
     speed_io *io = a->io;
-    const attn_shape *sh = &io->sh;
+    const attn_shape copy = io->sh; /* a copy: the check's shape is not the kernel's to change */
+    const attn_shape *sh = &copy;
     if (a->kind == 0) return attn_baseline_flash_bf16(sh, io->q, io->k, io->v, io->o_base, io->lse_base, stream);
     if (a->kind == 1)
         return masked_attention_cuda(sh, a->mode, a->threshold, a->retention, io->q, io->k, io->v, io->o, io->lse,
