@@ -76,17 +76,9 @@ int attn_gpu_reference(const attn_gpu_ref_opts *opts, const uint16_t *q, const u
 
 /* ---------------------------------------------------------------- checked A/B timing */
 
-/* What attn_time_ab_checked does around every run, warm-up included (none of it is timed):
- *   prepare(ctx, rep)  give the inputs of both kernels new content (same addresses: a kernel that
- *                      remembers its last input or output gains nothing) and poison the outputs;
- *   check(ctx, rep)    after both kernels ran on that content: compare the student's output with the
- *                      baseline's (or a reference's) over every element; return 0 when it matches,
- *                      otherwise nonzero with a message in msg.
- * Every run of both kernels is launched on the legacy default stream and timed with events there,
- * so work a kernel queues on another stream is timed too. */
-/* The inputs a test hands to the kernels (optional, at most ATTN_MAX_GUARDED): after every (A, B)
- * pair, before check, each must hold exactly what it held after prepare (a keyed hash of its bytes,
- * read back to the host). A kernel that overwrites its inputs (empties the block lists, zeroes K) so
+/* A guarded input: device memory a test hands to the kernels (optional, at most ATTN_MAX_GUARDED
+ * per run, in attn_timing_checks.inputs below). After every (A, B) pair, before check, each must
+ * hold exactly what it held after prepare (a keyed hash of its bytes, read back to the host). A kernel that overwrites its inputs (empties the block lists, zeroes K) so
  * that a reference computed afterwards from them is trivial fails the run. */
 #define ATTN_MAX_GUARDED 8
 typedef struct {
@@ -94,6 +86,16 @@ typedef struct {
     size_t bytes;
     const char *name;
 } attn_guarded;
+
+/* What attn_time_ab_checked does around every run, warm-up included (none of it is timed):
+ *   prepare(ctx, rep)  give the inputs of both kernels new content (same addresses: a kernel that
+ *                      remembers its last input or output gains nothing) and poison the outputs;
+ *   check(ctx, rep)    after both kernels ran on that content: compare the student's output with the
+ *                      baseline's (or a reference's) over every element; return 0 when it matches,
+ *                      otherwise nonzero with a message in msg;
+ *   inputs             checked between the two (see attn_guarded).
+ * Every run of both kernels is launched on the legacy default stream and timed with events there,
+ * so work a kernel queues on another stream is timed too. */
 typedef struct {
     int (*prepare)(void *ctx, int rep, cudaStream_t stream);
     int (*check)(void *ctx, int rep, char *msg, size_t msg_len);
@@ -101,12 +103,13 @@ typedef struct {
     attn_guarded inputs[ATTN_MAX_GUARDED]; /* zero-filled entries (ptr NULL) are ignored */
 } attn_timing_checks;
 
-/* Time A (baseline) and B (student) interleaved (A B, B A, ...), each run after an L2 flush,
- * with prepare before and check after every (A, B) pair. Returns ATTN_OK, or nonzero with the
- * reason in `why` (a CUDA error, or the first failed check: "timed run 3: ..."). */
 /* Sort `n` run times and fill `out` (median, min, max): the summary attn_time uses. */
 void attn_timing_summarize(double *ms, int n, attn_timing *out);
 
+/* Time A (baseline) and B (student) interleaved (A B, B A, ...), each run after an L2 flush,
+ * with prepare before and check after every (A, B) pair. Returns ATTN_OK, or nonzero with the
+ * reason in `why` (a CUDA error, a guarded input that changed, or the first failed check:
+ * "timed run 3: ..."). */
 int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn fb, void *cb, const attn_timing_checks *checks,
                          int warmup, int reps, attn_timing *ta, attn_timing *tb, char *why, size_t why_len);
 
