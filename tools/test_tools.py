@@ -331,6 +331,13 @@ class WindowVariants(unittest.TestCase):
         self.assertNotIn("kWinSmem, stream>>>", text)
         self.assertIn("window_path_fits", text)  # the launcher stays
 
+    def test_cluster_puts_its_header_in_place_of_the_kernel(self):
+        text = self.wv.apply(self.kernel, ["cluster"])
+        self.assertIn('#include "../../tools/bench/window_cluster.cuh"', text)
+        self.assertNotIn("selected_window_kernel(const __grid_constant__", text)
+        self.assertIn("kClusterSmem, stream>>>", text)
+        self.assertIn("/ 2 * 2; /* clusters of two windows */", text)  # the grid holds whole clusters
+
     def test_a_region_whose_end_comes_first_is_refused(self):
         self.wv.EDITS["_test"] = [("B", "A", "x")]
         try:
@@ -350,11 +357,13 @@ class WindowVariants(unittest.TestCase):
                   (["early", "stream"], ["-DATTN_WIN_NOCOMPUTE=1"]),
                   (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1"]),
                   (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_NOCOMPUTE=1"]),
-                  (["early", "profile"], ["-DATTN_WIN_PROFILE"]), (["prefetch"], ["-DATTN_WIN_PREFETCH=132"]))
+                  (["early", "profile"], ["-DATTN_WIN_PROFILE"]), (["prefetch"], ["-DATTN_WIN_PREFETCH=132"]),
+                  (["cluster"], []), (["cluster"], ["-DATTN_WIN_NOCOMPUTE=1", "-DATTN_WIN_SHARED_STAGES=3"]))
         with tempfile.TemporaryDirectory() as tmp:
             os.makedirs(os.path.join(tmp, "solutions", "09_selected_attention"))
             os.makedirs(os.path.join(tmp, "tools", "bench"))
-            shutil.copy(os.path.join(root, "tools", "bench", "window_stream.cuh"), os.path.join(tmp, "tools", "bench"))
+            for header in ("window_stream.cuh", "window_cluster.cuh"):
+                shutil.copy(os.path.join(root, "tools", "bench", header), os.path.join(tmp, "tools", "bench"))
             src = os.path.join(tmp, "solutions", "09_selected_attention", "selected_attention.cu")
             for names, flags in builds:
                 with open(src, "w") as f:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # window_profile.sh - where lesson 09's window kernel (selected_window_kernel) spends its time, and the
 # candidate changes of tools/bench/window_variants.py, timed side by side. For maintainers, on a GPU
-# machine (sm_90). All eighteen variants have not yet been run in one go: name a subset to stay within
+# machine (sm_90). All twenty-two variants have not yet been run in one go: name a subset to stay within
 # one device call (the seven of change 11 were estimated at a few minutes on an H200 with 16 cores).
 #
 #   source .gpu/env.sh && tools/bench/window_profile.sh [VARIANT ...]     (default: all of them)
@@ -34,6 +34,11 @@
 #               nothing computed, output wrong, not tested): the floor of the committed kernel's ring
 #               (1 window, ascending) and of s3r's (3 windows, rank order) at 7 stages
 #   nj2r        the same for j2r's ring: what one union of 16 lists saves in transport alone
+#   c2, c3      the edit `cluster` (tools/bench/window_cluster.cuh): clusters of two blocks, a tile both
+#               neighbouring windows chose read from L2 once and multicast into both rings, through 2 or
+#               3 of the 7 stages (candidates)
+#   nc2, nc3    their transport alone (ATTN_WIN_NOCOMPUTE): with n1a and nj2r, whether L2 (the bytes it
+#               serves: 16-position union) or each multiprocessor's intake (its own 8) limits the ring
 # A candidate's test_09_solutions runs before it is timed. Then the counters at N = 65536 (random and
 # local lists) for the profiled variants chosen, and every other variant chosen timed at N = 65536
 # (mean-pool and paper lists), twice, interleaved. The counters need every warp active (N a multiple of
@@ -72,7 +77,11 @@ s3rl|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1 -DATTN_WIN_LOOKAHEAD
 n1a|early,stream|-DATTN_WIN_PER_BLOCK=1 -DATTN_WIN_ORDER=0 -DATTN_WIN_NOCOMPUTE=1|base
 n3r|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1 -DATTN_WIN_NOCOMPUTE=1|base
 j2r|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1|cand
-nj2r|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1 -DATTN_WIN_NOCOMPUTE=1|base"
+nj2r|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1 -DATTN_WIN_NOCOMPUTE=1|base
+c2|cluster||cand
+c3|cluster|-DATTN_WIN_SHARED_STAGES=3|cand
+nc2|cluster|-DATTN_WIN_NOCOMPUTE=1|base
+nc3|cluster|-DATTN_WIN_SHARED_STAGES=3 -DATTN_WIN_NOCOMPUTE=1|base"
 row() { printf '%s\n' "$TABLE" | grep "^$1|"; }
 if [ $# -eq 0 ]; then set -- $(printf '%s\n' "$TABLE" | cut -d'|' -f1); fi
 set -- $(printf '%s\n' "$@" | awk '!seen[$0]++') # a name given twice is built once (one scratch folder each)

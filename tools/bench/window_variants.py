@@ -28,6 +28,13 @@ has changed: update the edit). The edits:
             grid and shared memory follow, and PositionSoftmax::tile is split in two (scores,
             finish; the same instructions, in PTX, as the one function).
 
+  cluster   tools/bench/window_cluster.cuh in place of the kernel (on the committed one, not after
+            `early`): clusters of two blocks, two neighbouring windows, and a tile that both windows
+            chose read from L2 once and multicast into both blocks' rings; ATTN_WIN_SHARED_STAGES
+            (default 2) of the 7 stages take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is
+            computed (the transport floor; wrong output). The launcher's grid (an even number of
+            windows) and shared memory follow.
+
 `profile` and `prefetch` apply on top of `early` as well (give `early` first); `stream` takes the
 place of the kernel that `profile` and `prefetch` edit, so it goes with `early` alone.
 
@@ -314,7 +321,23 @@ STREAM = [
     selected_window_kernel<<<grid, kWinThreads, kStreamSmem, stream>>>"""),
 ]
 
-EDITS = {"profile": PROFILE, "prefetch": PREFETCH, "early": EARLY, "stream": STREAM}
+CLUSTER = [
+    ("""__global__ void __launch_bounds__(kWinThreads, 1)
+    selected_window_kernel(""", """/* Whether the window kernel serves this call""",
+     """#include "../../tools/bench/window_cluster.cuh"
+
+"""),
+    ("""cudaFuncAttributeMaxDynamicSharedMemorySize, kWinSmem),""",
+     """cudaFuncAttributeMaxDynamicSharedMemorySize, kClusterSmem),"""),
+    ("""    const int windows = (sh->M + kWinWarps - 1) / kWinWarps;
+    const dim3 grid((unsigned)windows * (unsigned)sh->G, (unsigned)sh->B);
+    selected_window_kernel<<<grid, kWinThreads, kWinSmem, stream>>>""",
+     """    const int windows = ((sh->M + kWinWarps - 1) / kWinWarps + 1) / 2 * 2; /* clusters of two windows */
+    const dim3 grid((unsigned)windows * (unsigned)sh->G, (unsigned)sh->B);
+    selected_window_kernel<<<grid, kWinThreads, kClusterSmem, stream>>>"""),
+]
+
+EDITS = {"profile": PROFILE, "prefetch": PREFETCH, "early": EARLY, "stream": STREAM, "cluster": CLUSTER}
 
 
 def apply(text, names):
