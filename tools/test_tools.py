@@ -296,6 +296,47 @@ class Plots(unittest.TestCase):
         self.assertFalse(self.png("dense_keep.png"))
 
 
+class ClusterProtocol(unittest.TestCase):
+    """tools/bench/cluster_protocol.py: the ring protocol of window_cluster.cuh under random orders."""
+
+    def setUp(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
+        import cluster_protocol
+        self.cp = cluster_protocol
+        self.cp.MUTATION = None
+
+    def tearDown(self):
+        self.cp.MUTATION = None
+
+    def test_the_protocol_holds(self):
+        for cluster, stages in ((2, 1), (2, 2), (4, 3), (4, 1)):
+            self.cp.run(120, cluster * 10 + stages, stages, cluster)  # raises Fail on any broken check
+
+    def test_known_wrong_protocols_fail(self):
+        for mutation, cluster in (("first_issues", 2), ("early_refill", 2), ("own_order", 2), ("no_parity", 2),
+                                  ("first_issues", 4), ("lone_mask", 4)):
+            self.cp.MUTATION = mutation
+            with self.assertRaises(self.cp.Fail, msg="%s, clusters of %d" % (mutation, cluster)):
+                self.cp.run(120, 1, 2, cluster)
+
+    def test_the_kernel_still_has_what_the_model_transcribes(self):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "tools", "bench", "window_cluster.cuh")) as f:
+            text = f.read()
+        for line in ("const int lo = c2 == c ? x : lower_bound(allblk + c2 * kWinKeys, nus[c2], want);",
+                     "const bool canonical = __popc(m) >= 2 && (m & ((1u << c) - 1u)) == 0;",
+                     "gidx += pc[c2 * (kWinKeys + 1) + lower_bound(allblk + c2 * kWinKeys, nus[c2], want)];",
+                     "const int st = kPriv + gidx % kSh;",
+                     "if ((((old >> shift) & 15u) | (1u << rank)) == mask) copy4(st, u, (uint16_t)mask);",
+                     "const int st = p % kPriv, u = priv_u[p];",
+                     "if ((run + __popc(bal & ((1u << lane) - 1u))) & 1) code[u] = c | kCodeParity;",
+                     "if (shd && nxt[u] != 0xff) cr.issue_shared(nxt[u]);",
+                     "else if (!shd && idx + kPriv < np) cr.issue_private(idx + kPriv);",
+                     "const unsigned parity = shd ? (c & kCodeParity ? 1u : 0u) : (unsigned)(idx / kPriv) & 1u;",
+                     "if (atomicSub(&left[st], 1) == 1) {"):
+            self.assertIn(line, text)
+
+
 class WindowVariants(unittest.TestCase):
     """tools/bench/window_variants.py: the experimental edits still apply to lesson 09's solution."""
 
@@ -336,7 +377,7 @@ class WindowVariants(unittest.TestCase):
         self.assertIn('#include "../../tools/bench/window_cluster.cuh"', text)
         self.assertNotIn("selected_window_kernel(const __grid_constant__", text)
         self.assertIn("kClusterSmem, stream>>>", text)
-        self.assertIn("/ 2 * 2; /* clusters of two windows */", text)  # the grid holds whole clusters
+        self.assertIn("/ kCl * kCl; /* whole clusters */", text)  # the grid holds whole clusters
 
     def test_a_region_whose_end_comes_first_is_refused(self):
         self.wv.EDITS["_test"] = [("B", "A", "x")]
@@ -358,7 +399,7 @@ class WindowVariants(unittest.TestCase):
                   (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1"]),
                   (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_NOCOMPUTE=1"]),
                   (["early", "profile"], ["-DATTN_WIN_PROFILE"]), (["prefetch"], ["-DATTN_WIN_PREFETCH=132"]),
-                  (["cluster"], []), (["cluster"], ["-DATTN_WIN_NOCOMPUTE=1", "-DATTN_WIN_SHARED_STAGES=3"]))
+                  (["cluster"], []), (["cluster"], ["-DATTN_WIN_CLUSTER=4", "-DATTN_WIN_NOCOMPUTE=1"]))
         with tempfile.TemporaryDirectory() as tmp:
             os.makedirs(os.path.join(tmp, "solutions", "09_selected_attention"))
             os.makedirs(os.path.join(tmp, "tools", "bench"))

@@ -34,11 +34,12 @@
 #               nothing computed, output wrong, not tested): the floor of the committed kernel's ring
 #               (1 window, ascending) and of s3r's (3 windows, rank order) at 7 stages
 #   nj2r        the same for j2r's ring: what one union of 16 lists saves in transport alone
-#   c2, c3      the edit `cluster` (tools/bench/window_cluster.cuh): clusters of two blocks, a tile both
-#               neighbouring windows chose read from L2 once and multicast into both rings, through 2 or
-#               3 of the 7 stages (candidates)
-#   nc2, nc3    their transport alone (ATTN_WIN_NOCOMPUTE): with n1a and nj2r, whether L2 (the bytes it
-#               serves: 16-position union) or each multiprocessor's intake (its own 8) limits the ring
+#   c2, c4      the edit `cluster` (tools/bench/window_cluster.cuh): clusters of 2 or 4 blocks,
+#               neighbouring windows, a tile that two or more of them chose read from L2 once and
+#               multicast into the rings of those that chose it (2 or 3 of the 7 stages) (candidates)
+#   nc2, nc4    their transport alone (ATTN_WIN_NOCOMPUTE): against n1a, whether L2 (which then serves
+#               the 16- or 32-position union) or each multiprocessor's intake (still its own window's
+#               union) limits the ring
 # A candidate's test_09_solutions runs before it is timed. Then the counters at N = 65536 (random and
 # local lists) for the profiled variants chosen, and every other variant chosen timed at N = 65536
 # (mean-pool and paper lists), twice, interleaved. The counters need every warp active (N a multiple of
@@ -78,10 +79,10 @@ n1a|early,stream|-DATTN_WIN_PER_BLOCK=1 -DATTN_WIN_ORDER=0 -DATTN_WIN_NOCOMPUTE=
 n3r|early,stream|-DATTN_WIN_PER_BLOCK=3 -DATTN_WIN_ORDER=1 -DATTN_WIN_NOCOMPUTE=1|base
 j2r|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1|cand
 nj2r|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1 -DATTN_WIN_NOCOMPUTE=1|base
-c2|cluster||cand
-c3|cluster|-DATTN_WIN_SHARED_STAGES=3|cand
-nc2|cluster|-DATTN_WIN_NOCOMPUTE=1|base
-nc3|cluster|-DATTN_WIN_SHARED_STAGES=3 -DATTN_WIN_NOCOMPUTE=1|base"
+c2|cluster|-DATTN_WIN_CLUSTER=2|cand
+c4|cluster|-DATTN_WIN_CLUSTER=4|cand
+nc2|cluster|-DATTN_WIN_CLUSTER=2 -DATTN_WIN_NOCOMPUTE=1|base
+nc4|cluster|-DATTN_WIN_CLUSTER=4 -DATTN_WIN_NOCOMPUTE=1|base"
 row() { printf '%s\n' "$TABLE" | grep "^$1|"; }
 if [ $# -eq 0 ]; then set -- $(printf '%s\n' "$TABLE" | cut -d'|' -f1); fi
 set -- $(printf '%s\n' "$@" | awk '!seen[$0]++') # a name given twice is built once (one scratch folder each)

@@ -29,11 +29,12 @@ has changed: update the edit). The edits:
             finish; the same instructions, in PTX, as the one function).
 
   cluster   tools/bench/window_cluster.cuh in place of the kernel (on the committed one, not after
-            `early`): clusters of two blocks, two neighbouring windows, and a tile that both windows
-            chose read from L2 once and multicast into both blocks' rings; ATTN_WIN_SHARED_STAGES
-            (default 2) of the 7 stages take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is
-            computed (the transport floor; wrong output). The launcher's grid (an even number of
-            windows) and shared memory follow.
+            `early`): clusters of ATTN_WIN_CLUSTER blocks (2 or 4, default 2), neighbouring windows,
+            and a tile that two or more of them chose read from L2 once and multicast into the rings
+            of those that chose it; ATTN_WIN_SHARED_STAGES (default 2 with 2 windows, 3 with 4) of the
+            7 stages take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is computed (the
+            transport floor; wrong output). The launcher's grid (whole clusters of windows) and shared
+            memory follow.
 
 `profile` and `prefetch` apply on top of `early` as well (give `early` first); `stream` takes the
 place of the kernel that `profile` and `prefetch` edit, so it goes with `early` alone.
@@ -332,7 +333,7 @@ CLUSTER = [
     ("""    const int windows = (sh->M + kWinWarps - 1) / kWinWarps;
     const dim3 grid((unsigned)windows * (unsigned)sh->G, (unsigned)sh->B);
     selected_window_kernel<<<grid, kWinThreads, kWinSmem, stream>>>""",
-     """    const int windows = ((sh->M + kWinWarps - 1) / kWinWarps + 1) / 2 * 2; /* clusters of two windows */
+     """    const int windows = ((sh->M + kWinWarps - 1) / kWinWarps + kCl - 1) / kCl * kCl; /* whole clusters */
     const dim3 grid((unsigned)windows * (unsigned)sh->G, (unsigned)sh->B);
     selected_window_kernel<<<grid, kWinThreads, kClusterSmem, stream>>>"""),
 ]
