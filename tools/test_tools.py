@@ -309,7 +309,7 @@ class ClusterProtocol(unittest.TestCase):
         self.cp.MUTATION = None
 
     def test_the_protocol_holds(self):
-        for cluster, stages in ((2, 1), (2, 2), (4, 3), (4, 1)):
+        for cluster, stages in ((2, 1), (2, 2), (4, 4), (4, 1)):
             self.cp.run(120, cluster * 10 + stages, stages, cluster)  # raises Fail on any broken check
 
     def test_known_wrong_protocols_fail(self):

@@ -386,9 +386,9 @@ def main():
     ap.add_argument("--cases", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cluster", type=int, choices=(2, 4), default=2)
-    ap.add_argument("--shared-stages", type=int, default=None, help="default: 2 with clusters of 2, 3 with 4")
+    ap.add_argument("--shared-stages", type=int, default=None, help="default: 2 with clusters of 2, 4 with 4")
     a = ap.parse_args()
-    stages = a.shared_stages if a.shared_stages is not None else (2 if a.cluster == 2 else 3)
+    stages = a.shared_stages if a.shared_stages is not None else (2 if a.cluster == 2 else 4)
     if not 1 <= stages < RING:
         ap.error("--shared-stages: 1 .. %d" % (RING - 1))
     try:

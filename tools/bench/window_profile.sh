@@ -36,7 +36,7 @@
 #   nj2r        the same for j2r's ring: what one union of 16 lists saves in transport alone
 #   c2, c4      the edit `cluster` (tools/bench/window_cluster.cuh): clusters of 2 or 4 blocks,
 #               neighbouring windows, a tile that two or more of them chose read from L2 once and
-#               multicast into the rings of those that chose it (2 or 3 of the 7 stages) (candidates)
+#               multicast into the rings of those that chose it (2 or 4 of the 7 stages) (candidates)
 #   nc2, nc4    their transport alone (ATTN_WIN_NOCOMPUTE): against n1a, whether L2 (which then serves
 #               the 16- or 32-position union) or each multiprocessor's intake (still its own window's
 #               union) limits the ring
@@ -142,6 +142,6 @@ for run in 1 2; do
     k=$((k + 1))
     echo "== $v (run $run)"
     bench "$v" --config mean,paper >"$LOG/time_${k}_$v.log" 2>&1
-    grep -E "^(mean|paper) .*selected_attention" "$LOG/time_${k}_$v.log"
+    grep -E "^(mean|paper) .*selected_attention|^\[cluster\]" "$LOG/time_${k}_$v.log"
   done
 done

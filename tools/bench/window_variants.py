@@ -31,7 +31,7 @@ has changed: update the edit). The edits:
   cluster   tools/bench/window_cluster.cuh in place of the kernel (on the committed one, not after
             `early`): clusters of ATTN_WIN_CLUSTER blocks (2 or 4, default 2), neighbouring windows,
             and a tile that two or more of them chose read from L2 once and multicast into the rings
-            of those that chose it; ATTN_WIN_SHARED_STAGES (default 2 with 2 windows, 3 with 4) of the
+            of those that chose it; ATTN_WIN_SHARED_STAGES (default 2 with 2 windows, 4 with 4) of the
             7 stages take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is computed (the
             transport floor; wrong output). The launcher's grid (whole clusters of windows) and shared
             memory follow.
@@ -328,6 +328,10 @@ CLUSTER = [
      """#include "../../tools/bench/window_cluster.cuh"
 
 """),
+    ("""#include <math.h>
+""", """#include <math.h>
+#include <stdio.h>
+"""),
     ("""cudaFuncAttributeMaxDynamicSharedMemorySize, kWinSmem),""",
      """cudaFuncAttributeMaxDynamicSharedMemorySize, kClusterSmem),"""),
     ("""    const int windows = (sh->M + kWinWarps - 1) / kWinWarps;
@@ -335,6 +339,18 @@ CLUSTER = [
     selected_window_kernel<<<grid, kWinThreads, kWinSmem, stream>>>""",
      """    const int windows = ((sh->M + kWinWarps - 1) / kWinWarps + kCl - 1) / kCl * kCl; /* whole clusters */
     const dim3 grid((unsigned)windows * (unsigned)sh->G, (unsigned)sh->B);
+    static bool told = false; /* once per process: how many clusters fit at once on this GPU */
+    if (!told) {
+        told = true;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = grid, cfg.blockDim = dim3(kWinThreads), cfg.dynamicSmemBytes = kClusterSmem;
+        int clusters = 0;
+        if (cudaOccupancyMaxActiveClusters(&clusters, (void *)selected_window_kernel, &cfg) == cudaSuccess)
+            fprintf(stderr, "[cluster] %d windows per cluster, %d shared stages: at most %d clusters resident (%d blocks)\\n",
+                    kCl, kSh, clusters, clusters * kCl);
+        else
+            (void)cudaGetLastError();
+    }
     selected_window_kernel<<<grid, kWinThreads, kClusterSmem, stream>>>"""),
 ]
 
