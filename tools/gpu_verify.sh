@@ -4,7 +4,7 @@
 # of each step to stdout.
 #
 #   tools/gpu_verify.sh build      configure and build everything, GPU-only variants included
-#   tools/gpu_verify.sh tests      solutions, stubs and harness tests (speed lines printed)   [LESSONS]
+#   tools/gpu_verify.sh tests      solutions, stubs and harness tests (speed and synthesis lines printed) [LESSONS]
 #   tools/gpu_verify.sh variants   every known-wrong variant and cheat must be rejected       [LESSONS]
 #   tools/gpu_verify.sh grade      ./course grade of the solutions (900 points) and the stubs (0)  [LESSONS]
 #   tools/gpu_verify.sh sanitize   compute-sanitizer over the solutions and racy variants      [LESSONS]
@@ -39,7 +39,7 @@ case "$step" in
     rc=$?
     for t in "$B"/bin/test_*_solutions; do
       n=$(basename "$t" | cut -d_ -f2)
-      if [ -z "$lessons" ] || echo ",$lessons," | grep -q ",$n,"; then "$t" --jobs 1 2>&1 | grep -E "^\[speed\]"; fi
+      if [ -z "$lessons" ] || echo ",$lessons," | grep -q ",$n,"; then "$t" --jobs 1 2>&1 | grep -E "^\[speed\]|Synthesis" | sed "s|^|$(basename "$t"): |"; fi
     done
     tail -5 "$LOG/tests.log"
     ;;
