@@ -49,8 +49,10 @@
 # To keep a candidate that wins and passes: apply its edits to the solution (python3
 # tools/bench/window_variants.py solutions/09_selected_attention/selected_attention.cu early; for a
 # stream variant, move window_stream.cuh's kernel into the solution with its ATTN_WIN_* values as
-# constants), run ./course stubs, run lesson 09's tests, variants and sanitizers on the GPU, and drop
-# the edits from window_variants.py.
+# constants; for a cluster variant, window_cluster.cuh's, with its ATTN_WIN_* values as constants and
+# known-wrong variants of its own in tests/known_wrong_09.py, e.g. the mutations of
+# cluster_protocol.py), run ./course stubs, run lesson 09's tests, variants and sanitizers on the GPU,
+# and drop the edits from window_variants.py.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
