@@ -330,10 +330,10 @@ class ClusterProtocol(unittest.TestCase):
                      "if ((((old >> shift) & 15u) | (1u << rank)) == mask) copy4(st, u, (uint16_t)mask);",
                      "const int st = p % kPriv, u = priv_u[p];",
                      "if ((run + __popc(bal & ((1u << lane) - 1u))) & 1) code[u] = c | kCodeParity;",
-                     "if (shd && nxt[u] != 0xff) cr.issue_shared(nxt[u]);",
+                     "if (shd && cr.nxt[u] != 0xff) cr.issue_shared(cr.nxt[u]);",
                      "else if (!shd && idx + kPriv < np) cr.issue_private(idx + kPriv);",
                      "const unsigned parity = shd ? (c & kCodeParity ? 1u : 0u) : (unsigned)(idx / kPriv) & 1u;",
-                     "if (atomicSub(&left[st], 1) == 1) {"):
+                     "if (atomicSub(&cr.left[st], 1) == 1) {"):
             self.assertIn(line, text)
 
 
@@ -372,10 +372,14 @@ class WindowVariants(unittest.TestCase):
         self.assertNotIn("kWinSmem, stream>>>", text)
         self.assertIn("window_path_fits", text)  # the launcher stays
 
-    def test_cluster_puts_its_header_in_place_of_the_kernel(self):
+    def test_cluster_replaces_the_ring_and_keeps_the_union(self):
         text = self.wv.apply(self.kernel, ["cluster"])
         self.assertIn('#include "../../tools/bench/window_cluster.cuh"', text)
-        self.assertNotIn("selected_window_kernel(const __grid_constant__", text)
+        self.assertIn("__global__ void __cluster_dims__(kCl, 1, 1) __launch_bounds__(kWinThreads, 1)", text)
+        self.assertIn("/* the union index of each sorted entry:", text)  # the committed union stays
+        self.assertIn("const int np = cluster_match(smem, nu, crank);", text)
+        self.assertNotIn("for (int u = 0; u < min(nu, kRing); ++u)", text)  # the committed ring is gone
+        self.assertNotIn("if (!active) return;", text)  # every warp reaches the cluster barrier
         self.assertIn("kClusterSmem, stream>>>", text)
         self.assertIn("/ kCl * kCl; /* whole clusters */", text)  # the grid holds whole clusters
 

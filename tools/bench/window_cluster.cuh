@@ -2,8 +2,10 @@
  * window_cluster.cuh - an experimental version of lesson 09's window kernel (selected_window_kernel) in
  * which the C blocks of a thread-block cluster (C = 2 or 4), C neighbouring windows of 8 positions of
  * one kv group, read a tile that two or more of the windows chose from L2 once: the copy engine
- * multicasts it into the shared memory of the blocks that chose it. Included by the edit `cluster` of
- * window_variants.py in place of the kernel; never part of a lesson. Needs sm_90 (clusters,
+ * multicasts it into the shared memory of the blocks that chose it. The edit `cluster` of
+ * window_variants.py includes it before the committed kernel and replaces the kernel's ring (from the
+ * first issue to the end) with calls of the functions below: the kernel's union, Q and warps stay its
+ * own. Never part of a lesson. Needs sm_90 (clusters,
  * distributed shared memory, multicast tensor copies). tools/bench/cluster_protocol.py transcribes its
  * bookkeeping and ring protocol and checks them under random orders of events.
  *
@@ -141,7 +143,7 @@ struct ClusterRing {
     int *left, *slot;
     const int *blk, *code;
     const uint16_t *upos;
-    const uint8_t *priv_u;
+    const uint8_t *priv_u, *nxt;
     int row_base, g;
 
     __device__ __forceinline__ void copy4(int st, int u, uint16_t mask) const
@@ -184,120 +186,38 @@ struct ClusterRing {
         const unsigned old = or_cluster(turns0 + 4 * (gidx / 8), (1u << rank) << shift);
         if ((((old >> shift) & 15u) | (1u << rank)) == mask) copy4(st, u, (uint16_t)mask);
     }
+    /* thread 0, once the match is done: the first kPriv private blocks and each shared stage's first */
+    __device__ __forceinline__ void issue_first(int np, const uint8_t *first_of) const
+    {
+        for (int p = 0; p < min(np, kPriv); ++p) issue_private(p);
+        for (int st = 0; st < kSh; ++st)
+            if (first_of[st] != 0xff) issue_shared(first_of[st]);
+    }
 };
-#endif
 
-__global__ void __cluster_dims__(kCl, 1, 1) __launch_bounds__(kWinThreads, 1)
-    selected_window_kernel(const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
-                           attn_shape sh, int n_sel, int windows, float scale_log2, const uint16_t *__restrict__ q,
-                           const int32_t *__restrict__ indices, uint16_t *__restrict__ o, float *__restrict__ lse)
+
+/* The match (the whole block), right after the committed kernel has built its window's union (blk[],
+ * upos[], nu = misc[7]) and every warp has taken its sequence and Q: stages 0 and 1 are free, and
+ * stage 0 holds the scratch. Writes code[], priv_u[], nxt[] and first_of[], and returns np. */
+__device__ int cluster_match(uint8_t *smem, int nu, unsigned rank)
 {
-#if ATTN_HAVE_TMA
-    extern __shared__ uint8_t smem_raw[];
-    uint8_t *smem = smem_raw + (1024 - smem_addr(smem_raw) % 1024) % 1024;
-    const uint32_t base = smem_addr(smem), full = base + kOffFull;
-    int *blk = reinterpret_cast<int *>(smem + kOffBlk);
-    uint16_t *upos = reinterpret_cast<uint16_t *>(smem + kOffUpos);
-    int *left = reinterpret_cast<int *>(smem + kOffLeft);
-    int *slot_u = reinterpret_cast<int *>(smem + kOffSlot);
-    int *misc = reinterpret_cast<int *>(smem + kOffMisc);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int *blk = reinterpret_cast<const int *>(smem + kOffBlk);
+    const int *misc = reinterpret_cast<const int *>(smem + kOffMisc);
     int *code = reinterpret_cast<int *>(smem + kOffCode);
     uint8_t *priv_u = smem + kOffPrivU, *nxt = smem + kOffNext, *first_of = smem + kOffFirst;
     int *cnt = reinterpret_cast<int *>(smem + kOffCnt);
     unsigned *turns = reinterpret_cast<unsigned *>(smem + kOffTurns);
-    /* before the first copy the ring holds the sort keys and union indices (stage 0) and Q (stage 1) */
-    unsigned long long *keys = reinterpret_cast<unsigned long long *>(smem);
-    int *uid_of = reinterpret_cast<int *>(smem + kWinKeys * 8); /* [warp][entry] */
-    /* then, in stage 0, the match's scratch */
     int *allblk = reinterpret_cast<int *>(smem + kScrBlk), *nus = reinterpret_cast<int *>(smem + kScrNu);
     uint8_t *flag = smem + kScrFlag;
     int *pc = reinterpret_cast<int *>(smem + kScrPc);
 
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int g = blockIdx.x / windows, win = windows - 1 - (int)(blockIdx.x % windows); /* last window first */
-    const int b = blockIdx.y, hpg = sh.H / sh.G;
-    const int i = win * kWinWarps + warp; /* this warp's query; none when i >= M */
-    const bool active = i < sh.M;
-    const long t = (long)sh.N - sh.M + i;
-    const size_t row0 = ((size_t)b * sh.M + i) * sh.H + (size_t)g * hpg; /* the warp's first row of q and o */
-    const uint32_t q_s = base + kPair + warp * (kRows * 256);
-    const unsigned rank = cluster_rank();
-
     if (threadIdx.x == 0) {
-        for (int st = 0; st < kRing; ++st) {
-            mbar_init(full + 8 * st, 1);
-            slot_u[st] = -1;
-        }
         for (int x = 0; x < kMaxShared / 8; ++x) turns[x] = 0u;
         for (int x = 0; x < 8; ++x) cnt[x] = 0, first_of[x] = 0xff;
-        mbar_init_fence();
-        misc[7] = 0; /* the union's size, should no list have an entry */
     }
-    if (active) /* the warp's 16 rows of Q: heads 16 g .. 16 g + 15 of its position, 4 KB in a row */
-#pragma unroll
-        for (int it = 0; it < 8; ++it) {
-            const int r = it * 2 + lane / 16, c = lane % 16;
-            cp_async_16(q_s + swizzle<128>(r, c), q + (row0 + r) * 128 + c * 8, true);
-        }
-    cp_async_commit();
-    PositionSoftmax ps;
-
-    /* the window's union, as the committed kernel builds it */
-    int j = -1;
-    if (active && lane < n_sel) j = indices[(((size_t)b * sh.M + i) * sh.G + g) * n_sel + lane];
-    const unsigned ends = __ballot_sync(0xffffffffu, lane < n_sel && j < 0);
-    const int n_list = ends ? __ffs(ends) - 1 : n_sel;
-    const bool valid = active && lane < n_list && (long)j * 64 <= t;
-    if (lane < kWinMaxN)
-        keys[warp * kWinMaxN + lane] =
-            valid ? (unsigned long long)(unsigned)j << 32 | (unsigned)(warp * kWinMaxN + lane) : ~0ull;
-    __syncthreads();
-    for (int k = 2; k <= kWinKeys; k <<= 1) /* bitonic sort, ascending: invalid keys (all ones) go last */
-        for (int jj = k >> 1; jj > 0; jj >>= 1) {
-            const int x = threadIdx.x, y = x ^ jj;
-            if (x < kWinKeys && y > x) {
-                const unsigned long long a = keys[x], c = keys[y];
-                if ((a > c) == ((x & k) == 0)) keys[x] = c, keys[y] = a;
-            }
-            __syncthreads();
-        }
-    unsigned long long key = ~0ull;
-    bool first = false;
-    if (threadIdx.x < kWinKeys) {
-        key = keys[threadIdx.x];
-        first = key != ~0ull && (threadIdx.x == 0 || keys[threadIdx.x - 1] >> 32 != key >> 32);
-    }
-    const unsigned firsts = __ballot_sync(0xffffffffu, first);
-    if (warp < kWinKeys / 32 && lane == 0) misc[warp] = __popc(firsts);
-    __syncthreads();
-    if (threadIdx.x < kWinKeys && key != ~0ull) {
-        int u = __popc(firsts & (0xffffffffu >> (31 - lane))) - 1;
-        for (int w = 0; w < warp; ++w) u += misc[w];
-        uid_of[key & 0xffffffffu] = u;
-        if (first) blk[u] = (int)(key >> 32), upos[u] = (uint16_t)threadIdx.x;
-        if (threadIdx.x == kWinKeys - 1 || keys[threadIdx.x + 1] == ~0ull) /* the last valid entry */
-            misc[7] = u + 1, upos[u + 1] = (uint16_t)(threadIdx.x + 1);
-    }
-    __syncthreads();
-    const int my_u = valid ? uid_of[warp * kWinMaxN + lane] : 0x7fffffff;
-    int rank_e = 0;
-#pragma unroll
-    for (int e = 0; e < kWinMaxN; ++e) {
-        const int other = __shfl_sync(0xffffffffu, my_u, e);
-        rank_e += other < my_u || (other == my_u && e < lane);
-    }
-    const int count = __popc(__ballot_sync(0xffffffffu, valid));
-    __syncwarp();
-    if (valid) uid_of[warp * kWinMaxN + rank_e] = my_u;
-    __syncwarp();
-    const int seq = lane < count ? uid_of[warp * kWinMaxN + lane] : 0;
-    const int nu = misc[7];
-    cp_async_wait_all();
-    __syncwarp(); /* the warp's Q has landed */
-    ps.init(q_s);
-    __syncthreads(); /* stages 0 and 1 are free: every warp has read its union indices and its Q */
-
-    /* match (1): the C unions into stage 0 (every block's blk[] and size are ready past the barrier) */
+    /* (1) the C unions into stage 0: past the cluster barrier every block's blk[] and size are ready,
+     * and so are this block's table and counts (the barrier orders them for the whole cluster) */
     cluster_sync();
     if (threadIdx.x < kCl) nus[threadIdx.x] = ld_cluster(map_rank(smem_addr(misc + 7), threadIdx.x));
     for (int f = threadIdx.x; f < kCl * kWinKeys; f += kWinThreads) {
@@ -383,54 +303,63 @@ __global__ void __cluster_dims__(kCl, 1, 1) __launch_bounds__(kWinThreads, 1)
             if (lane == 0 && last >= 0) nxt[last] = 0xff;
         }
     __syncthreads();
-    const int np = cnt[4];
-
-    ClusterRing cr;
-    cr.tk = &tk, cr.tv = &tv, cr.ring = base, cr.full = full, cr.turns0 = map_rank(smem_addr(turns), 0);
-    cr.rank = rank, cr.left = left, cr.slot = slot_u, cr.blk = blk, cr.code = code, cr.upos = upos;
-    cr.priv_u = priv_u, cr.row_base = b * sh.N, cr.g = g; /* the launcher checks B * N < 2^31 */
-    if (threadIdx.x == 0) {
-        for (int p = 0; p < min(np, kPriv); ++p) cr.issue_private(p);
-        for (int st = 0; st < kSh; ++st)
-            if (first_of[st] != 0xff) cr.issue_shared(first_of[st]);
-    }
-    if (active) {
-        for (int r = 0; r < count; ++r) {
-            const int u = __shfl_sync(0xffffffffu, seq, r), c = code[u];
-            const bool shd = c < 0;
-            const int idx = c & 511;
-            const int st = shd ? kPriv + idx % kSh : idx % kPriv;
-            const unsigned parity = shd ? (c & kCodeParity ? 1u : 0u) : (unsigned)(idx / kPriv) & 1u;
-            if (lane == 0) {
-                const long long start = clock64();
-                while (atomicAdd(&slot_u[st], 0) != idx) { /* the stage still holds an earlier block */
-                    __nanosleep(32);
-                    if (clock64() - start > (1ll << 32)) __trap();
-                }
-            }
-            __syncwarp();
-            mbar_wait(full + 8 * st, parity);
-#if !ATTN_WIN_NOCOMPUTE
-            const long s0 = (long)blk[u] * 64;
-            ps.tile(base + st * kPair, s0, min(t, s0 + 63), scale_log2);
-#endif
-            __syncwarp(); /* every lane is done reading the stage */
-            if (lane == 0) {
-                __threadfence_block();
-                if (atomicSub(&left[st], 1) == 1) { /* the stage's last use in this block: refill it */
-                    __threadfence_block();
-                    if (shd && nxt[u] != 0xff) cr.issue_shared(nxt[u]);
-                    else if (!shd && idx + kPriv < np) cr.issue_private(idx + kPriv);
-                }
-            }
-        }
-#if ATTN_WIN_NOCOMPUTE
-        ps.m_i[0] = ps.m_i[1] = 0.f;
-        ps.l_i[0] = ps.l_i[1] = 1.f;
-#endif
-        ps.store(o + row0 * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i, sh.M, scale_log2);
-    }
-    cluster_sync(); /* block 0's table, and every block's union, until all are done */
-#endif
+    return cnt[4];
 }
 
+/* This block's view of the cluster's rings. */
+__device__ __forceinline__ ClusterRing cluster_ring(const CUtensorMap *tk, const CUtensorMap *tv, uint8_t *smem,
+                                                    unsigned rank, int row_base, int g)
+{
+    ClusterRing cr;
+    const uint32_t base = smem_addr(smem);
+    cr.tk = tk, cr.tv = tv, cr.ring = base, cr.full = base + kOffFull;
+    cr.turns0 = map_rank(base + kOffTurns, 0), cr.rank = rank;
+    cr.left = reinterpret_cast<int *>(smem + kOffLeft), cr.slot = reinterpret_cast<int *>(smem + kOffSlot);
+    cr.blk = reinterpret_cast<const int *>(smem + kOffBlk), cr.code = reinterpret_cast<const int *>(smem + kOffCode);
+    cr.upos = reinterpret_cast<const uint16_t *>(smem + kOffUpos);
+    cr.priv_u = smem + kOffPrivU, cr.nxt = smem + kOffNext;
+    cr.row_base = row_base, cr.g = g;
+    return cr;
+}
+
+/* One warp's walk over its blocks (seq: the r-th union index in lane r, count of them), as the
+ * committed kernel's loop but with each entry's stage and parity from its code. */
+__device__ __forceinline__ void cluster_walk(PositionSoftmax &ps, const ClusterRing &cr, int np, int seq, int count,
+                                             long t, float scale_log2)
+{
+    const int lane = threadIdx.x % 32;
+    for (int r = 0; r < count; ++r) {
+        const int u = __shfl_sync(0xffffffffu, seq, r), c = cr.code[u];
+        const bool shd = c < 0;
+        const int idx = c & 511;
+        const int st = shd ? kPriv + idx % kSh : idx % kPriv;
+        const unsigned parity = shd ? (c & kCodeParity ? 1u : 0u) : (unsigned)(idx / kPriv) & 1u;
+        if (lane == 0) {
+            const long long start = clock64();
+            while (atomicAdd(&cr.slot[st], 0) != idx) { /* the stage still holds an earlier block */
+                __nanosleep(32);
+                if (clock64() - start > (1ll << 32)) __trap();
+            }
+        }
+        __syncwarp();
+        mbar_wait(cr.full + 8 * st, parity);
+#if !ATTN_WIN_NOCOMPUTE
+        const long s0 = (long)cr.blk[u] * 64;
+        ps.tile(cr.ring + st * kPair, s0, min(t, s0 + 63), scale_log2);
+#endif
+        __syncwarp(); /* every lane is done reading the stage */
+        if (lane == 0) {
+            __threadfence_block();
+            if (atomicSub(&cr.left[st], 1) == 1) { /* the stage's last use in this block: refill it */
+                __threadfence_block();
+                if (shd && cr.nxt[u] != 0xff) cr.issue_shared(cr.nxt[u]);
+                else if (!shd && idx + kPriv < np) cr.issue_private(idx + kPriv);
+            }
+        }
+    }
+#if ATTN_WIN_NOCOMPUTE
+    ps.m_i[0] = ps.m_i[1] = 0.f; /* a finite output to store */
+    ps.l_i[0] = ps.l_i[1] = 1.f;
+#endif
+}
+#endif

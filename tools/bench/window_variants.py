@@ -28,8 +28,9 @@ has changed: update the edit). The edits:
             grid and shared memory follow, and PositionSoftmax::tile is split in two (scores,
             finish; the same instructions, in PTX, as the one function).
 
-  cluster   tools/bench/window_cluster.cuh in place of the kernel (on the committed one, not after
-            `early`): clusters of ATTN_WIN_CLUSTER blocks (2 or 4, default 2), neighbouring windows,
+  cluster   tools/bench/window_cluster.cuh included before the kernel, and the kernel's ring (from
+            its first issue to its end) replaced with its functions (on the committed kernel, not
+            after `early`): the union, Q and warps stay the committed ones; clusters of ATTN_WIN_CLUSTER blocks (2 or 4, default 2), neighbouring windows,
             and a tile that two or more of them chose read from L2 once and multicast into the rings
             of those that chose it; ATTN_WIN_SHARED_STAGES (default 2 with 2 windows, 4 with 4) of the
             7 stages take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is computed (the
@@ -324,8 +325,25 @@ STREAM = [
 
 CLUSTER = [
     ("""__global__ void __launch_bounds__(kWinThreads, 1)
-    selected_window_kernel(""", """/* Whether the window kernel serves this call""",
-     """#include "../../tools/bench/window_cluster.cuh"
+    selected_window_kernel(""", """#include "../../tools/bench/window_cluster.cuh"
+
+__global__ void __cluster_dims__(kCl, 1, 1) __launch_bounds__(kWinThreads, 1)
+    selected_window_kernel("""),
+    # the ring, from the first issue to the kernel's end: the cluster's (the union, Q and warps stay)
+    ("""    const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
+    if (threadIdx.x == 0)
+        for (int u = 0; u < min(nu, kRing); ++u)""", """/* Whether the window kernel serves this call""",
+     """    const unsigned crank = cluster_rank();
+    const int np = cluster_match(smem, nu, crank);
+    const ClusterRing cr = cluster_ring(&tk, &tv, smem, crank, b * sh.N, g); /* the launcher checks B * N < 2^31 */
+    if (threadIdx.x == 0) cr.issue_first(np, smem + kOffFirst);
+    if (active) {
+        cluster_walk(ps, cr, np, seq, count, t, scale_log2);
+        ps.store(o + row0 * 128, lse + ((size_t)b * sh.H + (size_t)g * hpg) * sh.M + i, sh.M, scale_log2);
+    }
+    cluster_sync(); /* block 0's table, and every block's union, until all are done */
+#endif
+}
 
 """),
     ("""#include <math.h>
