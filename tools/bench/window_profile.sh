@@ -91,8 +91,13 @@ set -- $(printf '%s\n' "$@" | awk '!seen[$0]++') # a name given twice is built o
 for v in "$@"; do
   row "$v" >/dev/null || { echo "window_profile.sh: unknown variant '$v' (known: $(printf '%s\n' "$TABLE" | cut -d'|' -f1 | tr '\n' ' '))" >&2; exit 2; }
 done
-SCRATCH=$(mktemp -d /tmp/window_profile.XXXXXX)
-trap 'rm -rf "$SCRATCH"' EXIT # also when a build fails: a copy of the tree per variant
+if [ -n "${WINDOW_PROFILE_SCRATCH:-}" ]; then # kept for a later step (window_ncu.sh), not removed
+  SCRATCH=$WINDOW_PROFILE_SCRATCH
+  mkdir -p "$SCRATCH"
+else
+  SCRATCH=$(mktemp -d /tmp/window_profile.XXXXXX)
+  trap 'rm -rf "$SCRATCH"' EXIT # also when a build fails: a copy of the tree per variant
+fi
 
 variant() { # name: copy, edit, build
   local name edits flags kind d targets=bench_nsa
