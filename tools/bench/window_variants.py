@@ -36,6 +36,10 @@ has changed: update the edit). The edits:
             7 stages take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is computed (the
             transport floor; wrong output). The launcher's grid (whole clusters of windows) and shared
             memory follow.
+  split     (on the committed kernel) K and V of a tile in separate half-stages of the same ring
+            (14 of 16 KB in the places of the 7 pairs), each with its own barrier and count of users:
+            a warp releases a tile's K as soon as its S is computed, so the next K is on its way while
+            the warp finishes the softmax and P V (PositionSoftmax::tile split as for `stream`).
 
 `profile` and `prefetch` apply on top of `early` as well (give `early` first); `stream` takes the
 place of the kernel that `profile` and `prefetch` edit, so it goes with `early` alone.
@@ -372,7 +376,93 @@ __global__ void __cluster_dims__(kCl, 1, 1) __launch_bounds__(kWinThreads, 1)
     selected_window_kernel<<<grid, kWinThreads, kClusterSmem, stream>>>"""),
 ]
 
-EDITS = {"profile": PROFILE, "prefetch": PREFETCH, "early": EARLY, "stream": STREAM, "cluster": CLUSTER}
+SPLIT = STREAM[:2] + [
+    # K and V of a tile in separate half-stages (16 KB each, kHalf = 14 of them, the same bytes and
+    # places as the 7 pairs): half h = 2 u (K of union block u) or 2 u + 1 (V), in half-stage h % kHalf;
+    # a warp releases K as soon as its S is computed, so that the next K comes in while it finishes
+    ("""constexpr int kOffSlot = kOffLeft + 8 * 4;               /* int slot_u[kRing] */
+constexpr int kOffFull = kOffSlot + 8 * 4;               /* uint64 full[kRing] */
+constexpr int kOffMisc = kOffFull + 8 * 8;               /* int: distinct blocks per warp of the scan; union size */""",
+     """constexpr int kHalf = 2 * kRing;                         /* half-stages: K or V of one tile, 16 KB */
+constexpr int kOffSlot = kOffLeft + 16 * 4;              /* int slot_u[kHalf] (left[kHalf] before it) */
+constexpr int kOffFull = kOffSlot + 16 * 4;              /* uint64 full[kHalf] */
+constexpr int kOffMisc = kOffFull + 16 * 8;              /* int: distinct blocks per warp of the scan; union size */"""),
+    ("""/* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile""",
+     """/* Send half h of the union's tiles (K of union block h / 2 when h is even, else its V) to half-stage
+ * h % kHalf: its users, its index, one expect-tx arrival and two copies (columns 0-63, 64-127). */
+__device__ __forceinline__ void issue_half(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
+                                           uint32_t full, int *left, int *slot_u, const int *blk,
+                                           const uint16_t *upos, int h, int row_base, int g)
+{
+    const int u = h >> 1, hs = h % kHalf;
+    left[hs] = upos[u + 1] - upos[u];
+    atomicExch(&slot_u[hs], h);
+    const uint32_t bar = full + 8 * hs, dst = ring + hs * (kPair / 2);
+    const int row = row_base + blk[u] * 64;
+    const CUtensorMap *tm = (h & 1) ? tv : tk;
+    fence_proxy_async();
+    mbar_arrive_expect_tx(bar, kPair / 2);
+    tma_load_3d(dst, tm, 0, g, row, bar);
+    tma_load_3d(dst + kBox, tm, 64, g, row, bar);
+}
+
+/* A warp's wait for half h, and its release (the last user sends half h + kHalf). */
+__device__ __forceinline__ void half_acquire(int *slot_u, uint32_t full, int h)
+{
+    const int hs = h % kHalf;
+    if (threadIdx.x % 32 == 0) {
+        const long long start = clock64();
+        while (atomicAdd(&slot_u[hs], 0) != h) {
+            __nanosleep(32);
+            if (clock64() - start > (1ll << 32)) __trap();
+        }
+    }
+    __syncwarp();
+    mbar_wait(full + 8 * hs, (unsigned)(h / kHalf) & 1u);
+}
+
+__device__ __forceinline__ void half_release(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
+                                             uint32_t full, int *left, int *slot_u, const int *blk,
+                                             const uint16_t *upos, int h, int nh, int row_base, int g)
+{
+    __syncwarp(); /* every lane is done reading the half-stage */
+    if (threadIdx.x % 32 == 0) {
+        __threadfence_block();
+        if (atomicSub(&left[h % kHalf], 1) == 1 && h + kHalf < nh) {
+            __threadfence_block();
+            issue_half(tk, tv, ring, full, left, slot_u, blk, upos, h + kHalf, row_base, g);
+        }
+    }
+}
+
+/* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile"""),
+    ("""        for (int st = 0; st < kRing; ++st) {
+            mbar_init(full + 8 * st, 1);""", """        for (int st = 0; st < kHalf; ++st) {
+            mbar_init(full + 8 * st, 1);"""),
+    ("""    const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
+    if (threadIdx.x == 0)
+        for (int u = 0; u < min(nu, kRing); ++u)""", """    /* END SOLUTION */
+    if (active) ps.store(""",
+     """    const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
+    if (threadIdx.x == 0)
+        for (int h = 0; h < min(2 * nu, kHalf); ++h)
+            issue_half(&tk, &tv, base, full, left, slot_u, blk, upos, h, row_base, g);
+    if (!active) return;
+    for (int r = 0; r < count; ++r) {
+        const int u = __shfl_sync(0xffffffffu, seq, r), st = u % kRing;
+        const long s0 = (long)blk[u] * 64;
+        float s[8][4];
+        half_acquire(slot_u, full, 2 * u);
+        ps.scores(base + st * kPair, s);
+        half_release(&tk, &tv, base, full, left, slot_u, blk, upos, 2 * u, 2 * nu, row_base, g);
+        half_acquire(slot_u, full, 2 * u + 1);
+        ps.finish(s, base + st * kPair + 2 * kBox, s0, min(t, s0 + 63), scale_log2);
+        half_release(&tk, &tv, base, full, left, slot_u, blk, upos, 2 * u + 1, 2 * nu, row_base, g);
+    }
+"""),
+]
+
+EDITS = {"profile": PROFILE, "prefetch": PREFETCH, "early": EARLY, "stream": STREAM, "cluster": CLUSTER, "split": SPLIT}
 
 
 def apply(text, names):
