@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # window_profile.sh - where lesson 09's window kernel (selected_window_kernel) spends its time, and the
 # candidate changes of tools/bench/window_variants.py, timed side by side. For maintainers, on a GPU
-# machine (sm_90). All twenty-three variants have not yet been run in one go: name a subset to stay within
+# machine (sm_90). All twenty-four variants have not yet been run in one go: name a subset to stay within
 # one device call (the seven of change 11 were estimated at a few minutes on an H200 with 16 cores).
 #
 #   source .gpu/env.sh && tools/bench/window_profile.sh [VARIANT ...]     (default: all of them)
@@ -40,8 +40,8 @@
 #   nc2, nc4    their transport alone (ATTN_WIN_NOCOMPUTE): against n1a, whether L2 (which then serves
 #               the 16- or 32-position union) or each multiprocessor's intake (still its own window's
 #               union) limits the ring
-#   sp          the edit `split`: K and V of a tile in half-stages of their own, a tile's K released
-#               as soon as its S is computed (candidate)
+#   sp, sp4     the edit `split`: a tile's K and V (sp) or its four 8 KB boxes (sp4) in stages of
+#               their own, each released as soon as the warp has read it (candidates)
 # A candidate's test_09_solutions runs before it is timed. Then the counters at N = 65536 (random and
 # local lists) for the profiled variants chosen, and every other variant chosen timed at N = 65536
 # (mean-pool and paper lists), twice, interleaved. The counters need every warp active (N a multiple of
@@ -87,7 +87,8 @@ c2|cluster|-DATTN_WIN_CLUSTER=2|cand
 c4|cluster|-DATTN_WIN_CLUSTER=4|cand
 nc2|cluster|-DATTN_WIN_CLUSTER=2 -DATTN_WIN_NOCOMPUTE=1|base
 nc4|cluster|-DATTN_WIN_CLUSTER=4 -DATTN_WIN_NOCOMPUTE=1|base
-sp|split||cand"
+sp|split||cand
+sp4|split|-DATTN_WIN_SPLIT=4|cand"
 row() { printf '%s\n' "$TABLE" | grep "^$1|"; }
 if [ $# -eq 0 ]; then set -- $(printf '%s\n' "$TABLE" | cut -d'|' -f1); fi
 set -- $(printf '%s\n' "$@" | awk '!seen[$0]++') # a name given twice is built once (one scratch folder each)

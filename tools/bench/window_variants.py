@@ -36,10 +36,10 @@ has changed: update the edit). The edits:
             7 stages take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is computed (the
             transport floor; wrong output). The launcher's grid (whole clusters of windows) and shared
             memory follow.
-  split     (on the committed kernel) K and V of a tile in separate half-stages of the same ring
-            (14 of 16 KB in the places of the 7 pairs), each with its own barrier and count of users:
-            a warp releases a tile's K as soon as its S is computed, so the next K is on its way while
-            the warp finishes the softmax and P V (PositionSoftmax::tile split as for `stream`).
+  split     (on the committed kernel) a tile's K and V (ATTN_WIN_SPLIT=2, the default) or its four
+            8 KB boxes (=4) in stages of their own (14 or 28 in the places of the 7 pairs), each with
+            its own barrier and count of users: a warp releases a part as soon as it has read it (K
+            once S is computed), so the next one is on its way while the warp finishes the tile.
 
 `profile` and `prefetch` apply on top of `early` as well (give `early` first); `stream` takes the
 place of the kernel that `profile` and `prefetch` edit, so it goes with `early` alone.
@@ -376,40 +376,97 @@ __global__ void __cluster_dims__(kCl, 1, 1) __launch_bounds__(kWinThreads, 1)
     selected_window_kernel<<<grid, kWinThreads, kClusterSmem, stream>>>"""),
 ]
 
-SPLIT = STREAM[:2] + [
-    # K and V of a tile in separate half-stages (16 KB each, kHalf = 14 of them, the same bytes and
-    # places as the 7 pairs): half h = 2 u (K of union block u) or 2 u + 1 (V), in half-stage h % kHalf;
-    # a warp releases K as soon as its S is computed, so that the next K comes in while it finishes
+SPLIT = [
+    # PositionSoftmax::tile in parts: S over one K box (columns 0-63 or 64-127 of D), the mask and the
+    # online softmax, P V into one V box's columns
+    ("""    __device__ __forceinline__ void tile(uint32_t k_s, long s0, long last, float scale_log2)
+    {""", """    /* o = O / l in bf16 to the 16 contiguous rows""",
+     """    /* S += Q K^T over columns 64 C .. 64 C + 63 of D: K box C of the tile at k_s */
+    template <int C> __device__ __forceinline__ void scores_part(uint32_t k_s, float (&s)[8][4]) const
+    {
+        const int lane = threadIdx.x % 32;
+#pragma unroll
+        for (int kk = 4 * C; kk < 4 * C + 4; ++kk)
+#pragma unroll
+            for (int np = 0; np < 4; ++np) {
+                uint32_t bk[4];
+                ldmatrix_x4(bk, k_s + tma_offset(np * 16 + lane % 8 + (lane / 16) * 8, 2 * kk + (lane / 8) % 2));
+                mma_bf16(s[2 * np], qa[kk], bk[0], bk[1]);
+                mma_bf16(s[2 * np + 1], qa[kk], bk[2], bk[3]);
+            }
+    }
+
+    /* S masked past `last` (the token causal rule), the online softmax step, P as A fragments */
+    __device__ __forceinline__ void softmax_part(float (&s)[8][4], uint32_t (&p)[16], long s0, long last,
+                                                 float scale_log2)
+    {
+        const int tig = threadIdx.x % 4;
+        if (s0 + 63 > last) {
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) s[nt][c] = s0 + nt * 8 + tig * 2 + (c & 1) > last ? -INFINITY : s[nt][c];
+        }
+        online_softmax_step<8, 16>(s, p, m_i, l_i, o_acc, scale_log2);
+    }
+
+    /* O[:, 64 C .. 64 C + 63] += P V: V box C of the tile whose V starts at v_s */
+    template <int C> __device__ __forceinline__ void pv_part(const uint32_t (&p)[16], uint32_t v_s)
+    {
+        const int lane = threadIdx.x % 32;
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+            for (int dp = 4 * C; dp < 4 * C + 4; ++dp) {
+                uint32_t bv[4];
+                ldmatrix_x4_trans(bv, v_s + tma_offset(ks * 16 + lane % 8 + ((lane / 8) % 2) * 8, 2 * dp + lane / 16));
+                mma_bf16(o_acc[2 * dp], &p[4 * ks], bv[0], bv[1]);
+                mma_bf16(o_acc[2 * dp + 1], &p[4 * ks], bv[2], bv[3]);
+            }
+    }
+
+"""),
+    # a tile in kParts parts (ATTN_WIN_SPLIT: 2, K and V; or 4, the four boxes), each in a stage of its
+    # own (kSlots = kParts x 7 of 32 / kParts KB, in the places of the 7 pairs): part h = kParts u + x of
+    # union block u in stage h % kSlots, with its own barrier and count of users, released as soon as
+    # the warp has read it, so the next part is on its way while the warp works on the rest
     ("""constexpr int kOffSlot = kOffLeft + 8 * 4;               /* int slot_u[kRing] */
 constexpr int kOffFull = kOffSlot + 8 * 4;               /* uint64 full[kRing] */
 constexpr int kOffMisc = kOffFull + 8 * 8;               /* int: distinct blocks per warp of the scan; union size */""",
-     """constexpr int kHalf = 2 * kRing;                         /* half-stages: K or V of one tile, 16 KB */
-constexpr int kOffSlot = kOffLeft + 16 * 4;              /* int slot_u[kHalf] (left[kHalf] before it) */
-constexpr int kOffFull = kOffSlot + 16 * 4;              /* uint64 full[kHalf] */
-constexpr int kOffMisc = kOffFull + 16 * 8;              /* int: distinct blocks per warp of the scan; union size */"""),
+     """#ifndef ATTN_WIN_SPLIT
+#define ATTN_WIN_SPLIT 2
+#endif
+constexpr int kParts = ATTN_WIN_SPLIT;                   /* stages per tile pair: 2 (K, V) or 4 (boxes) */
+static_assert(kParts == 2 || kParts == 4, "ATTN_WIN_SPLIT: 2 or 4");
+constexpr int kSlots = kParts * kRing;                   /* part-stages of 32 / kParts KB */
+constexpr int kOffSlot = kOffLeft + 32 * 4;              /* int slot_u[kSlots] (left[kSlots] before it) */
+constexpr int kOffFull = kOffSlot + 32 * 4;              /* uint64 full[kSlots] */
+constexpr int kOffMisc = kOffFull + 32 * 8;              /* int: distinct blocks per warp of the scan; union size */"""),
     ("""/* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile""",
-     """/* Send half h of the union's tiles (K of union block h / 2 when h is even, else its V) to half-stage
- * h % kHalf: its users, its index, one expect-tx arrival and two copies (columns 0-63, 64-127). */
-__device__ __forceinline__ void issue_half(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
+     """/* Send part h of the union's tiles (part h % kParts of union block h / kParts: K, V or one of their
+ * boxes) to stage h % kSlots: its users, its index, one expect-tx arrival and its copies. */
+__device__ __forceinline__ void issue_part(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
                                            uint32_t full, int *left, int *slot_u, const int *blk,
                                            const uint16_t *upos, int h, int row_base, int g)
 {
-    const int u = h >> 1, hs = h % kHalf;
+    const int u = h / kParts, hs = h % kSlots;
     left[hs] = upos[u + 1] - upos[u];
     atomicExch(&slot_u[hs], h);
-    const uint32_t bar = full + 8 * hs, dst = ring + hs * (kPair / 2);
+    const uint32_t bar = full + 8 * hs, dst = ring + hs * (kPair / kParts);
     const int row = row_base + blk[u] * 64;
-    const CUtensorMap *tm = (h & 1) ? tv : tk;
     fence_proxy_async();
-    mbar_arrive_expect_tx(bar, kPair / 2);
-    tma_load_3d(dst, tm, 0, g, row, bar);
-    tma_load_3d(dst + kBox, tm, 64, g, row, bar);
+    mbar_arrive_expect_tx(bar, kPair / kParts);
+#pragma unroll
+    for (int x = 0; x < 4 / kParts; ++x) {
+        const int box = (h % kParts) * (4 / kParts) + x; /* 0, 1: K columns 0-63, 64-127; 2, 3: V */
+        tma_load_3d(dst + x * kBox, box < 2 ? tk : tv, (box & 1) * 64, g, row, bar);
+    }
 }
 
-/* A warp's wait for half h, and its release (the last user sends half h + kHalf). */
-__device__ __forceinline__ void half_acquire(int *slot_u, uint32_t full, int h)
+/* A warp's wait for part h, and its release (the last user sends part h + kSlots). */
+__device__ __forceinline__ void part_acquire(int *slot_u, uint32_t full, int h)
 {
-    const int hs = h % kHalf;
+    const int hs = h % kSlots;
     if (threadIdx.x % 32 == 0) {
         const long long start = clock64();
         while (atomicAdd(&slot_u[hs], 0) != h) {
@@ -418,47 +475,62 @@ __device__ __forceinline__ void half_acquire(int *slot_u, uint32_t full, int h)
         }
     }
     __syncwarp();
-    mbar_wait(full + 8 * hs, (unsigned)(h / kHalf) & 1u);
+    mbar_wait(full + 8 * hs, (unsigned)(h / kSlots) & 1u);
 }
 
-__device__ __forceinline__ void half_release(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
+__device__ __forceinline__ void part_release(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
                                              uint32_t full, int *left, int *slot_u, const int *blk,
                                              const uint16_t *upos, int h, int nh, int row_base, int g)
 {
-    __syncwarp(); /* every lane is done reading the half-stage */
+    __syncwarp(); /* every lane is done reading the stage */
     if (threadIdx.x % 32 == 0) {
         __threadfence_block();
-        if (atomicSub(&left[h % kHalf], 1) == 1 && h + kHalf < nh) {
+        if (atomicSub(&left[h % kSlots], 1) == 1 && h + kSlots < nh) {
             __threadfence_block();
-            issue_half(tk, tv, ring, full, left, slot_u, blk, upos, h + kHalf, row_base, g);
+            issue_part(tk, tv, ring, full, left, slot_u, blk, upos, h + kSlots, row_base, g);
         }
     }
 }
 
 /* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile"""),
     ("""        for (int st = 0; st < kRing; ++st) {
-            mbar_init(full + 8 * st, 1);""", """        for (int st = 0; st < kHalf; ++st) {
+            mbar_init(full + 8 * st, 1);""", """        for (int st = 0; st < kSlots; ++st) {
             mbar_init(full + 8 * st, 1);"""),
     ("""    const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
     if (threadIdx.x == 0)
         for (int u = 0; u < min(nu, kRing); ++u)""", """    /* END SOLUTION */
     if (active) ps.store(""",
      """    const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
+    const int nh = kParts * nu;
     if (threadIdx.x == 0)
-        for (int h = 0; h < min(2 * nu, kHalf); ++h)
-            issue_half(&tk, &tv, base, full, left, slot_u, blk, upos, h, row_base, g);
+        for (int h = 0; h < min(nh, kSlots); ++h)
+            issue_part(&tk, &tv, base, full, left, slot_u, blk, upos, h, row_base, g);
     if (!active) return;
+#define PART(x, work)                                                                              \\
+    part_acquire(slot_u, full, kParts * u + (x));                                                  \\
+    work;                                                                                          \\
+    part_release(&tk, &tv, base, full, left, slot_u, blk, upos, kParts * u + (x), nh, row_base, g)
     for (int r = 0; r < count; ++r) {
         const int u = __shfl_sync(0xffffffffu, seq, r), st = u % kRing;
+        const uint32_t k_s = base + st * kPair, v_s = k_s + 2 * kBox;
         const long s0 = (long)blk[u] * 64;
         float s[8][4];
-        half_acquire(slot_u, full, 2 * u);
-        ps.scores(base + st * kPair, s);
-        half_release(&tk, &tv, base, full, left, slot_u, blk, upos, 2 * u, 2 * nu, row_base, g);
-        half_acquire(slot_u, full, 2 * u + 1);
-        ps.finish(s, base + st * kPair + 2 * kBox, s0, min(t, s0 + 63), scale_log2);
-        half_release(&tk, &tv, base, full, left, slot_u, blk, upos, 2 * u + 1, 2 * nu, row_base, g);
+        uint32_t p[16];
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        if (kParts == 4) {
+            PART(0, ps.scores_part<0>(k_s, s));
+            PART(1, ps.scores_part<1>(k_s, s));
+            ps.softmax_part(s, p, s0, min(t, s0 + 63), scale_log2);
+            PART(2, ps.pv_part<0>(p, v_s));
+            PART(3, ps.pv_part<1>(p, v_s));
+        } else {
+            PART(0, (ps.scores_part<0>(k_s, s), ps.scores_part<1>(k_s, s)));
+            ps.softmax_part(s, p, s0, min(t, s0 + 63), scale_log2);
+            PART(1, (ps.pv_part<0>(p, v_s), ps.pv_part<1>(p, v_s)));
+        }
     }
+#undef PART
 """),
 ]
 
