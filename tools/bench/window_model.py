@@ -3,6 +3,7 @@
 
     python3 tools/bench/window_model.py [--latency US] [--compute US] [--stages R] [--windows W]
                                         [--order ascending|rank] [--per-block K] [--positions-per-warp P]
+                                        [--parts 1|2|4]
 
 One block: 8 warps, one position each, 16 blocks per list (the three forced ones, 0, cur and cur - 1,
 and chance picks among the t / 64 + 1 candidates, as the benchmark's random lists), the window's
@@ -33,6 +34,10 @@ lists w and w + 8), one union of all 16 lists, a warp walking both positions' ti
 order and computing each of its entries (a tile both its positions chose costs it twice). The union of
 16 lists is smaller per position (9.9 tiles at 64k against 11.2 for 8), and the prologue (a sort of
 256 keys: 36 steps against 28) is taken as 1.2 times as long per block.
+
+--parts 2 or 4 models the edit `split` (ATTN_WIN_SPLIT): each tile sent as 2 parts (K, V) or 4 (its
+8 KB boxes), each in a stage of its own (the ring has parts x stages of them), a warp computing each
+part in compute / parts µs and releasing it before it waits for the next.
 
 It prints µs per window and the time at N = 65536 this implies on 132 multiprocessors (32768 windows
 of the bar's shape; the kernel's measured 12.5 ms is 50 µs per window). Calibrated on the cycle
@@ -127,6 +132,8 @@ def main():
                          "least 32 KB / (rate / 132) apart (default 0: no limit; 10.8 gives the measured 12.5 ms)")
     ap.add_argument("--positions-per-warp", type=int, choices=(1, 2), default=1,
                     help="2: ATTN_WIN_JOINT, 16 positions per block in one union (default 1)")
+    ap.add_argument("--parts", type=int, choices=(1, 2, 4), default=1,
+                    help="stages per tile: 2 (K, V) or 4 (boxes) as the edit `split` (default 1)")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     if a.per_block < 1 or a.windows < a.per_block or a.stages < 1:
@@ -135,8 +142,11 @@ def main():
     # a window's positions see t / 64 + 1 blocks, t uniform over the sequence
     ppw = a.positions_per_warp
     windows = [window_lists(rng.randrange(1, 1025), rng, warps=8 * ppw) for _ in range(a.windows)]
-    gap = 32768 * SMS / (a.rate * 1e12) * 1e6 if a.rate > 0 else 0.0  # µs between two tiles' landing
-    ring = lambda ws: run_ring(ws, a.stages, a.latency, a.compute, a.order, gap, ppw)
+    parts = a.parts
+    if parts > 1:  # block b becomes parts consecutive entries, each a stage of its own
+        windows = [[sorted(parts * blk + x for blk in lst for x in range(parts)) for lst in lists] for lists in windows]
+    gap = 32768 // parts * SMS / (a.rate * 1e12) * 1e6 if a.rate > 0 else 0.0  # µs between two parts' landing
+    ring = lambda ws: run_ring(ws, a.stages * parts, a.latency, a.compute / parts, a.order, gap, ppw)
     prologue = 3.7 * (1.2 if ppw == 2 else 1.0)
     separate = sum(ring([w]) for w in windows) / len(windows)
     k = a.per_block
