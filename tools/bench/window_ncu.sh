@@ -9,7 +9,8 @@
 # Each variant is built by window_profile.sh (same names); `base` is also profiled in its K/V floor
 # kernel (kv_floor_tma_kernel: every selected tile read on its own, nothing computed). One launch of
 # each kernel is profiled, clocks left alone. Reports under $OUT (default ./gpu-logs), a summary on
-# stdout.
+# stdout. Not yet run on a GPU (written 2026-12-07, when no device machine could be had): the metric
+# names are Hopper's as documented; the sections run apart from them, so a wrong name costs only its line.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LOG=${OUT:-gpu-logs}
@@ -27,10 +28,14 @@ METRICS+=,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,sm__throughput.avg.pct_
 profile() { # variant kernel-regex tag
   local bin="$SCRATCH/$1/build/bin/bench_nsa" out="$LOG/ncu_$3"
   [ -x "$bin" ] || { echo "window_ncu.sh: $1 not built"; return; }
+  # the sections, then the metrics on their own (a metric this ncu does not know fails only its run)
   ncu --clock-control none -k "regex:$2" -c 1 --section SpeedOfLight --section MemoryWorkloadAnalysis \
-    --section MemoryWorkloadAnalysis_Tables --metrics "$METRICS" \
-    "$bin" --N 65536 --no-dense --config mean --warmup 0 --reps 1 >"$out.log" 2>&1
-  echo "== $3 ($1, $2): exit $?"
+    --section MemoryWorkloadAnalysis_Tables "$bin" --N 65536 --no-dense --config mean --warmup 0 --reps 1 \
+    >"$out.log" 2>&1
+  echo "== $3 ($1, $2): sections exit $?"
+  ncu --clock-control none -k "regex:$2" -c 1 --metrics "$METRICS" \
+    "$bin" --N 65536 --no-dense --config mean --warmup 0 --reps 1 >>"$out.log" 2>&1
+  echo "== $3 ($1, $2): metrics exit $?"
   grep -E "Duration|DRAM Throughput|L2 Hit Rate|L1/TEX Hit|Max Bandwidth|Mem Busy|Mem Pipes|L2 Cache Throughput|Compute \(SM\)|$(echo "$METRICS" | tr ',' '|' | sed 's/\./\\./g')" "$out.log" | sed 's/^ *//' | head -40
 }
 for v in "$@"; do
