@@ -438,6 +438,13 @@ class WindowModel(unittest.TestCase):
         # two warps share tile 0 and each has one more: both compute at once
         self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [0, 2]]], 7, 2.0, 1.0), 4.0)
 
+    def test_parts_released_early(self):
+        # --parts 2 (the edit split): one warp, tiles 0 and 1 as parts 0-3, one tile's worth of stages
+        # (2 parts). K0 is done at 2.5 and sends K1 (lands 4.5), V0 at 3.0 sends V1 (lands 5.0): done at
+        # 5.5, where the whole tile in one stage gives 6.0 (tile 1 sent only when tile 0 is done)
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2, 3]]], 2, 2.0, 0.5), 5.5)
+        self.assertAlmostEqual(self.wm.run_ring([[[0, 1]]], 1, 2.0, 1.0), 6.0)
+
     def test_two_positions_per_warp(self):
         # one warp serves both lists: its entries 0, 1, 1 in ring order, one after the other (2-3, 3-4, 4-5);
         # two warps (one position each) compute tile 1 side by side and are done at 4
