@@ -6,6 +6,9 @@
 #
 #   source .gpu/env.sh && tools/bench/window_profile.sh [VARIANT ...]     (default: all of them)
 #
+# WINDOW_PROFILE_BUILD_ONLY=1 stops after the builds; WINDOW_PROFILE_SCRATCH=DIR builds there and keeps
+# the builds (tools/bench/window_ncu.sh uses both).
+#
 # For each variant it copies the tree to a scratch folder, rewrites lesson 09's solution there with the
 # edits of tools/bench/window_variants.py (the committed kernel is never touched), and builds bench_nsa
 # (and test_09_solutions for the candidates). The variants:

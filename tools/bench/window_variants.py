@@ -442,7 +442,9 @@ constexpr int kSlots = kParts * kRing;                   /* part-stages of 32 / 
 constexpr int kOffSlot = kOffLeft + 32 * 4;              /* int slot_u[kSlots] (left[kSlots] before it) */
 constexpr int kOffFull = kOffSlot + 32 * 4;              /* uint64 full[kSlots] */
 constexpr int kOffMisc = kOffFull + 32 * 8;              /* int: distinct blocks per warp of the scan; union size */"""),
-    ("""/* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile""",
+    # issue_pair, which the new ring no longer calls, gives way to issue_part and the part's wait and release
+    ("""/* Send union block u to its stage: record its number of users""",
+     """/* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile""",
      """/* Send part h of the union's tiles (part h % kParts of union block h / kParts: K, V or one of their
  * boxes) to stage h % kSlots: its users, its index, one expect-tx arrival and its copies. */
 __device__ __forceinline__ void issue_part(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
