@@ -164,9 +164,9 @@ class SummaryTest(unittest.TestCase):
         self.assertNotIn("skipped", text)
 
     def test_skips_with_a_gpu_give_their_reasons(self):
-        res = {"solutions.01": "passed", "sanitizer.memcheck.01": "skipped"}
-        text = "\n".join(course_cli.summarize(res, outputs={"sanitizer.memcheck.01": "x\ncompute-sanitizer not found\n"}))
-        self.assertIn("sanitizer.memcheck.01: compute-sanitizer not found", text)
+        res = {"solutions.01": "passed", "sanitizer.memcheck.01.causal": "skipped"}
+        text = "\n".join(course_cli.summarize(res, outputs={"sanitizer.memcheck.01.causal": "x\ncompute-sanitizer not found\n"}))
+        self.assertIn("sanitizer.memcheck.01.causal: compute-sanitizer not found", text)
 
 
 @unittest.skipUnless(shutil.which("cmake") and shutil.which("ctest"), "needs cmake and ctest")
