@@ -9,8 +9,9 @@
 # Each variant is built by window_profile.sh (same names); `base` is also profiled in its K/V floor
 # kernel (kv_floor_tma_kernel: every selected tile read on its own, nothing computed). One launch of
 # each kernel is profiled, clocks left alone. Reports under $OUT (default ./gpu-logs), a summary on
-# stdout. Not yet run on a GPU (written 2026-12-07, when no device machine could be had): the metric
-# names are Hopper's as documented; the sections run apart from them, so a wrong name costs only its line.
+# stdout. First run on 2026-12-07 on an H100 (`base n1a`, about 2 minutes with the builds; every metric
+# below was read; results in docs/NSA_PERFORMANCE.md, change 16). The sections run apart from the
+# metrics, so a metric name a later ncu does not know costs only its line.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LOG=${OUT:-gpu-logs}
