@@ -404,7 +404,11 @@ class WindowVariants(unittest.TestCase):
                   (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_NOCOMPUTE=1"]),
                   (["early", "profile"], ["-DATTN_WIN_PROFILE"]), (["prefetch"], ["-DATTN_WIN_PREFETCH=132"]),
                   (["cluster"], []), (["cluster"], ["-DATTN_WIN_CLUSTER=4", "-DATTN_WIN_NOCOMPUTE=1"]),
-                  (["split"], []), (["split"], ["-DATTN_WIN_SPLIT=4"]))
+                  (["split"], []), (["split"], ["-DATTN_WIN_SPLIT=4"]),
+                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_QSMEM=1",
+                                         "-DATTN_WIN_STAGES=5"]),
+                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_NOCOMPUTE=1",
+                                         "-DATTN_WIN_STAGES=5"]))
         with tempfile.TemporaryDirectory() as tmp:
             os.makedirs(os.path.join(tmp, "solutions", "09_selected_attention"))
             os.makedirs(os.path.join(tmp, "tools", "bench"))

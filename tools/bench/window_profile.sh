@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # window_profile.sh - where lesson 09's window kernel (selected_window_kernel) spends its time, and the
 # candidate changes of tools/bench/window_variants.py, timed side by side. For maintainers, on a GPU
-# machine (sm_90). All twenty-four variants have not yet been run in one go: name a subset to stay within
+# machine (sm_90). All twenty-seven variants have not yet been run in one go: name a subset to stay within
 # one device call (the seven of change 11 were estimated at a few minutes on an H200 with 16 cores).
 #
 #   source .gpu/env.sh && tools/bench/window_profile.sh [VARIANT ...]     (default: all of them)
@@ -46,6 +46,10 @@
 #   sp, sp4     the edit `split`: a tile's K and V (sp) or its four 8 KB boxes (sp4) in stages of
 #               their own, each released as soon as the warp has read it (candidates; measured on an
 #               H100 on 2026-12-07: correct, 3.5% and 23% slower than base)
+#   nj2r5       nj2r's transport with 5 stages instead of 7: the floor of j2q5's ring
+#   j2q5, j2q5a 16 positions in one union, two per warp as j2r, but their Q in shared memory
+#               (ATTN_WIN_QSMEM: 244 registers, no spill), 5 stages; rank order (j2q5) or ascending
+#               (j2q5a) (candidates)
 # A candidate's test_09_solutions runs before it is timed. Then the counters at N = 65536 (random and
 # local lists) for the profiled variants chosen, and every other variant chosen timed at N = 65536
 # (mean-pool and paper lists), twice, interleaved. The counters need every warp active (N a multiple of
@@ -92,7 +96,10 @@ c4|cluster|-DATTN_WIN_CLUSTER=4|cand
 nc2|cluster|-DATTN_WIN_CLUSTER=2 -DATTN_WIN_NOCOMPUTE=1|base
 nc4|cluster|-DATTN_WIN_CLUSTER=4 -DATTN_WIN_NOCOMPUTE=1|base
 sp|split||cand
-sp4|split|-DATTN_WIN_SPLIT=4|cand"
+sp4|split|-DATTN_WIN_SPLIT=4|cand
+nj2r5|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1 -DATTN_WIN_NOCOMPUTE=1 -DATTN_WIN_STAGES=5|base
+j2q5|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=1 -DATTN_WIN_JOINT=1 -DATTN_WIN_QSMEM=1 -DATTN_WIN_STAGES=5|cand
+j2q5a|early,stream|-DATTN_WIN_PER_BLOCK=2 -DATTN_WIN_ORDER=0 -DATTN_WIN_JOINT=1 -DATTN_WIN_QSMEM=1 -DATTN_WIN_STAGES=5|cand"
 row() { printf '%s\n' "$TABLE" | grep "^$1|"; }
 if [ $# -eq 0 ]; then set -- $(printf '%s\n' "$TABLE" | cut -d'|' -f1); fi
 set -- $(printf '%s\n' "$@" | awk '!seen[$0]++') # a name given twice is built once (one scratch folder each)

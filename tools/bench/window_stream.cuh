@@ -14,8 +14,8 @@
  *            lists are sorted together (kPer bitonic sorts of 128 keys side by side, one
  *            compare-exchange per thread and step, so no more steps than for one window), and their
  *            unions are numbered one after the other: global union index u runs over window 0's
- *            union, then window 1's, ... The ring takes u into stage u % kRing as before, so it does
- *            not drain between the windows of a block: the last user of tile u sends tile u + kRing,
+ *            union, then window 1's, ... The ring takes u into stage u % kSRing as before, so it does
+ *            not drain between the windows of a block: the last user of tile u sends tile u + kSRing,
  *            whatever window it belongs to. A warp serves its position in window 0, stores it, loads
  *            the Q of its position in window 1 (asked of L2 at the start), and so on. The prologue
  *            (about 3.7 µs per block on the H200) is paid once for kPer windows.
@@ -31,7 +31,7 @@
  *            be computing to hide it. 32 more registers live across the softmax.
  *   transport with ATTN_WIN_NOCOMPUTE = 1 (a measurement, not a kernel: its output is wrong), the warps
  *            wait for each of their tiles and release it without computing: the time the ring
- *            itself needs to move the windows' unions, the floor of this design at kRing stages.
+ *            itself needs to move the windows' unions, the floor of this design at kSRing stages.
  *   joint    with ATTN_WIN_JOINT = 1 (and 2 windows per block), one union of all 16 lists instead of one
  *            per window: a sort of 256 keys, and each warp serves its positions in both windows at
  *            once, two PositionSoftmax states, walking their entries merged in ring order (a tile both
@@ -40,12 +40,20 @@
  *            --positions-per-warp 2), but the second Q and O take 100 registers: ptxas sm_90 gives 255
  *            and spills 104 bytes (the window of 12 lost 7% to 44 bytes, NSA_PERFORMANCE change 11).
  *            The transport floor (with ATTN_WIN_NOCOMPUTE) says what the sharing alone is worth.
+ *   stages   ATTN_WIN_STAGES (default 7, the committed kernel's kRing): the ring's stages of 32 KB.
+ *   Q in smem with ATTN_WIN_QSMEM = 1 (with ATTN_WIN_JOINT and at most 5 stages): the Q of the 16
+ *            positions waits in shared memory (64 KB beside the ring), and each warp's two positions
+ *            (SmemQPosition) read their A fragments by ldmatrix at each k16 step of each tile: the
+ *            joint kernel without the 64 registers of two Qs (ptxas sm_90: 244 registers, no spill,
+ *            against 255 and 104 bytes spilled), at the cost of 2 of the 7 stages and 4 KB more
+ *            shared-memory reads per tile. NSA_PERFORMANCE change 16 says why: L2's throughput limits
+ *            the window of 8, so the bar needs the smaller union of 16 positions.
  *   tiles    one int per union tile: block << kUserBits | users (users <= 128: 8 lists of 16 entries, 8
  *            bits; 256 with ATTN_WIN_JOINT, 9 bits; the launcher sends calls with N > 2^28 to the
  *            general kernel so that the block fits 22 bits).
  *
  * Deadlock-free as the committed kernel: the smallest global union index not yet done sits in its
- * stage (every tile kRing before it is done), and each of its users has finished all its tiles before
+ * stage (every tile kSRing before it is done), and each of its users has finished all its tiles before
  * it, since a warp walks its tiles in ascending global index (window by window, ring order within;
  * with ATTN_WIN_JOINT both positions' entries merged, a tile's two entries one after the other).
  */
@@ -64,8 +72,17 @@
 #ifndef ATTN_WIN_JOINT
 #define ATTN_WIN_JOINT 0
 #endif
+#ifndef ATTN_WIN_STAGES
+#define ATTN_WIN_STAGES 7
+#endif
+#ifndef ATTN_WIN_QSMEM
+#define ATTN_WIN_QSMEM 0
+#endif
 
 constexpr int kPer = ATTN_WIN_PER_BLOCK; /* windows per block */
+constexpr int kSRing = ATTN_WIN_STAGES;  /* the ring's stages (the committed kernel's kRing is 7) */
+static_assert(kSRing >= 2 && kSRing <= 8, "ATTN_WIN_STAGES: 2-8 (the bookkeeping arrays hold 8)");
+static_assert(!ATTN_WIN_QSMEM || ATTN_WIN_JOINT, "ATTN_WIN_QSMEM: with ATTN_WIN_JOINT");
 constexpr int kAll = kPer * kWinKeys;    /* sort keys of a block */
 static_assert(kPer >= 1 && kPer <= 3, "at most 3 windows per block: their tile table must fit beside the ring");
 /* the sorts: one per window, or with ATTN_WIN_JOINT one of all the block's lists (2 windows, 16 positions) */
@@ -78,7 +95,8 @@ constexpr int kSlotBits = ATTN_WIN_JOINT ? 4 : 3;
  * sends N > 2^28 to the general kernel, so that block << 9 fits) */
 constexpr int kUserBits = ATTN_WIN_JOINT ? 9 : 8;
 /* shared memory beside the ring (from the 1024-aligned base) */
-constexpr int kSOffTile = kRing * kPair;         /* int tile[kAll]: block << 8 | users, by global union index */
+constexpr int kSOffQ = kSRing * kPair;             /* with ATTN_WIN_QSMEM: Q of the 16 positions, 4 KB each */
+constexpr int kSOffTile = kSOffQ + (ATTN_WIN_QSMEM ? 16 * 4096 : 0); /* int tile[kAll]: block << 8 | users, by global union index */
 constexpr int kSOffLeft = kSOffTile + kAll * 4;  /* int left[8] */
 constexpr int kSOffSlot = kSOffLeft + 8 * 4;     /* int slot_u[8] */
 constexpr int kSOffFull = kSOffSlot + 8 * 4;     /* uint64 full[8] */
@@ -96,11 +114,11 @@ constexpr int kScrEnd = kScrChunk + (kAll / 32) * 64;
 static_assert(kScrEnd <= kPair, "the prologue's scratch fits one stage");
 
 #if ATTN_HAVE_TMA
-/* Send global union tile u (block << 8 | users in tile[u]) to stage u % kRing. */
+/* Send global union tile u (block << 8 | users in tile[u]) to stage u % kSRing. */
 __device__ __forceinline__ void issue_tile(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring, uint32_t full,
                                            int *left, int *slot_u, const int *tile, int u, int row_base, int g)
 {
-    const int st = u % kRing, meta = tile[u];
+    const int st = u % kSRing, meta = tile[u];
     left[st] = meta & ((1 << kUserBits) - 1);
     atomicExch(&slot_u[st], u);
     const uint32_t bar = full + 8 * st, dst = ring + st * kPair;
@@ -128,6 +146,46 @@ __device__ __forceinline__ bool mbar_test(uint32_t bar, unsigned parity)
     return done != 0;
 }
 
+#if ATTN_WIN_QSMEM
+/* A position whose Q stays in shared memory (q_s: its swizzled [16][128] copy, 4 KB), read by ldmatrix
+ * at each k16 step of each tile: 4 KB more shared-memory reads per tile (an eighth of the tile's), and
+ * 32 registers fewer than PositionSoftmax, whose qa[] it never touches (so it takes no registers). */
+struct SmemQPosition : PositionSoftmax {
+    uint32_t q_s;
+
+    __device__ __forceinline__ void begin(uint32_t q_copy)
+    {
+        q_s = q_copy;
+#pragma unroll
+        for (int dt = 0; dt < 16; ++dt) o_acc[dt][0] = o_acc[dt][1] = o_acc[dt][2] = o_acc[dt][3] = 0.f;
+        m_i[0] = m_i[1] = -INFINITY;
+        l_i[0] = l_i[1] = 0.f;
+    }
+
+    /* PositionSoftmax::tile with Q's A fragment loaded per k16 step */
+    __device__ __forceinline__ void tile(uint32_t k_s, long s0, long last, float scale_log2)
+    {
+        const int lane = threadIdx.x % 32;
+        float s[8][4];
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+            uint32_t a[4];
+            ldmatrix_x4(a, q_s + swizzle<128>(lane % 16, 2 * kk + lane / 16));
+#pragma unroll
+            for (int np = 0; np < 4; ++np) {
+                uint32_t bk[4];
+                ldmatrix_x4(bk, k_s + tma_offset(np * 16 + lane % 8 + (lane / 16) * 8, 2 * kk + (lane / 8) % 2));
+                mma_bf16(s[2 * np], a, bk[0], bk[1]);
+                mma_bf16(s[2 * np + 1], a, bk[2], bk[3]);
+            }
+        }
+        finish(s, k_s + 2 * kBox, s0, last, scale_log2);
+    }
+};
+#endif
+
 /* a[k] for a runtime k, with a[] kept in registers */
 __device__ __forceinline__ int pick(const int (&a)[kPer], int k)
 {
@@ -151,7 +209,7 @@ __global__ void __launch_bounds__(kWinThreads, 1)
     int *left = reinterpret_cast<int *>(smem + kSOffLeft);
     int *slot_u = reinterpret_cast<int *>(smem + kSOffSlot);
     int *misc = reinterpret_cast<int *>(smem + kSOffMisc);
-    uint8_t *scr = smem + (kRing - 1) * kPair;
+    uint8_t *scr = smem + (kSRing - 1) * kPair;
     unsigned long long *keys = reinterpret_cast<unsigned long long *>(scr + kScrKeys);
     int *uid_of = reinterpret_cast<int *>(scr + kScrUid);
     int *map = reinterpret_cast<int *>(scr + kScrMap);
@@ -169,19 +227,35 @@ __global__ void __launch_bounds__(kWinThreads, 1)
     auto row0_of = [&](int k) { return ((size_t)b * sh.M + i_of(k)) * sh.H + (size_t)g * hpg; };
 
     if (threadIdx.x == 0) {
-        for (int st = 0; st < kRing; ++st) {
+        for (int st = 0; st < kSRing; ++st) {
             mbar_init(full + 8 * st, 1);
             slot_u[st] = -1;
         }
         mbar_init_fence();
     }
     for (int x = threadIdx.x; x < kPer * 16 + (kAll / 32) * 16; x += kWinThreads) hist[x] = 0; /* chunk_hist follows */
+#if ATTN_WIN_QSMEM
+    /* the warp copies the Q rows of its two positions (windows 0 and 1) to slots warp and 8 + warp */
+#pragma unroll
+    for (int k = 0; k < 2; ++k)
+        if (active_of(k))
+#pragma unroll
+            for (int it = 0; it < 8; ++it) {
+                const int r = it * 2 + lane / 16, c = lane % 16;
+                cp_async_16(base + kSOffQ + (k * 8 + warp) * 4096 + swizzle<128>(r, c),
+                            q + (row0_of(k) + r) * 128 + c * 8, true);
+            }
+    cp_async_commit();
+    SmemQPosition ps;
+    ps.begin(base + kSOffQ + warp * 4096);
+#else
     PositionSoftmax ps; /* Q of window 0 straight into registers; later windows' Q asked of L2 now */
     ps.init(q + (active_of(0) ? row0_of(0) : 0) * 128);
     if (lane == 0)
         for (int k = 1; k < kPer; ++k)
             if (active_of(k))
                 asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(q + row0_of(k) * 128), "r"(4096) : "memory");
+#endif
 
     /* the lists: key (block << 32 | e << kSlotBits | slot), so that a block's first sorted entry has
      * its smallest list rank e; the slot is the warp, or with ATTN_WIN_JOINT k * 8 + warp */
@@ -288,7 +362,7 @@ __global__ void __launch_bounds__(kWinThreads, 1)
     __syncthreads();
     const int row_base = b * sh.N; /* the launcher checks B * N < 2^31 */
     if (threadIdx.x == 0) /* the unions are known: the first tiles go out while the warps rank theirs */
-        for (int u = 0; u < min(nu, kRing - 1); ++u) issue_tile(&tk, &tv, base, full, left, slot_u, tile, u, row_base, g);
+        for (int u = 0; u < min(nu, kSRing - 1); ++u) issue_tile(&tk, &tv, base, full, left, slot_u, tile, u, row_base, g);
 #if !ATTN_WIN_JOINT
     /* each warp's tiles of window k in ring order, the r-th in lane r of seq[k] */
     int seq[kPer], count[kPer];
@@ -333,7 +407,7 @@ __global__ void __launch_bounds__(kWinThreads, 1)
     }
 #endif
     __syncthreads(); /* the last stage is free: every warp has read its tiles */
-    if (threadIdx.x == 0 && nu >= kRing) issue_tile(&tk, &tv, base, full, left, slot_u, tile, kRing - 1, row_base, g);
+    if (threadIdx.x == 0 && nu >= kSRing) issue_tile(&tk, &tv, base, full, left, slot_u, tile, kSRing - 1, row_base, g);
 
     /* until union tile u is in stage st (the stage may still hold an earlier one) and has landed */
     auto wait_for_tile = [&](int u, int st) {
@@ -345,26 +419,33 @@ __global__ void __launch_bounds__(kWinThreads, 1)
             }
         }
         __syncwarp();
-        mbar_wait(full + 8 * st, (unsigned)(u / kRing) & 1u);
+        mbar_wait(full + 8 * st, (unsigned)(u / kSRing) & 1u);
     };
-    /* one user of union tile u (stage st) is done with it: the last sends tile u + kRing */
+    /* one user of union tile u (stage st) is done with it: the last sends tile u + kSRing */
     auto release = [&](int u, int st) {
         __syncwarp();
         if (lane == 0) {
             __threadfence_block();
-            if (atomicSub(&left[st], 1) == 1 && u + kRing < nu) {
+            if (atomicSub(&left[st], 1) == 1 && u + kSRing < nu) {
                 __threadfence_block();
-                issue_tile(&tk, &tv, base, full, left, slot_u, tile, u + kRing, row_base, g);
+                issue_tile(&tk, &tv, base, full, left, slot_u, tile, u + kSRing, row_base, g);
             }
         }
     };
 #if ATTN_WIN_JOINT
     {
+#if ATTN_WIN_QSMEM
+        SmemQPosition ps1; /* the warp's position in window 1: its Q in slot 8 + warp */
+        ps1.begin(base + kSOffQ + (8 + warp) * 4096);
+        cp_async_wait_all();
+        __syncwarp(); /* the warp's two Q copies have landed (each warp reads only its own) */
+#else
         PositionSoftmax ps1; /* the warp's position in window 1 (its Q asked of L2 at the start) */
         ps1.init(q + (active_of(1) ? row0_of(1) : 0) * 128);
+#endif
         const int t0 = sh.N - sh.M + i_of(0), t1 = sh.N - sh.M + i_of(1); /* N <= 2^28 here */
         for (int r = 0; r < count2; ++r) {
-            const int x = __shfl_sync(0xffffffffu, seq2, r), u = x >> 1, st = u % kRing;
+            const int x = __shfl_sync(0xffffffffu, seq2, r), u = x >> 1, st = u % kSRing;
             const int s0 = (tile[u] >> kUserBits) * 64;
             wait_for_tile(u, st);
 #if !ATTN_WIN_NOCOMPUTE
@@ -397,7 +478,7 @@ __global__ void __launch_bounds__(kWinThreads, 1)
         bool have_next = false;
 #endif
         for (int r = 0; r < my_count; ++r) {
-            const int u = __shfl_sync(0xffffffffu, my_seq, r), st = u % kRing;
+            const int u = __shfl_sync(0xffffffffu, my_seq, r), st = u % kSRing;
             const long s0 = (long)(tile[u] >> kUserBits) * 64;
 #if ATTN_WIN_NOCOMPUTE
             wait_for_tile(u, st); /* landed: released at once */
@@ -415,12 +496,12 @@ __global__ void __launch_bounds__(kWinThreads, 1)
             }
             have_next = false;
             if (r + 1 < my_count) { /* the next tile, if it is already there: its S now */
-                const int un = __shfl_sync(0xffffffffu, my_seq, r + 1), stn = un % kRing;
+                const int un = __shfl_sync(0xffffffffu, my_seq, r + 1), stn = un % kSRing;
                 int ready = 0;
                 if (lane == 0)
-                    ready = atomicAdd(&slot_u[stn], 0) == un && mbar_test(full + 8 * stn, (unsigned)(un / kRing) & 1u);
+                    ready = atomicAdd(&slot_u[stn], 0) == un && mbar_test(full + 8 * stn, (unsigned)(un / kSRing) & 1u);
                 if (__shfl_sync(0xffffffffu, ready, 0)) {
-                    mbar_wait(full + 8 * stn, (unsigned)(un / kRing) & 1u); /* landed: returns at once, for every lane */
+                    mbar_wait(full + 8 * stn, (unsigned)(un / kSRing) & 1u); /* landed: returns at once, for every lane */
                     ps.scores(base + stn * kPair, s_next);
                     have_next = true;
                 }
