@@ -188,6 +188,32 @@ class Sanitizer(unittest.TestCase):
         self.assertIn("did not finish within 1 s", proc.stdout)
 
 
+class MemcheckEntries(unittest.TestCase):
+    """CMakeLists.txt makes one memcheck entry per CUDA test from the lines that start with
+    `ATTN_TEST(cuda_part, NAME`: a CUDA test declared any other way would escape memcheck unseen."""
+
+    def test_every_cuda_test_is_declared_the_way_cmake_reads_it(self):
+        import re
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        declared = re.compile(r"\b(?:Test|ParameterizedTest|ATTN_TEST|ATTN_PTEST)\s*\(\s*cuda_part\s*,")
+        cmake_reads = re.compile(r"^ATTN_TEST\(cuda_part, *[A-Za-z0-9_]+")
+        tests_dir = os.path.join(root, "tests")
+        lessons = 0
+        for name in sorted(os.listdir(tests_dir)):
+            if not re.match(r"test_\d\d_.*\.c$", name):
+                continue
+            with open(os.path.join(tests_dir, name)) as f:
+                lines = f.read().splitlines()
+            found = [ln for ln in lines if declared.search(ln)]
+            self.assertTrue(found, "%s: no CUDA test" % name)
+            for ln in found:
+                self.assertRegex(ln, cmake_reads, "%s: a CUDA test CMake's memcheck entries do not see" % name)
+            lessons += 1
+        self.assertGreaterEqual(lessons, 9)
+        with open(os.path.join(root, "CMakeLists.txt")) as f:
+            self.assertIn('REGEX "^ATTN_TEST\\\\(cuda_part, *[A-Za-z0-9_]+")', f.read())
+
+
 class Contracts(unittest.TestCase):
     def test_declared_functions_skip_comments_inline_and_typedefs(self):
         self.assertEqual(audit.declared_functions(HEADER), {"lesson_cpu", "lesson_bytes", "lesson_cuda"})
