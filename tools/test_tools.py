@@ -182,6 +182,21 @@ class Sanitizer(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, proc.stdout)
         self.assertIn("clean", proc.stdout)
 
+    def test_skip_kernel_reaches_the_sanitizer_and_the_grader_never_skips(self):
+        # the stand-in prints its arguments and reports an error, so sanitize.py shows its output
+        script = ('echo "args: $*"\n'
+                  'echo "[====] Synthesis: Tested: 1 | Passing: 1 | Failing: 0 | Crashing: 0"\n'
+                  'echo "========= ERROR SUMMARY: 1 error"\n')
+        proc, _ = self.run_sanitize(script, "--tool", "memcheck", "--skip-kernel", "reference_kernel")
+        self.assertEqual(proc.returncode, 1, proc.stdout)
+        self.assertIn("--kernel-name-exclude kns=reference_kernel", proc.stdout)
+        proc, _ = self.run_sanitize(script, "--tool", "memcheck")
+        self.assertIn("args: ", proc.stdout)
+        self.assertNotIn("--kernel-name-exclude", proc.stdout)
+        # the grader checks learner code: it must not skip any kernel (a learner could name one to match)
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "grade.py")) as f:
+            self.assertNotIn("skip-kernel", f.read())
+
     def test_a_run_that_does_not_end_times_out(self):
         proc, _ = self.run_sanitize("sleep 300\n", "--tool", "racecheck", "--expect-errors", "--timeout", "1")
         self.assertEqual(proc.returncode, 1)
