@@ -49,7 +49,8 @@
 #   nj2r5       nj2r's transport with 5 stages instead of 7: the floor of j2q5's ring
 #   j2q5, j2q5a 16 positions in one union, two per warp as j2r, but their Q in shared memory
 #               (ATTN_WIN_QSMEM: 244 registers, no spill), 5 stages; rank order (j2q5) or ascending
-#               (j2q5a) (candidates)
+#               (j2q5a) (candidates; measured on an H100 on 2026-12-07: correct, j2q5 1.3-2.0% faster
+#               than base, j2q5a 1.8% slower; nj2r5 10.2-10.3 ms, as fast as nj2r)
 # A candidate's test_09_solutions runs before it is timed. Then the counters at N = 65536 (random and
 # local lists) for the profiled variants chosen, and every other variant chosen timed at N = 65536
 # (mean-pool and paper lists), twice, interleaved. The counters need every warp active (N a multiple of
