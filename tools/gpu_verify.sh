@@ -78,11 +78,11 @@ PY
   sanitize)
     # optional: the lessons to check, e.g. `sanitize 07,08,09` (default: all). memcheck runs every
     # CUDA test of a lesson, the past-2^31 ones included, one CTest entry per test
-    # (sanitizer.memcheck.NN.TEST). On an H100 on 2026-12-07, with three processes sharing the GPU,
-    # memcheck of lessons 07 and 08 took 177 and 133 s, and lesson 09's CUDA tests, then run in one
-    # process, did not finish in 400 s even alone. SANITIZE_RE (a CTest regex, in place of the
-    # lessons) narrows the step, e.g. SANITIZE_RE='memcheck\.09\.large' for one test, so that a check
-    # that does not fit one device call can be split; each entry's time is in the log.
+    # (sanitizer.memcheck.NN.TEST; their times on an H100 are in docs/MAINTAINERS.md: most take
+    # seconds, the tests past 2^31 elements minutes, and memcheck.09.large_offsets did not finish in
+    # 420 s). SANITIZE_RE (a CTest regex, in place of the lessons) narrows the step, e.g.
+    # SANITIZE_RE='memcheck\.09\.large' for one test, so that a check that does not fit one device
+    # call can be split; each entry's time is in the log.
     only=()
     [ -n "$lessons" ] && only=(-R "\.($lesson_re)(\.|$)")
     [ -n "${SANITIZE_RE:-}" ] && only=(-R "$SANITIZE_RE")

@@ -5,8 +5,8 @@
  * multicasts it into the shared memory of the blocks that chose it. The edit `cluster` of
  * window_variants.py includes it before the committed kernel and replaces the kernel's ring (from the
  * first issue to the end) with calls of the functions below: the kernel's union, Q and warps stay its
- * own. Never part of a lesson. Needs sm_90 (clusters,
- * distributed shared memory, multicast tensor copies). tools/bench/cluster_protocol.py transcribes its
+ * own. Never part of a lesson. Needs sm_90 (clusters, distributed shared memory, multicast tensor
+ * copies). tools/bench/cluster_protocol.py transcribes its
  * bookkeeping and ring protocol and checks them under random orders of events.
  *
  * Why: the window kernel's transport alone (nothing computed) moves its tiles at about 8.3 TB/s, and so

@@ -30,10 +30,11 @@ has changed: update the edit). The edits:
 
   cluster   tools/bench/window_cluster.cuh included before the kernel, and the kernel's ring (from
             its first issue to its end) replaced with its functions (on the committed kernel, not
-            after `early`): the union, Q and warps stay the committed ones; clusters of ATTN_WIN_CLUSTER blocks (2 or 4, default 2), neighbouring windows,
-            and a tile that two or more of them chose read from L2 once and multicast into the rings
-            of those that chose it; ATTN_WIN_SHARED_STAGES (default 2 with 2 windows, 4 with 4) of the
-            7 stages take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is computed (the
+            after `early`): the union, Q and warps stay the committed ones; clusters of
+            ATTN_WIN_CLUSTER blocks (2 or 4, default 2), neighbouring windows, and a tile that two
+            or more of them chose read from L2 once and multicast into the rings of those that
+            chose it; ATTN_WIN_SHARED_STAGES (default 2 with 2 windows, 4 with 4) of the 7 stages
+            take the shared tiles; with ATTN_WIN_NOCOMPUTE=1 nothing is computed (the
             transport floor; wrong output). The launcher's grid (whole clusters of windows) and shared
             memory follow.
   split     (on the committed kernel) a tile's K and V (ATTN_WIN_SPLIT=2, the default) or its four
