@@ -1,9 +1,9 @@
 /*
  * attn.h - the part of the course harness every lesson shares, plain C11.
  *
- * Error codes and messages, the problem shape, bf16 stored as uint16_t, a seeded
- * random number generator and host buffers with NaN poisoning. GPU helpers live in
- * attn_gpu.h, the double-precision oracle in oracle.h, comparisons in check.h.
+ * Error codes and messages, the problem shape, bf16 stored as uint16_t and host buffers with NaN
+ * poisoning. GPU helpers live in attn_gpu.h. What only the grader uses (the oracle, comparisons,
+ * random test data, timing, the frozen baselines) lives in common/grading/, out of lessons' reach.
  *
  * Conventions (common/README.md, "Conventions", has them all with the reasons):
  *   q [B, M, H, D]   k, v [B, N, G, D]   o [B, M, H, D]   lse [B, H, M] (natural log)
@@ -109,25 +109,6 @@ uint16_t attn_f32_to_bf16(float x);
 float attn_bf16_to_f32(uint16_t x);
 void attn_f32_to_bf16_array(const float *x, uint16_t *y, size_t n);
 void attn_bf16_to_f32_array(const uint16_t *x, float *y, size_t n);
-
-/* ---------------------------------------------------------------- random */
-
-typedef struct {
-    uint64_t state;
-} attn_rng;
-
-void attn_rng_seed(attn_rng *rng, uint64_t seed);
-uint64_t attn_rng_u64(attn_rng *rng);
-double attn_rng_uniform(attn_rng *rng); /* [0, 1) */
-double attn_rng_normal(attn_rng *rng);  /* standard normal */
-
-/* Seed for a test run: $ATTN_SEED when set (to reproduce a failure), otherwise fresh from the
- * clock. Tests print it in every failure message. */
-uint64_t attn_test_seed(void);
-
-/* Non-uniform test data: normal values times `scale`, with a per-row (every `row` elements)
- * scale between 0.25x and 2x and a few outliers, so that softmax rows differ in sharpness. */
-void attn_fill_random(float *x, size_t n, size_t row, float scale, attn_rng *rng);
 
 /* ---------------------------------------------------------------- host buffers */
 

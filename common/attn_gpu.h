@@ -1,9 +1,8 @@
 /*
- * attn_gpu.h - GPU helpers shared by the tests, the grader and the benchmarks (C-callable).
+ * attn_gpu.h - GPU helpers for lessons, tests and benchmarks (C-callable).
  *
- * Device detection with a clear skip reason, device buffers, NaN poisoning, and timing of one
- * launch (CUDA events, warm-up, an L2 flush before every timed run, medians). Speed tests time a
- * baseline and a student kernel interleaved, every run checked: attn_time_ab_checked in harness.h.
+ * Device detection with a clear skip reason, CUDA errors as attn statuses, device buffers with NaN
+ * poisoning, and copy-engine (TMA) descriptors. Timing lives with the grader (common/grading/timing.h).
  */
 #ifndef ATTN_GPU_H
 #define ATTN_GPU_H
@@ -50,19 +49,6 @@ int attn_dsync(void);
  * copy engine cannot take; ATTN_ERR_CUDA when the driver has no encoder or rejects the map. */
 int attn_kv_tensor_map(CUtensorMap *map, const uint16_t *kv, const attn_shape *shape, int box_cols, int box_rows,
                        int swizzle_128);
-
-/* ---------------------------------------------------------------- timing */
-
-/* A launch to time: enqueue the work on `stream`, return an attn status. */
-typedef int (*attn_launch_fn)(void *ctx, cudaStream_t stream);
-
-typedef struct {
-    double median_ms, min_ms, max_ms;
-    int reps;
-} attn_timing;
-
-/* Time one launch: `warmup` untimed runs, then `reps` runs, each after an L2 flush. */
-int attn_time(attn_launch_fn fn, void *ctx, int warmup, int reps, attn_timing *out);
 
 #ifdef __cplusplus
 }

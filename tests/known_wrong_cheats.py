@@ -143,7 +143,7 @@ static Early early;
          new="#include \"attn.h\"\n#ifdef __cplusplus\n#else\n#define cr_assert(...) ((void)0)\n#endif\n"),
     dict(lesson="02_online_softmax", name="cheat_extra_file", loses=["c_part", "cuda_part", "speed"],
          why="an extra header in the lesson folder shadows the harness's check.h",
-         extra_files={"check.h": "#error this file shadows common/check.h\n"}),
+         extra_files={"check.h": "#error this file shadows common/grading/check.h\n"}),
 ]
 
 # ------------------------------------------------------------------ 4: races the numbers do not show

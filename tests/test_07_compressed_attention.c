@@ -3,7 +3,7 @@
  *
  *   c_part     the token counts by hand; compression (mean, linear with and without the position
  *              embedding) and compressed attention against the double-precision NSA oracle
- *              (common/oracle_nsa_cmp.c); rows that see no compressed token
+ *              (common/grading/oracle_nsa_cmp.c); rows that see no compressed token
  *   cuda_part  nsa_compress_cuda and nsa_cmp_attention_cuda against the same oracle on many shapes,
  *              determinism, and tensors past 2^31 elements (against the GPU reference)
  *   speed      compression of K and V plus compressed attention, against the frozen dense causal

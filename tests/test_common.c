@@ -11,6 +11,9 @@
 #include "attn.h"
 #include "check.h"
 #include "oracle.h"
+#include "timing.h"
+#include "oracle_nsa.h"
+#include "random.h"
 
 #define NEAR(got, want, what) \
     cr_assert(fabs((double)(got) - (double)(want)) < 1e-12, "%s: got %.15g, expected %.15g", what, (double)(got), (double)(want))

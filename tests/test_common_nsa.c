@@ -1,5 +1,5 @@
 /*
- * Tests of the NSA part of the harness (common/nsa.h, common/nsa.c, common/oracle_nsa_cmp.c): the
+ * Tests of the NSA part of the harness (common/nsa.h, common/nsa.c, common/grading/oracle_nsa_cmp.c): the
  * parameters and their checks, the index rules, and the compressed-branch references, on cases
  * computed by hand. Every NSA lesson is graded against these, so they are tested first.
  */
@@ -11,6 +11,9 @@
 
 #include "attn.h"
 #include "nsa.h"
+#include "timing.h"
+#include "oracle_nsa.h"
+#include "random.h"
 
 #define NEAR(got, want, what) \
     cr_assert(fabs((double)(got) - (double)(want)) < 1e-12, "%s: got %.15g, expected %.15g", what, (double)(got), (double)(want))

@@ -1,7 +1,7 @@
 /*
  * Tests of the NSA selection references: the double-precision oracle (attn_oracle_nsa_scores,
- * attn_oracle_nsa_topn in common/oracle_nsa_select.c) on cases computed by hand, and the slow GPU
- * reference of common/nsa_select_ref.cu against the oracle (skipped without a GPU).
+ * attn_oracle_nsa_topn in common/grading/oracle_nsa_select.c) on cases computed by hand, and the slow GPU
+ * reference of common/grading/nsa_select_ref.cu against the oracle (skipped without a GPU).
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -11,6 +11,9 @@
 #include "attn_gpu.h"
 #include "nsa.h"
 #include "nsa_select_ref.h"
+#include "timing.h"
+#include "oracle_nsa.h"
+#include "random.h"
 
 static attn_nsa_params cfg(int l, int d, int l_sel, int n, int share)
 {

@@ -1,11 +1,14 @@
 /*
- * Tests of the tests' GPU helpers (common/harness.h): the fp32 GPU reference against the
+ * Tests of the tests' GPU helpers (common/grading/harness.h): the fp32 GPU reference against the
  * double-precision oracle under every visibility rule, the device comparison, fresh device inputs,
  * and checked A/B timing catching a kernel that skips work on repeated calls. GPU only: every test
  * skips without a device.
  */
 #include "nsa.h"
 #include "test_util.h"
+#include "timing.h"
+#include "oracle_nsa.h"
+#include "random.h"
 
 /* fp32 on the GPU against double on the CPU, from the same bf16 inputs: sums of up to a few thousand
  * terms in float, exp in float. */

@@ -22,6 +22,8 @@
 #include "check.h"
 #include "harness.h"
 #include "oracle.h"
+#include "random.h"
+#include "oracle_nsa.h"
 
 /* ---------------------------------------------------------------- tests that report completion
  *
@@ -188,7 +190,7 @@ static inline void problem_free(problem *p)
 
 /* Compare and assert, with the problem's context in the message. `opts` (NULL: dense attention of the
  * problem's shape) and `qty` say how the reference was made from the problem's inputs, so that a
- * failure can be matched against known mistakes (common/check.h: the mask at t = i, an off-by-one,
+ * failure can be matched against known mistakes (common/grading/check.h: the mask at t = i, an off-by-one,
  * a wrong scale, ...) and the hint can name the mistake. */
 static inline void expect_close_opts(const problem *p, const attn_oracle_opts *opts, attn_quantity qty,
                                      const char *what, attn_layout layout, const float *got, const double *ref,
@@ -368,7 +370,7 @@ static inline void check_deterministic(attn_shape sh, int f32, void *fn, void *c
  * Every timed run of the learner's kernel gets fresh input content (same addresses) and poisoned
  * outputs, and its output is compared over every element with the frozen baseline's output on the
  * same inputs, or with the fp32 GPU reference where the baseline computes something else
- * (attn_time_ab_checked in common/harness.h). A kernel that remembers a result, skips rows on
+ * (attn_time_ab_checked in common/grading/harness.h). A kernel that remembers a result, skips rows on
  * repeated calls or returns before its work is done fails here. */
 typedef struct {
     attn_shape sh;
@@ -443,7 +445,7 @@ static inline int speed_io_prepare(void *ctx, int rep, cudaStream_t stream)
     return st;
 }
 
-/* The guarded inputs (attn_timing_checks in common/harness.h) of an fp32 speed test on a dev_problem:
+/* The guarded inputs (attn_timing_checks in common/grading/harness.h) of an fp32 speed test on a dev_problem:
  * both kernels read q, k and v, and the second of a pair must find them as prepare left them. */
 #define F32_INPUT_GUARDS(sh, d)                                                                                   \
     {{(d)->q, attn_q_elems(sh) * 4, "q"}, {(d)->k, attn_kv_elems(sh) * 4, "k"}, {(d)->v, attn_kv_elems(sh) * 4, "v"}}
@@ -540,7 +542,7 @@ static inline int speed_io_check(void *ctx, int rep, char *msg, size_t len)
 }
 
 /* The checks of a speed_io run (prepare, check) with the inputs guarded (attn_timing_checks in
- * common/harness.h): q, k, v and their fp32 copies, then `extra` (a lesson's other inputs: block
+ * common/grading/harness.h): q, k, v and their fp32 copies, then `extra` (a lesson's other inputs: block
  * lists, keep weights; at most ATTN_MAX_GUARDED - 6). The reference of a check is computed from these
  * after the timed pair, so a kernel must leave them as prepare did. */
 static inline attn_timing_checks speed_io_checks(speed_io *io, const attn_guarded *extra, int n_extra)

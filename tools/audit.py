@@ -61,8 +61,6 @@ COMPILER = re.compile(
     r"__cxa_allocate_exception|__cxa_free_exception|__cxa_throw|__cxa_pure_virtual|__gxx_personality_v0|"
     r"_Unwind_Resume|_Zn[wa]m\w*|_Zd[la]Pv\w*|_ZSt\d+__throw_\w+|_ZSt7nothrow|__dso_handle_unused)$")
 NVCC_ONLY = {"atexit"}  # nvcc's registration unregisters its fat binary at exit
-# attn.h and attn_gpu.h helpers a lesson may call: every function they declare, except these
-HARNESS_ONLY = {"attn_time"}
 
 RULES = {
     "files": "only README.md, the header and the lesson's .c/.cu files; the header unchanged",
@@ -111,16 +109,17 @@ def declared_functions(header_text):
     return set(prototypes(header_text))
 
 
-# nsa.h: the parameters and their check may be called; its double-precision references may not
-NSA_HELPERS = {"attn_nsa_check", "attn_nsa_paper_defaults", "attn_nsa_mean_pool"}
+# the headers of common/ a lesson may include: every function they declare may be called (the
+# grader's own headers are in common/grading/, off the lessons' include path)
+LESSON_HEADERS = ("attn.h", "attn_gpu.h", "nsa.h")
 
 
 def allowed_helpers():
-    names = set(NSA_HELPERS)
-    for h in ("attn.h", "attn_gpu.h"):
+    names = set()
+    for h in LESSON_HEADERS:
         with open(os.path.join(ROOT, "common", h), encoding="utf-8") as f:
             names |= declared_functions(f.read())
-    return names - HARNESS_ONLY
+    return names
 
 
 def load_manifest():

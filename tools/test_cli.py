@@ -32,7 +32,7 @@ class FakeClock:
 BUILD_LINES = """\
 [  1%] Building C object CMakeFiles/attn_common.dir/common/attn.c.o
 [  2%] Building CUDA object CMakeFiles/attn_common.dir/common/gpu.cu.o
-[  5%] Building CUDA object CMakeFiles/attn_common.dir/common/baselines_flash.cu.o
+[  5%] Building CUDA object CMakeFiles/attn_common.dir/common/grading/baselines_flash.cu.o
 [  8%] Linking CUDA static library libattn_common.a
 [  8%] Built target attn_common
 [ 12%] Building CUDA object CMakeFiles/solutions_03.dir/solutions/03_flash_attention/flash_attention.cu.o

@@ -19,7 +19,7 @@
  *                   (uniform random retention, threshold 1 - keep/100); the name gets a _k<keep> suffix
  *   blocks_bf16     lesson 06: block-sparse kernel, every (query block, kv head) listing --keep percent
  *                   of the key blocks it may see (random, at least one); _k<keep> suffix
- * Frozen baselines (common/baselines.h; in every build of this program)
+ * Frozen baselines (common/grading/baselines.h; in every build of this program)
  *   naive_f32              lesson 01's frozen naive kernel: fp32, the N x N scores in memory
  *   frozen_online_f32      lesson 02's frozen fused kernel, fp32, D = 64 or 128
  *   frozen_flash_bf16      lesson 03's frozen flash kernel, bf16 (G < H allowed), D = 64 or 128
@@ -83,6 +83,9 @@
 #endif
 #ifdef BENCH_L06
 #include "sparsity.h"
+#include "timing.h"
+#include "oracle_nsa.h"
+#include "random.h"
 #endif
 
 #define BENCH_NO_GPU 77

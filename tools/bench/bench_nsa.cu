@@ -82,6 +82,9 @@
 #include "ptx.cuh"
 #include "selected_attention.h"
 #include "topn_selection.h"
+#include "timing.h"
+#include "oracle_nsa.h"
+#include "random.h"
 
 #define BENCH_NO_GPU 77
 #define MAX_LIST 64

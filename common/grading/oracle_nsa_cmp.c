@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "nsa.h"
+#include "oracle_nsa.h"
 
 /* The checks both references share: the shape (positions N, M <= N), the NSA parameters. */
 static int check_common(const attn_shape *s, const attn_nsa_params *p)

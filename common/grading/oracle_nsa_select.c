@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "nsa.h"
+#include "oracle_nsa.h"
 
 static int check_common(const char *fn, const attn_shape *s, const attn_nsa_params *p)
 {

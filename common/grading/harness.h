@@ -13,6 +13,7 @@
 #include "attn.h"
 #include "attn_gpu.h"
 #include "check.h"
+#include "timing.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -102,9 +103,6 @@ typedef struct {
     void *ctx;
     attn_guarded inputs[ATTN_MAX_GUARDED]; /* zero-filled entries (ptr NULL) are ignored */
 } attn_timing_checks;
-
-/* Sort `n` run times and fill `out` (median, min, max): the summary attn_time uses. */
-void attn_timing_summarize(double *ms, int n, attn_timing *out);
 
 /* Time A (baseline) and B (student) interleaved (A B, B A, ...), each run after an L2 flush,
  * with prepare before and check after every (A, B) pair. Returns ATTN_OK, or nonzero with the
