@@ -126,7 +126,7 @@ grade_args=()
 if [ -n "${ATTN_SETUP_LESSONS:-}" ]; then
   for num in $ATTN_SETUP_LESSONS; do grade_args+=(--lesson "$num"); done
 fi
-if python3 tools/grade.py --help 2>/dev/null | grep -q -- --no-sanitize; then grade_args+=(--no-sanitize); fi
+if python3 tools/grading/grade.py --help 2>/dev/null | grep -q -- --no-sanitize; then grade_args+=(--no-sanitize); fi
 say "grading the stubs once to build every lesson's tests (${grade_args[*]:-all lessons})"
 if ! ATTN_BUILD_DIR=$BUILD_DIR ATTN_CUDA_ARCH=$arch ./course grade --results "$BUILD_DIR/setup_results.json" \
     "${grade_args[@]}" >"$BUILD_DIR/setup_grade.log" 2>&1; then

@@ -1,6 +1,6 @@
 """Cheats: submissions that try to earn points they should not, one or more for each class of hole a
 grade must be safe from (common/README.md, "What the grading trusts, and why"). Each is graded by
-tools/grade.py like a learner's lesson folder (`loses` names the parts that must lose points) by the
+tools/grading/grade.py like a learner's lesson folder (`loses` names the parts that must lose points) by the
 self-test `selftest.cheat.NN.<name>`. Snippets are replaced in a copy of the solution, so every
 cheat is also wrong or idle where it matters: without the defence it would score.
 

@@ -34,9 +34,9 @@
  *   cmake -S . -B build && cmake --build build --target bench -j
  *   build/bin/bench --kernels flash_bf16 --N 1024,2048,4096,8192 --H 64 --G 64 --D 128 --causal 1 \
  *                   --csv figures/bench_h100.csv
- *   tools/plot.py figures/bench_h100.csv --out figures/
+ *   tools/bench/plot.py figures/bench_h100.csv --out figures/
  *   build/bin/bench --kernels gqa_bf16,mask_bf16,blocks_bf16 --keep 100,50,25,10,5 --N 8192 --H 64 --G 4 \
- *                   --csv figures/bench_sparsity_h100.csv && tools/plot.py --vs-keep figures/bench_sparsity_h100.csv
+ *                   --csv figures/bench_sparsity_h100.csv && tools/bench/plot.py --vs-keep figures/bench_sparsity_h100.csv
  *   tools/bench/readme_figures.sh h200     every figure and CSV of the README, named *_h200
  * `build/bin/bench --help` lists every option.
  *

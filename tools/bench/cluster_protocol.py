@@ -30,7 +30,7 @@ import sys
 
 RING = 7
 KEYS = 128  # sort keys per window: 8 lists of 16
-# known-wrong versions of the protocol, for the tool tests (tools/test_tools.py): each must fail a check
+# known-wrong versions of the protocol, for the tool tests (tools/maintenance/test_tools.py): each must fail a check
 #   first_issues   the first block to release a shared block issues its copy (not the one completing the mask)
 #   early_refill   a stage is refilled when one user is left, not none
 #   own_order      the last block numbers the shared blocks in descending order (the rings disagree)

@@ -3,7 +3,7 @@
 #
 #   tools/bench/readme_figures.sh NAME [OUT_DIR]
 #
-# writes OUT_DIR/bench_{flash,lessons,gqa,window,sparsity}_NAME.csv and the PNG files tools/plot.py
+# writes OUT_DIR/bench_{flash,lessons,gqa,window,sparsity}_NAME.csv and the PNG files tools/bench/plot.py
 # draws from them (OUT_DIR/bench_*_NAME_{tflops,time,fraction,keep}.png); OUT_DIR defaults to
 # figures/. NAME names the device, e.g. h200. The commands are those of the README's "Reproduce"
 # block. Needs a configured build (./course test does it; ATTN_BUILD_DIR picks the folder, default
@@ -39,5 +39,5 @@ set -x
     --B 1 --H 64 --G 4 --D 128 --causal 1 --reps 5 --csv "$(csv window)"
 "$bench" --kernels gqa_bf16,mask_bf16,blocks_bf16 --keep 100,50,25,10,5 --N 8192,32768 --H 64 --G 4 \
     --D 128 --causal 1 --csv "$(csv sparsity)"
-python3 tools/plot.py "$(csv flash)" "$(csv lessons)" "$(csv gqa)" "$(csv window)" --out "$out/"
-python3 tools/plot.py --vs-keep "$(csv sparsity)" --out "$out/"
+python3 tools/bench/plot.py "$(csv flash)" "$(csv lessons)" "$(csv gqa)" "$(csv window)" --out "$out/"
+python3 tools/bench/plot.py --vs-keep "$(csv sparsity)" --out "$out/"

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Unit tests of tools/check_docs.py on small temporary trees: a good tree passes, and each kind of
+"""Unit tests of tools/maintenance/check_docs.py on small temporary trees: a good tree passes, and each kind of
 drift the checker exists for makes it fail with a message that names the file and the line.
 
-    python3 tools/test_check_docs.py
+    python3 tools/maintenance/test_check_docs.py
 """
 import contextlib
 import io

@@ -10,7 +10,9 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for sub in ("grading", "maintenance", "bench"):
+    sys.path.insert(0, os.path.join(TOOLS, sub))
 import audit  # noqa: E402
 import gen_stubs  # noqa: E402
 import grade  # noqa: E402
@@ -125,7 +127,7 @@ int lesson_cuda(const attn_shape *shape, const uint16_t *q, uint16_t *o, cudaStr
 
 
 class Sanitizer(unittest.TestCase):
-    """tools/sanitize.py against a stand-in compute-sanitizer (a shell script on PATH): it must stop at
+    """tools/grading/sanitize.py against a stand-in compute-sanitizer (a shell script on PATH): it must stop at
     the first report and kill what it started, and time out on a run that never ends."""
 
     def run_sanitize(self, script, *args):
@@ -138,7 +140,7 @@ class Sanitizer(unittest.TestCase):
             env = dict(os.environ, PATH=d + os.pathsep + os.environ["PATH"])
             pid_file = os.path.join(d, "child.pid")
             env["CHILD_PID_FILE"] = pid_file
-            san = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sanitize.py")
+            san = os.path.join(TOOLS, "grading", "sanitize.py")
             proc = subprocess.run([sys.executable, san, *args, "test_binary"], capture_output=True, text=True,
                                   env=env, timeout=60)
             child = None
@@ -194,7 +196,7 @@ class Sanitizer(unittest.TestCase):
         self.assertIn("args: ", proc.stdout)
         self.assertNotIn("--kernel-name-exclude", proc.stdout)
         # the grader checks learner code: it must not skip any kernel (a learner could name one to match)
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "grade.py")) as f:
+        with open(os.path.join(TOOLS, "grading", "grade.py")) as f:
             self.assertNotIn("skip-kernel", f.read())
 
     def test_a_run_that_does_not_end_times_out(self):
@@ -209,7 +211,7 @@ class MemcheckEntries(unittest.TestCase):
 
     def test_every_cuda_test_is_declared_the_way_cmake_reads_it(self):
         import re
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         declared = re.compile(r"\b(?:Test|ParameterizedTest|ATTN_TEST|ATTN_PTEST)\s*\(\s*cuda_part\s*,")
         cmake_reads = re.compile(r"^ATTN_TEST\(cuda_part, *[A-Za-z0-9_]+")
         tests_dir = os.path.join(root, "tests")
@@ -341,7 +343,7 @@ class ClusterProtocol(unittest.TestCase):
     """tools/bench/cluster_protocol.py: the ring protocol of window_cluster.cuh under random orders."""
 
     def setUp(self):
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
+        sys.path.insert(0, os.path.join(TOOLS, "bench"))
         import cluster_protocol
         self.cp = cluster_protocol
         self.cp.MUTATION = None
@@ -361,7 +363,7 @@ class ClusterProtocol(unittest.TestCase):
                 self.cp.run(120, 1, 2, cluster)
 
     def test_the_kernel_still_has_what_the_model_transcribes(self):
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         with open(os.path.join(root, "tools", "bench", "window_cluster.cuh")) as f:
             text = f.read()
         for line in ("const int lo = c2 == c ? x : lower_bound(allblk + c2 * kWinKeys, nus[c2], want);",
@@ -382,10 +384,10 @@ class WindowVariants(unittest.TestCase):
     """tools/bench/window_variants.py: the experimental edits still apply to lesson 09's solution."""
 
     def setUp(self):
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
+        sys.path.insert(0, os.path.join(TOOLS, "bench"))
         import window_variants
         self.wv = window_variants
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         with open(os.path.join(root, "solutions", "09_selected_attention", "selected_attention.cu")) as f:
             self.kernel = f.read()
 
@@ -437,7 +439,7 @@ class WindowVariants(unittest.TestCase):
 
     @unittest.skipIf(shutil.which("nvcc") is None, "nvcc is needed")
     def test_the_variants_compile_for_sm_90(self):
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         builds = ((["early", "stream"], []), (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=3", "-DATTN_WIN_ORDER=0"]),
                   (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=1", "-DATTN_WIN_LOOKAHEAD=1"]),
                   (["early", "stream"], ["-DATTN_WIN_NOCOMPUTE=1"]),
@@ -470,7 +472,7 @@ class WindowModel(unittest.TestCase):
     """tools/bench/window_model.py: the ring's timing on cases worked out by hand."""
 
     def setUp(self):
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
+        sys.path.insert(0, os.path.join(TOOLS, "bench"))
         import window_model
         self.wm = window_model
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Unit tests of the command line's helpers: tools/course_cli.py (build progress, first errors,
-the ctest summary), tools/bench_lesson.py (./course bench) and ./course's help. Standard library only;
+the ctest summary), tools/bench/bench_lesson.py (./course bench) and ./course's help. Standard library only;
 no GPU, no build of the course needed (one test makes a tiny CMake project when cmake is present).
 
-    python3 tools/test_cli.py -v
+    python3 tools/maintenance/test_cli.py -v
 """
 import csv
 import io
@@ -15,8 +15,9 @@ import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "bench"))
 import bench_lesson  # noqa: E402
 import course_cli  # noqa: E402
 
@@ -355,7 +356,7 @@ add_custom_target(bench_04_lessons COMMAND sh ${CMAKE_SOURCE_DIR}/fail.sh)
             os.chmod(os.path.join(fakebin, "nvidia-smi"), 0o755)
             env = dict(os.environ, PATH=fakebin + os.pathsep + os.environ["PATH"])
             csv_path = os.path.join(tmp, "out", "bench_x.csv")
-            p = subprocess.run([sys.executable, os.path.join(HERE, "bench_lesson.py"), "--build-dir", build,
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench", "bench_lesson.py"), "--build-dir", build,
                                 "--lesson", "03", "--lesson", "04", "--lesson", "06", "--csv", csv_path],
                                capture_output=True, text=True, env=env, timeout=300)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)

@@ -3,14 +3,14 @@
 learner's code defines and calls, run the tests (and compute-sanitizer on a GPU), and print a score
 table per lesson; write a Gradescope results.json.
 
-    tools/grade.py                         grade lessons/ (your work), every lesson
-    tools/grade.py solutions               grade the reference solutions
-    tools/grade.py --lesson 01 --lesson 02 only these lessons
-    tools/grade.py --results out.json      where to write the Gradescope results (default results.json)
-    tools/grade.py --lesson 01 --require cuda_part
+    tools/grading/grade.py                         grade lessons/ (your work), every lesson
+    tools/grading/grade.py solutions               grade the reference solutions
+    tools/grading/grade.py --lesson 01 --lesson 02 only these lessons
+    tools/grading/grade.py --results out.json      where to write the Gradescope results (default results.json)
+    tools/grading/grade.py --lesson 01 --require cuda_part
                                            exit 1 unless that part earned full points (GitHub Classroom)
-    tools/grade.py --all                   print every failing test, not only the first three
-    tools/grade.py --no-sanitize           skip the compute-sanitizer runs (they need a GPU anyway)
+    tools/grading/grade.py --all                   print every failing test, not only the first three
+    tools/grading/grade.py --no-sanitize           skip the compute-sanitizer runs (they need a GPU anyway)
 
 Normally run through ./course grade, which also configures the build. Points per part are the
 fraction of that part's tests that pass; the speed part is scored by the ratio to the lesson's
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audit  # noqa: E402
 import sanitize as sanitize_tool  # noqa: E402
@@ -93,7 +93,7 @@ def stand_in(entry, source_name, why):
     """A file that defines the API functions `source_name` should define, each returning
     ATTN_ERR_NOT_IMPLEMENTED (or 0), so that the other part of the lesson can still be graded."""
     headers = sorted(entry["headers"])
-    lines = [f"/* Written by tools/grade.py in place of {source_name}, which {why}. */"]
+    lines = [f"/* Written by tools/grading/grade.py in place of {source_name}, which {why}. */"]
     lines += [f'#include "{h}"' for h in headers]
     decls = {}
     for h in headers:
@@ -231,11 +231,11 @@ def run_tests(binary, extra_args=(), timeout=1800):
 
 def sanitize(binary, num, timeout=240):
     """Run memcheck and racecheck on the lesson's small sanitizer test. Returns None when clean, else
-    the first lines of the report. tools/sanitize.py stops at the first report (a racy kernel can
+    the first lines of the report. tools/grading/sanitize.py stops at the first report (a racy kernel can
     print hazards for minutes: racecheck reports every one) and after `timeout` seconds, which counts
     as a report; either way it kills compute-sanitizer and the test processes, so nothing of the
     learner's keeps running on the GPU while the next lesson is graded."""
-    san = os.path.join(ROOT, "tools", "sanitize.py")
+    san = os.path.join(ROOT, "tools", "grading", "sanitize.py")
     filt = SANITIZE_FILTER.get(num, "cuda_part/*")
     for tool in ("memcheck", "racecheck"):
         try:

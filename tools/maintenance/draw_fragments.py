@@ -21,7 +21,7 @@ register the element with the lower column (A) or row (B) index sits in the low 
 
 Used by lessons/03_flash_attention/README.md. Run from the repository root:
 
-    /usr/bin/python3 tools/draw_fragments.py --out figures/mma_m16n8k16_fragments.png
+    /usr/bin/python3 tools/maintenance/draw_fragments.py --out figures/mma_m16n8k16_fragments.png
 
 Needs matplotlib only (no GPU, no build).
 """

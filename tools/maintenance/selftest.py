@@ -9,7 +9,7 @@ that the tests reject it.
                                               (or crash); exit 77 (skip) if they were all skipped;
                                               only the listed suites run
     selftest.py cheat --lesson NN --loses P,.. --tree DIR --build-dir BUILD
-                                              grade the lesson folder DIR/NN_name with tools/grade.py
+                                              grade the lesson folder DIR/NN_name with tools/grading/grade.py
                                               (audit, completion records, checked timing, sanitizers):
                                               each listed part must lose points; exit 77 if a part
                                               could not be graded here (no GPU) and no defence fired
@@ -48,7 +48,7 @@ def run_tests(binary, suite=None):
 
 def check_cheat(args):
     """Grade a cheat with the grader itself; every part in --loses must lose points."""
-    grade = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grade.py")
+    grade = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "grading", "grade.py")
     name = os.path.basename(args.tree.rstrip("/"))
     with tempfile.TemporaryDirectory() as tmp:
         summary, results = os.path.join(tmp, "summary.json"), os.path.join(tmp, "results.json")

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Plot the CSV written by the benchmark (build/bin/bench --csv FILE) as PNG figures.
 
-    tools/plot.py figures/bench_h100.csv --out figures/
-    tools/plot.py a.csv b.csv --out figures/                 one set of figures per CSV
-    tools/plot.py a.csv b.csv --prefix compare --out /tmp/   all rows in one set (e.g. two devices)
-    tools/plot.py x.csv --prefix figures/bench_flash_h200    explicit names: figures/bench_flash_h200_*.png
+    tools/bench/plot.py figures/bench_h100.csv --out figures/
+    tools/bench/plot.py a.csv b.csv --out figures/                 one set of figures per CSV
+    tools/bench/plot.py a.csv b.csv --prefix compare --out /tmp/   all rows in one set (e.g. two devices)
+    tools/bench/plot.py x.csv --prefix figures/bench_flash_h200    explicit names: figures/bench_flash_h200_*.png
     tools/bench/readme_figures.sh h200                       every CSV and figure of the README, *_h200
 
 For each set, with <prefix> the CSV's name without extension (or --prefix):
@@ -12,11 +12,11 @@ For each set, with <prefix> the CSV's name without extension (or --prefix):
                            bf16 GEMM peak as a dashed line when the CSV has it
     <prefix>_time.png      time per call (ms, log scale) vs N
     <prefix>_fraction.png  TFLOP/s as a fraction of that peak vs N (needs the peak in the CSV)
-    tools/plot.py --vs-keep figures/bench_sparsity_h100.csv --out figures/
+    tools/bench/plot.py --vs-keep figures/bench_sparsity_h100.csv --out figures/
                            <prefix>_keep.png: time vs the share of keys / key blocks kept, one
                            line per kernel with a _k<percent> suffix (lesson 06's mask_bf16 and
                            blocks_bf16), each other kernel (dense) as a flat line; one panel per N
-    tools/plot.py --nsa figures/bench_nsa_h200.csv --out figures/
+    tools/bench/plot.py --nsa figures/bench_nsa_h200.csv --out figures/
                            <prefix>_time.png: the NSA stages of build/bin/bench_nsa (compression,
                            compressed attention, scores + top-n, selected attention, dense flash) vs N,
                            one panel per configuration, with the bars at N = 65536 as markers

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Check that the course's documents agree with the repository (standard library only).
 
-    python3 tools/check_docs.py              check the repository this script lives in
-    python3 tools/check_docs.py --root DIR   check another tree (the unit test uses this)
+    python3 tools/maintenance/check_docs.py              check the repository this script lives in
+    python3 tools/maintenance/check_docs.py --root DIR   check another tree (the unit test uses this)
 
 Three checks; each problem is printed as `file:line: message`, and the exit status is 1 if there
 is any:
@@ -345,7 +345,7 @@ def check_lesson_tests(root, rel, text, files, problems):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     args = ap.parse_args(argv)
     root = os.path.abspath(args.root)
     files = list_files(root)
@@ -360,7 +360,7 @@ def main(argv=None):
             continue
         if rel.endswith(DOC_SUFFIXES):
             check_links(root, rel, text, problems)
-        if rel != "tools/check_docs.py" and not rel.startswith("tools/test_check_docs"):
+        if rel != "tools/maintenance/check_docs.py" and not rel.startswith("tools/maintenance/test_check_docs"):
             check_path_refs(root, rel, text, problems)
         if re.match(r"^lessons/\d\d_[^/]+/README\.md$", rel):
             check_lesson_readme(root, rel, text, files, problems)

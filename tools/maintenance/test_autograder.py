@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LESSON = "01_naive_attention"
 SKIP = 77
 FAILURES = []
@@ -285,7 +285,7 @@ def main():
         check(all(read(os.path.join(sol_dir, f)) != solution[f] for f in learner_files),
               "setup.sh: the solutions' code is no longer in the autograder's checkout")
         grade_args = "--lesson 01"
-        with open(os.path.join(ag.source, "tools", "grade.py")) as f:
+        with open(os.path.join(ag.source, "tools", "grading", "grade.py")) as f:
             if "--no-sanitize" in f.read():
                 grade_args += " --no-sanitize"
 

@@ -14,9 +14,9 @@ objects (common/README.md, "What your code may call"):
 
 A refused .c file costs the C part; a refused .cu file the CUDA part and the speed part.
 
-    tools/audit.py --lesson 03                      audit build/ 's objects of lessons/03_*
-    tools/audit.py --lesson 03 --flavor solutions   the reference solution (must be clean)
-    tools/audit.py --lesson 03 --objects a.o b.cu.o audit given objects against lesson 03's API
+    tools/grading/audit.py --lesson 03                      audit build/ 's objects of lessons/03_*
+    tools/grading/audit.py --lesson 03 --flavor solutions   the reference solution (must be clean)
+    tools/grading/audit.py --lesson 03 --objects a.o b.cu.o audit given objects against lesson 03's API
 Exit 0 when clean, 1 with one line per violation.
 """
 import argparse
@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MANIFEST = os.path.join(ROOT, "tests", "lesson_manifest.json")
 
 # ---------------------------------------------------------------- the allow-list

@@ -13,9 +13,9 @@ followed by the stub statement (if any), so that host functions report "not impl
 instead of running an empty kernel. Files without regions (headers) are copied as they are.
 Lesson READMEs live only in lessons/ and are not touched.
 
-    tools/gen_stubs.py                       write lessons/ from solutions/
-    tools/gen_stubs.py --out DIR             write the stubs somewhere else (the build tree)
-    tools/gen_stubs.py --check               exit 1 (and show a diff) if lessons/ differs
+    tools/maintenance/gen_stubs.py                       write lessons/ from solutions/
+    tools/maintenance/gen_stubs.py --out DIR             write the stubs somewhere else (the build tree)
+    tools/maintenance/gen_stubs.py --check               exit 1 (and show a diff) if lessons/ differs
 """
 import argparse
 import difflib
@@ -109,7 +109,7 @@ def manifest(solutions, stubs):
     """What the grader checks a lesson folder against (tests/lesson_manifest.json): per lesson, the file
     names, the SHA-256 of each header as learners get it, the API functions the header declares and
     which source file defines each of them."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "grading"))
     from audit import declared_functions  # noqa: E402
     out = {}
     for rel, text in stubs.items():
@@ -132,7 +132,7 @@ def manifest(solutions, stubs):
 
 
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--solutions", default=os.path.join(root, "solutions"))
     ap.add_argument("--out", default=os.path.join(root, "lessons"), help="where to write (default lessons/)")
@@ -150,7 +150,7 @@ def main():
             have = open(path, encoding="utf-8").read() if os.path.exists(path) else None
             if have != text:
                 differ += 1
-                print(f"gen_stubs: {path} is not what tools/gen_stubs.py generates from solutions/{rel}")
+                print(f"gen_stubs: {path} is not what tools/maintenance/gen_stubs.py generates from solutions/{rel}")
                 diff = difflib.unified_diff((have or "").splitlines(), text.splitlines(), f"committed/{rel}",
                                             f"generated/{rel}", lineterm="")
                 print("\n".join(list(diff)[:60]))
@@ -160,7 +160,7 @@ def main():
             differ += 1
             print(f"gen_stubs: {man_path} is out of date")
         if differ:
-            print(f"gen_stubs: {differ} stub file(s) out of date; run tools/gen_stubs.py and commit lessons/ "
+            print(f"gen_stubs: {differ} stub file(s) out of date; run tools/maintenance/gen_stubs.py and commit lessons/ "
                   f"and tests/lesson_manifest.json")
             return 1
         print(f"gen_stubs: all {len(stubs)} stub files match solutions/")

@@ -3,17 +3,17 @@
 # steps reuse the build folder of the earlier ones). Logs go to $OUT (or ./gpu-logs) and the last lines
 # of each step to stdout.
 #
-#   tools/gpu_verify.sh build      configure and build everything, GPU-only variants included
-#   tools/gpu_verify.sh tests      solutions, stubs and harness tests (speed and synthesis lines printed) [LESSONS]
-#   tools/gpu_verify.sh variants   every known-wrong variant and cheat must be rejected       [LESSONS]
-#   tools/gpu_verify.sh grade      ./course grade of the solutions (900 points) and the stubs (0)  [LESSONS]
-#   tools/gpu_verify.sh sanitize   compute-sanitizer over the solutions and racy variants      [LESSONS]
-#   tools/gpu_verify.sh figures    the README's CSV and figures, named after the GPU (NAME, default h200)
-#   tools/gpu_verify.sh nsa        the NSA branches of lessons 07-09 against the N = 65536 bars (CSV, figure)
+#   tools/maintenance/gpu_verify.sh build      configure and build everything, GPU-only variants included
+#   tools/maintenance/gpu_verify.sh tests      solutions, stubs and harness tests (speed and synthesis lines printed) [LESSONS]
+#   tools/maintenance/gpu_verify.sh variants   every known-wrong variant and cheat must be rejected       [LESSONS]
+#   tools/maintenance/gpu_verify.sh grade      ./course grade of the solutions (900 points) and the stubs (0)  [LESSONS]
+#   tools/maintenance/gpu_verify.sh sanitize   compute-sanitizer over the solutions and racy variants      [LESSONS]
+#   tools/maintenance/gpu_verify.sh figures    the README's CSV and figures, named after the GPU (NAME, default h200)
+#   tools/maintenance/gpu_verify.sh nsa        the NSA branches of lessons 07-09 against the N = 65536 bars (CSV, figure)
 # LESSONS (optional): a comma-separated list such as 07,08,09 limits the step to those lessons (the
 # harness tests of `tests` run only without it).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 B=${ATTN_BUILD_DIR:-build-gpu}
 LOG=${OUT:-gpu-logs}
 mkdir -p "$LOG"
@@ -41,7 +41,7 @@ case "$step" in
     # test's output in LastTest.log), so the binaries do not run twice
     python3 - "$B/Testing/Temporary/LastTest.log" <<'PY'
 import sys
-sys.path.insert(0, "tools")
+sys.path.insert(0, "tools")  # course_cli
 from course_cli import parse_last_test_log
 with open(sys.argv[1], errors="replace") as f:
     outputs = parse_last_test_log(f.read())
@@ -68,10 +68,10 @@ PY
   grade)
     only=()
     for n in $(echo "$lessons" | tr ',' ' '); do only+=(--lesson "$n"); done
-    python3 tools/grade.py solutions --build-dir "$B" "${only[@]}" --results "$LOG/results_solutions.json" \
+    python3 tools/grading/grade.py solutions --build-dir "$B" "${only[@]}" --results "$LOG/results_solutions.json" \
       >"$LOG/grade.log" 2>&1
     rc=$?
-    python3 tools/grade.py --build-dir "$B" "${only[@]}" --no-sanitize --results "$LOG/results_stubs.json" \
+    python3 tools/grading/grade.py --build-dir "$B" "${only[@]}" --no-sanitize --results "$LOG/results_stubs.json" \
       >>"$LOG/grade.log" 2>&1
     grep -E "^(Grading|Total)" "$LOG/grade.log"
     ;;
@@ -100,7 +100,7 @@ PY
   nsa)
     "$B/bin/bench_nsa" --csv "figures/bench_nsa_${2:-h200}.csv" >"$LOG/nsa.log" 2>&1
     rc=$?
-    python3 tools/plot.py --nsa "figures/bench_nsa_${2:-h200}.csv" --out figures >>"$LOG/nsa.log" 2>&1
+    python3 tools/bench/plot.py --nsa "figures/bench_nsa_${2:-h200}.csv" --out figures >>"$LOG/nsa.log" 2>&1
     tail -40 "$LOG/nsa.log"
     ;;
   *)
