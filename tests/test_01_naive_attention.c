@@ -258,7 +258,7 @@ ATTN_TEST(speed, naive_vs_frozen_baseline)
     const int rc = attn_time_ab_checked(launch_naive, &base, launch_naive, &yours, &checks, 2, 10, &t_base, &t_yours,
                                         why, sizeof why);
     cr_assert(rc == ATTN_OK, "%s [%s]", why, p.ctx);
-    attn_speed_result res = {"01", "naive_vs_frozen_baseline", st, t_base.median_ms, t_yours.median_ms, 0.0,
+    attn_speed_result res = {"01", "naive_vs_frozen_baseline", st, t_base.median_ms, t_yours.median_ms, ATTN_TARGET_NAIVE_VS_FROZEN_BASELINE,
                              attn_flops(&sh),
                              /* minimal bytes: q, k, v read and o written once */
                              (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * sizeof(float)};

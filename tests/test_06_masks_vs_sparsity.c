@@ -16,9 +16,9 @@
 
 /* Token mask (hard, 90% of the keys deleted) vs dense causal flash: a token mask saves nothing, so
  * the target only asks that it cost little (calibrated on an H100, see the README). */
-#define SPEED_TARGET_MASK 0.85
+#define SPEED_TARGET_MASK ATTN_TARGET_TOKEN_MASK_VS_DENSE /* lesson.json */
 /* Block-sparse with 10% of the visible key blocks listed vs dense causal flash (ideal 10x). */
-#define SPEED_TARGET_BLOCKS 6.0
+#define SPEED_TARGET_BLOCKS ATTN_TARGET_BLOCK_SPARSE_VS_DENSE
 
 static const char *kModeNames[] = {"baseline", "soft delete", "hard mask"};
 

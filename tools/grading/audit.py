@@ -222,12 +222,13 @@ def check_files(lesson_dir, entry):
     for name in present:
         if name not in allowed:
             out.append(("files", f"{name}: not a file of this lesson (only {', '.join(sorted(allowed))})"))
-    for name, digest in entry["headers"].items():
+    for name, digest in list(entry["headers"].items()) + list(entry.get("contract", {}).items()):
         path = os.path.join(lesson_dir, name)
+        what = "the header is the contract" if name.endswith(".h") else "the lesson's descriptor (points, targets) is the course's"
         if not os.path.exists(path):
             out.append(("files", f"{name} is missing"))
         elif sha256(path) != digest:
-            out.append(("files", f"{name} was changed: the header is the contract (restore it, e.g. "
+            out.append(("files", f"{name} was changed: {what} (restore it, e.g. "
                                  f"git checkout -- lessons/{os.path.basename(lesson_dir)}/{name})"))
     return out
 

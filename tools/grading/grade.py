@@ -30,30 +30,16 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import audit  # noqa: E402
+import lessons as course_lessons  # noqa: E402
 import sanitize as sanitize_tool  # noqa: E402
 
-# Points per lesson and part. speed = 0: timed and reported, not graded.
-POINTS = {
-    "01": {"c_part": 40, "cuda_part": 60, "speed": 0},
-    "02": {"c_part": 30, "cuda_part": 50, "speed": 20},
-    "03": {"c_part": 20, "cuda_part": 50, "speed": 30},
-    "04": {"c_part": 20, "cuda_part": 50, "speed": 30},
-    "05": {"c_part": 20, "cuda_part": 50, "speed": 30},
-    "06": {"c_part": 20, "cuda_part": 50, "speed": 30},
-    "07": {"c_part": 20, "cuda_part": 50, "speed": 30},
-    "08": {"c_part": 30, "cuda_part": 70, "speed": 0},
-    "09": {"c_part": 20, "cuda_part": 50, "speed": 30},
-}
+# Points per part, speed targets and sanitizer filters: each lesson's descriptor (lesson.json, read by
+# tools/lessons.py). speed = 0: timed and reported, not graded.
 PART_TITLES = {"c_part": "C part", "cuda_part": "CUDA part", "speed": "speed", "errors": "argument checks"}
 # the parts each source file is graded in
 PARTS_OF = {".c": ("c_part",), ".cu": ("cuda_part", "speed")}
-# compute-sanitizer runs on one small test per CUDA part (a Criterion --filter)
-SANITIZE_FILTER = {
-    "01": "cuda_part/causal", "02": "cuda_part/causal", "03": "cuda_part/large_logits",
-    "04": "cuda_part/sanitizer_small", "05": "cuda_part/sanitizer_small", "06": "cuda_part/block_sparse_small",
-    "07": "cuda_part/small_pipeline", "08": "cuda_part/small", "09": "cuda_part/small",
-}
 SHOWN_FAILURES = 3
 
 
@@ -68,7 +54,7 @@ def lessons_available(tree_dir):
         return out
     for name in sorted(os.listdir(tree_dir)):
         m = re.match(r"^(\d\d)_", name)
-        if m and m.group(1) in POINTS and os.path.isdir(os.path.join(tree_dir, name)):
+        if m and name in course_lessons.lesson_names(ROOT) and os.path.isdir(os.path.join(tree_dir, name)):
             out.append((m.group(1), name))
     return out
 
@@ -236,7 +222,8 @@ def sanitize(binary, num, timeout=240):
     as a report; either way it kills compute-sanitizer and the test processes, so nothing of the
     learner's keeps running on the GPU while the next lesson is graded."""
     san = os.path.join(ROOT, "tools", "grading", "sanitize.py")
-    filt = SANITIZE_FILTER.get(num, "cuda_part/*")
+    name = next(n for n in course_lessons.lesson_names(ROOT) if n[:2] == num)
+    filt = course_lessons.descriptor(name, ROOT)["sanitize"].get("grade", "cuda_part/*")
     for tool in ("memcheck", "racecheck"):
         try:
             proc = subprocess.run([sys.executable, san, "--tool", tool, "--filter", filt, "--timeout", str(timeout),
@@ -346,7 +333,7 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing):
             with open(path, encoding="utf-8") as f:
                 entry["_protos"][h] = audit.prototypes(f.read())
     messages = []
-    points = POINTS[num]
+    points = course_lessons.descriptor(name, ROOT)["points"]
 
     # 1. the folder: the unchanged header, no extra files. Nothing is built otherwise.
     folder = audit.check_files(src_dir, entry)

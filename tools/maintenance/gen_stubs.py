@@ -26,6 +26,8 @@ import re
 import sys
 
 SOURCE_SUFFIXES = (".c", ".cu", ".h", ".cuh")
+# copied as they are, and checked by the grader like the header: the lesson's descriptor
+CONTRACT_FILES = ("lesson.json",)
 BEGIN = re.compile(r'^(\s*)/\* BEGIN SOLUTION(?: stub="(.*)")? \*/\s*$')
 END = re.compile(r"^\s*/\* END SOLUTION \*/\s*$")
 HINT_START = re.compile(r"^\s*/\* HINT: ?(.*)$")
@@ -93,7 +95,7 @@ def lesson_files(solutions):
         if not (os.path.isdir(ldir) and re.match(r"^\d\d_", lesson)):
             continue
         for name in sorted(os.listdir(ldir)):
-            if name.endswith(SOURCE_SUFFIXES):
+            if name.endswith(SOURCE_SUFFIXES) or name in CONTRACT_FILES:
                 yield os.path.join(lesson, name), os.path.join(ldir, name)
 
 
@@ -107,15 +109,17 @@ def generate(solutions):
 
 def manifest(solutions, stubs):
     """What the grader checks a lesson folder against (tests/lesson_manifest.json): per lesson, the file
-    names, the SHA-256 of each header as learners get it, the API functions the header declares and
+    names, the SHA-256 of each header and of the descriptor as learners get them, the API functions the header declares and
     which source file defines each of them."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "grading"))
     from audit import declared_functions  # noqa: E402
     out = {}
     for rel, text in stubs.items():
         lesson, name = os.path.split(rel)
-        entry = out.setdefault(lesson, {"files": [], "headers": {}, "api": [], "defined_in": {}})
+        entry = out.setdefault(lesson, {"files": [], "headers": {}, "contract": {}, "api": [], "defined_in": {}})
         entry["files"].append(name)
+        if name in CONTRACT_FILES:
+            entry["contract"][name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if name.endswith(".h"):
             entry["headers"][name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
             entry["api"] = sorted(set(entry["api"]) | declared_functions(text))

@@ -1,0 +1,64 @@
+"""The course's lessons and their descriptors, for every tool that needs them (the grader, the
+benchmark, the generators, the classroom workflow's check).
+
+A lesson is a folder NN_name/ in solutions/ (the reference) and lessons/ (the learner's copy) with a
+test file tests/test_NN_name.c. Its descriptor, lesson.json in the folder, says what the build, the
+grader and the benchmark need to know about it:
+
+    title          the lesson's name as the score table prints it
+    points         points per graded part: c_part, cuda_part, speed (0: timed and reported only)
+    speed_targets  {speed result name: target speed-up over the frozen baseline} (0: reported only);
+                   the build hands each to the tests as ATTN_TARGET_<NAME> (upper case)
+    sanitize       the Criterion filters of compute-sanitizer: "grade" (what ./course grade runs
+                   memcheck and racecheck on) and "racecheck" (the maintainers' racecheck entry)
+    bench          what ./course bench times
+
+The descriptor is read from solutions/ when the tree has it, otherwise from lessons/, where the
+grader checks it against its SHA-256 in tests/lesson_manifest.json, like the lesson's header.
+"""
+import json
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PARTS = ("c_part", "cuda_part", "speed")
+
+
+def lesson_names(root=ROOT):
+    """Sorted lesson folder names (NN_name) that have a test file, from solutions/ and lessons/."""
+    names = set()
+    for tree in ("solutions", "lessons"):
+        base = os.path.join(root, tree)
+        if os.path.isdir(base):
+            for name in os.listdir(base):
+                if (re.match(r"^\d\d_", name) and os.path.isdir(os.path.join(base, name))
+                        and os.path.exists(os.path.join(root, "tests", f"test_{name}.c"))):
+                    names.add(name)
+    return sorted(names)
+
+
+def descriptor_path(name, root=ROOT):
+    for tree in ("solutions", "lessons"):
+        path = os.path.join(root, tree, name, "lesson.json")
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError(f"{name}: no lesson.json in solutions/{name}/ or lessons/{name}/")
+
+
+def descriptor(name, root=ROOT):
+    """The descriptor of lesson `name` (NN_name), with its points checked."""
+    path = descriptor_path(name, root)
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    pts = d.get("points", {})
+    if set(pts) != set(PARTS) or not all(isinstance(v, int) and v >= 0 for v in pts.values()):
+        raise ValueError(f"{path}: points must give c_part, cuda_part and speed as whole numbers >= 0")
+    d.setdefault("speed_targets", {})
+    d.setdefault("sanitize", {})
+    d["name"], d["num"] = name, name[:2]
+    return d
+
+
+def descriptors(root=ROOT):
+    """{NN: descriptor} of every lesson."""
+    return {name[:2]: descriptor(name, root) for name in lesson_names(root)}
