@@ -97,7 +97,8 @@ int nsa_weights_cpu(const attn_shape *shape, const attn_nsa_params *p, int kind,
 int nsa_cmp_weights_to_keys_cpu(const attn_shape *shape, const attn_nsa_params *p, const float *cmp_weights,
                                 float *key_weights);
 
-/* A summary of one weights matrix of `kind` for (b, h) (host memory, rebuilt on the CPU or downloaded). */
+/* A summary of one weights matrix of `kind` for (b, h) (host memory, rebuilt on the CPU or downloaded).
+ * A matrix without entries (CMP with NC = 0) has every statistic 0 but gate_mean. */
 typedef struct {
     double mean, std, min, max; /* over all M x cols entries */
     double entropy;             /* -sum_s w ln w of each row that sees a key, averaged over those rows (nats);
