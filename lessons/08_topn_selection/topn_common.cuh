@@ -141,7 +141,6 @@ __device__ __forceinline__ void rank_list(float *row, int cur, int n, int32_t *o
      * lane + 32, ... each round. Then a ballot over the marked blocks, in order. */
 }
 
-
 /* The argument checks of nsa_select_cuda and nsa_select_g16_cuda (fn names the caller in the
  * messages): the shape, the parameters, causal, D = 64 or 128, no NULL pointer, the alignments, and the
  * block ratios the kernels are built for. */

@@ -187,7 +187,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     /* END SOLUTION */
 }
 
-
 /* Shared memory of a block of n_warps warps: two K tiles, then Q or (staging + score rows). */
 template <int D, int BS>
 size_t smem_bytes(int n_warps, int lists, long NB)

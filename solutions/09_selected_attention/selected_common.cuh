@@ -89,7 +89,6 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NT][4], uint32_t 
                                     o_acc[dt][3] *= alpha[1];
 }
 
-
 } // namespace
 
 #endif
