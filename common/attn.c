@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h> /* malloc_usable_size */
 
 /* ---------------------------------------------------------------- errors */
 
@@ -21,6 +22,7 @@ static const char *const status_text[ATTN_ERR_COUNT] = {
     [ATTN_ERR_CUDA] = "a CUDA call failed",
     [ATTN_ERR_OUT_OF_MEMORY] = "out of memory",
     [ATTN_ERR_NO_DEVICE] = "no CUDA device",
+    [ATTN_ERR_CRASHED] = "the lesson's code crashed, exited or did not return",
 };
 
 static const char *const status_name[ATTN_ERR_COUNT] = {
@@ -35,6 +37,7 @@ static const char *const status_name[ATTN_ERR_COUNT] = {
     [ATTN_ERR_CUDA] = "ATTN_ERR_CUDA",
     [ATTN_ERR_OUT_OF_MEMORY] = "ATTN_ERR_OUT_OF_MEMORY",
     [ATTN_ERR_NO_DEVICE] = "ATTN_ERR_NO_DEVICE",
+    [ATTN_ERR_CRASHED] = "ATTN_ERR_CRASHED",
 };
 
 const char *attn_strerror(int status)
@@ -168,10 +171,70 @@ void attn_bf16_to_f32_array(const uint16_t *x, float *y, size_t n)
 
 /* ---------------------------------------------------------------- host buffers */
 
-float *attn_alloc_f32(size_t n) { return (float *)malloc((n ? n : 1) * sizeof(float)); }
-double *attn_alloc_f64(size_t n) { return (double *)malloc((n ? n : 1) * sizeof(double)); }
-uint16_t *attn_alloc_bf16(size_t n) { return (uint16_t *)malloc((n ? n : 1) * sizeof(uint16_t)); }
-int32_t *attn_alloc_i32(size_t n) { return (int32_t *)malloc((n ? n : 1) * sizeof(int32_t)); }
+/* The recorded allocations: (base, bytes), newest last. free() is not seen, so an entry may outlive its
+ * block: a lookup takes the newest entry that contains the pointer and whose block is still at least
+ * that large (malloc_usable_size), which a freed and reused address does not fake for long. */
+typedef struct {
+    const char *base;
+    size_t bytes;
+} host_extent;
+static host_extent *extents;
+static size_t n_extents, cap_extents;
+
+void *attn_alloc_bytes(size_t bytes)
+{
+    if (!bytes) bytes = 1;
+    void *p = malloc(bytes);
+    if (!p) return NULL;
+    if (n_extents == cap_extents) {
+        size_t cap = cap_extents ? 2 * cap_extents : 256;
+        host_extent *e = (host_extent *)realloc(extents, cap * sizeof *e);
+        if (!e) return p; /* not recorded: passed to a lesson function it counts as one element */
+        extents = e, cap_extents = cap;
+    }
+    extents[n_extents++] = (host_extent){(const char *)p, bytes};
+    return p;
+}
+
+/* Buffers that are not heap blocks (arrays on a test's stack), shared for the scope that declares them. */
+static host_extent shared_arrays[256];
+static size_t n_shared_arrays;
+
+const void *attn_host_share(const void *p, size_t bytes)
+{
+    if (n_shared_arrays < sizeof shared_arrays / sizeof shared_arrays[0])
+        shared_arrays[n_shared_arrays++] = (host_extent){(const char *)p, bytes};
+    return p;
+}
+
+void attn_host_unshare(const void *token)
+{
+    const void *p = *(const void *const *)token;
+    for (size_t e = n_shared_arrays; e-- > 0;)
+        if (shared_arrays[e].base == (const char *)p) {
+            memmove(shared_arrays + e, shared_arrays + e + 1, (n_shared_arrays - e - 1) * sizeof shared_arrays[0]);
+            --n_shared_arrays;
+            return;
+        }
+}
+
+size_t attn_host_extent(const void *ptr)
+{
+    const char *p = (const char *)ptr;
+    for (size_t e = n_shared_arrays; e-- > 0;)
+        if (p >= shared_arrays[e].base && p < shared_arrays[e].base + shared_arrays[e].bytes)
+            return (size_t)(shared_arrays[e].base + shared_arrays[e].bytes - p);
+    for (size_t e = n_extents; e-- > 0;)
+        if (p >= extents[e].base && p < extents[e].base + extents[e].bytes &&
+            malloc_usable_size((void *)extents[e].base) >= extents[e].bytes)
+            return (size_t)(extents[e].base + extents[e].bytes - p);
+    return 0;
+}
+
+float *attn_alloc_f32(size_t n) { return (float *)attn_alloc_bytes((n ? n : 1) * sizeof(float)); }
+double *attn_alloc_f64(size_t n) { return (double *)attn_alloc_bytes((n ? n : 1) * sizeof(double)); }
+uint16_t *attn_alloc_bf16(size_t n) { return (uint16_t *)attn_alloc_bytes((n ? n : 1) * sizeof(uint16_t)); }
+int32_t *attn_alloc_i32(size_t n) { return (int32_t *)attn_alloc_bytes((n ? n : 1) * sizeof(int32_t)); }
 
 void attn_poison(void *p, size_t bytes)
 {

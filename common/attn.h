@@ -34,6 +34,7 @@ typedef enum {
     ATTN_ERR_CUDA,                /* a CUDA call failed; attn_error_detail() names it */
     ATTN_ERR_OUT_OF_MEMORY,       /* host or device allocation failed */
     ATTN_ERR_NO_DEVICE,           /* no usable CUDA device */
+    ATTN_ERR_CRASHED,             /* the lesson's code crashed, exited or did not return (tests only) */
     ATTN_ERR_COUNT
 } attn_status;
 
@@ -112,11 +113,14 @@ void attn_bf16_to_f32_array(const uint16_t *x, float *y, size_t n);
 
 /* ---------------------------------------------------------------- host buffers */
 
-/* malloc that returns NULL for n == 0 never (allocates at least one element). Free with free(). */
+/* malloc that returns NULL for n == 0 never (allocates at least one element). Free with free(). The
+ * tests allocate every host buffer they hand to a lesson function with these: each allocation's size is
+ * recorded, so that the buffer can be copied to the process that runs the lesson's code. */
 float *attn_alloc_f32(size_t n);
 double *attn_alloc_f64(size_t n);
 uint16_t *attn_alloc_bf16(size_t n);
-int32_t *attn_alloc_i32(size_t n); /* block lists and other int32 buffers */
+int32_t *attn_alloc_i32(size_t n);
+void *attn_alloc_bytes(size_t bytes);
 
 /* Poison: all bits set. As float and as bf16 it is a NaN, so an element a kernel forgot to
  * write shows up both as NaN and, exactly, as the poison pattern. cudaMemset(p, 0xFF, bytes)

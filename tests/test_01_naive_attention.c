@@ -73,6 +73,7 @@ ATTN_TEST(c_part, softmax)
     attn_rng_seed(&rng, seed);
     const int rows = 6, n = 37;
     float x[6 * 37];
+    ATTN_SHARE(x);
     double ref[6 * 37];
     attn_fill_random(x, (size_t)rows * n, (size_t)n, 3.0f, &rng);
     for (int j = 20; j < n; ++j) x[1 * n + j] = -INFINITY; /* a causally masked row */

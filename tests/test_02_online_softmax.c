@@ -48,6 +48,8 @@ ATTN_TEST(c_part, softmax_masked_and_extreme)
     float y[6], lse = 0.0f;
     double ref[6], ref_lse;
     const float all_masked[6] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    ATTN_SHARE(y);
+    ATTN_SHARE(all_masked);
     assert_ok(online_softmax_cpu(all_masked, n, y, &lse), "all -inf");
     for (int j = 0; j < n; ++j) cr_assert(y[j] == 0.0f, "all -inf: y[%d] = %g, expected 0", j, (double)y[j]);
     cr_assert(lse == -INFINITY, "all -inf: lse = %g, expected -inf", (double)lse);
@@ -57,6 +59,7 @@ ATTN_TEST(c_part, softmax_masked_and_extreme)
         {100.0f, 101.0f, 102.0f, 99.0f, 103.0f, 95.0f},      /* exp(100) overflows: needs the running max */
         {-100.0f, -101.0f, -102.0f, -99.0f, -103.0f, -95.0f},
     };
+    ATTN_SHARE(cases);
     for (int c = 0; c < 3; ++c) {
         attn_oracle_softmax_rows(cases[c], 1, n, ref, &ref_lse);
         assert_ok(online_softmax_cpu(cases[c], n, y, &lse), "softmax");
@@ -100,6 +103,10 @@ ATTN_TEST(c_part, streaming_attention_large_logits) { check_forward_cpu(1, ATTN_
 ATTN_TEST(c_part, attend_no_keys)
 {
     float q[4] = {1, 2, 3, 4}, k[4] = {0}, v[4] = {0}, o[4], lse = 0.0f;
+    ATTN_SHARE(q);
+    ATTN_SHARE(k);
+    ATTN_SHARE(v);
+    ATTN_SHARE(o);
     attn_poison(o, sizeof o);
     assert_ok(online_attend_query_cpu(q, k, v, 0, 4, 4, 0.5f, o, &lse), "n_keys = 0");
     for (int d = 0; d < 4; ++d) cr_assert(o[d] == 0.0f, "n_keys = 0: o[%d] = %g, expected 0", d, (double)o[d]);

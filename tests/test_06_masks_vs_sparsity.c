@@ -54,7 +54,7 @@ static int32_t *random_block_lists(const attn_shape *sh, double density, int bey
 {
     const int QB = sparse_query_blocks(sh->M), KB = sparse_key_blocks(sh->N);
     *T = KB + pad;
-    int32_t *lists = (int32_t *)malloc((size_t)sh->B * QB * sh->G * *T * sizeof(int32_t));
+    int32_t *lists = (int32_t *)attn_alloc_bytes((size_t)sh->B * QB * sh->G * *T * sizeof(int32_t));
     cr_assert(lists, "out of host memory");
     for (int b = 0; b < sh->B; ++b)
         for (int qb = 0; qb < QB; ++qb)
@@ -76,7 +76,7 @@ static int32_t *random_block_lists(const attn_shape *sh, double density, int bey
 static int32_t *per_query_lists(const attn_shape *sh, const int32_t *lists, int T)
 {
     const int QB = sparse_query_blocks(sh->M);
-    int32_t *out = (int32_t *)malloc((size_t)sh->B * sh->M * sh->G * T * sizeof(int32_t));
+    int32_t *out = (int32_t *)attn_alloc_bytes((size_t)sh->B * sh->M * sh->G * T * sizeof(int32_t));
     cr_assert(out, "out of host memory");
     for (int b = 0; b < sh->B; ++b)
         for (int i = 0; i < sh->M; ++i)
@@ -108,6 +108,7 @@ static void expect_o_and_lse_f32(const problem *p, const float *o, const float *
 ATTN_TEST(c_part, keep_weights)
 {
     const float r[] = {0.0f, 0.005f, 0.00999f, 0.01f, 0.2f, 0.5f, 0.99f, 1.0f};
+    ATTN_SHARE(r);
     const int n = 8;
     struct {
         keep_mode mode;
@@ -123,14 +124,17 @@ ATTN_TEST(c_part, keep_weights)
     };
     /* your part of the checking: a retention outside [0, 1], or NaN, is rejected */
     const float bad_r[][2] = {{0.5f, 1.5f}, {0.5f, -0.25f}, {NAN, 0.5f}};
+    ATTN_SHARE(bad_r);
     for (int c = 0; c < 3; ++c) {
         float w[2];
+        ATTN_SHARE(w);
         char ctx[80];
         snprintf(ctx, sizeof ctx, "retention (%g, %g)", bad_r[c][0], bad_r[c][1]);
         assert_status(keep_weights_cpu(KEEP_SOFT, 0.01f, bad_r[c], 2, w), ATTN_ERR_BAD_ARGUMENT, ctx);
     }
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); ++c) {
         float got[8];
+        ATTN_SHARE(got);
         for (int e = 0; e < n; ++e) got[e] = NAN;
         char ctx[80];
         snprintf(ctx, sizeof ctx, "mode %s, threshold %g", kModeNames[cases[c].mode], cases[c].threshold);
@@ -182,6 +186,7 @@ ATTN_TEST(c_part, block_list_check)
     const attn_shape sh = attn_make_shape(1, 200, 200, 2, 2, 64, 1); /* QB = 2, key blocks 0..3 */
     const int T = 4;
     int32_t good[2 * 2 * 4] = {0, 1, 2, 3, /**/ 1, -1, -1, -1, /**/ -1, -1, -1, -1, /**/ 0, 3, -1, -1};
+    ATTN_SHARE(good);
     assert_ok(block_list_check(&sh, good, T), "valid lists (one of them empty)");
     struct {
         int entry;
@@ -194,6 +199,7 @@ ATTN_TEST(c_part, block_list_check)
     for (int c = 0; c < (int)(sizeof bad / sizeof bad[0]); ++c) {
         int32_t lists[16];
         memcpy(lists, good, sizeof good);
+        ATTN_SHARE(lists);
         lists[bad[c].entry] = bad[c].value;
         attn_clear_error();
         const int st = block_list_check(&sh, lists, T);
@@ -204,6 +210,10 @@ ATTN_TEST(c_part, block_list_check)
     const attn_shape tiny = attn_make_shape(1, 4, 4, 4, 2, 64, 1); /* N = 4: one key block; G = 2 lists */
     int32_t out_of_range[8] = {1, -1, -1, -1, -1, -1, -1, -1};
     float x[4 * 4 * 64] = {0}, o[4 * 4 * 64], lse[16];
+    ATTN_SHARE(out_of_range);
+    ATTN_SHARE(x);
+    ATTN_SHARE(o);
+    ATTN_SHARE(lse);
     assert_status(block_sparse_attention_cpu(&tiny, out_of_range, 4, x, x, x, o, lse), ATTN_ERR_BAD_ARGUMENT,
                   "block_sparse_attention_cpu with block 1 of 1 listed");
 }

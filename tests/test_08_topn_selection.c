@@ -103,7 +103,7 @@ static void sel_init(sel_problem *P, attn_shape sh, attn_nsa_params p, int bf16,
     P->q = attn_alloc_f32(nq), P->k = attn_alloc_f32(nk);
     P->lse = attn_alloc_f32(attn_lse_elems(&sh)), P->lse64 = attn_alloc_f64(attn_lse_elems(&sh));
     P->scores = attn_alloc_f64((size_t)sh.B * sh.M * P->L * P->NB);
-    P->ref = (int32_t *)malloc((size_t)sh.B * sh.M * P->L * p.n * sizeof(int32_t));
+    P->ref = (int32_t *)attn_alloc_bytes((size_t)sh.B * sh.M * P->L * p.n * sizeof(int32_t));
     cr_assert(P->q && P->k && P->lse && P->lse64 && P->scores && P->ref, "out of host memory [%s]", P->ctx);
     attn_fill_random(P->q, nq, (size_t)sh.D, 1.0f, &rng);
     attn_fill_random(P->k, nk, (size_t)sh.D, 1.0f, &rng);
@@ -237,7 +237,7 @@ static void check_lists(const attn_shape *sh, const attn_nsa_params *p, const do
 static int32_t *poisoned_lists(const sel_problem *P)
 {
     const size_t bytes = (size_t)P->sh.B * P->sh.M * P->L * P->p.n * sizeof(int32_t);
-    int32_t *x = (int32_t *)malloc(bytes);
+    int32_t *x = (int32_t *)attn_alloc_bytes(bytes);
     cr_assert(x, "out of host memory");
     memset(x, INDEX_POISON_BYTE, bytes);
     return x;
@@ -351,8 +351,10 @@ ATTN_TEST(c_part, topn_rules_by_hand)
         {{0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 2, 6, 7}, "all zero: the lowest indices"},
         {{0, 1e-30f, 0, 2e-30f, 0, 0, 5, 5}, {0, 1, 3, 6, 7}, "tiny but positive scores still rank"},
     };
+    ATTN_SHARE(rows);
     for (int c = 0; c < 5; ++c) {
         int32_t got[5];
+        ATTN_SHARE(got);
         memset(got, INDEX_POISON_BYTE, sizeof got);
         assert_ok(nsa_topn_cpu(&sh, &p, rows[c].s, got), rows[c].what);
         char g_txt[100], w_txt[100];
@@ -365,6 +367,8 @@ ATTN_TEST(c_part, topn_rules_by_hand)
     const attn_shape sh2 = attn_make_shape(1, 1, 10, 1, 1, 64, 1);
     const float s2[3] = {1, 2, 3};
     int32_t got2[5];
+    ATTN_SHARE(s2);
+    ATTN_SHARE(got2);
     const int32_t want2[5] = {0, 1, 2, -1, -1};
     memset(got2, INDEX_POISON_BYTE, sizeof got2);
     assert_ok(nsa_topn_cpu(&sh2, &p, s2, got2), "t = 9, three candidates");
@@ -474,7 +478,7 @@ static int32_t *run_entry(const sel_problem *P, dev_sel *d, entry_point entry)
     assert_ok(attn_cuda_status(cudaMemset(d->idx, INDEX_POISON_BYTE, d->n_idx * 4), "poison"), P->ctx);
     assert_ok(call_entry(entry, P, d), P->ctx);
     assert_ok(attn_dsync(), P->ctx);
-    int32_t *got = (int32_t *)malloc(d->n_idx * 4);
+    int32_t *got = (int32_t *)attn_alloc_bytes(d->n_idx * 4);
     cr_assert(got, "out of host memory");
     assert_ok(attn_d2h(got, d->idx, d->n_idx * 4), P->ctx);
     return got;
@@ -589,7 +593,7 @@ static void check_g16_declines(attn_shape sh, attn_nsa_params p, int general, co
                   "this call (topn_selection.h) [%s]",
                   attn_status_name(st), attn_error_detail(), ctx);
         assert_ok(attn_dsync(), ctx);
-        int32_t *got = (int32_t *)malloc(d.n_idx * 4);
+        int32_t *got = (int32_t *)attn_alloc_bytes(d.n_idx * 4);
         cr_assert(got, "out of host memory");
         assert_ok(attn_d2h(got, d.idx, d.n_idx * 4), ctx);
         for (size_t e = 0; e < d.n_idx; ++e)
@@ -676,7 +680,7 @@ ATTN_TEST(cuda_part, offsets_past_2_31)
     assert_ok(attn_cuda_status(cudaMemset(idx, INDEX_POISON_BYTE, n_idx * 4), "poison"), ctx);
     assert_ok(nsa_select_cuda(&sh, &p, q, k, lse, idx, 0), ctx);
     assert_ok(attn_dsync(), ctx);
-    int32_t *got = (int32_t *)malloc(n_idx * 4);
+    int32_t *got = (int32_t *)attn_alloc_bytes(n_idx * 4);
     float *h_lse = attn_alloc_f32(nl);
     cr_assert(got && h_lse, "out of host memory");
     assert_ok(attn_d2h(got, idx, n_idx * 4), ctx);
@@ -693,7 +697,7 @@ ATTN_TEST(cuda_part, offsets_past_2_31)
         uint16_t *hq = attn_alloc_bf16((size_t)sh.H * sh.D), *hk = attn_alloc_bf16((size_t)(nc1 ? nc1 : 1) * sh.G * sh.D);
         float *fq = attn_alloc_f32((size_t)sh.H * sh.D), *fk = attn_alloc_f32((size_t)(nc1 ? nc1 : 1) * sh.G * sh.D);
         double *l1 = attn_alloc_f64(sh.H), *s1 = attn_alloc_f64((size_t)sh.G * nb1);
-        int32_t *r1 = (int32_t *)malloc((size_t)sh.G * p.n * 4);
+        int32_t *r1 = (int32_t *)attn_alloc_bytes((size_t)sh.G * p.n * 4);
         assert_ok(attn_d2h(hq, q + ((size_t)b * sh.M + i) * sh.H * sh.D, (size_t)sh.H * sh.D * 2), ctx);
         if (nc1) assert_ok(attn_d2h(hk, k + (size_t)b * NC * sh.G * sh.D, (size_t)nc1 * sh.G * sh.D * 2), ctx);
         attn_bf16_to_f32_array(hq, fq, (size_t)sh.H * sh.D), attn_bf16_to_f32_array(hk, fk, (size_t)nc1 * sh.G * sh.D);
@@ -803,7 +807,7 @@ static void speed_run(attn_nsa_params p, const char *name, const char *what, dou
     assert_ok(attn_dalloc((void **)&c.ref_scores, c.n_scores * 4), ctx);
     assert_ok(attn_dalloc((void **)&c.ref_idx, c.n_idx * 4), ctx);
     assert_ok(attn_dalloc((void **)&c.idx, c.n_idx * 4), ctx);
-    c.h_ref = (int32_t *)malloc(c.n_idx * 4), c.h_got = (int32_t *)malloc(c.n_idx * 4);
+    c.h_ref = (int32_t *)attn_alloc_bytes(c.n_idx * 4), c.h_got = (int32_t *)attn_alloc_bytes(c.n_idx * 4);
     c.h_scores = attn_alloc_f32(c.n_scores), c.h_scores64 = attn_alloc_f64(c.n_scores);
     cr_assert(c.h_ref && c.h_got && c.h_scores && c.h_scores64, "out of host memory [%s]", ctx);
     /* both kernels read these: they must be as prepare left them */

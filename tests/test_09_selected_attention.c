@@ -50,7 +50,7 @@ static int32_t *make_lists(const attn_shape *sh, const attn_nsa_params *p, list_
     const int L = attn_nsa_list_heads(sh, p), n = p->n;
     const long NB = attn_nsa_num_blocks(sh->N, p);
     const size_t count = (size_t)sh->B * sh->M * L;
-    int32_t *lists = (int32_t *)malloc(count * n * sizeof(int32_t));
+    int32_t *lists = (int32_t *)attn_alloc_bytes(count * n * sizeof(int32_t));
     cr_assert(lists, "out of host memory (%zu lists)", count);
     attn_rng rng;
     attn_rng_seed(&rng, seed * 0x9E3779B97F4A7C15ull + 12345);
@@ -192,6 +192,7 @@ ATTN_TEST(c_part, list_check)
     const attn_shape sh = attn_make_shape(1, 2, 200, 4, 2, 32, 1);
     const attn_nsa_params p = params(64, 4, 1);
     const int32_t good[16] = {0, 1, 2, 3, /**/ 0, 2, 3, -1, /**/ -1, -1, -1, -1, /**/ 0, 3, -1, -1};
+    ATTN_SHARE(good);
     assert_ok(nsa_selection_check(&sh, &p, good), "valid lists (one empty, some padded)");
     struct {
         int entry;
@@ -205,6 +206,7 @@ ATTN_TEST(c_part, list_check)
     };
     for (int c = 0; c < (int)(sizeof bad / sizeof bad[0]); ++c) {
         int32_t lists[16];
+        ATTN_SHARE(lists);
         memcpy(lists, good, sizeof good);
         lists[bad[c].entry] = bad[c].value;
         attn_clear_error();
@@ -217,10 +219,12 @@ ATTN_TEST(c_part, list_check)
     /* N not a multiple of l': N = 130 has 3 blocks, the last one partial (keys 128, 129) */
     const attn_shape partial = attn_make_shape(1, 1, 130, 2, 2, 32, 1);
     const int32_t last_partial[8] = {0, 1, 2, -1, 0, 2, -1, -1};
+    ATTN_SHARE(last_partial);
     assert_ok(nsa_selection_check(&partial, &p, last_partial), "N = 130, l' = 64: block 2 (keys 128..129) exists");
     /* per-head lists: [B, M, H, n], H = 4 lists per query */
     const attn_nsa_params per_head = params(64, 4, 0);
     int32_t heads[32];
+    ATTN_SHARE(heads);
     for (int e = 0; e < 32; ++e) heads[e] = e % 4 == 0 ? 0 : e % 4 == 1 ? 3 : -1;
     assert_ok(nsa_selection_check(&sh, &per_head, heads), "per-head lists {0, 3, -1, -1}");
     heads[31] = 2; /* the last head's list of the last query: 0 3 -1 2 */
@@ -229,6 +233,10 @@ ATTN_TEST(c_part, list_check)
     /* the attention checks its lists first */
     static float x[200 * 2 * 32], o[2 * 4 * 32], lse[8];
     int32_t lists[16];
+    ATTN_SHARE(x);
+    ATTN_SHARE(o);
+    ATTN_SHARE(lse);
+    ATTN_SHARE(lists);
     memcpy(lists, good, sizeof good);
     lists[5] = 7;
     assert_status(nsa_selected_attention_cpu(&sh, &p, x, x, x, lists, o, lse), ATTN_ERR_BAD_ARGUMENT,
@@ -248,6 +256,7 @@ ATTN_TEST(c_part, worked_example)
     const attn_shape sh = attn_make_shape(1, 1, 201, 4, 1, 64, 1); /* one query at t = 200, MQA */
     const attn_nsa_params p = params(64, 3, 1);
     const int32_t list[3] = {0, 2, 3};
+    ATTN_SHARE(list);
     problem pr;
     problem_fill(&pr, sh, 1.0f, 0, attn_test_seed());
     attn_oracle_opts opts = attn_oracle_dense(&sh);
@@ -256,6 +265,8 @@ ATTN_TEST(c_part, worked_example)
     char ctx[400];
     snprintf(ctx, sizeof ctx, "%s, l'=64, list {0, 2, 3} at t = 200: keys 0..63 and 128..200", pr.ctx);
     float o[4 * 64], lse[4];
+    ATTN_SHARE(o);
+    ATTN_SHARE(lse);
     attn_poison(o, sizeof o), attn_poison(lse, sizeof lse);
     assert_ok(nsa_selected_attention_cpu(&sh, &p, pr.q, pr.k, pr.v, list, o, lse), ctx);
     expect_close(&pr, "o", ATTN_LAYOUT_BMHD, o, pr.o_ref, ATTN_TOL_F32);
@@ -390,7 +401,7 @@ static void check_cuda_entry(sel_case c, const char *label, list_mangler mangle,
     char ctx[600];
     case_context(&c, &pr, label, ctx, sizeof ctx);
     const size_t nlist = (size_t)c.sh.B * c.sh.M * attn_nsa_list_heads(&c.sh, &c.p) * c.p.n;
-    int32_t *device_lists = (int32_t *)malloc(nlist * sizeof(int32_t));
+    int32_t *device_lists = (int32_t *)attn_alloc_bytes(nlist * sizeof(int32_t));
     cr_assert(device_lists, "out of host memory [%s]", ctx);
     memcpy(device_lists, lists, nlist * sizeof(int32_t));
     if (mangle) mangle(&c, device_lists);

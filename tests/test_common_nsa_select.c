@@ -146,7 +146,7 @@ Test(nsa_gpu_reference, matches_the_oracle)
         float *q = attn_alloc_f32(nq), *k = attn_alloc_f32(nk), *lse = attn_alloc_f32(nl), *sc = attn_alloc_f32(ns);
         uint16_t *qb = attn_alloc_bf16(nq), *kb = attn_alloc_bf16(nk);
         double *lse64 = attn_alloc_f64(nl), *want = attn_alloc_f64(ns);
-        int32_t *idx = malloc(ni * 4), *want_idx = malloc(ni * 4);
+        int32_t *idx = attn_alloc_bytes(ni * 4), *want_idx = attn_alloc_bytes(ni * 4);
         attn_fill_random(q, nq, s.D, 1.0f, &rng), attn_fill_random(k, nk, s.D, 1.0f, &rng);
         attn_f32_to_bf16_array(q, qb, nq), attn_f32_to_bf16_array(k, kb, nk);
         attn_bf16_to_f32_array(qb, q, nq), attn_bf16_to_f32_array(kb, k, nk);

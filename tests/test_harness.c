@@ -96,7 +96,7 @@ Test(harness, reference_block_lists_and_key_weights)
     attn_rng_seed(&rng, attn_test_seed());
     /* one list per query, [B, M, G, T]: ascending distinct blocks, some padded */
     const size_t n_lists = (size_t)sh.B * sh.M * sh.G * T;
-    int32_t *lists = malloc(n_lists * 4);
+    int32_t *lists = attn_alloc_bytes(n_lists * 4);
     for (size_t r = 0; r < n_lists / T; ++r) {
         int used = 0;
         for (int j = 0; j < nb && used < T; ++j)
@@ -111,7 +111,7 @@ Test(harness, reference_block_lists_and_key_weights)
 
     /* key weights: some keys hidden, others down-weighted */
     const size_t nw = (size_t)sh.B * sh.N * sh.G;
-    float *w = malloc(nw * 4);
+    float *w = attn_alloc_bytes(nw * 4);
     for (size_t e = 0; e < nw; ++e) {
         const double u = attn_rng_uniform(&rng);
         w[e] = u < 0.3 ? 0.0f : (float)u;

@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "attn.h"
 #include "attn_gpu.h"
@@ -23,50 +21,19 @@
 #include "harness.h"
 #include "oracle.h"
 #include "random.h"
+#include "rpc.h"
 #include "oracle_nsa.h"
 
-/* ---------------------------------------------------------------- tests that report completion
+/* ---------------------------------------------------------------- tests
  *
- * Learner code runs inside the test process, so a test that Criterion counts as passed only proves
- * that the process ended without a failed assertion: it may also have ended early. Every course
- * test is therefore declared with ATTN_TEST, which runs the body and then appends
- * "suite/name" to the file named by $ATTN_VERDICT. The grader counts a PASSED test only with
- * its record. The function that writes it is static here (lesson code cannot link to it) and uses
- * open/write, which the grader's audit does not let lesson code call (common/README.md). */
-__attribute__((unused)) static void attn_test_completed(const char *suite_and_name)
-{
-    const char *path = getenv("ATTN_VERDICT");
-    if (!path || !*path) return;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
-    if (fd < 0) return;
-    char line[256];
-    int n = snprintf(line, sizeof line, "%s\n", suite_and_name);
-    if (n > 0 && write(fd, line, (size_t)n) != n) { /* nothing to do: the test then counts as failed */ }
-    close(fd);
-}
+ * This binary never loads the lesson's code: every call of a lesson function goes to a runner process
+ * (common/grading/rpc.h), so what Criterion reports here (passed, failed, skipped) is the tests' own
+ * verdict. ATTN_TEST declares a course test (a Criterion Test; the name keeps the tests uniform). A test
+ * skips only through attn_skip_test, for a reason this process established (no GPU, too little GPU
+ * memory), before any lesson code ran for it. */
+#define attn_skip_test(...) cr_skip_test(__VA_ARGS__)
 
-/* Skip the calling test with a record "skip:suite/name" in $ATTN_VERDICT first: the grader counts
- * a skipped test as skipped only with it, so that lesson code cannot shrink the count of a part by
- * making Criterion's runner believe the test skipped (a message forged on the runner's socket). A
- * course test skips only through this (or require_gpu, which calls it). */
-#define attn_skip_test(...)                                                                                     \
-    do {                                                                                                        \
-        const struct criterion_test *attn_t_ = criterion_current_test;                                          \
-        char attn_rec_[256];                                                                                    \
-        snprintf(attn_rec_, sizeof attn_rec_, "skip:%s/%s", attn_t_ && attn_t_->category ? attn_t_->category : "?", \
-                 attn_t_ && attn_t_->name ? attn_t_->name : "?");                                               \
-        attn_test_completed(attn_rec_);                                                                         \
-        cr_skip_test(__VA_ARGS__);                                                                              \
-    } while (0)
-
-#define ATTN_TEST(suite, name, ...)                                                                            \
-    static void attn_body_##suite##_##name(void);                                                              \
-    Test(suite, name, ##__VA_ARGS__)                                                                           \
-    {                                                                                                          \
-        attn_body_##suite##_##name();                                                                          \
-        attn_test_completed(#suite "/" #name);                                                                 \
-    }                                                                                                          \
-    static void attn_body_##suite##_##name(void)
+#define ATTN_TEST(suite, name, ...) Test(suite, name, ##__VA_ARGS__)
 
 /* "B=1 M=5 N=7 H=4 G=2 D=64 causal" */
 static inline const char *shape_text(const attn_shape *s, char *buf, size_t n)
@@ -340,7 +307,7 @@ static inline void check_deterministic(attn_shape sh, int f32, void *fn, void *c
         assert_ok(attn_h2d(dv, hv, nkv * 2), where);
         free(hq), free(hk), free(hv);
     }
-    unsigned char *first = malloc(nq * es + nl * 4), *again = malloc(nq * es + nl * 4);
+    unsigned char *first = attn_alloc_bytes(nq * es + nl * 4), *again = attn_alloc_bytes(nq * es + nl * 4);
     cr_assert(first && again, "out of host memory [%s]", where);
     for (int run = 0; run < runs; ++run) {
         assert_ok(attn_dpoison(d_o, nq * es), where);

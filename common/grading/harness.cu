@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "rpc.h"
 
 namespace {
 
@@ -252,42 +253,6 @@ __global__ void reference_kernel(attn_gpu_ref_opts o, const uint16_t *q, const u
 /* Runs are timed on the legacy default stream: it waits for, and is waited for by, every blocking
  * stream (the per-thread default stream too), so the stop event covers all the work a launch
  * queued, wherever it queued it. Lesson code cannot create non-blocking streams (the audit). */
-struct CheckedTimer {
-    cudaEvent_t start = nullptr, stop = nullptr;
-    void *flush = nullptr;
-    size_t flush_bytes = 0;
-
-    int init()
-    {
-        int dev = 0, l2 = 0;
-        int st = attn_cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
-        if (!st) st = attn_cuda_status(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev), "L2 size");
-        if (!st) st = attn_cuda_status(cudaEventCreate(&start), "cudaEventCreate");
-        if (!st) st = attn_cuda_status(cudaEventCreate(&stop), "cudaEventCreate");
-        flush_bytes = 2 * (size_t)(l2 > 0 ? l2 : (64 << 20));
-        if (!st) st = attn_cuda_status(cudaMalloc(&flush, flush_bytes), "cudaMalloc (L2 flush)");
-        return st;
-    }
-    ~CheckedTimer()
-    {
-        if (flush) cudaFree(flush);
-        if (start) cudaEventDestroy(start);
-        if (stop) cudaEventDestroy(stop);
-    }
-    int run(attn_launch_fn fn, void *ctx, double *ms)
-    {
-        cudaStream_t legacy = cudaStreamLegacy;
-        int st = attn_cuda_status(cudaMemsetAsync(flush, 0, flush_bytes, legacy), "L2 flush");
-        if (!st) st = attn_cuda_status(cudaEventRecord(start, legacy), "cudaEventRecord");
-        if (!st) st = fn(ctx, legacy);
-        if (!st) st = attn_cuda_status(cudaEventRecord(stop, legacy), "cudaEventRecord");
-        if (!st) st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after a timed run)");
-        float f = 0.0f;
-        if (!st) st = attn_cuda_status(cudaEventElapsedTime(&f, start, stop), "cudaEventElapsedTime");
-        *ms = f;
-        return st;
-    }
-};
 
 } // namespace
 
@@ -406,6 +371,54 @@ static int guarded_hashes(const attn_timing_checks *checks, uint64_t key, uint8_
     return ATTN_OK;
 }
 
+static double wall_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+/* prepare(ctx, rep) timed on the device: how long the test's own input refresh takes. */
+static int timed_prepare(const attn_timing_checks *checks, int rep, cudaEvent_t e0, cudaEvent_t e1, double *ms)
+{
+    int st = attn_cuda_status(cudaEventRecord(e0, cudaStreamLegacy), "cudaEventRecord");
+    if (!st) st = checks->prepare(checks->ctx, rep, cudaStreamLegacy);
+    if (!st) st = attn_cuda_status(cudaEventRecord(e1, cudaStreamLegacy), "cudaEventRecord");
+    if (!st) st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after prepare)");
+    float f = 0.0f;
+    if (!st) st = attn_cuda_status(cudaEventElapsedTime(&f, e0, e1), "cudaEventElapsedTime");
+    *ms = f;
+    return st;
+}
+
+/* The L2 flush, then one call timed by this process's clock until the device is idle again. */
+static int wall_run(attn_launch_fn fn, void *ctx, void *flush, size_t flush_bytes, double *ms)
+{
+    int st = attn_cuda_status(cudaMemsetAsync(flush, 0, flush_bytes, cudaStreamLegacy), "L2 flush");
+    if (!st) st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after the L2 flush)");
+    const double t0 = wall_ms();
+    if (!st) st = fn(ctx, cudaStreamLegacy);
+    if (!st) st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after a timed run)");
+    *ms = wall_ms() - t0;
+    return st;
+}
+
+/* Each round, with the lesson's code in a runner process (common/grading/rpc.h):
+ *   1. no runner is alive; the timed inputs are prepared once, timed (how long preparing takes when
+ *      nothing else uses the GPU);
+ *   2. a fresh runner warms up on other inputs (a call on content of its own, untimed, unchecked);
+ *   3. the timed inputs are prepared again, timed: if that takes clearly longer than in 1, the runner
+ *      kept the GPU busy after it answered (a kernel left running to work on the inputs as they are
+ *      written), and the run fails;
+ *   4. the student's call, timed by this process's clock from the request to the answer (the runner
+ *      answers when its device work is done), after an L2 flush;
+ *   5. the runner is killed at once and waited for: work it left running is lost, so an answer given
+ *      before the work was done leaves outputs unwritten, which the check sees;
+ *   6. the baseline on the same inputs, timed the same way, with no runner alive;
+ *   7. the guarded inputs are hashed again and the outputs checked.
+ * Without a runner (both kernels in this process) the same steps time both. */
+#define ATTN_PREPARE_SLACK_MS 0.5
+
 extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn fb, void *cb,
                                     const attn_timing_checks *checks, int warmup, int reps, attn_timing *ta,
                                     attn_timing *tb, char *why, size_t why_len)
@@ -415,8 +428,15 @@ extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn 
         if (why) snprintf(why, why_len, "attn_time_ab_checked: bad arguments");
         return attn_fail(ATTN_ERR_BAD_ARGUMENT, "attn_time_ab_checked: bad arguments");
     }
-    CheckedTimer timer;
-    int st = timer.init();
+    int dev = 0, l2 = 0;
+    int st = attn_cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
+    if (!st) st = attn_cuda_status(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev), "L2 size");
+    const size_t flush_bytes = 2 * (size_t)(l2 > 0 ? l2 : (64 << 20));
+    void *flush = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    if (!st) st = attn_cuda_status(cudaMalloc(&flush, flush_bytes), "cudaMalloc (L2 flush)");
+    if (!st) st = attn_cuda_status(cudaEventCreate(&e0), "cudaEventCreate");
+    if (!st) st = attn_cuda_status(cudaEventCreate(&e1), "cudaEventCreate");
     double *ma = (double *)calloc((size_t)reps, sizeof(double));
     double *mb = (double *)calloc((size_t)reps, sizeof(double)), dummy;
     char msg[1024] = "";
@@ -428,23 +448,37 @@ extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn 
     uint64_t before[ATTN_MAX_GUARDED], after[ATTN_MAX_GUARDED];
     for (int r = 0; !st && r < warmup + reps; ++r) {
         const int timed = r - warmup; /* < 0 during warm-up */
+        double *a_ms = timed >= 0 ? &ma[timed] : &dummy, *b_ms = timed >= 0 ? &mb[timed] : &dummy;
         /* the key changes with every run and is drawn from the clock, so lesson code cannot know it */
         const uint64_t key = 0xd1b54a32d192ed03ull * (uint64_t)(r + 1) ^ (uint64_t)clock() << 17 ^ (uint64_t)(uintptr_t)buf;
-        st = checks->prepare(checks->ctx, r, cudaStreamLegacy);
+        double alone = 0.0, again = 0.0;
+        attn_rpc_stop();
+        st = timed_prepare(checks, r, e0, e1, &alone);
+        /* warm-up of a fresh runner on content of its own (the same buffers; rep numbers past any
+         * timed one give other inputs) */
+        if (!st) st = checks->prepare(checks->ctx, 1000000 + r, cudaStreamLegacy);
         if (!st) st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after prepare)");
+        if (!st) st = fb(cb, cudaStreamLegacy);
+        if (!st) st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after the warm-up call)");
+        if (st) {
+            if (why) snprintf(why, why_len, "the warm-up call of run %d: %s: %s", r, attn_status_name(st), attn_error_detail());
+            break;
+        }
+        st = timed_prepare(checks, r, e0, e1, &again);
+        if (!st && attn_rpc_alive() && again > 1.5 * alone + ATTN_PREPARE_SLACK_MS) {
+            if (why)
+                snprintf(why, why_len, "run %d: preparing the inputs took %.3f ms while your process was alive "
+                         "and %.3f ms without it: your code kept the GPU busy after its call returned (work "
+                         "left running between calls is not allowed: a call returns when its work is done)",
+                         r, again, alone);
+            st = ATTN_ERR_BAD_ARGUMENT;
+            break;
+        }
         if (!st && guarded) st = guarded_hashes(checks, key, buf, buf_len, before);
-        double *a_ms = timed >= 0 ? &ma[timed] : &dummy, *b_ms = timed >= 0 ? &mb[timed] : &dummy;
-        if (!st && r % 2 == 0) {
-            st = timer.run(fa, ca, a_ms);
-            if (!st) st = timer.run(fb, cb, b_ms);
-        } else if (!st) {
-            st = timer.run(fb, cb, b_ms);
-            if (!st) st = timer.run(fa, ca, a_ms);
-        }
-        if (!st && guarded) {
-            st = attn_cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize (before the guard)");
-            if (!st) st = guarded_hashes(checks, key, buf, buf_len, after);
-        }
+        if (!st) st = wall_run(fb, cb, flush, flush_bytes, b_ms);
+        attn_rpc_stop(); /* kill the runner now: what it left running is lost */
+        if (!st) st = wall_run(fa, ca, flush, flush_bytes, a_ms);
+        if (!st && guarded) st = guarded_hashes(checks, key, buf, buf_len, after);
         if (st) {
             if (why) snprintf(why, why_len, "run %d: %s: %s", r, attn_status_name(st), attn_error_detail());
             break;
@@ -471,6 +505,7 @@ extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn 
             break;
         }
     }
+    attn_rpc_stop();
     if (!st) {
         attn_timing_summarize(ma, reps, ta);
         attn_timing_summarize(mb, reps, tb);
@@ -478,5 +513,8 @@ extern "C" int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn 
     free(ma);
     free(mb);
     free(buf);
+    if (flush) cudaFree(flush);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
     return st;
 }

@@ -81,24 +81,15 @@ class Grader(unittest.TestCase):
 
 
 class Verdicts(unittest.TestCase):
-    def test_a_pass_without_its_completion_record_is_a_failure(self):
+    def test_the_report_is_read_as_it_is(self):
+        # the test binary never loads the lesson's code (it runs in a runner process), so Criterion's
+        # report is the verdict: passed, failed and skipped stand as reported
         report = {"test_suites": [{"name": "c_part", "tests": [
-            {"name": "a", "status": "PASSED"}, {"name": "b", "status": "PASSED"},
+            {"name": "a", "status": "PASSED"}, {"name": "b", "status": "SKIPPED"},
             {"name": "c", "status": "FAILED", "messages": ["x"]}]}]}
-        tests = grade.merge_verdicts(report, {"c_part/a"})
-        self.assertEqual([t[2] for t in tests], ["PASSED", "FAILED", "FAILED"])
-        self.assertIn("ended before", tests[1][3][0])
-
-    def test_a_skip_without_its_skip_record_is_a_failure(self):
-        # lesson code can make Criterion's runner record a skip (a message on its socket): only the
-        # harness's own skips, recorded as "skip:suite/name" before they happen, count as skipped
-        report = {"test_suites": [{"name": "cuda_part", "tests": [
-            {"name": "a", "status": "SKIPPED"}, {"name": "b", "status": "SKIPPED"}]}]}
-        tests = grade.merge_verdicts(report, {"skip:cuda_part/a", "cuda_part/b"})
-        self.assertEqual([t[2] for t in tests], ["SKIPPED", "FAILED"])
-        self.assertIn("did not skip it", tests[1][3][0])
-        parts = grade.score_parts(tests, [], {"cuda_part": 50})
-        self.assertEqual((parts["cuda_part"]["passed"], parts["cuda_part"]["total"]), (0, 1))
+        tests = grade.report_tests(report)
+        self.assertEqual([t[2] for t in tests], ["PASSED", "SKIPPED", "FAILED"])
+        self.assertEqual(tests[2][3], ["x"])
 
     def test_parts_decided_before_the_tests_score_zero(self):
         tests = [("c_part", "a", "PASSED"), ("cuda_part", "x", "PASSED"), ("speed", "s", "SKIPPED")]
