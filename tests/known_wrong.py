@@ -89,7 +89,7 @@ VARIANTS += [
          old="*first = t - w + 1 > 0 ? t - w + 1 : 0;", new="*first = t - w > 0 ? t - w : 0;"),
     dict(lesson="05_sliding_window", name="cuda_edge_off_by_one", file="sliding_window.cu", suites=["cuda_part"],
          why="the mask keeps key t - w as well (an off-by-one at the window's lower edge)",
-         old="key >= t - window + 1;", new="key >= t - window;"),
+         old="key >= t - window + 1 && key < sh.N;", new="key >= t - window && key < sh.N;"),
     dict(lesson="05_sliding_window", name="cuda_lower_edge_unmasked", file="sliding_window.cu", suites=["cuda_part"],
          why="tiles that start before the window are not masked when they do not also cross the diagonal",
          old="if (s0 + kBc > sh.N || s0 + kBc - 1 > w.t_first || s0 < w.t_last - window + 1)",

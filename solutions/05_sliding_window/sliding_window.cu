@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         if (s0 + kBc > sh.N || s0 + kBc - 1 > w.t_first || s0 < w.t_last - window + 1)
             flash::mask(s, w.R0 + warp_row0, s0, [&](long R, long key) {
                 const long t = w.pos(R);
-                return key < sh.N && key <= t && key >= t - window + 1;
+                return key <= t && key >= t - window + 1 && key < sh.N; /* in this order: fewer instructions per key */
             });
         uint32_t p[kMTiles][kNTiles][2];
         acc.update(s, p, scale_log2);
