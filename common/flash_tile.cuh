@@ -21,10 +21,12 @@
 // The parallelisation contract (lesson 03's fragments). Every function works on what one thread
 // holds of a warp's part of the tiles; nothing here synchronises a block: the caller places the
 // barriers between loading a tile and reading it, as lessons 03 and 04 do.
-//   - A warp owns MT m16 tiles of rows (16 MT rows starting at row0 of the block's Q tile) and NT
-//     n8 tiles of keys (8 NT keys starting at col0 of the K tile). Lessons 05-07: 4 warps of 32 rows
-//     (MT = 2) and all 64 keys of a tile (NT = 8). Lesson 09: one m16 tile of heads (MT = 1) shared by
-//     4 warps, each owning 16 keys of a tile (NT = 2), merged at the end.
+//   - A warp owns MT m16 tiles of rows (16 MT rows of the block's Q tile, from the row its Q Operand
+//     starts at) and NT n8 tiles of keys (8 NT keys of the K and V tiles, from the row their Operands
+//     start at). Lessons 05-07: 4 warps of 32 rows each (MT = 2), every warp all 64 keys of a tile
+//     (NT = 8). A split of the keys instead (the warps share the rows, each owns 16 keys of a tile,
+//     NT = 2) leaves one partial softmax per warp, merged at the end with merge_weights, as in a
+//     split-KV decode.
 //   - Lane (gid = lane / 4, tig = lane % 4) holds rows frag_row(mt, rr) = 16 mt + gid + 8 rr (rr = 0, 1)
 //     and, of each n8 tile nt, columns frag_col(nt, e) = 8 nt + 2 tig + e (e = 0, 1):
 //     s[mt][nt][2 rr + e] is the score of that row and column. o[mt][dt][2 rr + e] is the same for
@@ -159,8 +161,9 @@ struct Operand {
 
 // ---------------------------------------------------------------- S = Q K^T
 
-// The A fragments of Q, once, for a kernel that keeps Q in registers across tiles (lesson 09: every
-// warp reads all of its 16 rows, and reading them once saves shared-memory traffic on every tile).
+// The A fragments of Q, once, for a kernel that keeps Q in registers across tiles (where the warps
+// split the keys, every warp reads all the rows: reading them once saves shared-memory traffic on
+// every tile).
 template <int D, int MT>
 __device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[MT][D / 16][4], const Operand<D> &q)
 {
@@ -285,8 +288,8 @@ struct OnlineSoftmax {
     // A row that has seen no key yet keeps m = -inf: it uses 0 as the max, so that alpha =
     // 2^(-inf - 0) = 0 and p = 2^(-inf) = 0 instead of 2^(-inf - (-inf)) = NaN.
     // kSkipUnitAlpha: skip the rescale of O when no lane of the warp saw its max move (alpha = 1 is
-    // exact, so this changes no bit); worth its vote and branch where O is small against the tile
-    // (lesson 09's 16 keys per warp), not where 64 keys move the max often.
+    // exact, so this changes no bit); worth its vote and branch where a warp sees few keys per tile
+    // (16 when the warps split the keys), so that the max soon stops moving.
     template <bool kSkipUnitAlpha = false, int NT>
     __device__ __forceinline__ void update(float (&s)[MT][NT][4], uint32_t (&p)[MT][NT][2], float scale_log2)
     {
