@@ -340,9 +340,10 @@ static void check_cmp_attention_cpu(attn_shape sh, attn_nsa_params p, int large_
     expect_empty_rows(&c, o, NULL, lse);
     const attn_tol tol = large_logits ? ATTN_TOL_F32_LARGE : ATTN_TOL_F32;
     attn_cmp r;
-    attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, c.o_ref, tol);
+    const attn_rule rule = attn_rule_compressed(p.l, p.d); /* the hints state the compressed-token rule */
+    attn_compare_f32_rule(&r, "o", ATTN_LAYOUT_BMHD, &sh, &rule, o, c.o_ref, tol);
     cr_assert(r.ok, "%s [%s]", r.message, c.ctx);
-    attn_compare_f32(&r, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, c.lse_ref, tol);
+    attn_compare_f32_rule(&r, "lse", ATTN_LAYOUT_BHM, &sh, &rule, lse, c.lse_ref, tol);
     cr_assert(r.ok, "%s [%s]", r.message, c.ctx);
     free(o), free(lse);
     cmp_problem_free(&c);
@@ -458,9 +459,10 @@ static void check_cmp_attention_cuda(attn_shape sh, attn_nsa_params p, int large
     uint16_t *o = download_bf16(d_o, nq, c.ctx);
     float *lse = download_f32(dlse, nl, c.ctx);
     attn_cmp r;
-    attn_compare_bf16(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, c.o_ref, ATTN_TOL_BF16);
+    const attn_rule rule = attn_rule_compressed(p.l, p.d);
+    attn_compare_bf16_rule(&r, "o", ATTN_LAYOUT_BMHD, &sh, &rule, o, c.o_ref, ATTN_TOL_BF16);
     cr_assert(r.ok, "%s [%s]", r.message, c.ctx);
-    attn_compare_f32(&r, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, c.lse_ref, LSE_TOL);
+    attn_compare_f32_rule(&r, "lse", ATTN_LAYOUT_BHM, &sh, &rule, lse, c.lse_ref, LSE_TOL);
     cr_assert(r.ok, "%s [%s]", r.message, c.ctx);
     expect_empty_rows(&c, NULL, o, lse);
     free(o), free(lse);
@@ -560,9 +562,10 @@ static void small_pipeline(attn_nsa_params p, attn_shape sh, uint64_t seed, int 
         double *o_ref = attn_alloc_f64(nq), *lse_ref = attn_alloc_f64(nl);
         attn_bf16_to_f32_array(kc, kf, ncmp), attn_bf16_to_f32_array(vc, vf, ncmp);
         assert_ok(attn_oracle_nsa_cmp_attention(&sh, &p, q, kf, vf, o_ref, lse_ref), ck.ctx);
-        attn_compare_bf16(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, o_ref, ATTN_TOL_BF16);
+        const attn_rule rule = attn_rule_compressed(p.l, p.d);
+        attn_compare_bf16_rule(&r, "o", ATTN_LAYOUT_BMHD, &sh, &rule, o, o_ref, ATTN_TOL_BF16);
         cr_assert(r.ok, "%s [compressed attention after linear compression; %s]", r.message, ck.ctx);
-        attn_compare_f32(&r, "lse", ATTN_LAYOUT_BHM, &sh, 0, lse, lse_ref, LSE_TOL);
+        attn_compare_f32_rule(&r, "lse", ATTN_LAYOUT_BHM, &sh, &rule, lse, lse_ref, LSE_TOL);
         cr_assert(r.ok, "%s [compressed attention after linear compression; %s]", r.message, ck.ctx);
         free(kf), free(vf), free(o_ref), free(lse_ref);
     }

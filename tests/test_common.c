@@ -696,3 +696,122 @@ Test(hints, source_must_reproduce_the_reference)
     cr_assert(!r.ok && r.wrong == ATTN_WRONG_NONE && !strstr(r.message, "position i"), "message: %s", r.message);
     hint_case_free(&c);
 }
+
+/* ---------------------------------------------------------------- each lesson's own rule
+ *
+ * A hint about which keys a query sees states the rule of the lesson whose output failed, not the
+ * dense causal s <= t: compressed tokens (lesson 07), a window (lesson 05), a block list (lesson 09). */
+
+static void expect_rule(const attn_cmp *r, const char *want, const char *not1, const char *not2)
+{
+    cr_assert(!r->ok, "a wrong output passed: %s", r->message);
+    cr_assert(strstr(r->message, want), "no \"%s\" in: %s", want, r->message);
+    cr_assert(!not1 || !strstr(r->message, not1), "misleading \"%s\" in: %s", not1, r->message);
+    cr_assert(!not2 || !strstr(r->message, not2), "misleading \"%s\" in: %s", not2, r->message);
+}
+
+/* Lesson 07's off-by-one (`i*d + l - 1 <= t + 1`, the known-wrong variants' mistake), made by the NSA
+ * oracle itself: with l = 4, d = 2 both N = 12 and N = 13 have 5 compressed tokens, and with M = 12
+ * queries the shape N = 13 puts query i at t + 1. The last row sees every token either way. */
+Test(hints, compressed_rule_is_stated)
+{
+    const attn_shape sh = attn_make_shape(1, 12, 12, 2, 1, 8, 1), late = attn_make_shape(1, 12, 13, 2, 1, 8, 1);
+    attn_nsa_params p = attn_nsa_paper_defaults();
+    p.l = 4, p.d = 2, p.l_sel = 64, p.mode = ATTN_NSA_MEAN;
+    const long nc = attn_nsa_num_cmp(sh.N, &p);
+    cr_assert_eq(nc, 5);
+    cr_assert_eq(attn_nsa_num_cmp(late.N, &p), nc);
+    const size_t nq = attn_q_elems(&sh), nl = attn_lse_elems(&sh), ncmp = (size_t)nc * sh.G * sh.D;
+    float *q = attn_alloc_f32(nq), *k = attn_alloc_f32(ncmp), *v = attn_alloc_f32(ncmp);
+    float *o = attn_alloc_f32(nq), *lse = attn_alloc_f32(nl);
+    double *o_ref = attn_alloc_f64(nq), *lse_ref = attn_alloc_f64(nl), *o_bad = attn_alloc_f64(nq),
+           *lse_bad = attn_alloc_f64(nl);
+    uint16_t *o16 = attn_alloc_bf16(nq);
+    cr_assert(q && k && v && o && lse && o_ref && lse_ref && o_bad && lse_bad && o16);
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed());
+    attn_fill_random(q, nq, (size_t)sh.D, 1.0f, &rng);
+    attn_fill_random(k, ncmp, (size_t)sh.D, 1.0f, &rng);
+    attn_fill_random(v, ncmp, (size_t)sh.D, 1.0f, &rng);
+    cr_assert_eq(attn_oracle_nsa_cmp_attention(&sh, &p, q, k, v, o_ref, lse_ref), ATTN_OK);
+    cr_assert_eq(attn_oracle_nsa_cmp_attention(&late, &p, q, k, v, o_bad, lse_bad), ATTN_OK);
+    for (size_t e = 0; e < nq; ++e) o[e] = (float)o_bad[e], o16[e] = attn_f32_to_bf16((float)o_bad[e]);
+    for (size_t e = 0; e < nl; ++e) lse[e] = (float)lse_bad[e];
+
+    const attn_rule rule = attn_rule_compressed(p.l, p.d);
+    attn_cmp r;
+    attn_compare_f32_rule(&r, "o", ATTN_LAYOUT_BMHD, &sh, &rule, o, o_ref, ATTN_TOL_F32);
+    expect_rule(&r, "i*d + l - 1 <= t", "s <= t", "causal mask");
+    expect_rule(&r, "l = 4, d = 2", NULL, NULL);
+    attn_compare_bf16_rule(&r, "o", ATTN_LAYOUT_BMHD, &sh, &rule, o16, o_ref, ATTN_TOL_BF16);
+    expect_rule(&r, "i*d + l - 1 <= t", "s <= t", "causal mask");
+    attn_compare_f32_rule(&r, "lse", ATTN_LAYOUT_BHM, &sh, &rule, lse, lse_ref, ATTN_TOL_F32);
+    expect_rule(&r, "i*d + l - 1 <= t", "s <= t", NULL);
+    /* without the rule the same failure reads as a dense causal mask: why lesson 07's tests pass it */
+    attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &sh, 0, o, o_ref, ATTN_TOL_F32);
+    expect_rule(&r, "s <= t", "i*d + l - 1", NULL);
+    attn_compare_f32_rule(&r, "o", ATTN_LAYOUT_BMHD, &sh, NULL, o, o_ref, ATTN_TOL_F32);
+    expect_rule(&r, "s <= t", "i*d + l - 1", NULL);
+
+    /* NaN in the rows that see no token (t < l - 1): 0 / 0 after a softmax over nothing */
+    for (size_t e = 0; e < nq; ++e) o[e] = (float)o_ref[e];
+    for (int i = 0; i < p.l - 1; ++i)
+        for (int h = 0; h < sh.H; ++h)
+            for (int d = 0; d < sh.D; ++d) o[((size_t)i * sh.H + h) * sh.D + d] = NAN;
+    attn_compare_f32_rule(&r, "o", ATTN_LAYOUT_BMHD, &sh, &rule, o, o_ref, ATTN_TOL_F32);
+    expect_rule(&r, "no compressed token", "s <= t", NULL);
+    expect_rule(&r, "i*d + l - 1 <= t", NULL, NULL);
+
+    char words[320];
+    attn_visibility_rule_text(&sh, 0, NULL, &rule, words, sizeof words);
+    cr_assert(strstr(words, "i*d + l - 1 <= t") && strstr(words, "t < l - 1 = 3"), "%s", words);
+    free(q), free(k), free(v), free(o), free(lse), free(o_ref), free(lse_ref), free(o_bad), free(lse_bad), free(o16);
+}
+
+/* Lesson 05: rows wrong but the last one right, with a window: the window's rule, not s <= t alone. */
+Test(hints, window_rule_is_stated)
+{
+    const attn_shape sh = attn_make_shape(1, 4, 4, 1, 1, 2, 1);
+    double ref[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float got[8] = {1.5f, 2, 3.5f, 4, 5.5f, 6, 7, 8}; /* rows t = 0, 1, 2 wrong, t = 3 right */
+    attn_cmp r;
+    attn_compare_f32(&r, "o", ATTN_LAYOUT_BMHD, &sh, 2, got, ref, ATTN_TOL_F32);
+    expect_rule(&r, "t - w + 1 <= s <= t (w = 2)", "sees every key", NULL);
+    char words[320];
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.window = 2;
+    cr_assert_str_eq(attn_visibility_rule_text(&sh, 0, &opts, NULL, words, sizeof words),
+                     "key s is visible iff t - w + 1 <= s <= t (w = 2), with t = N - M + i");
+    cr_assert_str_eq(attn_visibility_rule_text(&sh, 0, NULL, NULL, words, sizeof words),
+                     "key s is visible iff s <= t, with t = N - M + i");
+}
+
+/* Lesson 09: a block list. The pattern hint and the hint of a known mistake (no causal mask) both
+ * state that a key must lie in a listed block. */
+Test(hints, block_list_rule_is_stated)
+{
+    const attn_shape sh = attn_make_shape(1, 8, 8, 2, 1, 8, 1);
+    static const int32_t lists[8 * 2] = {0, -1, 0, -1, 0, -1, 0, -1, 0, 1, 0, 1, 0, 1, 0, 1};
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.block_indices = lists, opts.num_blocks = 2, opts.block_size = 4;
+    hint_case c;
+    hint_case_init(&c, &opts, attn_test_seed());
+    attn_cmp_source src = {&c.opts, c.q, c.k, c.v, ATTN_QTY_DEFAULT};
+    attn_cmp r;
+    /* the causal mask forgotten: keys after t in the listed blocks are seen */
+    attn_oracle_opts open = opts;
+    open.shape.causal = 0;
+    cr_assert_eq(attn_oracle_forward(&open, c.q, c.k, c.v, c.o_wrong, c.lse_wrong, NULL), ATTN_OK);
+    hint_case_wrong_to_float(&c, 0);
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    expect_hint(&r, ATTN_WRONG_NO_CAUSAL, "without the causal mask", NULL, NULL);
+    expect_rule(&r, "lies in a block listed for its query (block j holds keys j*4 .. j*4 + 3) and s <= t", NULL, NULL);
+    /* early rows wrong, the last right, no known mistake: the pattern hint */
+    for (size_t e = 0; e < attn_q_elems(&sh); ++e) c.o[e] = (float)c.o_ref[e];
+    for (int i = 0; i < 6; ++i)
+        for (int h = 0; h < sh.H; ++h) c.o[((size_t)i * sh.H + h) * sh.D] += 0.5f;
+    attn_compare_f32_src(&r, "o", ATTN_LAYOUT_BMHD, &src, c.o, c.o_ref, ATTN_TOL_F32);
+    cr_assert_eq(r.wrong, ATTN_WRONG_NONE, "%s", r.message);
+    expect_rule(&r, "block listed for its query", "sees every key", NULL);
+    hint_case_free(&c);
+}

@@ -128,15 +128,63 @@ static const char *rows_hint(const attn_cmp *r, const attn_shape *s, const cmp_i
            "max and sum for every entry of the row";
 }
 
+/* The visibility rule in words (see attn_visibility_rule_text); with_t adds where t comes from. */
+static const char *rule_words(const attn_shape *s, int window, const attn_oracle_opts *opts, const attn_rule *rule,
+                              int with_t, char *buf, size_t n)
+{
+    if (opts && window == 0) window = opts->window;
+    if (rule && rule->kind == ATTN_RULE_COMPRESSED) {
+        snprintf(buf, n,
+                 "compressed token i (keys i*d .. i*d + l - 1, here l = %d, d = %d) is visible iff i*d + l - 1 <= t: "
+                 "a token counts once its last key is at or before t, so positions t < l - 1 = %d see none%s",
+                 rule->l, rule->d, rule->l - 1,
+                 with_t ? " (t is the query's position, N - M + its row)" : "");
+        return buf;
+    }
+    char edge[64] = "";
+    if (window > 0)
+        snprintf(edge, sizeof edge, "t - w + 1 <= s <= t (w = %d)", window);
+    else if (s->causal)
+        snprintf(edge, sizeof edge, "s <= t");
+    const char *extra = opts && opts->key_weights ? " (and its key weight is not 0)"
+                        : opts && opts->visible   ? " (and the case's own mask keeps it)"
+                                                  : "";
+    const char *t_text = with_t && edge[0] ? ", with t = N - M + i" : "";
+    if (opts && opts->block_indices && opts->block_size > 0) {
+        const int bs = opts->block_size;
+        snprintf(buf, n, "key s is visible iff it lies in a block listed for its query (block j holds keys j*%d .. "
+                         "j*%d + %d)%s%s%s%s",
+                 bs, bs, bs - 1, edge[0] ? " and " : "", edge, extra, t_text);
+    } else if (edge[0]) {
+        snprintf(buf, n, "key s is visible iff %s%s%s", edge, extra, t_text);
+    } else {
+        snprintf(buf, n, "every key is visible%s: this case is not causal", extra);
+    }
+    return buf;
+}
+
+const char *attn_visibility_rule_text(const attn_shape *shape, int window, const attn_oracle_opts *opts,
+                                      const attn_rule *rule, char *buf, size_t n)
+{
+    return rule_words(shape, window, opts, rule, 1, buf, n);
+}
+
+/* What the hints know of the rule: its words, and whether it is the plain rule of the shape (dense
+ * causal or a window, no block list, not compressed tokens), which the oldest hints spell out. */
+typedef struct {
+    const char *text;
+    int plain, compressed;
+} hint_rule;
+
 /* The first hint whose pattern matches the failures. */
 static const char *pick_hint(const attn_cmp *r, attn_layout layout, const attn_shape *s, int window,
-                             const cmp_input *in, const cmp_stats *st, char *buf, size_t n)
+                             const hint_rule *hr, const cmp_input *in, const cmp_stats *st, char *buf, size_t n)
 {
     if (r->n_unwritten)
         return "some elements still hold the NaN poison, i.e. were never written: does the grid cover every "
                "(b, i, h) row and every d? look at the bounds checks and the grid size";
     if (layout == ATTN_LAYOUT_ROWS) return rows_hint(r, s, in, st);
-    const int masked = s->causal || window > 0;
+    const int masked = s->causal || window > 0 || !hr->plain;
     if (layout == ATTN_LAYOUT_BHMN && st->n_hidden && st->n_hidden == r->n_nonfinite) {
         if (!masked)
             return "-inf where a score was expected: this case is NOT causal, no key should be masked";
@@ -145,17 +193,21 @@ static const char *pick_hint(const attn_cmp *r, attn_layout layout, const attn_s
                    "positions, so query i is at t = N - M + i (not i) and key s is visible iff s <= t";
         if (st->n_hidden_own == st->n_hidden)
             return "the query's own key (s = t) is masked: key s is visible iff s <= t, not s < t";
-        return "keys that should be visible are masked (-inf where a score was expected): key s is visible iff "
-               "s <= t with t = N - M + i";
+        snprintf(buf, n, "keys that should be visible are masked (-inf where a score was expected): %s", hr->text);
+        return buf;
     }
     if (layout == ATTN_LAYOUT_BHMN && st->n_shown && !r->n_nonfinite) {
         if (st->n_shown_next == st->n_shown)
             return "key t + 1 is left visible (s <= t + 1): mask every key s > t, starting at t + 1";
-        if (window > 0)
+        if (window > 0 && hr->plain)
             return "keys that should be masked are visible (a finite score where -inf was expected): keys "
                    "t - w + 1 .. t are visible, with t = N - M + i";
-        return "keys that should be masked are visible (a finite score where -inf was expected): is the causal mask "
-               "applied? key s is visible iff s <= t with t = N - M + i";
+        if (hr->plain)
+            return "keys that should be masked are visible (a finite score where -inf was expected): is the causal "
+                   "mask applied? key s is visible iff s <= t with t = N - M + i";
+        snprintf(buf, n, "keys that should be masked are visible (a finite score where -inf was expected): %s",
+                 hr->text);
+        return buf;
     }
     int rows_bad = 0, heads_bad = 0, batches_bad = 0;
     for (int i = 0; i < s->M; ++i) rows_bad += st->bad_row[i];
@@ -164,10 +216,21 @@ static const char *pick_hint(const attn_cmp *r, attn_layout layout, const attn_s
     if (r->n_nonfinite) {
         /* Under a mask the early queries see the fewest keys: NaN there only (not in the last row, which sees
          * the most) points at rows left with no key, not at an overflow, which would hit any row. */
-        if (masked && s->M > 1 && !st->nonfinite_row[s->M - 1])
-            return "NaN/Inf only in early rows (not in the last, which sees the most keys): your mask leaves those "
-                   "queries no key, and exp(-inf - (-inf)) = NaN. Key s is visible iff s <= t with t = N - M + i "
-                   "(the query's own key included), and a row with no visible key gets o = 0, lse = -inf";
+        if (masked && s->M > 1 && !st->nonfinite_row[s->M - 1]) {
+            if (hr->compressed)
+                snprintf(buf, n, "NaN/Inf only in early rows (not in the last, which sees the most tokens): a row "
+                                 "that sees no compressed token must get o = 0, lse = -inf, not exp(-inf - (-inf)) = "
+                                 "NaN. The rule: %s", hr->text);
+            else if (hr->plain && window == 0)
+                return "NaN/Inf only in early rows (not in the last, which sees the most keys): your mask leaves those "
+                       "queries no key, and exp(-inf - (-inf)) = NaN. Key s is visible iff s <= t with t = N - M + i "
+                       "(the query's own key included), and a row with no visible key gets o = 0, lse = -inf";
+            else
+                snprintf(buf, n, "NaN/Inf only in early rows (not in the last): your mask leaves those queries no key, "
+                                 "and exp(-inf - (-inf)) = NaN. The rule: %s; a row with no visible key gets o = 0, "
+                                 "lse = -inf", hr->text);
+            return buf;
+        }
         return "NaN/Inf where a finite value is expected: exp overflows if the row max is not subtracted first, "
                "and a row or tile where every key is masked gives exp(-inf - (-inf)) = NaN";
     }
@@ -189,9 +252,14 @@ static const char *pick_hint(const attn_cmp *r, attn_layout layout, const attn_s
             return "only positions t >= w are wrong: check the window's lower edge (keys t - w + 1 .. t)";
     }
     if (s->M > 1 && rows_bad && !st->bad_row[s->M - 1]) {
-        if (s->causal)
+        if (s->causal && hr->plain && window == 0)
             return "the last query (which sees every key) is right but earlier rows are wrong: check the causal "
                    "mask, key s is visible iff s <= t with t = N - M + i";
+        if (masked) {
+            snprintf(buf, n, "the last query is right but earlier rows are wrong: check which %s each row sees: %s",
+                     hr->compressed ? "compressed tokens" : "keys", hr->text);
+            return buf;
+        }
         return "the last query is right but earlier rows are wrong: this case is NOT causal, is a mask applied "
                "where none was asked for?";
     }
@@ -220,7 +288,7 @@ static const char *pick_hint(const attn_cmp *r, attn_layout layout, const attn_s
 static int source_gives_ref(const attn_cmp_source *src, attn_layout layout, const double *ref, attn_tol tol);
 
 static int compare_impl(attn_cmp *r, const char *what, attn_layout layout, const attn_shape *s, int window,
-                        const cmp_input *in, attn_tol tol, const attn_cmp_source *src)
+                        const cmp_input *in, attn_tol tol, const attn_cmp_source *src, const attn_rule *rule)
 {
     long dims[4];
     layout_dims(layout, s, dims);
@@ -288,7 +356,14 @@ static int compare_impl(attn_cmp *r, const char *what, attn_layout layout, const
             r->wrong = attn_match_known_wrong(src, layout, in->f32, in->f32 ? NULL : in->bf16, tol);
             if (r->wrong != ATTN_WRONG_NONE) hint = attn_wrong_rule_hint(r->wrong, src->opts, hint_buf, sizeof hint_buf);
         }
-        if (!hint) hint = pick_hint(r, layout, s, window, in, &st, hint_buf, sizeof hint_buf);
+        if (!hint) {
+            char rule_buf[320];
+            const attn_oracle_opts *opts = src ? src->opts : NULL;
+            const int compressed = rule && rule->kind == ATTN_RULE_COMPRESSED;
+            const hint_rule hr = {rule_words(s, window, opts, rule, 1, rule_buf, sizeof rule_buf),
+                                  !compressed && !(opts && opts->block_indices), compressed};
+            hint = pick_hint(r, layout, s, window, &hr, in, &st, hint_buf, sizeof hint_buf);
+        }
         snprintf(r->message, sizeof r->message,
                  "%s: %zu of %zu %s out of tolerance |x - ref| <= %.0e + %.0e*|ref| (%zu never written, "
                  "%zu NaN/Inf); worst at %s: got %.7g%s, expected %.7g.%s%s",
@@ -308,21 +383,21 @@ int attn_compare_f32(attn_cmp *r, const char *what, attn_layout layout, const at
                      const float *got, const double *ref, attn_tol tol)
 {
     cmp_input in = {got, NULL, ref, NULL};
-    return compare_impl(r, what, layout, shape, window, &in, tol, NULL);
+    return compare_impl(r, what, layout, shape, window, &in, tol, NULL, NULL);
 }
 
 int attn_compare_bf16(attn_cmp *r, const char *what, attn_layout layout, const attn_shape *shape, int window,
                       const uint16_t *got, const double *ref, attn_tol tol)
 {
     cmp_input in = {NULL, got, ref, NULL};
-    return compare_impl(r, what, layout, shape, window, &in, tol, NULL);
+    return compare_impl(r, what, layout, shape, window, &in, tol, NULL, NULL);
 }
 
 int attn_compare_f32_f32(attn_cmp *r, const char *what, attn_layout layout, const attn_shape *shape,
                          const float *got, const float *ref, attn_tol tol)
 {
     cmp_input in = {got, NULL, NULL, ref};
-    return compare_impl(r, what, layout, shape, 0, &in, tol, NULL);
+    return compare_impl(r, what, layout, shape, 0, &in, tol, NULL, NULL);
 }
 
 int attn_compare_rows_f32(attn_cmp *r, const char *what, int rows, int cols, const float *got, const double *ref,
@@ -331,21 +406,35 @@ int attn_compare_rows_f32(attn_cmp *r, const char *what, int rows, int cols, con
     /* Rows stand in for queries and columns for keys; the other axes are 1 and never printed. */
     const attn_shape as_rows = attn_make_shape(1, rows, cols, 1, 1, 1, 0);
     cmp_input in = {got, NULL, ref, NULL};
-    return compare_impl(r, what, ATTN_LAYOUT_ROWS, &as_rows, 0, &in, tol, NULL);
+    return compare_impl(r, what, ATTN_LAYOUT_ROWS, &as_rows, 0, &in, tol, NULL, NULL);
 }
 
 int attn_compare_f32_src(attn_cmp *r, const char *what, attn_layout layout, const attn_cmp_source *src,
                          const float *got, const double *ref, attn_tol tol)
 {
     cmp_input in = {got, NULL, ref, NULL};
-    return compare_impl(r, what, layout, &src->opts->shape, src->opts->window, &in, tol, src);
+    return compare_impl(r, what, layout, &src->opts->shape, src->opts->window, &in, tol, src, NULL);
 }
 
 int attn_compare_bf16_src(attn_cmp *r, const char *what, attn_layout layout, const attn_cmp_source *src,
                           const uint16_t *got, const double *ref, attn_tol tol)
 {
     cmp_input in = {NULL, got, ref, NULL};
-    return compare_impl(r, what, layout, &src->opts->shape, src->opts->window, &in, tol, src);
+    return compare_impl(r, what, layout, &src->opts->shape, src->opts->window, &in, tol, src, NULL);
+}
+
+int attn_compare_f32_rule(attn_cmp *r, const char *what, attn_layout layout, const attn_shape *shape,
+                          const attn_rule *rule, const float *got, const double *ref, attn_tol tol)
+{
+    cmp_input in = {got, NULL, ref, NULL};
+    return compare_impl(r, what, layout, shape, 0, &in, tol, NULL, rule);
+}
+
+int attn_compare_bf16_rule(attn_cmp *r, const char *what, attn_layout layout, const attn_shape *shape,
+                           const attn_rule *rule, const uint16_t *got, const double *ref, attn_tol tol)
+{
+    cmp_input in = {NULL, got, ref, NULL};
+    return compare_impl(r, what, layout, shape, 0, &in, tol, NULL, rule);
 }
 
 /* ---------------------------------------------------------------- known mistakes reproduced */
@@ -571,12 +660,19 @@ const char *attn_wrong_rule_hint(attn_wrong_rule rule, const attn_oracle_opts *o
 {
     const attn_shape *s = &opts->shape;
     const char *intro = "your output matches, within tolerance, what";
+    char words[320];
     switch (rule) {
     case ATTN_WRONG_QUERY_AT_I:
-        snprintf(buf, n,
-                 "%s you get with query i at position i. With M = %d < N = %d the queries are the LAST M "
-                 "positions: query i is at t = N - M + i = %d + i, and key s is visible iff s <= t%s",
-                 intro, s->M, s->N, s->N - s->M, opts->window > 0 ? " and s >= t - w + 1" : "");
+        if (opts->block_indices)
+            snprintf(buf, n,
+                     "%s you get with query i at position i. With M = %d < N = %d the queries are the LAST M "
+                     "positions: query i is at t = N - M + i = %d + i, and %s",
+                     intro, s->M, s->N, s->N - s->M, rule_words(s, opts->window, opts, NULL, 0, words, sizeof words));
+        else
+            snprintf(buf, n,
+                     "%s you get with query i at position i. With M = %d < N = %d the queries are the LAST M "
+                     "positions: query i is at t = N - M + i = %d + i, and key s is visible iff s <= t%s",
+                     intro, s->M, s->N, s->N - s->M, opts->window > 0 ? " and s >= t - w + 1" : "");
         break;
     case ATTN_WRONG_OWN_KEY_HIDDEN:
         snprintf(buf, n,
@@ -594,10 +690,8 @@ const char *attn_wrong_rule_hint(attn_wrong_rule rule, const attn_oracle_opts *o
                  intro, opts->window + 1, opts->window);
         break;
     case ATTN_WRONG_NO_CAUSAL:
-        snprintf(buf, n,
-                 "%s you get without the causal mask: is it applied? key s is visible iff s <= t with "
-                 "t = N - M + i",
-                 intro);
+        snprintf(buf, n, "%s you get without the causal mask: is it applied? %s", intro,
+                 rule_words(s, opts->window, opts, NULL, 1, words, sizeof words));
         break;
     case ATTN_WRONG_NO_WINDOW:
         snprintf(buf, n,

@@ -13,6 +13,8 @@
  *      recomputes the reference with the oracle under known-wrong rules (t = i, s < t, ...) and,
  *      when the output matches one of them, names it: a match is close to a proof;
  *   3. the pattern of the failures (which rows, heads, batches, dims; where NaN or -inf appear).
+ * A hint about which keys a query sees states the lesson's own rule (dense causal, window, block
+ * list, NSA compressed tokens: see attn_visibility_rule_text).
  */
 #ifndef ATTN_CHECK_H
 #define ATTN_CHECK_H
@@ -95,6 +97,42 @@ int attn_compare_f32_f32(attn_cmp *r, const char *what, attn_layout layout, cons
  * the hints speak of rows (their max, their sum), not of queries, heads or batches. */
 int attn_compare_rows_f32(attn_cmp *r, const char *what, int rows, int cols, const float *got, const double *ref,
                           attn_tol tol);
+
+/* ---------------------------------------------------------------- the rule the hints state */
+
+/* A hint that points at which keys a query sees states the lesson's own visibility rule. By default
+ * it follows from the comparison's shape and window and, in the *_src comparisons, from the source's
+ * oracle options: dense causal (key s is visible iff s <= t), a window (t - w + 1 <= s <= t), a block
+ * list (s lies in a block listed for the query, and s <= t). Attention over NSA's compressed tokens
+ * (lesson 07), whose keys are not the positions the shape counts, names its rule with
+ * attn_compare_*_rule and attn_rule_compressed(l, d): token i is visible iff i*d + l - 1 <= t. */
+typedef enum {
+    ATTN_RULE_OF_SHAPE = 0, /* the shape's causal flag, the window and the source's block list */
+    ATTN_RULE_COMPRESSED,   /* NSA compressed tokens: token i covers keys i*d .. i*d + l - 1 */
+} attn_rule_kind;
+
+typedef struct {
+    attn_rule_kind kind;
+    int l, d; /* ATTN_RULE_COMPRESSED: the block length l and the stride d */
+} attn_rule;
+
+static inline attn_rule attn_rule_compressed(int l, int d)
+{
+    attn_rule r = {ATTN_RULE_COMPRESSED, l, d};
+    return r;
+}
+
+/* attn_compare_f32 / attn_compare_bf16 whose hints state `rule` (NULL: the shape's rule). */
+int attn_compare_f32_rule(attn_cmp *r, const char *what, attn_layout layout, const attn_shape *shape,
+                          const attn_rule *rule, const float *got, const double *ref, attn_tol tol);
+int attn_compare_bf16_rule(attn_cmp *r, const char *what, attn_layout layout, const attn_shape *shape,
+                           const attn_rule *rule, const uint16_t *got, const double *ref, attn_tol tol);
+
+/* The visibility rule in the words the hints use, e.g. "key s is visible iff s <= t, with
+ * t = N - M + i", from the shape and window, `opts` (NULL, or the oracle options: their window, block
+ * list and callback) and `rule` (NULL: the shape's). Returns buf. */
+const char *attn_visibility_rule_text(const attn_shape *shape, int window, const attn_oracle_opts *opts,
+                                      const attn_rule *rule, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- known mistakes reproduced */
 

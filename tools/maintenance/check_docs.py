@@ -4,7 +4,7 @@
     python3 tools/maintenance/check_docs.py              check the repository this script lives in
     python3 tools/maintenance/check_docs.py --root DIR   check another tree (the unit test uses this)
 
-Three checks; each problem is printed as `file:line: message`, and the exit status is 1 if there
+Four checks; each problem is printed as `file:line: message`, and the exit status is 1 if there
 is any:
 
 1. links: every relative link in a Markdown file, `[text](path)` or `![alt](path)`, points at a file
@@ -18,6 +18,10 @@ is any:
    common/'s) or defined in the lesson's given code; every declaration it quotes in a code block
    matches the header's declaration, whitespace aside. Every test it names as `suite/name` exists in
    tests/test_NN_*.c, and every "the part's K tests" counts that suite's tests.
+4. points tables: a Markdown table right after the line POINTS_MARKER (autograder/README.md has one)
+   lists every lesson once, `| NN | title | C part | CUDA part | speed | total |`, with the title and
+   points of its descriptor (lesson.json, read by tools/lessons.py; a speed of 0 reads "reported
+   only").
 
 Files: those git tracks plus untracked ones it does not ignore (the tree is walked when it is not a
 git checkout), never build folders.
@@ -62,6 +66,8 @@ O softmax ln
 """.split())  # the last line: math notation in prose (`O(N w)`, `softmax(S)`, `ln(2)`)
 
 C_BLOCK_LANGS = ("c", "cu", "cuda", "cpp", "c++", "h")
+
+POINTS_MARKER = "<!-- points table: check_docs.py compares it with each lesson's lesson.json -->"
 
 
 class Problems:
@@ -343,6 +349,54 @@ def check_lesson_tests(root, rel, text, files, problems):
                 problems.add(path, n, f"says the {suite} part has {k} tests; tests/test_{num}_*.c has {have}")
 
 
+# ---------------------------------------------------------------- 4. points tables against the descriptors
+
+def load_lessons_module():
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/
+    import lessons  # noqa: E402
+    return lessons
+
+
+def check_points_tables(root, rel, text, problems):
+    path = os.path.join(root, rel)
+    lines = text.split("\n")
+    for start, line in enumerate(lines):
+        if line.strip() != POINTS_MARKER:
+            continue
+        try:
+            descs = load_lessons_module().descriptors(root)
+        except (OSError, ValueError) as e:
+            problems.add(path, start + 1, f"the points table cannot be checked: {e}")
+            return
+        rows, n = {}, start + 1
+        while n < len(lines) and not lines[n].strip():
+            n += 1
+        while n < len(lines) and lines[n].lstrip().startswith("|"):
+            cells = [c.strip() for c in lines[n].strip().strip("|").split("|")]
+            if re.match(r"^\d\d$", cells[0]):
+                if cells[0] in rows:
+                    problems.add(path, n + 1, f"the points table lists lesson {cells[0]} twice")
+                rows[cells[0]] = (n + 1, cells)
+            n += 1
+        if not rows:
+            problems.add(path, start + 1, "no points table after the marker")
+            continue
+        for num, d in sorted(descs.items()):
+            if num not in rows:
+                problems.add(path, start + 1, f"the points table has no row for lesson {num} ({d['name']})")
+                continue
+            line_no, cells = rows[num]
+            pts = d["points"]
+            want = [num, d.get("title", ""), str(pts["c_part"]), str(pts["cuda_part"]),
+                    str(pts["speed"]) if pts["speed"] else "reported only", str(sum(pts.values()))]
+            if cells != want:
+                problems.add(path, line_no, f"lesson {num}'s row reads '| {' | '.join(cells)} |', but its "
+                                            f"lesson.json gives '| {' | '.join(want)} |'")
+        for num, (line_no, _) in sorted(rows.items()):
+            if num not in descs:
+                problems.add(path, line_no, f"the points table lists lesson {num}, which has no descriptor")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -362,6 +416,8 @@ def main(argv=None):
             check_links(root, rel, text, problems)
         if rel != "tools/maintenance/check_docs.py" and not rel.startswith("tools/maintenance/test_check_docs"):
             check_path_refs(root, rel, text, problems)
+        if rel.endswith(DOC_SUFFIXES):
+            check_points_tables(root, rel, text, problems)
         if re.match(r"^lessons/\d\d_[^/]+/README\.md$", rel):
             check_lesson_readme(root, rel, text, files, problems)
             check_lesson_tests(root, rel, text, files, problems)

@@ -123,6 +123,27 @@ class CheckDocsTest(unittest.TestCase):
         text = README.replace("float *y);", "float *y, int n);")
         self.assert_fails({"lessons/01_demo/README.md": text}, "lessons/01_demo/README.md:8:", "quotes demo_cpu")
 
+    def points_tree(self, table_rows):
+        desc = '{"title": "Demo", "points": {"c_part": 40, "cuda_part": 60, "speed": 0}}\n'
+        doc = "# Autograder\n\n" + check_docs.POINTS_MARKER + "\n| lesson | title | C part | CUDA part | speed | total |\n" \
+              "|---|---|---|---|---|---|\n" + table_rows
+        return {"lessons/01_demo/lesson.json": desc, "tests/test_01_demo.c": "ATTN_TEST(c_part, one) { }\n",
+                "autograder/README.md": doc}
+
+    def test_points_table_matches_the_descriptors(self):
+        rc, out = self.run_checker(self.tree(self.points_tree("| 01 | Demo | 40 | 60 | reported only | 100 |\n")))
+        self.assertEqual(rc, 0, out)
+
+    def test_points_table_drift_fails(self):
+        self.assert_fails(self.points_tree("| 01 | Demo | 30 | 70 | reported only | 100 |\n"),
+                          "autograder/README.md:6:", "lesson 01's row reads", "| 01 | Demo | 40 | 60 | reported only | 100 |")
+        self.assert_fails(self.points_tree("| 01 | Demo | 40 | 60 | reported only | 100 |\n| 02 | Gone | 1 | 1 | 1 | 3 |\n"),
+                          "autograder/README.md:7:", "lists lesson 02, which has no descriptor")
+        files = self.points_tree("| 01 | Demo | 40 | 60 | reported only | 100 |\n")
+        files.update({"lessons/02_more/lesson.json": '{"title": "More", "points": {"c_part": 50, "cuda_part": 50, "speed": 0}}\n',
+                      "tests/test_02_more.c": "ATTN_TEST(c_part, one) { }\n"})
+        self.assert_fails(files, "autograder/README.md:3:", "no row for lesson 02")
+
 
 if __name__ == "__main__":
     unittest.main()
