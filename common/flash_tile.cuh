@@ -120,7 +120,7 @@ __device__ __forceinline__ void load_rows(uint32_t tile, long row_base, RowOf ro
 // by adding constants (folded into the ldmatrix offsets): 4 registers serve the whole tile.
 template <int D>
 struct Operand {
-    static constexpr int kRowBytes = D * 2;
+    static constexpr int kD = D, kRowBytes = D * 2;
     uint32_t addr[4];
 
     // Q as the A operand of S = Q K^T: matrices (rows 0-7, 8-15) x (dims 0-7, 8-15) of a m16 tile.
@@ -159,24 +159,63 @@ struct Operand {
     __device__ __forceinline__ uint32_t at(int kk, int row) const { return addr[kk % 4] + row * kRowBytes + (kk / 4) * 128; }
 };
 
+// The same operands in two registers instead of four: the lane's row address and the XOR of its
+// chunk (chunk 2 kk + sel of a row r lies at ((2 kk) ^ (sel ^ (r & 7))) * 16, as 2 kk is even),
+// paid for with one instruction per ldmatrix. For kernels short of registers (a launch bound of 4
+// blocks of 128 threads leaves 128 per thread) whose loops are bound by memory, not by issue.
+template <int D>
+struct CompactOperand {
+    static constexpr int kD = D, kRowBytes = D * 2;
+    uint32_t row_addr; // the lane's row, chunk 0
+    uint32_t x;        // sel ^ (row & 7), the XOR of its chunks
+
+    static __device__ __forceinline__ CompactOperand make(uint32_t tile, int row, int sel)
+    {
+        CompactOperand op;
+        op.row_addr = tile + row * kRowBytes;
+        op.x = (uint32_t)(sel ^ (row & 7));
+        return op;
+    }
+    static __device__ __forceinline__ CompactOperand a(uint32_t tile, int row0)
+    {
+        const int lane = threadIdx.x % 32;
+        return make(tile, row0 + lane % 16, lane / 16);
+    }
+    static __device__ __forceinline__ CompactOperand k(uint32_t tile, int row0)
+    {
+        const int lane = threadIdx.x % 32;
+        return make(tile, row0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+    }
+    static __device__ __forceinline__ CompactOperand v(uint32_t tile, int row0)
+    {
+        const int lane = threadIdx.x % 32;
+        return make(tile, row0 + lane % 8 + ((lane / 8) % 2) * 8, lane / 16);
+    }
+    __device__ __forceinline__ uint32_t at(int kk, int row) const
+    {
+        return row_addr + row * kRowBytes + (((uint32_t)(2 * kk) ^ x) << 4);
+    }
+};
+
 // ---------------------------------------------------------------- S = Q K^T
 
 // The A fragments of Q, once, for a kernel that keeps Q in registers across tiles (where the warps
 // split the keys, every warp reads all the rows: reading them once saves shared-memory traffic on
 // every tile).
-template <int D, int MT>
-__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[MT][D / 16][4], const Operand<D> &q)
+template <int MT, int KK, class QOperand>
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[MT][KK][4], const QOperand &q)
 {
+    static_assert(KK == QOperand::kD / 16, "one A fragment per k16 step of D");
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) ptx::ldmatrix_x4(qa[mt][kk], q.at(kk, mt * 16));
+        for (int kk = 0; kk < KK; ++kk) ptx::ldmatrix_x4(qa[mt][kk], q.at(kk, mt * 16));
 }
 
 // s = Q K^T for the warp's MT x NT tiles (raw dot products, fp32), Q read from shared memory at every
 // k16 step: each K fragment then serves the MT m16 tiles before the next is loaded.
-template <int D, int MT, int NT>
-__device__ __forceinline__ void scores(float (&s)[MT][NT][4], const Operand<D> &q, const Operand<D> &k)
+template <int D, int MT, int NT, template <int> class Op>
+__device__ __forceinline__ void scores(float (&s)[MT][NT][4], const Op<D> &q, const Op<D> &k)
 {
     static_assert(NT % 2 == 0, "ldmatrix_x4 loads two n8 tiles of K at once");
 #pragma unroll
@@ -202,9 +241,11 @@ __device__ __forceinline__ void scores(float (&s)[MT][NT][4], const Operand<D> &
 }
 
 // The same with Q already in registers (load_q_fragments).
-template <int D, int MT, int NT>
-__device__ __forceinline__ void scores(float (&s)[MT][NT][4], const uint32_t (&qa)[MT][D / 16][4], const Operand<D> &k)
+template <int MT, int NT, int KK, class KOperand>
+__device__ __forceinline__ void scores(float (&s)[MT][NT][4], const uint32_t (&qa)[MT][KK][4], const KOperand &k)
 {
+    constexpr int D = KOperand::kD;
+    static_assert(KK == D / 16, "one A fragment per k16 step of D");
     static_assert(NT % 2 == 0, "ldmatrix_x4 loads two n8 tiles of K at once");
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -287,11 +328,21 @@ struct OnlineSoftmax {
     // a key. The row max is shared by the row's 4 lanes (two shuffles); the sum stays per lane.
     // A row that has seen no key yet keeps m = -inf: it uses 0 as the max, so that alpha =
     // 2^(-inf - 0) = 0 and p = 2^(-inf) = 0 instead of 2^(-inf - (-inf)) = NaN.
-    // kSkipUnitAlpha: skip the rescale of O when no lane of the warp saw its max move (alpha = 1 is
-    // exact, so this changes no bit); worth its vote and branch where a warp sees few keys per tile
-    // (16 when the warps split the keys), so that the max soon stops moving.
-    template <bool kSkipUnitAlpha = false, int NT>
+    // update_skip_unit_alpha: the same, but skips the rescale of O when no lane of the warp saw its max
+    // move (alpha = 1 is exact, so this changes no bit); worth its vote and branch where a warp sees
+    // few keys per tile (16 when the warps split the keys), so that the max soon stops moving.
+    template <int NT>
     __device__ __forceinline__ void update(float (&s)[MT][NT][4], uint32_t (&p)[MT][NT][2], float scale_log2)
+    {
+        update_step<false>(s, p, scale_log2);
+    }
+    template <int NT>
+    __device__ __forceinline__ void update_skip_unit_alpha(float (&s)[MT][NT][4], uint32_t (&p)[MT][NT][2], float scale_log2)
+    {
+        update_step<true>(s, p, scale_log2);
+    }
+    template <bool kSkipUnitAlpha, int NT>
+    __device__ __forceinline__ void update_step(float (&s)[MT][NT][4], uint32_t (&p)[MT][NT][2], float scale_log2)
     {
         float alpha[MT][2];
 #pragma unroll
@@ -338,8 +389,8 @@ struct OnlineSoftmax {
     }
 
     // O += P V for the warp's NT / 2 k16 steps of keys of the V tile (v: Operand::v at the warp's first key).
-    template <int NT>
-    __device__ __forceinline__ void accumulate(const uint32_t (&p)[MT][NT][2], const Operand<D> &v)
+    template <int NT, class VOperand>
+    __device__ __forceinline__ void accumulate(const uint32_t (&p)[MT][NT][2], const VOperand &v)
     {
 #pragma unroll
         for (int kk = 0; kk < NT / 2; ++kk) {
