@@ -18,7 +18,7 @@
 #                        an H100, 80 for an A100, 89 for an L4) for a faster build.
 #   ATTN_SETUP_LESSONS   lessons to build now, e.g. "01 02" (default: every lesson); "none": only the
 #                        shared harness (each lesson is then built when it is first graded)
-#   ATTN_KEEP_SOLUTIONS  1: keep the reference solutions readable. By default their .c/.cu files are
+#   ATTN_KEEP_SOLUTIONS  1: keep the reference solutions readable. By default their .c/.cu/.cuh files are
 #                        replaced by the stubs, because a submission's code is compiled and run in
 #                        this same checkout and could otherwise #include a solution. Never done in a
 #                        git checkout (a clone of the course keeps its solutions).
@@ -83,10 +83,10 @@ say "$(nvcc --version | tail -n1)"
 
 # ------------------------------------------------------------------ hide the solutions
 # The build needs solutions/NN_name/ to exist (that is how it finds the lessons), not the solutions'
-# code: overwrite each solution .c/.cu with the stub of the same name, keeping every file name.
+# code: overwrite each solution .c/.cu/.cuh with the stub of the same name, keeping every file name.
 if [ "${ATTN_KEEP_SOLUTIONS:-0}" != 1 ] && [ -d solutions ] && [ ! -e .git ]; then
   hidden=0
-  for f in solutions/[0-9][0-9]_*/*.c solutions/[0-9][0-9]_*/*.cu; do
+  for f in solutions/[0-9][0-9]_*/*.c solutions/[0-9][0-9]_*/*.cu solutions/[0-9][0-9]_*/*.cuh; do
     [ -f "$f" ] || continue
     stub="lessons/${f#solutions/}"
     if [ -f "$stub" ]; then cp "$stub" "$f"; else : >"$f"; fi

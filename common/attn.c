@@ -171,6 +171,7 @@ void attn_bf16_to_f32_array(const uint16_t *x, float *y, size_t n)
 float *attn_alloc_f32(size_t n) { return (float *)malloc((n ? n : 1) * sizeof(float)); }
 double *attn_alloc_f64(size_t n) { return (double *)malloc((n ? n : 1) * sizeof(double)); }
 uint16_t *attn_alloc_bf16(size_t n) { return (uint16_t *)malloc((n ? n : 1) * sizeof(uint16_t)); }
+int32_t *attn_alloc_i32(size_t n) { return (int32_t *)malloc((n ? n : 1) * sizeof(int32_t)); }
 
 void attn_poison(void *p, size_t bytes)
 {

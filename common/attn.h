@@ -116,6 +116,7 @@ void attn_bf16_to_f32_array(const uint16_t *x, float *y, size_t n);
 float *attn_alloc_f32(size_t n);
 double *attn_alloc_f64(size_t n);
 uint16_t *attn_alloc_bf16(size_t n);
+int32_t *attn_alloc_i32(size_t n); /* block lists and other int32 buffers */
 
 /* Poison: all bits set. As float and as bf16 it is a NaN, so an element a kernel forgot to
  * write shows up both as NaN and, exactly, as the poison pattern. cudaMemset(p, 0xFF, bytes)

@@ -37,36 +37,39 @@ VARIANTS = [
          why="scores ranked after rounding to bf16 (8 significant bits): near blocks swap or tie",
          old="const float sj = row[j];", new="const float sj = attn_bf16_to_f32(attn_f32_to_bf16(row[j]));"),
     # ---------------------------------------------------------------- CUDA part
-    dict(lesson="08_topn_selection", name="cuda_tile_boundary_token", file="topn_selection.cu", suites=["cuda_part"],
+    # The device functions both kernels are built from (topn_common.cuh): every shape sees these.
+    dict(lesson="08_topn_selection", name="cuda_tile_boundary_token", file="topn_common.cuh", suites=["cuda_part"],
          why="lane tig 0 takes the token before its first from lane tig 3 of the SAME tile instead of the previous "
              "tile: the first block of every tile gets a wrong token (paper configuration)",
          old="before[x - 1] = tig ? left : carry[x - 1];", new="before[x - 1] = left;"),
-    dict(lesson="08_topn_selection", name="cuda_no_previous_block", file="topn_selection.cu", suites=["cuda_part"],
+    dict(lesson="08_topn_selection", name="cuda_no_previous_block", file="topn_common.cuh", suites=["cuda_part"],
          why="only block 0 and the current block are forced; the previous one must win by score",
          old="row[0] = row[cur - 1] = row[cur] = -INFINITY;\n    __syncwarp();\n    /* Scores are sums of probabilities, >= +0, and the bits of non-negative floats, read as int, order\n     * like the floats; -inf (chosen) reads as a negative int. Each lane keeps its kKeep best unchosen\n     * blocks, best first (-1: none), from one scan of its blocks j = lane, lane + 32, ... (ascending, so\n     * ties keep the lower index). A round is then two warp reductions over the lanes' first entries; only\n     * the winner's lane moves on to its next entry, and scans its blocks again once its list is empty.\n     * Rescanning every lane's blocks each round, the plain way, reads the row n - 3 times. */\n    constexpr int kKeep = 4;\n    int best[kKeep], best_j[kKeep];\n    auto scan = [&]() {\n#pragma unroll\n        for (int k = 0; k < kKeep; ++k) best[k] = -1, best_j[k] = INT_MAX;\n        for (int j = lane; j <= cur; j += 32) {\n            const int v = __float_as_int(row[j]);\n            if (v > best[kKeep - 1]) offer(best, best_j, v, j);\n        }\n    };\n    scan();\n    for (int pick = 3;",
          new="row[0] = row[cur] = -INFINITY;\n    __syncwarp();\n    /* Scores are sums of probabilities, >= +0, and the bits of non-negative floats, read as int, order\n     * like the floats; -inf (chosen) reads as a negative int. Each lane keeps its kKeep best unchosen\n     * blocks, best first (-1: none), from one scan of its blocks j = lane, lane + 32, ... (ascending, so\n     * ties keep the lower index). A round is then two warp reductions over the lanes' first entries; only\n     * the winner's lane moves on to its next entry, and scans its blocks again once its list is empty.\n     * Rescanning every lane's blocks each round, the plain way, reads the row n - 3 times. */\n    constexpr int kKeep = 4;\n    int best[kKeep], best_j[kKeep];\n    auto scan = [&]() {\n#pragma unroll\n        for (int k = 0; k < kKeep; ++k) best[k] = -1, best_j[k] = INT_MAX;\n        for (int j = lane; j <= cur; j += 32) {\n            const int v = __float_as_int(row[j]);\n            if (v > best[kKeep - 1]) offer(best, best_j, v, j);\n        }\n    };\n    scan();\n    for (int pick = 2;"),
-    dict(lesson="08_topn_selection", name="cuda_ties_to_higher", file="topn_selection.cu", suites=["cuda_part"],
+    dict(lesson="08_topn_selection", name="cuda_ties_to_higher", file="topn_common.cuh", suites=["cuda_part"],
          why="the warp argmax breaks ties across lanes towards the higher index",
          old="__reduce_min_sync(0xffffffffu, best[0] == top ? (unsigned)best_j[0] : 0xffffffffu)",
          new="__reduce_max_sync(0xffffffffu, best[0] == top ? (unsigned)best_j[0] : 0u)"),
-    dict(lesson="08_topn_selection", name="cuda_group_heads_modulo", file="topn_selection.cu", suites=["cuda_part"],
+    dict(lesson="08_topn_selection", name="cuda_group_heads_modulo", file="topn_common.cuh", suites=["cuda_part"],
          why="the block's packed rows read query heads hh * G + g (interleaved groups) instead of g * H/G + hh",
          old="* sh.H + (size_t)g * hpg + row % hpg) * D + c * 8 : q;",
          new="* sh.H + (size_t)(row % hpg) * sh.G + g) * D + c * 8 : q;"),
-    # The fast path for H/G = 16 (select_g16_kernel): the bar's shape, tested by the H/G = 16 cases.
-    dict(lesson="08_topn_selection", name="cuda_g16_one_head_of_two", file="topn_selection.cu", suites=["cuda_part"],
+    # The optional fast path for H/G = 16 (topn_select_g16.cu): the bar's shape, tested by
+    # cuda_part/g16_path directly and by the H/G = 16 cases through nsa_select_cuda.
+    dict(lesson="08_topn_selection", name="cuda_g16_one_head_of_two", file="topn_select_g16.cu", suites=["cuda_part"],
          why="the H/G = 16 kernel sums only the lane's first row (heads 0-7) into the group score, not heads 8-15",
          old="for (int x = 0; x < 16; ++x) pv[x] += pv8[x];", new="for (int x = 0; x < 16; ++x) pv[x] += 0.f * pv8[x];"),
-    dict(lesson="08_topn_selection", name="cuda_g16_scatter_wrong_half", file="topn_selection.cu", suites=["cuda_part"],
+    dict(lesson="08_topn_selection", name="cuda_g16_scatter_wrong_half", file="topn_select_g16.cu", suites=["cuda_part"],
          why="after the reduce-scatter the H/G = 16 kernel files a lane's block sums under its partner's blocks",
          old="if (upper) c_base += half;", new="if (!upper) c_base += half;"),
     # The same for the H/G = 16 fast path: its K pipeline's barrier (cuda_part/small has an H/G = 16 shape).
-    dict(lesson="08_topn_selection", name="cuda_g16_missing_barrier", file="topn_selection.cu",
+    dict(lesson="08_topn_selection", name="cuda_g16_missing_barrier", file="topn_select_g16.cu",
          suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small",
          why="the H/G = 16 kernel prefetches the next K tile without the barrier: warps overwrite the tile that "
              "others still multiply",
          old="        __syncthreads(); /* tile m has landed; nobody reads tile m - 1 any more */\n", new=""),
-    # A race rarely changes the lists (the warps run close to in step): compute-sanitizer racecheck must see it.
+    # The general kernel (topn_selection.cu). A race rarely changes the lists (the warps run close to in
+    # step): compute-sanitizer racecheck must see it.
     dict(lesson="08_topn_selection", name="cuda_missing_barrier", file="topn_selection.cu",
          suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small",
          why="no barrier between the staging stores and the group sum: threads read other warps' block sums "

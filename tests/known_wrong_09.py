@@ -59,21 +59,22 @@ VARIANTS = [
 """,
          new="""        cp_async_wait_all();
 """),
-# The fast path for H/G = 16 (selected_window_kernel: a window of 8 positions, one warp each, a ring of
-    # TMA stages filled in the order of the union of their lists), tested by the H/G = 16 cases.
-    dict(lesson=_L, name="cuda_win_no_token_mask", file="selected_attention.cu", suites=["cuda_part"],
+    # The optional fast path for H/G = 16 (selected_window.cu: a window of 8 positions, one warp each, a
+    # ring of TMA stages filled in the order of the union of their lists), tested by cuda_part/window_path
+    # directly and by the H/G = 16 cases through nsa_selected_attention_cuda.
+    dict(lesson=_L, name="cuda_win_no_token_mask", file="selected_window.cu", suites=["cuda_part"],
          why="the fast path masks each tile at the end of its block, not at the warp's own t: keys after t count "
              "in the block holding t",
          old="ps.tile(base + st * kPair, s0, min(t, s0 + 63), scale_log2);",
          new="ps.tile(base + st * kPair, s0, s0 + 63, scale_log2);"),
-    dict(lesson=_L, name="cuda_win_offsets_32bit", file="selected_attention.cu", suites=["cuda_part"],
+    dict(lesson=_L, name="cuda_win_offsets_32bit", file="selected_window.cu", suites=["cuda_part"],
          why="the fast path's offset of o in 32-bit int: (row * D) wraps past 2^31 elements",
          old="if (active) ps.store(o + row0 * 128,", new="if (active) ps.store(o + (int)(row0 * 128),"),
-    dict(lesson=_L, name="cuda_win_list_not_ended", file="selected_attention.cu", suites=["cuda_part"],
+    dict(lesson=_L, name="cuda_win_list_not_ended", file="selected_window.cu", suites=["cuda_part"],
          why="in the fast path a negative entry does not end the list: it and the entries after it are read as "
              "blocks",
          old="const int n_list = ends ? __ffs(ends) - 1 : n_sel;", new="const int n_list = n_sel;"),
-    dict(lesson=_L, name="cuda_win_refill_too_early", file="selected_attention.cu", suites=["cuda_part"],
+    dict(lesson=_L, name="cuda_win_refill_too_early", file="selected_window.cu", suites=["cuda_part"],
          why="the first warp done with a stage refills it, not the last: warps that chose the same block wait for "
              "a stage that has moved on (the kernel traps after about 2 s instead of hanging)",
          old="if (atomicSub(&left[st], 1) == 1 && u + kRing < nu) {",

@@ -129,12 +129,12 @@ static Early early;
          why="CUDA events in lesson code: the timer's own start and stop events sit in the caller's frame, "
              "and one recorded again after the work makes the measured time near zero; the audit refuses "
              "every cudaEvent* call (here a harmless record, which stands for the class)",
-         old="""    if (launch_window(shape, p, scale_log2, q, k, v, indices, o, lse, stream, &st)) return st;""",
+         old="""    st = nsa_selected_attention_window_cuda(shape, p, q, k, v, indices, o, lse, stream);""",
          new="""    {
         cudaEvent_t ev;
         if (cudaEventCreate(&ev) == cudaSuccess) cudaEventRecord(ev, stream), cudaEventDestroy(ev);
     }
-    if (launch_window(shape, p, scale_log2, q, k, v, indices, o, lse, stream, &st)) return st;"""),
+    st = nsa_selected_attention_window_cuda(shape, p, q, k, v, indices, o, lse, stream);"""),
     # ------------------------------------------------------------------ the folder itself
     dict(lesson="03_flash_attention", name="cheat_changed_header", file="flash_attention.h",
          loses=["c_part", "cuda_part", "speed"],

@@ -5,7 +5,9 @@
  *              (exact), ties, and the whole selection on many shapes, both NSA configurations,
  *              shared and per-head lists
  *   cuda_part  nsa_select_cuda against the oracle on the same kinds of shapes, exact ties,
- *              determinism, and offsets past 2^31 (sampled rows)
+ *              determinism, and offsets past 2^31 (sampled rows); the optional fast path
+ *              nsa_select_g16_cuda called directly, on the shapes it takes, and its status on those it
+ *              does not take
  *   speed      reported only (no points): the kernel at N = 16384 against a slow GPU reference
  *   errors     bad input gets a named error code, never a crash
  *
@@ -442,11 +444,35 @@ static void dev_sel_free(dev_sel *d)
     memset(d, 0, sizeof *d);
 }
 
-/* Run the kernel on poisoned lists and return them (host copy). */
-static int32_t *run_cuda(const sel_problem *P, dev_sel *d)
+/* Which entry point a check calls. */
+typedef enum { CALL_GENERAL, CALL_G16 } entry_point;
+
+/* Call the entry point. The optional fast path, called directly, may answer ATTN_ERR_NOT_IMPLEMENTED
+ * (not written: its stub); nsa_select_cuda serves exactly those calls with its general kernel, so the
+ * same call then goes to it: a learner who leaves the optional fast path out loses nothing. One line
+ * on stderr says so. (Unlike lesson 09's fast path, this one needs no particular GPU: on the shapes it
+ * takes, ATTN_ERR_BAD_ARGUMENT is a failure.) */
+static int call_entry(entry_point entry, const sel_problem *P, const dev_sel *d)
+{
+    if (entry == CALL_GENERAL) return nsa_select_cuda(&P->sh, &P->p, d->q, d->k, d->lse, d->idx, 0);
+    const int st = nsa_select_g16_cuda(&P->sh, &P->p, d->q, d->k, d->lse, d->idx, 0);
+    if (st != ATTN_ERR_NOT_IMPLEMENTED) return st;
+    static int told; /* once per test (each test runs in a process of its own) */
+    if (!told) {
+        told = 1;
+        const struct criterion_test *t = criterion_current_test;
+        fprintf(stderr, "[NOTE] %s/%s: nsa_select_g16_cuda returned ATTN_ERR_NOT_IMPLEMENTED (the optional fast "
+                        "path is not written): its cases are checked through nsa_select_cuda instead\n",
+                t && t->category ? t->category : "?", t && t->name ? t->name : "?");
+    }
+    return nsa_select_cuda(&P->sh, &P->p, d->q, d->k, d->lse, d->idx, 0);
+}
+
+/* Run an entry point on poisoned lists and return them (host copy). */
+static int32_t *run_entry(const sel_problem *P, dev_sel *d, entry_point entry)
 {
     assert_ok(attn_cuda_status(cudaMemset(d->idx, INDEX_POISON_BYTE, d->n_idx * 4), "poison"), P->ctx);
-    assert_ok(nsa_select_cuda(&P->sh, &P->p, d->q, d->k, d->lse, d->idx, 0), P->ctx);
+    assert_ok(call_entry(entry, P, d), P->ctx);
     assert_ok(attn_dsync(), P->ctx);
     int32_t *got = (int32_t *)malloc(d->n_idx * 4);
     cr_assert(got, "out of host memory");
@@ -454,17 +480,25 @@ static int32_t *run_cuda(const sel_problem *P, dev_sel *d)
     return got;
 }
 
-static void check_cuda(attn_shape sh, attn_nsa_params p, int equal_keys)
+static int32_t *run_cuda(const sel_problem *P, dev_sel *d) { return run_entry(P, d, CALL_GENERAL); }
+
+static void check_cuda_entry(attn_shape sh, attn_nsa_params p, int equal_keys, entry_point entry)
 {
     sel_problem P;
     sel_init(&P, sh, p, 1, equal_keys);
     dev_sel d;
     dev_sel_upload(&d, &P);
-    int32_t *got = run_cuda(&P, &d);
-    check_lists(&P.sh, &P.p, P.scores, P.ref, got, equal_keys, "nsa_select_cuda", P.ctx);
+    int32_t *got = run_entry(&P, &d, entry);
+    check_lists(&P.sh, &P.p, P.scores, P.ref, got, equal_keys,
+                entry == CALL_G16 ? "nsa_select_g16_cuda (the fast path)" : "nsa_select_cuda", P.ctx);
     free(got);
     dev_sel_free(&d);
     sel_free(&P);
+}
+
+static void check_cuda(attn_shape sh, attn_nsa_params p, int equal_keys)
+{
+    check_cuda_entry(sh, p, equal_keys, CALL_GENERAL);
 }
 
 ATTN_TEST(cuda_part, shapes)
@@ -516,6 +550,73 @@ ATTN_TEST(cuda_part, small)
     require_gpu();
     check_cuda(attn_make_shape(1, 80, 1200, 8, 2, 64, 1), params(32, 16, 64, 6, 1), 0);
     check_cuda(attn_make_shape(1, 40, 1200, 16, 1, 128, 1), params(32, 16, 64, 6, 1), 0);
+}
+
+/* The optional fast path (nsa_select_g16_cuda, topn_select_g16.cu) called directly, on shapes it takes
+ * (shared lists, H/G = 16, D = 128), with batches and several kv groups: both NSA configurations and the
+ * other two block ratios (each its own kernel instance), M = N and M < N, exact ties. The H/G = 16 cases
+ * above check it too, through nsa_select_cuda. */
+ATTN_TEST(cuda_part, g16_path)
+{
+    require_gpu();
+    check_cuda_entry(attn_make_shape(2, 200, 2000, 32, 2, 128, 1), attn_nsa_paper_defaults(), 0, CALL_G16);
+    check_cuda_entry(attn_make_shape(2, 150, 2500, 32, 2, 128, 1), attn_nsa_mean_pool(), 0, CALL_G16);
+    check_cuda_entry(attn_make_shape(3, 700, 700, 64, 4, 128, 1), attn_nsa_paper_defaults(), 0, CALL_G16); /* M = N */
+    check_cuda_entry(attn_make_shape(2, 100, 600, 32, 2, 128, 1), params(32, 16, 16, 6, 1), 0, CALL_G16); /* l > l' */
+    check_cuda_entry(attn_make_shape(2, 64, 900, 32, 2, 128, 1), params(16, 16, 64, 5, 1), 0, CALL_G16);  /* l < l' */
+    check_cuda_entry(attn_make_shape(2, 50, 1200, 32, 2, 128, 1), attn_nsa_paper_defaults(), 1, CALL_G16); /* ties */
+}
+
+/* The fast path on a call it does not take (header: ATTN_ERR_BAD_ARGUMENT, nothing launched, nothing
+ * written); then, where `general`, nsa_select_cuda must serve that call with its general kernel. */
+static void check_g16_declines(attn_shape sh, attn_nsa_params p, int general, const char *what)
+{
+    sel_problem P;
+    sel_init(&P, sh, p, 1, 0);
+    dev_sel d;
+    dev_sel_upload(&d, &P);
+    char ctx[600];
+    snprintf(ctx, sizeof ctx, "%s: %s", what, P.ctx);
+    assert_ok(attn_cuda_status(cudaMemset(d.idx, INDEX_POISON_BYTE, d.n_idx * 4), "poison"), ctx);
+    attn_clear_error();
+    const int st = nsa_select_g16_cuda(&P.sh, &P.p, d.q, d.k, d.lse, d.idx, 0);
+    if (st == ATTN_ERR_NOT_IMPLEMENTED) {
+        fprintf(stderr, "[NOTE] cuda_part/g16_declines: nsa_select_g16_cuda returned ATTN_ERR_NOT_IMPLEMENTED (the "
+                        "optional fast path is not written): only nsa_select_cuda is checked [%s]\n", ctx);
+    } else {
+        cr_assert(st == ATTN_ERR_BAD_ARGUMENT,
+                  "nsa_select_g16_cuda returned %s (%s), expected ATTN_ERR_BAD_ARGUMENT: the fast path does not take "
+                  "this call (topn_selection.h) [%s]",
+                  attn_status_name(st), attn_error_detail(), ctx);
+        assert_ok(attn_dsync(), ctx);
+        int32_t *got = (int32_t *)malloc(d.n_idx * 4);
+        cr_assert(got, "out of host memory");
+        assert_ok(attn_d2h(got, d.idx, d.n_idx * 4), ctx);
+        for (size_t e = 0; e < d.n_idx; ++e)
+            cr_assert(got[e] == INDEX_POISON,
+                      "list entry %zu was written (%d) by a call the fast path does not take [%s]", e, got[e], ctx);
+        free(got);
+    }
+    if (general) {
+        int32_t *got = run_cuda(&P, &d);
+        check_lists(&P.sh, &P.p, P.scores, P.ref, got, 0, "nsa_select_cuda (a call the fast path does not take)", ctx);
+        free(got);
+    }
+    dev_sel_free(&d);
+    sel_free(&P);
+}
+
+ATTN_TEST(cuda_part, g16_declines)
+{
+    require_gpu();
+    const attn_nsa_params paper = attn_nsa_paper_defaults();
+    check_g16_declines(attn_make_shape(2, 60, 1200, 32, 2, 128, 1), params(32, 16, 64, 6, 0), 1, "per-head lists");
+    check_g16_declines(attn_make_shape(2, 60, 1200, 16, 2, 128, 1), paper, 1, "H/G = 8");
+    check_g16_declines(attn_make_shape(2, 60, 1200, 32, 2, 64, 1), paper, 1, "D = 64");
+    /* 15625 selection blocks: the score rows of 8 lists need 500 KB of shared memory, more than any GPU
+     * gives a block (the general kernel cannot take this either) */
+    check_g16_declines(attn_make_shape(1, 1, 1000000, 16, 1, 128, 1), paper, 0,
+                       "N = 10^6: the fast path's score rows do not fit in shared memory");
 }
 
 ATTN_TEST(cuda_part, deterministic)
@@ -772,4 +873,16 @@ ATTN_TEST(errors, bad_input_is_named)
     assert_status(nsa_select_cuda(&ok, &ok_p, fake16, fake16, fake, NULL, 0), ATTN_ERR_NULL_POINTER, "indices NULL");
     assert_status(nsa_select_cuda(&non_causal, &ok_p, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_BAD_ARGUMENT,
                   "cuda non-causal");
+    /* the optional fast path: the same given checks, before anything else */
+    assert_status(nsa_select_g16_cuda(&bad_d, &ok_p, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_UNSUPPORTED_D,
+                  "g16 D=80");
+    assert_status(nsa_select_g16_cuda(&bad_m, &ok_p, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_M_GT_N, "g16 M > N");
+    assert_status(nsa_select_g16_cuda(&ok, &bad_ratio, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_BAD_ARGUMENT,
+                  "g16 l/d = 3 (unsupported ratio)");
+    assert_status(nsa_select_g16_cuda(&ok, &ok_p, fake16, fake16, fake, NULL, 0), ATTN_ERR_NULL_POINTER,
+                  "g16 indices NULL");
+    assert_status(nsa_select_g16_cuda(&ok, NULL, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_NULL_POINTER,
+                  "g16 params NULL");
+    assert_status(nsa_select_g16_cuda(&non_causal, &ok_p, fake16, fake16, fake, fake_idx, 0), ATTN_ERR_BAD_ARGUMENT,
+                  "g16 non-causal");
 }

@@ -4,7 +4,9 @@
  *   c_part     the list checker, and nsa_selected_attention_cpu against the oracle on many shapes,
  *              selection parameters and list layouts
  *   cuda_part  nsa_selected_attention_cuda against the oracle (small shapes) and against the fp32 GPU
- *              reference (a tensor past 2^31 elements); bad device entries; determinism
+ *              reference (a tensor past 2^31 elements); bad device entries; determinism; the optional
+ *              fast path nsa_selected_attention_window_cuda called directly, on the shapes it takes, and
+ *              its status on those it does not take
  *   speed      against the frozen dense causal flash kernel (lesson 03), output checked on every run
  *   errors     bad input gets a named error code, never a crash
  *
@@ -345,8 +347,37 @@ static void dev_case_free(dev_case *d)
 /* Changes a copy of the lists before it goes to the device (the oracle keeps the original). */
 typedef void (*list_mangler)(const sel_case *c, int32_t *lists);
 
-/* Run the kernel and compare with the oracle. */
-static void check_cuda_mangled(sel_case c, const char *label, list_mangler mangle)
+/* Which entry point a check calls. */
+typedef enum { CALL_GENERAL, CALL_WINDOW } entry_point;
+
+/* Call the entry point on the case's device buffers. The optional fast path, called directly, may
+ * answer ATTN_ERR_NOT_IMPLEMENTED (not written: its stub) or ATTN_ERR_BAD_ARGUMENT (it does not run
+ * here although the shape is one it takes: a GPU older than sm_90, a build without sm_90 code, a driver
+ * without the tensor-map encoder). nsa_selected_attention_cuda serves exactly those calls with its
+ * general kernel, so the same call then goes to it: the test checks what runs on this machine, and a
+ * learner who leaves the optional fast path out loses nothing. One line on stderr says so. */
+static int call_entry(entry_point entry, const sel_case *c, const dev_case *d)
+{
+    if (entry == CALL_GENERAL)
+        return nsa_selected_attention_cuda(&c->sh, &c->p, d->q, d->k, d->v, d->lists, d->o, d->lse, 0);
+    attn_clear_error();
+    const int st = nsa_selected_attention_window_cuda(&c->sh, &c->p, d->q, d->k, d->v, d->lists, d->o, d->lse, 0);
+    if (st != ATTN_ERR_NOT_IMPLEMENTED && st != ATTN_ERR_BAD_ARGUMENT) return st;
+    static int told; /* once per test (each test runs in a process of its own) */
+    if (!told) {
+        told = 1;
+        const struct criterion_test *t = criterion_current_test;
+        fprintf(stderr, "[NOTE] %s/%s: nsa_selected_attention_window_cuda returned %s%s%s: its cases are checked "
+                        "through nsa_selected_attention_cuda instead\n",
+                t && t->category ? t->category : "?", t && t->name ? t->name : "?", attn_status_name(st),
+                st == ATTN_ERR_NOT_IMPLEMENTED ? " (the optional fast path is not written)" : " - ",
+                st == ATTN_ERR_NOT_IMPLEMENTED ? "" : attn_error_detail());
+    }
+    return nsa_selected_attention_cuda(&c->sh, &c->p, d->q, d->k, d->v, d->lists, d->o, d->lse, 0);
+}
+
+/* Run an entry point and compare with the oracle. */
+static void check_cuda_entry(sel_case c, const char *label, list_mangler mangle, entry_point entry)
 {
     const uint64_t seed = attn_test_seed();
     problem pr;
@@ -365,7 +396,7 @@ static void check_cuda_mangled(sel_case c, const char *label, list_mangler mangl
     if (mangle) mangle(&c, device_lists);
     dev_case d;
     dev_case_init(&d, &c.sh, &c.p, hq, hk, hv, device_lists, ctx);
-    assert_ok(nsa_selected_attention_cuda(&c.sh, &c.p, d.q, d.k, d.v, d.lists, d.o, d.lse, 0), ctx);
+    assert_ok(call_entry(entry, &c, &d), ctx);
     assert_ok(attn_dsync(), ctx);
     const size_t nq = attn_q_elems(&c.sh);
     uint16_t *o = attn_alloc_bf16(nq);
@@ -375,6 +406,11 @@ static void check_cuda_mangled(sel_case c, const char *label, list_mangler mangl
     free(o), free(lse), free(lists), free(device_lists), free(hq), free(hk), free(hv);
     dev_case_free(&d);
     problem_free(&pr);
+}
+
+static void check_cuda_mangled(sel_case c, const char *label, list_mangler mangle)
+{
+    check_cuda_entry(c, label, mangle, CALL_GENERAL);
 }
 
 static void check_cuda(sel_case c, const char *label) { check_cuda_mangled(c, label, NULL); }
@@ -492,6 +528,91 @@ ATTN_TEST(cuda_part, bad_entries)
                        "H/G = 16: device lists padded with 2^30, 2^31 - 1, 8 (past the last block), -7 (ends the "
                        "list), then 0 1 2 2^30 (after the end)",
                        pad_with_bad_entries);
+}
+
+/* The optional fast path (nsa_selected_attention_window_cuda, selected_window.cu) called directly, on
+ * shapes it takes (shared lists, H/G = 16, D = 128, l' = 64, n <= 16), with batches and several kv groups:
+ * M < N and M = N, a last window that is not full, short lists, blocks after t, bad device entries, a
+ * small n and another softmax scale. The H/G = 16 cases above check it too, through
+ * nsa_selected_attention_cuda. */
+ATTN_TEST(cuda_part, window_path)
+{
+    require_gpu();
+    check_cuda_entry((sel_case){attn_make_shape(2, 61, 300, 32, 2, 128, 1), params(64, 16, 1), LISTS_SHORT, 0},
+                     "fast path: batch 2, 2 kv groups, M = 61 < N", NULL, CALL_WINDOW);
+    check_cuda_entry((sel_case){attn_make_shape(3, 150, 150, 64, 4, 128, 1), params(64, 6, 1), LISTS_TOPN, 0},
+                     "fast path: batch 3, 4 kv groups, M = N: the first positions see a few keys of block 0", NULL,
+                     CALL_WINDOW);
+    check_cuda_entry((sel_case){attn_make_shape(2, 203, 700, 32, 2, 128, 1), params(64, 16, 1), LISTS_FUTURE, 0},
+                     "fast path: M = 203 (a last window of 3 positions), blocks after t", NULL, CALL_WINDOW);
+    check_cuda_entry((sel_case){attn_make_shape(2, 70, 500, 32, 2, 128, 1), params(64, 16, 1), LISTS_TOPN, 0},
+                     "fast path: device lists padded with 2^30, 2^31 - 1, 8 (past the last block), -7 (ends the "
+                     "list), then 0 1 2 2^30 (after the end)",
+                     pad_with_bad_entries, CALL_WINDOW);
+    check_cuda_entry((sel_case){shape_scaled(2, 37, 300, 32, 2, 128, 0.05f), params(64, 3, 1), LISTS_TOPN, 0},
+                     "fast path: n = 3 (the forced blocks only), softmax scale 0.05", NULL, CALL_WINDOW);
+}
+
+/* The fast path on a call it does not take (header: ATTN_ERR_BAD_ARGUMENT, nothing launched, nothing
+ * written); then nsa_selected_attention_cuda must serve that call with its general kernel. */
+static void check_window_declines(sel_case c, const char *label)
+{
+    const uint64_t seed = attn_test_seed();
+    problem pr;
+    problem_fill(&pr, c.sh, 1.0f, 0, seed);
+    uint16_t *hq, *hk, *hv;
+    problem_to_bf16(&pr, &hq, &hk, &hv);
+    int32_t *lists = make_lists(&c.sh, &c.p, c.kind, seed);
+    char ctx[600];
+    case_context(&c, &pr, label, ctx, sizeof ctx);
+    dev_case d;
+    dev_case_init(&d, &c.sh, &c.p, hq, hk, hv, lists, ctx); /* o and lse poisoned: all bits set */
+    attn_clear_error();
+    const int st = nsa_selected_attention_window_cuda(&c.sh, &c.p, d.q, d.k, d.v, d.lists, d.o, d.lse, 0);
+    if (st == ATTN_ERR_NOT_IMPLEMENTED) {
+        fprintf(stderr, "[NOTE] cuda_part/window_declines: nsa_selected_attention_window_cuda returned "
+                        "ATTN_ERR_NOT_IMPLEMENTED (the optional fast path is not written): only "
+                        "nsa_selected_attention_cuda is checked on these shapes [%s]\n", ctx);
+    } else {
+        cr_assert(st == ATTN_ERR_BAD_ARGUMENT,
+                  "nsa_selected_attention_window_cuda returned %s (%s), expected ATTN_ERR_BAD_ARGUMENT: the fast path "
+                  "does not take this call (selected_attention.h) [%s]",
+                  attn_status_name(st), attn_error_detail(), ctx);
+        assert_ok(attn_dsync(), ctx);
+        const size_t nq = attn_q_elems(&c.sh), nl = attn_lse_elems(&c.sh);
+        uint16_t *o = attn_alloc_bf16(nq);
+        assert_ok(attn_d2h(o, d.o, nq * 2), ctx);
+        float *lse = download_f32(d.lse, nl, ctx);
+        for (size_t e = 0; e < nq; ++e)
+            cr_assert(o[e] == 0xFFFFu, "o element %zu was written (0x%04x) by a call the fast path does not take [%s]",
+                      e, o[e], ctx);
+        for (size_t e = 0; e < nl; ++e) {
+            uint32_t bits;
+            memcpy(&bits, &lse[e], 4);
+            cr_assert(bits == 0xFFFFFFFFu,
+                      "lse element %zu was written (%g) by a call the fast path does not take [%s]", e, lse[e], ctx);
+        }
+        free(o), free(lse);
+    }
+    free(lists), free(hq), free(hk), free(hv);
+    dev_case_free(&d);
+    problem_free(&pr);
+    check_cuda(c, label); /* the general kernel serves it */
+}
+
+ATTN_TEST(cuda_part, window_declines)
+{
+    require_gpu();
+    check_window_declines((sel_case){attn_make_shape(2, 40, 300, 32, 2, 128, 1), params(64, 5, 0), LISTS_TOPN, 0},
+                          "not for the fast path: per-head lists");
+    check_window_declines((sel_case){attn_make_shape(2, 40, 300, 16, 2, 128, 1), params(64, 5, 1), LISTS_TOPN, 0},
+                          "not for the fast path: H/G = 8");
+    check_window_declines((sel_case){attn_make_shape(2, 40, 300, 32, 2, 64, 1), params(64, 5, 1), LISTS_TOPN, 0},
+                          "not for the fast path: D = 64");
+    check_window_declines((sel_case){attn_make_shape(2, 40, 300, 32, 2, 128, 1), params(32, 5, 1), LISTS_TOPN, 0},
+                          "not for the fast path: l' = 32");
+    check_window_declines((sel_case){attn_make_shape(2, 30, 1500, 32, 2, 128, 1), params(64, 17, 1), LISTS_TOPN, 0},
+                          "not for the fast path: n = 17");
 }
 
 static void check_same_bits_twice(attn_shape sh)
@@ -782,4 +903,18 @@ ATTN_TEST(errors, bad_input_is_named)
     assert_status(nsa_selected_attention_cuda(&ok, &p, fake16, fake16, fake16,
                                               (const int32_t *)((const char *)fake_list + 2), fake16, fake, 0),
                   ATTN_ERR_BAD_ARGUMENT, "cuda misaligned indices");
+    /* the optional fast path: the same given checks, before anything else */
+    assert_status(nsa_selected_attention_window_cuda(&ok, &p, fake16, fake16, fake16, NULL, fake16, fake, 0),
+                  ATTN_ERR_NULL_POINTER, "window indices = NULL");
+    assert_status(nsa_selected_attention_window_cuda(&ok, NULL, fake16, fake16, fake16, fake_list, fake16, fake, 0),
+                  ATTN_ERR_NULL_POINTER, "window parameters = NULL");
+    assert_status(nsa_selected_attention_window_cuda(&bad_d, &p, fake16, fake16, fake16, fake_list, fake16, fake, 0),
+                  ATTN_ERR_UNSUPPORTED_D, "window D = 32");
+    assert_status(nsa_selected_attention_window_cuda(&bad_m, &p, fake16, fake16, fake16, fake_list, fake16, fake, 0),
+                  ATTN_ERR_M_GT_N, "window M > N");
+    assert_status(nsa_selected_attention_window_cuda(&not_causal, &p, fake16, fake16, fake16, fake_list, fake16, fake,
+                                                     0),
+                  ATTN_ERR_BAD_ARGUMENT, "window causal = 0");
+    assert_status(nsa_selected_attention_window_cuda(&ok, &p, fake16 + 1, fake16, fake16, fake_list, fake16, fake, 0),
+                  ATTN_ERR_BAD_ARGUMENT, "window misaligned q");
 }

@@ -1,7 +1,7 @@
 /*
- * Tests of the NSA part of the harness (common/nsa.h, common/nsa.c, common/grading/oracle_nsa_cmp.c): the
- * parameters and their checks, the index rules, and the compressed-branch references, on cases
- * computed by hand. Every NSA lesson is graded against these, so they are tested first.
+ * Tests of the NSA part of the harness (common/nsa.h, common/nsa.c, common/grading/oracle_nsa_cmp.c,
+ * common/grading/oracle_nsa_forward.c): the parameters and their checks, the index rules, the
+ * compressed-branch references and the whole forward, on cases computed by hand. Every NSA lesson is graded against these, so they are tested first.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -12,6 +12,7 @@
 #include "attn.h"
 #include "nsa.h"
 #include "timing.h"
+#include "oracle.h"
 #include "oracle_nsa.h"
 #include "random.h"
 
@@ -194,4 +195,108 @@ Test(oracle_nsa, cmp_attention_by_hand)
     cr_assert_eq(attn_oracle_nsa_cmp_attention(&tiny, &p, q, NULL, NULL, o, lse), ATTN_OK);
     NEAR(o[0], 0.0, "o with N < l");
     cr_assert(isinf(lse[0]) && lse[0] < 0, "lse with N < l = %g, expected -inf", lse[0]);
+}
+
+/* ---------------------------------------------------------------- the whole forward (lesson 10) */
+
+/* N = 10 keys, D = 1, scale 1, one query at t = 9; l = d = l' = 2 (token c = block c = keys 2c, 2c + 1),
+ * n = 4, w = 3, mean mode. k = (0 0 ln2 ln2 0 0 0 0 0 0), v = (0 1 .. 9):
+ *   k_cmp = (0 ln2 0 0 0), v_cmp = (.5 2.5 4.5 6.5 8.5): weights (1 2 1 1 1) / 6, o_cmp = 25/6, lse_cmp = ln 6
+ *   scores p_slc = p_cmp = (1 2 1 1 1) / 6; forced 0, 3, 4 (t = 9 is in block 4), then block 1 (2/6 > 1/6)
+ *   selected keys 0 1 2 3 6 7 8 9 with weights 1 1 2 2 1 1 1 1: o_slc = 41/10, lse_slc = ln 10
+ *   window keys 7 8 9: o_swa = 8, lse_swa = ln 3
+ *   gates (0.5, 0.25, 2): o = 25/12 + 41/40 + 16 */
+Test(oracle_nsa, forward_by_hand)
+{
+    attn_shape sh = attn_make_shape(1, 1, 10, 1, 1, 1, 1);
+    sh.scale = 1.0f;
+    attn_nsa_params p = params(2, 2, 2);
+    p.n = 4, p.w = 3;
+    const float l2 = (float)log(2.0);
+    float q[1] = {1}, k[10] = {0, 0, l2, l2, 0, 0, 0, 0, 0, 0}, v[10], gc[1] = {0.5f}, gs[1] = {0.25f}, gw[1] = {2.0f};
+    for (int s = 0; s < 10; ++s) v[s] = (float)s;
+    double o, o_cmp, o_slc, o_swa, lse_cmp, lse_slc, lse_swa, k_cmp[5], v_cmp[5], scores[5];
+    int32_t lists[4];
+    attn_oracle_nsa_in in = {sh, p, q, k, v, NULL, NULL, NULL, gc, gs, gw, NULL, 0};
+    attn_oracle_nsa_out out = {&o, &o_cmp, &o_slc, &o_swa, &lse_cmp, &lse_slc, &lse_swa, k_cmp, v_cmp, scores, lists};
+    cr_assert_eq(attn_oracle_nsa_forward(&in, &out), ATTN_OK, "%s", attn_error_detail());
+    const double e2 = exp((double)l2); /* 2, up to float rounding of ln 2 */
+    NEAR(k_cmp[1], (double)l2, "k_cmp[1]");
+    NEAR(v_cmp[4], 8.5, "v_cmp[4]");
+    NEAR(o_cmp, (0.5 + 2.5 * e2 + 4.5 + 6.5 + 8.5) / (4 + e2), "o_cmp");
+    NEAR(lse_cmp, log(4 + e2), "lse_cmp");
+    NEAR(scores[1], e2 / (4 + e2), "score of block 1");
+    NEAR(scores[2], 1 / (4 + e2), "score of block 2");
+    const int32_t want[4] = {0, 1, 3, 4};
+    for (int e = 0; e < 4; ++e) cr_assert_eq(lists[e], want[e], "list entry %d: %d, expected %d", e, lists[e], want[e]);
+    NEAR(o_slc, (0 + 1 + 2 * e2 + 3 * e2 + 6 + 7 + 8 + 9) / (6 + 2 * e2), "o_slc");
+    NEAR(lse_slc, log(6 + 2 * e2), "lse_slc");
+    NEAR(o_swa, 8.0, "o_swa");
+    NEAR(lse_swa, log(3.0), "lse_swa");
+    NEAR(o, 0.5 * o_cmp + 0.25 * o_slc + 2.0 * 8.0, "o, the gated sum");
+    cr_assert(fabs(o - (25.0 / 12 + 41.0 / 40 + 16)) < 1e-6, "o = %.9g, expected 25/12 + 41/40 + 16", o);
+    /* given lists replace the oracle's in the selected branch only: {0, 2, 3, 4} */
+    const int32_t given[4] = {0, 2, 3, 4};
+    in.lists = given;
+    cr_assert_eq(attn_oracle_nsa_forward(&in, &out), ATTN_OK);
+    NEAR(o_slc, (0 + 1 + 4 + 5 + 6 + 7 + 8 + 9) / 8.0, "o_slc on the given lists");
+    for (int e = 0; e < 4; ++e) cr_assert_eq(lists[e], want[e], "the oracle's own lists still come out");
+    /* linear mode needs its weights; NSA is causal */
+    in.p.mode = ATTN_NSA_LINEAR;
+    cr_assert_eq(attn_oracle_nsa_forward(&in, &out), ATTN_ERR_NULL_POINTER, "linear mode without w_k, w_v, pos");
+    in.p.mode = ATTN_NSA_MEAN, in.shape.causal = 0;
+    cr_assert_eq(attn_oracle_nsa_forward(&in, &out), ATTN_ERR_BAD_ARGUMENT, "causal = 0");
+}
+
+/* With every gate 1 the forward is the sum of the three branch references, composed here by hand. */
+Test(oracle_nsa, forward_is_the_sum_of_the_branches)
+{
+    for (int mode = 0; mode < 2; ++mode) {
+        const attn_shape sh = attn_make_shape(2, 30, 150, 4, 2, 8, 1);
+        attn_nsa_params p = params(8, 4, 16);
+        p.n = 4, p.w = 20, p.mode = mode;
+        const long NC = attn_nsa_num_cmp(sh.N, &p), NB = attn_nsa_num_blocks(sh.N, &p);
+        const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), ncmp = (size_t)sh.B * NC * sh.G * sh.D;
+        const size_t nw = (size_t)sh.G * p.l * sh.D * sh.D, nl = attn_lse_elems(&sh);
+        attn_rng rng;
+        attn_rng_seed(&rng, 1234 + mode);
+        float *q = attn_alloc_f32(nq), *k = attn_alloc_f32(nkv), *v = attn_alloc_f32(nkv), *wk = attn_alloc_f32(nw),
+              *wv = attn_alloc_f32(nw), *pos = attn_alloc_f32((size_t)p.l * sh.D);
+        attn_fill_random(q, nq, sh.D, 1.0f, &rng), attn_fill_random(k, nkv, sh.D, 1.0f, &rng);
+        attn_fill_random(v, nkv, sh.D, 1.0f, &rng), attn_fill_random(wk, nw, sh.D, 0.1f, &rng);
+        attn_fill_random(wv, nw, sh.D, 0.1f, &rng), attn_fill_random(pos, (size_t)p.l * sh.D, sh.D, 0.5f, &rng);
+        const int lin = mode == ATTN_NSA_LINEAR;
+        /* the branches by hand */
+        double *kc = attn_alloc_f64(ncmp), *vc = attn_alloc_f64(ncmp), *o_c = attn_alloc_f64(nq), *o_s = attn_alloc_f64(nq);
+        double *o_w = attn_alloc_f64(nq), *lse = attn_alloc_f64(nl), *sc = attn_alloc_f64((size_t)sh.B * sh.M * sh.G * NB);
+        float *kcf = attn_alloc_f32(ncmp), *vcf = attn_alloc_f32(ncmp);
+        int32_t *lists = attn_alloc_i32((size_t)sh.B * sh.M * sh.G * p.n);
+        cr_assert_eq(attn_oracle_nsa_compress(&sh, &p, k, lin ? wk : NULL, lin ? pos : NULL, kc), ATTN_OK);
+        cr_assert_eq(attn_oracle_nsa_compress(&sh, &p, v, lin ? wv : NULL, NULL, vc), ATTN_OK);
+        for (size_t e = 0; e < ncmp; ++e) kcf[e] = (float)kc[e], vcf[e] = (float)vc[e];
+        cr_assert_eq(attn_oracle_nsa_cmp_attention(&sh, &p, q, kcf, vcf, o_c, lse), ATTN_OK);
+        cr_assert_eq(attn_oracle_nsa_scores(&sh, &p, q, kcf, lse, sc), ATTN_OK);
+        cr_assert_eq(attn_oracle_nsa_topn(&sh, &p, sc, lists), ATTN_OK);
+        attn_oracle_opts sel = attn_oracle_dense(&sh), win = attn_oracle_dense(&sh);
+        sel.block_indices = lists, sel.num_blocks = p.n, sel.block_size = p.l_sel;
+        win.window = p.w;
+        cr_assert_eq(attn_oracle_forward(&sel, q, k, v, o_s, NULL, NULL), ATTN_OK);
+        cr_assert_eq(attn_oracle_forward(&win, q, k, v, o_w, NULL, NULL), ATTN_OK);
+        /* the forward, gates NULL (every gate 1) */
+        double *o = attn_alloc_f64(nq);
+        attn_oracle_nsa_in in = {sh, p, q, k, v, wk, wv, pos, NULL, NULL, NULL, NULL, 0};
+        attn_oracle_nsa_out out = {o, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        cr_assert_eq(attn_oracle_nsa_forward(&in, &out), ATTN_OK, "%s", attn_error_detail());
+        for (size_t e = 0; e < nq; ++e)
+            cr_assert(fabs(o[e] - (o_c[e] + o_s[e] + o_w[e])) < 1e-12, "%s mode, element %zu: the forward %.15g, the sum "
+                      "of the branches %.15g", lin ? "linear" : "mean", e, o[e], o_c[e] + o_s[e] + o_w[e]);
+        /* cmp_bf16: the compressed tokens come out as bf16 values */
+        in.cmp_bf16 = 1, out.k_cmp = kc;
+        cr_assert_eq(attn_oracle_nsa_forward(&in, &out), ATTN_OK);
+        for (size_t e = 0; e < ncmp; ++e)
+            cr_assert((double)attn_bf16_to_f32(attn_f32_to_bf16((float)kc[e])) == kc[e], "cmp_bf16: k_cmp[%zu] = %.9g is "
+                      "not a bf16 value", e, kc[e]);
+        free(q), free(k), free(v), free(wk), free(wv), free(pos), free(kc), free(vc), free(o_c), free(o_s), free(o_w);
+        free(lse), free(sc), free(kcf), free(vcf), free(lists), free(o);
+    }
 }

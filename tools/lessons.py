@@ -12,6 +12,10 @@ grader and the benchmark need to know about it:
     sanitize       the Criterion filters of compute-sanitizer: "grade" (what ./course grade runs
                    memcheck and racecheck on) and "racecheck" (the maintainers' racecheck entry)
     bench          what ./course bench times
+    optional       source files of an optional fast path (default none): an API function of the header
+                   that the lesson's general code calls first and serves itself when it answers
+                   ATTN_ERR_NOT_IMPLEMENTED; such a file that does not compile is graded as its stand-in
+                   (which answers just that) and costs no points
 
 The descriptor is read from solutions/ when the tree has it, otherwise from lessons/, where the
 grader checks it against its SHA-256 in tests/lesson_manifest.json, like the lesson's header.
@@ -55,6 +59,10 @@ def descriptor(name, root=ROOT):
         raise ValueError(f"{path}: points must give c_part, cuda_part and speed as whole numbers >= 0")
     d.setdefault("speed_targets", {})
     d.setdefault("sanitize", {})
+    d.setdefault("optional", [])
+    if not (isinstance(d["optional"], list) and all(isinstance(f, str) and f.endswith((".c", ".cu"))
+                                                     for f in d["optional"])):
+        raise ValueError(f"{path}: optional must be a list of the lesson's .c/.cu file names")
     d["name"], d["num"] = name, name[:2]
     return d
 

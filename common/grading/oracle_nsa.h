@@ -37,6 +37,38 @@ int attn_oracle_nsa_scores(const attn_shape *s, const attn_nsa_params *p, const 
  * towards the lower index, ascending, padded with -1. */
 int attn_oracle_nsa_topn(const attn_shape *s, const attn_nsa_params *p, const double *scores, int32_t *indices);
 
+/* ---------------------------------------------------------------- the whole forward (lesson 10) */
+
+/* The inputs of the whole NSA forward (float; bf16 lessons pass their rounded values). */
+typedef struct {
+    attn_shape shape;
+    attn_nsa_params p;
+    const float *q, *k, *v;            /* required */
+    const float *w_k, *w_v, *pos;      /* linear mode: required; mean mode: ignored */
+    const float *g_cmp, *g_slc, *g_swa; /* [B, M, H] each; NULL: every gate 1 */
+    const int32_t *lists;              /* NULL: the selected branch attends the oracle's own top-n lists; else
+                                          these [B, M, L, n] (the code under test's, once judged against the
+                                          oracle's scores: near-tied blocks may be ranked either way) */
+    int cmp_bf16;                      /* 1: round as the CUDA part does: each key row + pos to bf16 before
+                                          the linear map, and the compressed k and v to bf16 */
+} attn_oracle_nsa_in;
+
+/* What the forward oracle writes (double; every field but o may be NULL). */
+typedef struct {
+    double *o;                         /* [B, M, H, D] the gated sum */
+    double *o_cmp, *o_slc, *o_swa;     /* [B, M, H, D] the branches, ungated */
+    double *lse_cmp, *lse_slc, *lse_swa; /* [B, H, M] */
+    double *k_cmp, *v_cmp;             /* [B, NC, G, D] as the compressed branch used them */
+    double *scores;                    /* [B, M, L, NB] the block scores (L = G shared, H per head) */
+    int32_t *lists;                    /* [B, M, L, n] the oracle's own top-n lists */
+} attn_oracle_nsa_out;
+
+/* The NSA forward in double, composed from the references above and attn_oracle_forward (oracle.h):
+ * compression, compressed attention (its lse feeds the scores), scores and top-n, selected attention
+ * (attn_oracle_forward with the lists as per-query block lists of l' keys, causal), the window
+ * (attn_oracle_forward with window w), and o = g_cmp o_cmp + g_slc o_slc + g_swa o_swa. */
+int attn_oracle_nsa_forward(const attn_oracle_nsa_in *in, const attn_oracle_nsa_out *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -55,9 +55,21 @@ int nsa_select_cpu(const attn_shape *shape, const attn_nsa_params *p, const floa
  * in fp32, never written to device memory. bf16 q and k_cmp, fp32 lse_cmp; D = 64 or 128. Supported
  * block ratios: l / d in {1, 2} and l' / d in {1, 4} (both defaults, and any l, d, l' in those
  * proportions); the NB scores of the lists a block ranks must fit in shared memory (N / l' up to a few
- * thousand; attn_error_detail() says when they do not). */
+ * thousand; attn_error_detail() says when they do not). It tries nsa_select_g16_cuda first and serves
+ * every call that returns ATTN_ERR_BAD_ARGUMENT or ATTN_ERR_NOT_IMPLEMENTED itself. */
 int nsa_select_cuda(const attn_shape *shape, const attn_nsa_params *p, const uint16_t *q, const uint16_t *k_cmp,
                     const float *lse_cmp, int32_t *indices, cudaStream_t stream);
+
+/* Optional: the fast path for H/G = 16 (topn_select_g16.cu). The same arguments and lists as
+ * nsa_select_cuda, for shared lists (heads_share_selection = 1) with H/G = 16 and D = 128 whose block's
+ * shared memory fits the GPU's limit per block (two K tiles, then Q or the score rows of 8 lists:
+ * 32 KB + max(32 KB, 32 NB bytes), NB = attn_nsa_num_blocks(N, p); NB up to about 6000 on an H100):
+ * a block ranks 8 positions and sums each position's 16 heads in registers. After the same argument
+ * checks (and their codes) as nsa_select_cuda, any other call returns ATTN_ERR_BAD_ARGUMENT, launches
+ * nothing and writes nothing; attn_error_detail() says what it does not take. The stub returns
+ * ATTN_ERR_NOT_IMPLEMENTED for every call that passes the checks. */
+int nsa_select_g16_cuda(const attn_shape *shape, const attn_nsa_params *p, const uint16_t *q, const uint16_t *k_cmp,
+                        const float *lse_cmp, int32_t *indices, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

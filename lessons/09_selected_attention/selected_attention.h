@@ -54,10 +54,24 @@ int nsa_selected_attention_cpu(const attn_shape *shape, const attn_nsa_params *p
  * heads_share_selection = 1). It cannot check device lists; what it does with a bad one: a negative
  * entry ends the list, and an entry whose block starts after t (out of range included) is skipped,
  * so that no list makes it read out of bounds. A repeated entry counts its keys twice: check lists
- * on the host with nsa_selection_check. */
+ * on the host with nsa_selection_check. It tries nsa_selected_attention_window_cuda first and serves
+ * every call that returns ATTN_ERR_BAD_ARGUMENT or ATTN_ERR_NOT_IMPLEMENTED itself. */
 int nsa_selected_attention_cuda(const attn_shape *shape, const attn_nsa_params *p, const uint16_t *q,
                                 const uint16_t *k, const uint16_t *v, const int32_t *indices, uint16_t *o,
                                 float *lse, cudaStream_t stream);
+
+/* Optional: the fast path for the paper's shape (selected_window.cu). The same arguments, results and
+ * treatment of bad device lists as nsa_selected_attention_cuda, for shared lists
+ * (heads_share_selection = 1) with H/G = 16, D = 128, l' = 64, n <= 16, B <= 65535 and B * N < 2^31, on
+ * a GPU of compute capability 9.0 or newer, with sm_90 code in the build and a driver that encodes
+ * tensor maps: a block serves 8 neighbouring positions of one kv group and loads each K/V tile that
+ * any of them chose once. After the same argument checks (and their codes) as
+ * nsa_selected_attention_cuda, any other call returns ATTN_ERR_BAD_ARGUMENT, launches nothing and
+ * writes nothing; attn_error_detail() says what it does not take. The stub returns
+ * ATTN_ERR_NOT_IMPLEMENTED for every call that passes the checks. */
+int nsa_selected_attention_window_cuda(const attn_shape *shape, const attn_nsa_params *p, const uint16_t *q,
+                                       const uint16_t *k, const uint16_t *v, const int32_t *indices, uint16_t *o,
+                                       float *lse, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

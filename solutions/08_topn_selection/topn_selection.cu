@@ -28,35 +28,23 @@
  *          fp32 that the top-n reads at the end. Nothing but the lists goes to device memory.
  *   top-n  a warp per list: forced blocks marked first, then n - 3 rounds of a warp argmax (ties to the
  *          lower index) that marks its winner; the marked blocks, read in order, are the ascending list.
+ *
+ * The device functions this kernel is built from (the Q rows and fragments, tile_scores, row_probs,
+ * lane_block_sums, rank_list) are in topn_common.cuh, because the optional fast path for H/G = 16
+ * (topn_select_g16.cu, select_g16_kernel) is built from them too. The entry point below tries that
+ * fast path first; this kernel serves every call it does not take.
  */
 #include <cuda_runtime.h>
-#include <limits.h>
 #include <math.h>
 
 #include "attn_gpu.h"
 #include "ptx.cuh"
+#include "topn_common.cuh"
 #include "topn_selection.h"
 
 using namespace ptx;
 
 namespace {
-
-constexpr int kMaxWarps = 4;
-constexpr int kTile = 64;  /* compressed tokens per K tile */
-constexpr int kMTiles = 2; /* m16 tiles per warp: 32 packed rows */
-constexpr int kNTiles = kTile / 8;
-constexpr float kLog2e = 1.4426950408889634f;
-
-/* Smem row c of a K tile holds token tok(c) of the tile: the m16n8 accumulator gives lane tig the
- * columns nt * 8 + 2 tig + e, which then are the consecutive tokens 16 tig + 2 nt + e. */
-__device__ __forceinline__ int token_of_row(int c) { return 16 * ((c % 8) / 2) + 2 * (c / 8) + (c % 2); }
-
-__device__ __forceinline__ long visible_count(long t, long NC, const attn_nsa_params &p)
-{
-    if (t < p.l - 1) return 0;
-    const long c = (t - (p.l - 1)) / p.d + 1;
-    return c < NC ? c : NC;
-}
 
 /* Copy tokens T0 .. T0 + 63 of kv head g into a swizzled, permuted tile (zeros past NC). */
 template <int D>
@@ -69,281 +57,6 @@ __device__ __forceinline__ void load_k_tile(uint32_t tile, const uint16_t *k_bg,
         const bool valid = u < NC;
         cp_async_16(tile + swizzle<D>(r, c), valid ? k_bg + (size_t)u * stride + c * 8 : k_bg, valid);
     }
-}
-
-/* The same copy when the block's thread count is known at compile time (select_g16_kernel): each thread
- * fills the same chunk column of rows r, r + step, r + 2 step, ... of every tile, so its swizzled offsets
- * and its tokens (tok(r + 8 k) = tok(r) + 2 k) are worked out once, in init, instead of for every
- * 16-byte copy of every tile: the plain loop above spends about 50 integer instructions per copy on
- * them, a third of what select_g16_kernel executes at the bar's shape. */
-template <int D, int kThreadCount>
-struct KTileCopy {
-    static constexpr int kChunks = D / 8, kRowStep = kThreadCount / kChunks, kPasses = kTile / kRowStep;
-    static_assert(kRowStep % 8 == 0 && kTile % kRowStep == 0, "rows r + k * step must keep r's swizzle and token pattern");
-    static constexpr int kTokStep = 2 * (kRowStep / 8); /* tokens between the rows of two passes */
-    uint32_t dst; /* swizzled byte offset of the thread's first chunk in a tile */
-    int tok;      /* the token of its first row, within the tile */
-    int col;      /* the first element of its chunk in a row of K */
-
-    __device__ __forceinline__ void init()
-    {
-        const int r = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-        dst = swizzle<D>(r, c), tok = token_of_row(r), col = c * 8;
-    }
-
-    /* load_k_tile(tile, k_bg, stride, T0, NC) */
-    __device__ __forceinline__ void copy(uint32_t tile, const uint16_t *k_bg, size_t stride, long T0, long NC) const
-    {
-        const long left = NC - T0 - tok; /* tokens from the thread's first one to the end of k_cmp */
-        const uint16_t *src = k_bg + (size_t)(T0 + tok) * stride + col;
-#pragma unroll
-        for (int it = 0; it < kPasses; ++it) {
-            const bool valid = it * kTokStep < left;
-            cp_async_16(tile + dst + it * kRowStep * D * 2, valid ? src + (size_t)(it * kTokStep) * stride : k_bg, valid);
-        }
-    }
-};
-
-/* Copy packed rows R0 .. R0 + rows_cap - 1 of kv head g (lesson 04's R = i * hpg + hh) into a swizzled
- * tile [rows_cap][D]; rows at or past R_end are zero-filled. */
-template <int D>
-__device__ __forceinline__ void load_q_rows(uint32_t q_s, const uint16_t *q, const attn_shape &sh, int b, int g,
-                                            long R0, long R_end, int rows_cap)
-{
-    /* BEGIN SOLUTION */
-    /* HINT: packed row R is query i = R / hpg, head g * hpg + R % hpg: q + ((b * M + i) * H + head) * D.
-     * One cp_async_16 per 8 bf16, every thread of the block taking a share, valid = (row < R_end). */
-    constexpr int kChunks = D / 8;
-    const int hpg = sh.H / sh.G;
-    for (int e = threadIdx.x; e < rows_cap * kChunks; e += blockDim.x) {
-        const int r = e / kChunks, c = e % kChunks;
-        const long row = R0 + r;
-        const bool valid = row < R_end;
-        const uint16_t *src =
-            valid ? q + (((size_t)b * sh.M + row / hpg) * sh.H + (size_t)g * hpg + row % hpg) * D + c * 8 : q;
-        cp_async_16(q_s + swizzle<D>(r, c), src, valid);
-    }
-    /* END SOLUTION */
-}
-
-/* The warp's 32 packed rows of the swizzled Q tile (two m16 tiles from row warp_row0) as mma A
- * fragments, held in registers for the whole key loop. */
-template <int D>
-__device__ __forceinline__ void load_q_fragments(uint32_t (&qf)[kMTiles][D / 16][4], uint32_t q_s, int warp_row0,
-                                                 int lane)
-{
-    /* BEGIN SOLUTION */
-    /* HINT: lesson 04's ldmatrix_x4 of an A operand: row warp_row0 + lane % 16 (+ 16 for the second
-     * tile), 16-byte chunk 2 kk + lane / 16 of each k16 step, swizzled as the tile was stored. */
-    constexpr int kRowBytes = D * 2;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t a = q_s + (warp_row0 + lane % 16) * kRowBytes + (((2 * (kk % 4) + lane / 16) ^ (lane % 8)) * 16) +
-                           (kk / 4) * 128;
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(qf[mt][kk], a + mt * 16 * kRowBytes);
-    }
-    /* END SOLUTION */
-}
-
-/* s = Q K^T of the warp's two m16 tiles against the 64 tokens of the K tile at k_buf (raw dot
- * products; s[mt][nt] is n8 tile nt, which the permuted tile turns into the lane's consecutive tokens). */
-template <int D>
-__device__ __forceinline__ void tile_scores(float (&s)[kMTiles][kNTiles][4], const uint32_t (&qf)[kMTiles][D / 16][4],
-                                            uint32_t k_buf, int lane)
-{
-    /* BEGIN SOLUTION */
-    /* HINT: zero s; for each k16 step kk and pair of n8 tiles np, one ldmatrix_x4 of the K tile (rows
-     * lane % 8 + (lane / 16) * 8 of the pair, chunk 2 kk + (lane / 8) % 2, swizzled) feeds two mma_bf16
-     * for each m16 tile. */
-    constexpr int kRowBytes = D * 2;
-    uint32_t k_addr[4];
-#pragma unroll
-    for (int c = 0; c < 4; ++c)
-        k_addr[c] = (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-        for (int np = 0; np < kNTiles / 2; ++np) {
-            uint32_t bk[4];
-            ldmatrix_x4(bk, k_buf + k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) {
-                mma_bf16(s[mt][2 * np], qf[mt][kk], bk[0], bk[1]);
-                mma_bf16(s[mt][2 * np + 1], qf[mt][kk], bk[2], bk[3]);
-            }
-        }
-    /* END SOLUTION */
-}
-
-/* The probabilities p = exp2(s * scale_log2 - lse2) of the lane's 16 tokens in one row (rr = 0: gid,
- * rr = 1: gid + 8) of an m16 tile of scores s[nt][*] = q . k: pv[x] is token 16 tig + x of the tile.
- * Only the first `lim` (0 to 16) are visible to the row, the others are 0; kAllVisible says all 16 are,
- * the common case, which then costs no compares. */
-template <bool kAllVisible>
-__device__ __forceinline__ void lane_probs(const float (&s)[kNTiles][4], int rr, int lim, float lse2, float scale_log2,
-                                           float (&pv)[16])
-{
-    /* BEGIN SOLUTION */
-    /* HINT: token x = 2 nt + e of the lane is s[nt][2 rr + e] (the permuted K tile makes the lane's
-     * columns consecutive tokens); fast_exp2(fmaf(s, scale_log2, -lse2)), 0 when x >= lim unless
-     * kAllVisible. */
-#pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-            const int x = 2 * nt + e;
-            const float px = fast_exp2(fmaf(s[nt][2 * rr + e], scale_log2, -lse2));
-            pv[x] = kAllVisible || x < lim ? px : 0.f;
-        }
-    /* END SOLUTION */
-}
-
-/* The lane's 16 probabilities pv (of one row, or a sum of rows that share the tokens) to its 16 / BS
- * block sums, ADDED to blk. Every lane of the warp must call it (it shuffles). carry holds the p of the
- * r - 1 tokens before the tile (for tig 0) and is updated for the next tile. */
-template <int R, int BS>
-__device__ __forceinline__ void lane_block_sums(const float (&pv)[16], float (&carry)[R > 1 ? R - 1 : 1], int lane,
-                                                float (&blk)[16 / BS])
-{
-    /* BEGIN SOLUTION */
-    /* HINT: the r - 1 tokens before the lane's first from lane tig - 1 by __shfl_sync (tig 0: carry, and
-     * every lane passes its last ones on: the next tile's carry); unit c = the r tokens ending at c,
-     * block c / BS += unit, in the same order for every block. (Faster: each token of a block once, times
-     * the number of its units that the block holds.) */
-    const int tig = lane % 4;
-    /* the r - 1 tokens before the lane's first: lane tig - 1's last ones; for tig 0, the previous tile's
-     * (all lanes shuffle, tig 0 receives tig 3's: the next tile's carry) */
-    float before[R > 1 ? R - 1 : 1];
-#pragma unroll
-    for (int x = 1; x < R; ++x) {
-        const float left = __shfl_sync(0xffffffffu, pv[16 - x], (lane & ~3) | ((tig + 3) & 3));
-        before[x - 1] = tig ? left : carry[x - 1];
-        carry[x - 1] = left;
-    }
-    /* Block b holds units c = b BS .. b BS + BS - 1, and unit c the r tokens c - r + 1 .. c, so token x
-     * counts in w(x) = min(x + r - 1, b BS + BS - 1) - max(x, b BS) + 1 of the block's units. Summing
-     * unit by unit costs BS (r - 1) + BS adds per block; here the tokens of equal weight are added
-     * first and each weight class joins with one FMA. Paper (r = 2, BS = 4): p[-1] + p[3] + 2 (p[0] +
-     * p[1] + p[2]), 5 operations instead of 8. Every condition below is known at compile time (the
-     * loops unroll), and every block gets the same order of operations: exact ties stay exact. */
-#pragma unroll
-    for (int b = 0; b < 16 / BS; ++b) {
-        const int c0 = b * BS, c1 = b * BS + BS - 1;
-        float acc = 0.f;
-        bool have = false;
-#pragma unroll
-        for (int w = 1; w <= R; ++w) {
-            float part = 0.f;
-            bool any = false;
-#pragma unroll
-            for (int x = c0 - R + 1; x <= c1; ++x)
-                if (min(x + R - 1, c1) - max(x, c0) + 1 == w) {
-                    const float v = x >= 0 ? pv[x] : before[-x - 1];
-                    part = any ? part + v : v;
-                    any = true;
-                }
-            if (any) {
-                acc = !have ? (w == 1 ? part : (float)w * part) : w == 1 ? acc + part : fmaf((float)w, part, acc);
-                have = true;
-            }
-        }
-        blk[b] += acc;
-    }
-    /* END SOLUTION */
-}
-
-/* lane_probs for a row that sees `vis` tokens, from the tile at T0: the compare-free path when the row
- * sees the whole tile (T0 + 64 <= vis), else the lane's count of visible tokens. (A compressed token past
- * the visible count covers keys after t - l + 1 only, so it could only add to the forced blocks cur - 1
- * and cur or to blocks past t: for l <= 2 d and l' >= d, the configurations this kernel runs, the lists
- * would not change without the mask. It keeps the scores those of the definition, and costs one tile
- * per row.) */
-__device__ __forceinline__ void row_probs(const float (&s)[kNTiles][4], int rr, int T0, int vis, float lse2,
-                                          float scale_log2, int lane, float (&pv)[16])
-{
-    if (T0 + kTile <= vis)
-        lane_probs<true>(s, rr, 16, lse2, scale_log2, pv);
-    else
-        lane_probs<false>(s, rr, min(max(vis - T0 - 16 * (lane % 4), 0), 16), lse2, scale_log2, pv);
-}
-
-/* Offer candidate (v, j) to a lane's best-first list (v: score bits, larger is better; among equal v the
- * entry that came first stays first, so a lane that offers its blocks in ascending order keeps ties
- * towards the lower index). Unrolled compare-and-swaps: the arrays stay in registers. */
-template <int K>
-__device__ __forceinline__ void offer(int (&v)[K], int (&j)[K], int cv, int cj)
-{
-#pragma unroll
-    for (int k = 0; k < K; ++k)
-        if (cv > v[k]) {
-            const int tv = v[k], tj = j[k];
-            v[k] = cv, j[k] = cj;
-            cv = tv, cj = tj;
-        }
-}
-
-/* One warp ranks one list: the score row `row` (shared memory, candidates 0 .. cur) becomes the n
- * ascending block indices at `out` (every candidate and -1 padding when there are at most n). The row
- * is overwritten: chosen blocks are marked by a score of -inf. */
-__device__ __forceinline__ void rank_list(float *row, int cur, int n, int32_t *out, int lane)
-{
-    /* BEGIN SOLUTION */
-    /* HINT: cur + 1 <= n: write 0 .. cur, then -1. Otherwise mark the forced blocks (0, cur - 1, cur),
-     * then n - 3 rounds of a warp argmax over the unmarked blocks (the largest score; among equal scores
-     * the lowest index), each marking its winner. Simplest: every lane rescans its blocks j = lane,
-     * lane + 32, ... each round. Then a ballot over the marked blocks, in order. */
-    const int cand = cur + 1;
-    if (cand <= n) { /* every candidate, then -1 */
-        for (int e = lane; e < n; e += 32) out[e] = e < cand ? e : -1;
-        return;
-    }
-    /* a chosen block is marked by a score of -inf: the forced ones first */
-    if (lane == 0) row[0] = row[cur - 1] = row[cur] = -INFINITY;
-    __syncwarp();
-    /* Scores are sums of probabilities, >= +0, and the bits of non-negative floats, read as int, order
-     * like the floats; -inf (chosen) reads as a negative int. Each lane keeps its kKeep best unchosen
-     * blocks, best first (-1: none), from one scan of its blocks j = lane, lane + 32, ... (ascending, so
-     * ties keep the lower index). A round is then two warp reductions over the lanes' first entries; only
-     * the winner's lane moves on to its next entry, and scans its blocks again once its list is empty.
-     * Rescanning every lane's blocks each round, the plain way, reads the row n - 3 times. */
-    constexpr int kKeep = 4;
-    int best[kKeep], best_j[kKeep];
-    auto scan = [&]() {
-#pragma unroll
-        for (int k = 0; k < kKeep; ++k) best[k] = -1, best_j[k] = INT_MAX;
-        for (int j = lane; j <= cur; j += 32) {
-            const int v = __float_as_int(row[j]);
-            if (v > best[kKeep - 1]) offer(best, best_j, v, j);
-        }
-    };
-    scan();
-    for (int pick = 3; pick < n; ++pick) {
-        const int top = __reduce_max_sync(0xffffffffu, best[0]);
-        const int j_top = (int)__reduce_min_sync(0xffffffffu, best[0] == top ? (unsigned)best_j[0] : 0xffffffffu);
-        if (lane == j_top % 32) { /* the winner's lane: mark it, move on to its next entry */
-            row[j_top] = -INFINITY;
-#pragma unroll
-            for (int k = 0; k + 1 < kKeep; ++k) best[k] = best[k + 1], best_j[k] = best_j[k + 1];
-            best[kKeep - 1] = -1, best_j[kKeep - 1] = INT_MAX;
-            if (best[0] < 0) scan(); /* its list is used up: its next best blocks, if it has any */
-        }
-    }
-    __syncwarp();
-    /* the marked blocks in order are the ascending list */
-    int base = 0;
-    for (int j0 = 0; j0 <= cur; j0 += 32) {
-        const int j = j0 + lane;
-        const bool chosen = j <= cur && row[j] == -INFINITY;
-        const unsigned mask = __ballot_sync(0xffffffffu, chosen);
-        if (chosen) out[base + __popc(mask & ((1u << lane) - 1))] = (int32_t)j;
-        base += __popc(mask);
-    }
-    /* END SOLUTION */
 }
 
 template <int D, int R, int BS>
@@ -474,150 +187,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 1)
     /* END SOLUTION */
 }
 
-/* The fast path for the most common GQA shape, H/G = 16 heads per kv group with shared lists (H = 64,
- * G = 4 in the course's bar), D = 128: the 16 heads of one position are exactly the rows of one m16
- * tile. The group sum then needs no staging and no barrier: the two rows of a lane (heads gid and
- * gid + 8) are added, then a reduce-scatter of shuffles over the 8 lanes of one tig (lane bits 4, 3,
- * 2) leaves each lane with 2 (mean-pool) or 1 (paper) finished block scores of its position, which it
- * adds to the warp's own score row. Each warp owns its two positions' lists from the first tile to the
- * ranking, so the only barrier per tile is the one of the K pipeline, and the smaller shared memory
- * (no staging tile) lets three blocks share a multiprocessor. */
-template <int D, int R, int BS>
-__global__ void __launch_bounds__(kMaxWarps * 32, 3)
-    select_g16_kernel(attn_shape sh, attn_nsa_params p, long NC, long NB, float scale_log2,
-                      const uint16_t *__restrict__ q, const uint16_t *__restrict__ k_cmp,
-                      const float *__restrict__ lse, int32_t *__restrict__ indices)
-{
-    constexpr int kRowBytes = D * 2;
-    constexpr int kV = 16 / BS;                  /* block sums per lane per row, before the reduction */
-    constexpr int kKeep = kV >= 8 ? kV / 8 : 1;  /* finished block scores per lane after it */
-    constexpr int kRows = kMaxWarps * 32;        /* 8 positions x 16 heads */
-    extern __shared__ __align__(128) uint8_t smem[];
-    const uint32_t k_s = smem_addr(smem), q_s = k_s + 2 * kTile * kRowBytes;
-    float *sc = reinterpret_cast<float *>(smem + 2 * kTile * kRowBytes); /* [8 lists][NB], after Q */
-
-    /* BEGIN SOLUTION */
-    /* HINT: optional, after select_kernel works: the same pipeline with 8 positions per block, one per
-     * m16 tile, and the group sum done in registers (the probabilities of rows gid and gid + 8 added
-     * before lane_block_sums, then __shfl_xor_sync over lane masks 16, 8, 4, each step keeping half of
-     * the values), straight into the warp's own score rows. */
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int gid = lane / 4, tig = lane % 4;
-    const int b = blockIdx.y, g = blockIdx.x % sh.G;
-    const long packed_rows = (long)sh.M * 16;
-    const long n_chunks = (packed_rows + kRows - 1) / kRows;
-    const long R0 = (n_chunks - 1 - blockIdx.x / sh.G) * (long)kRows;
-    const long R_end = min(R0 + kRows, packed_rows);
-    const long offset = (long)sh.N - sh.M;
-    const size_t k_stride = (size_t)sh.G * D;
-    const uint16_t *k_bg = k_cmp + ((size_t)b * NC * sh.G + g) * D;
-    const int n_tiles = (int)((visible_count(offset + (R_end - 1) / 16, NC, p) + kTile - 1) / kTile);
-
-    load_q_rows<D>(q_s, q, sh, b, g, R0, R_end, kRows);
-    KTileCopy<D, kMaxWarps * 32> k_copy;
-    k_copy.init();
-    if (n_tiles > 0) k_copy.copy(k_s, k_bg, k_stride, 0, NC);
-    cp_async_commit();
-
-    /* m16 tile mt of this warp is position i[mt]; its rows gid and gid + 8 are heads gid and gid + 8 */
-    long pos[kMTiles];
-    int vis[kMTiles];
-    float lse2[kMTiles][2];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-        const long row0 = R0 + warp * 32 + mt * 16;
-        pos[mt] = row0 / 16;
-        vis[mt] = row0 < R_end ? (int)visible_count(offset + pos[mt], NC, p) : 0;
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr)
-            lse2[mt][rr] =
-                vis[mt] > 0 ? lse[((size_t)b * sh.H + (size_t)g * 16 + gid + rr * 8) * sh.M + pos[mt]] * kLog2e : 0.f;
-    }
-
-    cp_async_wait_all();
-    __syncthreads(); /* Q and the first K tile have landed */
-    uint32_t qf[kMTiles][D / 16][4];
-    load_q_fragments<D>(qf, q_s, warp * 32, lane);
-    __syncthreads(); /* every warp holds its Q: the bytes become the score rows */
-    float *my_rows = sc + (size_t)warp * kMTiles * NB; /* this warp's two lists, nobody else's */
-    for (long e = lane; e < kMTiles * NB; e += 32) my_rows[e] = 0.f;
-    __syncwarp();
-
-    float carry[kMTiles][R > 1 ? R - 1 : 1] = {}; /* of the two rows' summed probabilities, for tig 0 */
-
-    for (int m = 0; m < n_tiles; ++m) {
-        const int T0 = m * kTile;
-        const uint32_t k_buf = k_s + (m % 2) * kTile * kRowBytes;
-        cp_async_wait_all();
-        __syncthreads(); /* tile m has landed; nobody reads tile m - 1 any more */
-        if (m + 1 < n_tiles) {
-            k_copy.copy(k_s + ((m + 1) % 2) * kTile * kRowBytes, k_bg, k_stride, T0 + kTile, NC);
-            cp_async_commit();
-        }
-
-        float s[kMTiles][kNTiles][4];
-        tile_scores<D>(s, qf, k_buf, lane);
-
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-            float v[kV]; /* heads gid and gid + 8 of this lane's 16 tokens, block by block */
-#pragma unroll
-            for (int c = 0; c < kV; ++c) v[c] = 0.f;
-            /* heads gid and gid + 8 see the same tokens, and the group sum is linear: add their
-             * probabilities first, then map the sum to units and blocks once */
-            float pv[16], pv8[16];
-            row_probs(s[mt], 0, T0, vis[mt], lse2[mt][0], scale_log2, lane, pv);
-            row_probs(s[mt], 1, T0, vis[mt], lse2[mt][1], scale_log2, lane, pv8);
-#pragma unroll
-            for (int x = 0; x < 16; ++x) pv[x] += pv8[x];
-            lane_block_sums<R, BS>(pv, carry[mt], lane, v);
-            /* Reduce-scatter over the 8 lanes of this tig (gid = lane bits 4, 3, 2): at each step a lane
-             * keeps one half of its values (the upper half if its bit is set), sends the other half to its
-             * partner and adds the partner's copy of its own half. Every block is summed by the same tree
-             * of lanes, so equal inputs still give equal scores. With fewer values than steps (paper:
-             * 4 values, 3 steps) the last step adds both copies of the last value. */
-            int c_base = 0;
-#pragma unroll
-            for (int step = 0; step < 3; ++step) {
-                const int mask = 16 >> step;
-                const bool upper = (lane & mask) != 0;
-                constexpr int kWidth0 = kV;
-                const int half = (kWidth0 >> step) / 2; /* a constant once the loop is unrolled */
-                if (half >= 1) {
-#pragma unroll
-                    for (int c = 0; c < 8; ++c) {
-                        if (c < half) {
-                            const float send = upper ? v[c] : v[half + c];
-                            const float keep = upper ? v[half + c] : v[c];
-                            v[c] = keep + __shfl_xor_sync(0xffffffffu, send, mask);
-                        }
-                    }
-                    if (upper) c_base += half;
-                } else {
-                    v[0] += __shfl_xor_sync(0xffffffffu, v[0], mask);
-                }
-            }
-            /* this lane's finished blocks: (T0 + 16 tig) / BS + c_base + e; with one value per lane the
-             * two lanes that share it (lane bit 2) hold the same bits, the lower one writes */
-            if (kV >= 8 || (lane & 4) == 0) {
-                const long j = (T0 + 16 * tig) / BS + c_base;
-#pragma unroll
-                for (int e = 0; e < kKeep; ++e)
-                    if (j + e < NB) my_rows[(size_t)mt * NB + j + e] += v[e];
-            }
-        }
-    }
-    __syncwarp(); /* this warp's score rows are complete (no other warp touches them) */
-
-#pragma unroll 1
-    for (int mt = 0; mt < kMTiles; ++mt) {
-        if (R0 + warp * 32 + mt * 16 >= R_end) break;
-        rank_list(my_rows + (size_t)mt * NB, (int)((offset + pos[mt]) / p.l_sel), p.n,
-                  indices + (((size_t)b * sh.M + pos[mt]) * sh.G + g) * p.n, lane);
-    }
-    /* END SOLUTION */
-}
-
 /* Shared memory of a block of n_warps warps: two K tiles, then Q or (staging + score rows). */
 template <int D, int BS>
 size_t smem_bytes(int n_warps, int lists, long NB)
@@ -633,35 +202,9 @@ int launch(const attn_shape *sh, const attn_nsa_params *p, const uint16_t *q, co
 {
     const long NC = attn_nsa_num_cmp(sh->N, p), NB = attn_nsa_num_blocks(sh->N, p);
     const int hpg = sh->H / sh->G;
-    int dev = 0, max_smem = 0;
-    int st = attn_cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
-    if (!st)
-        st = attn_cuda_status(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
-                              "shared memory limit");
+    int max_smem = 0;
+    int st = smem_limit(&max_smem);
     if (st) return st;
-    /* BEGIN SOLUTION */
-    /* HINT: optional, with select_g16_kernel: H/G = 16, shared lists and D = 128 go to it when its
-     * shared memory (two K tiles, then Q or the 8 score rows) fits, with 128 threads per block. */
-    if constexpr (D == 128) {
-        const size_t kv_bytes = 2 * (size_t)kTile * D * 2, q_bytes = 128 * (size_t)D * 2;
-        const size_t rows_bytes = 8 * (size_t)NB * sizeof(float);
-        const size_t g16_bytes = kv_bytes + (q_bytes > rows_bytes ? q_bytes : rows_bytes);
-        if (p->heads_share_selection && hpg == 16 && g16_bytes <= (size_t)max_smem) {
-            const long chunks = ((long)sh->M * 16 + 127) / 128;
-            if (chunks * sh->G > 2147483647L || sh->B > 65535)
-                return attn_fail(ATTN_ERR_BAD_SHAPE,
-                                 "nsa_select_cuda: B=%d must be <= 65535 and the grid < 2^31 blocks", sh->B);
-            st = attn_cuda_status(cudaFuncSetAttribute(select_g16_kernel<D, R, BS>,
-                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g16_bytes),
-                                  "cudaFuncSetAttribute (shared memory)");
-            if (st) return st;
-            const dim3 grid((unsigned)(chunks * sh->G), (unsigned)sh->B);
-            select_g16_kernel<D, R, BS><<<grid, kMaxWarps * 32, g16_bytes, stream>>>(
-                *sh, *p, NC, NB, attn_softmax_scale(sh) * kLog2e, q, k_cmp, lse_cmp, indices);
-            return attn_cuda_launch_status("select_g16_kernel");
-        }
-    }
-    /* END SOLUTION */
     /* the most warps whose lists' score rows fit */
     int n_warps = 0, rows = 0, lists = 0;
     size_t bytes = 0;
@@ -707,28 +250,16 @@ int launch_ratio(const attn_shape *sh, const attn_nsa_params *p, const uint16_t 
 extern "C" int nsa_select_cuda(const attn_shape *shape, const attn_nsa_params *p, const uint16_t *q,
                                const uint16_t *k_cmp, const float *lse_cmp, int32_t *indices, cudaStream_t stream)
 {
-    int st = attn_check_shape(shape);
+    int st = check_arguments("nsa_select_cuda", shape, p, q, k_cmp, lse_cmp, indices);
     if (st) return st;
-    st = attn_nsa_check(p);
-    if (st) return st;
-    if (!shape->causal)
-        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "nsa_select_cuda: NSA selection is causal: shape->causal must be 1");
-    if (shape->D != 64 && shape->D != 128)
-        return attn_fail(ATTN_ERR_UNSUPPORTED_D, "nsa_select_cuda: D=%d, this kernel supports 64 and 128", shape->D);
-    const long NC = attn_nsa_num_cmp(shape->N, p);
-    if (!q || !lse_cmp || !indices || (NC > 0 && !k_cmp))
-        return attn_fail(ATTN_ERR_NULL_POINTER, "nsa_select_cuda: q, k_cmp, lse_cmp and indices must not be NULL");
-    if (((uintptr_t)q | (uintptr_t)k_cmp) % 16 != 0)
-        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "nsa_select_cuda: q and k_cmp must be 16-byte aligned");
-    const int r = p->l / p->d, bs = p->l_sel / p->d;
-    if ((r != 1 && r != 2) || (bs != 1 && bs != 4))
-        return attn_fail(ATTN_ERR_BAD_ARGUMENT,
-                         "nsa_select_cuda: l/d = %d and l'/d = %d; this kernel supports l/d in {1, 2} and l'/d in "
-                         "{1, 4} (l=%d d=%d l'=%d)",
-                         r, bs, p->l, p->d, p->l_sel);
 
     /* BEGIN SOLUTION stub="return ATTN_ERR_NOT_IMPLEMENTED;" */
-    /* HINT: once the kernel body is written: launch_ratio<64>(...) or launch_ratio<128>(...) by D. */
+    /* HINT: once the kernel body is written: launch_ratio<64>(...) or launch_ratio<128>(...) by D. The
+     * optional fast path (topn_select_g16.cu) goes first: st = nsa_select_g16_cuda(the same arguments);
+     * return st unless it is ATTN_ERR_BAD_ARGUMENT (a call it does not take) or ATTN_ERR_NOT_IMPLEMENTED
+     * (its stub): those calls are select_kernel's. */
+    st = nsa_select_g16_cuda(shape, p, q, k_cmp, lse_cmp, indices, stream);
+    if (st != ATTN_ERR_BAD_ARGUMENT && st != ATTN_ERR_NOT_IMPLEMENTED) return st; /* it ran, or failed */
     if (shape->D == 64) return launch_ratio<64>(shape, p, q, k_cmp, lse_cmp, indices, stream);
     return launch_ratio<128>(shape, p, q, k_cmp, lse_cmp, indices, stream);
     /* END SOLUTION */

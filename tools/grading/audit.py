@@ -4,8 +4,9 @@
 Learner code runs inside the test process, so before any of it runs the grader checks its compiled
 objects (common/README.md, "What your code may call"):
 
-  files      the lesson folder holds only README.md, the header and the .c/.cu files of the lesson,
-             and the header is unchanged (its SHA-256 is in tests/lesson_manifest.json)
+  files      the lesson folder holds only README.md, the header and the .c/.cu/.cuh files of the
+             lesson, and the header is unchanged (its SHA-256 is in tests/lesson_manifest.json); a
+             .cuh is compiled into the .cu files that include it, and audited in their objects
   defines    the global symbols an object defines are the lesson API (the header's functions);
              kernels, helpers and variables are static or in an anonymous namespace
   calls      every symbol an object uses is on the allow-list below
@@ -63,7 +64,7 @@ COMPILER = re.compile(
 NVCC_ONLY = {"atexit"}  # nvcc's registration unregisters its fat binary at exit
 
 RULES = {
-    "files": "only README.md, the header and the lesson's .c/.cu files; the header unchanged",
+    "files": "only README.md, the header and the lesson's .c/.cu/.cuh files; the header unchanged",
     "defines": "define only the functions the lesson header declares; make kernels, helpers and global "
                "variables static (or put them in an anonymous namespace)",
     "calls": "call only what the lesson allows (common/README.md, \"What your code may call\")",
@@ -234,9 +235,13 @@ def check_files(lesson_dir, entry):
 
 
 def lesson_objects(build_dir, flavor, num):
-    """{source file name: object path} of the library <flavor>_<num>."""
+    """{source file name: object path} of the library <flavor>_<num>. The solutions' objects are built
+    one object library per source file (solobj_<num>_<file>, which the known-wrong variants link), so
+    for them those folders are searched too."""
     found = {}
-    for obj in glob.glob(os.path.join(build_dir, "CMakeFiles", f"{flavor}_{num}.dir", "**", "*.o"), recursive=True):
+    dirs = [f"{flavor}_{num}.dir"] + ([f"solobj_{num}_*.dir"] if flavor == "solutions" else [])
+    for obj in [o for d in dirs for o in glob.glob(os.path.join(build_dir, "CMakeFiles", d, "**", "*.o"),
+                                                   recursive=True)]:
         src = os.path.basename(obj)[:-2]  # x.cu.o -> x.cu
         found[src] = obj
     return found

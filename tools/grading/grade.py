@@ -38,7 +38,8 @@ import sanitize as sanitize_tool  # noqa: E402
 # Points per part, speed targets and sanitizer filters: each lesson's descriptor (lesson.json, read by
 # tools/lessons.py). speed = 0: timed and reported, not graded.
 PART_TITLES = {"c_part": "C part", "cuda_part": "CUDA part", "speed": "speed", "errors": "argument checks"}
-# the parts each source file is graded in
+# the parts each source file is graded in (a lesson's .cuh is compiled into its .cu files, and a
+# .cu file that the lesson descriptor names optional costs nothing when it does not compile)
 PARTS_OF = {".c": ("c_part",), ".cu": ("cuda_part", "speed")}
 SHOWN_FAILURES = 3
 
@@ -136,6 +137,31 @@ def files_that_do_not_compile(build_dir, graded_dir, entry):
             bad[os.path.basename(src)] = error_lines(proc.stdout + proc.stderr) or [
                 (proc.stdout + proc.stderr).strip()[-300:]]
     return bad
+
+
+def compile_failures(bad, optional):
+    """What the files in `bad` ({source file: first error lines}) that do not compile (or lack their API
+    functions) cost: (notes {part: (state, message)}, messages). Each is replaced by its stand-in. A file
+    the lesson descriptor names optional (a fast path that the lesson's other code calls first and serves
+    itself when it answers ATTN_ERR_NOT_IMPLEMENTED, as its stand-in does) costs no part: the lesson is
+    graded without it. A file the audit refuses costs its parts, optional or not (grade_lesson)."""
+    notes, messages = {}, []
+    for f, errs in sorted(bad.items()):
+        if f in optional:
+            what = "lacks its functions" if errs and "does not define" in errs[0] else "does not compile"
+            messages.append(f"{f} {what}: graded without it (an optional fast path: its stand-in returns "
+                            f"ATTN_ERR_NOT_IMPLEMENTED, and the lesson's general code serves every call); "
+                            f"first errors:")
+            messages += ["    " + e for e in errs[:6]]
+            continue
+        for p in PARTS_OF[os.path.splitext(f)[1]]:
+            notes[p] = ("does not compile", f"{f} does not compile")
+        if errs and "does not define" in errs[0]:
+            messages.append(errs[0] + ": its tests cannot link")
+        else:
+            messages.append(f"{f} does not compile; first errors:")
+            messages += ["    " + e for e in errs[:6]]
+    return notes, messages
 
 
 def files_missing_their_api(build_dir, num, entry):
@@ -333,7 +359,8 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing):
             with open(path, encoding="utf-8") as f:
                 entry["_protos"][h] = audit.prototypes(f.read())
     messages = []
-    points = course_lessons.descriptor(name, ROOT)["points"]
+    desc = course_lessons.descriptor(name, ROOT)
+    points, optional = desc["points"], set(desc["optional"])
 
     # 1. the folder: the unchanged header, no extra files. Nothing is built otherwise.
     folder = audit.check_files(src_dir, entry)
@@ -354,15 +381,10 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing):
         if not bad:  # a link error of another kind, or no compile database: nothing can be graded
             notes = {p: ("does not compile", "the lesson does not build") for p in points}
             return score_parts([], [], points, notes), ["does not build:"] + error_lines(log), False
-        for f, errs in bad.items():
+        for f in bad:
             replace[f] = "does not compile"
-            for p in PARTS_OF[os.path.splitext(f)[1]]:
-                notes[p] = ("does not compile", f"{f} does not compile")
-            if errs and "does not define" in errs[0]:
-                messages.append(errs[0] + ": its tests cannot link")
-            else:
-                messages.append(f"{f} does not compile; first errors:")
-                messages += ["    " + e for e in errs[:6]]
+        notes, more = compile_failures(bad, optional)
+        messages += more
 
     # 3. the audit of what the compiled code defines and calls
     for attempt in range(2):
@@ -392,7 +414,9 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing):
     timing["tests"] = time.monotonic() - t_tests
     if not tests:
         messages.append("the test binary reported nothing; its output:\n" + output[-2000:])
-    cu_ok = not any(f.endswith(".cu") for f in replace)
+    # the CUDA part is whole (sanitized, "compiled OK") unless a .cu file that costs points was replaced
+    cu_ok = not any(f.endswith(".cu") and not (f in optional and why == "does not compile")
+                    for f, why in replace.items())
     if have_gpu and cu_ok and not args.no_sanitize and any(t[0] == "cuda_part" for t in tests):
         t_san = time.monotonic()
         report = sanitize(binary, num)

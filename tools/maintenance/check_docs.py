@@ -273,7 +273,9 @@ def check_lesson_readme(root, rel, text, files, problems):
             own_decls.update(d)
     given = set()
     for f in files:
-        if (f.startswith(folder + "/") and f.endswith((".c", ".cu"))) or (f.startswith("common/") and f.endswith(".cuh")):
+        # the lesson's .c, .cu and .cuh files (a .cuh holds what its two .cu files share), common/'s .cuh
+        if (f.startswith(folder + "/") and f.endswith((".c", ".cu", ".cuh"))) or (
+                f.startswith("common/") and f.endswith(".cuh")):
             given |= defined_names(root, f)
     known = set(declared) | given | KNOWN_EXTERNAL
 

@@ -6,7 +6,8 @@ files plus untracked files that git does not ignore), submission/ and results/. 
 (building only lesson 01) and then run_autograder on several submissions:
 
   - where the files are found: a whole clone, a lessons/ folder, a loose NN_name/ folder, loose
-    files; a changed header, an extra file and a symbolic link are never copied (copy-only runs)
+    files; a changed header, an extra file and a symbolic link are never copied; a lesson with two
+    .cu files and a .cuh (lesson 08) has them all copied (copy-only runs)
   - a solved lesson 01 (the solutions' .c/.cu files as a student's lessons/): full points in the
     C part; the CUDA part skipped without a GPU, full points with one
   - the stubs (lessons/01 as handed out): 0 points
@@ -258,6 +259,19 @@ def main():
         out = (data or {}).get("output", "")
         check(f"changed {os.path.join('lessons', LESSON, header)}" in out and "extra file" in out and "helper.c" in out,
               "changed header and extra file: both named in the output")
+
+        say("a lesson with two .cu files and a .cuh both include (lesson 08): all of them are copied")
+        reset_dir(ag.submission)
+        two = "08_topn_selection"
+        two_files = sorted(f for f in os.listdir(os.path.join(ag.pristine, two)) if f.endswith((".c", ".cu", ".cuh")))
+        check(sum(f.endswith(".cu") for f in two_files) == 2 and any(f.endswith(".cuh") for f in two_files),
+              f"lesson 08 has two .cu files and a .cuh ({two_files})")
+        two_solution = {f: read(os.path.join(ag.source, "solutions", two, f)) for f in two_files}
+        for f in two_files:
+            write(os.path.join(ag.submission, "lessons", two, f), two_solution[f].decode())
+        ag.grade("two_cu_files", copy_only=True)
+        check(all(read(os.path.join(ag.source, "lessons", two, f)) == two_solution[f] for f in two_files),
+              "two .cu files and a .cuh: every one copied into the course")
         check(set(os.listdir(os.path.join(ag.source, "lessons", LESSON))) == set(os.listdir(os.path.join(ag.pristine, LESSON))),
               "the course's lesson folder holds exactly its own files")
 
@@ -284,6 +298,9 @@ def main():
             return 1
         check(all(read(os.path.join(sol_dir, f)) != solution[f] for f in learner_files),
               "setup.sh: the solutions' code is no longer in the autograder's checkout")
+        cuh = os.path.join("08_topn_selection", "topn_common.cuh")  # holds code the learner writes
+        check(read(os.path.join(ag.source, "solutions", cuh)) == read(os.path.join(ag.pristine, cuh)),
+              "setup.sh: a lesson's .cuh is replaced by its stub too")
         grade_args = "--lesson 01"
         with open(os.path.join(ag.source, "tools", "grading", "grade.py")) as f:
             if "--no-sanitize" in f.read():

@@ -109,6 +109,91 @@ class Verdicts(unittest.TestCase):
         self.assertEqual((parts["speed"]["state"], parts["speed"]["skip_note"]), ("skipped", "refused"))
 
 
+class TwoCudaFiles(unittest.TestCase):
+    """A lesson with two .cu files (lessons 08 and 09: the general kernel and an optional fast path,
+    with a .cuh both include): the manifest, the stand-ins, what a file that does not compile costs,
+    the descriptor's list of optional files, and where the audit finds the solutions' objects."""
+
+    HEADER = """#include "attn.h"
+int l_cpu(const float *q);
+int l_cuda(const uint16_t *q, cudaStream_t stream);
+int l_fast_cuda(const uint16_t *q, cudaStream_t stream);
+"""
+
+    def lesson_tree(self, tmp):
+        les = os.path.join(tmp, "solutions", "42_two")
+        os.makedirs(les)
+        files = {"two.h": self.HEADER,
+                 "two.c": "int l_cpu(const float *q)\n{\n    return 0;\n}\n",
+                 "two.cu": "#include \"two_common.cuh\"\nint l_cuda(const uint16_t *q, cudaStream_t stream)\n{\n"
+                           "    int st = l_fast_cuda(q, stream);\n    return st;\n}\n",
+                 "two_fast.cu": "#include \"two_common.cuh\"\nint l_fast_cuda(const uint16_t *q, cudaStream_t stream)\n{\n"
+                                "    /* BEGIN SOLUTION stub=\"return ATTN_ERR_NOT_IMPLEMENTED;\" */\n    return 0;\n"
+                                "    /* END SOLUTION */\n}\n",
+                 "two_common.cuh": "static inline int helper(void)\n{\n    /* BEGIN SOLUTION stub=\"return 1;\" */\n"
+                                   "    return 0;\n    /* END SOLUTION */\n}\n"}
+        for name, text in files.items():
+            with open(os.path.join(les, name), "w") as f:
+                f.write(text)
+        return os.path.join(tmp, "solutions")
+
+    def test_manifest_maps_each_function_to_its_file_and_lists_the_cuh(self):
+        import json
+        with tempfile.TemporaryDirectory() as tmp:
+            sol = self.lesson_tree(tmp)
+            stubs = gen_stubs.generate(sol)
+            entry = json.loads(gen_stubs.manifest(sol, stubs))["42_two"]
+        self.assertEqual(entry["files"], ["two.c", "two.cu", "two.h", "two_common.cuh", "two_fast.cu"])
+        self.assertEqual(list(entry["headers"]), ["two.h"])  # the .cuh is the learner's, not the contract
+        self.assertEqual(entry["defined_in"], {"l_cpu": "two.c", "l_cuda": "two.cu", "l_fast_cuda": "two_fast.cu"})
+        self.assertIn("TODO", stubs[os.path.join("42_two", "two_common.cuh")])  # its regions become TODOs
+
+    def test_stand_in_of_the_second_cu_file_defines_its_function_only(self):
+        entry = {"headers": {"two.h": "x"}, "defined_in": {"l_cpu": "two.c", "l_cuda": "two.cu",
+                                                            "l_fast_cuda": "two_fast.cu"},
+                 "_protos": {"two.h": audit.prototypes(self.HEADER)}}
+        text = grade.stand_in(entry, "two_fast.cu", "does not compile")
+        self.assertIn("int l_fast_cuda(const uint16_t *q, cudaStream_t stream)\n{ return ATTN_ERR_NOT_IMPLEMENTED; }",
+                      text)
+        self.assertNotIn("l_cuda(", text.replace("l_fast_cuda(", ""))
+
+    def test_an_optional_file_that_does_not_compile_costs_nothing(self):
+        notes, messages = grade.compile_failures({"two_fast.cu": ["two_fast.cu(3): error: x"]}, {"two_fast.cu"})
+        self.assertEqual(notes, {})
+        self.assertIn("graded without it", messages[0])
+        self.assertIn("two_fast.cu(3): error: x", messages[1])
+        parts = grade.score_parts([("cuda_part", "a", "PASSED")], [], {"cuda_part": 50}, notes)
+        self.assertEqual(parts["cuda_part"]["points"], 50.0)
+
+    def test_the_general_file_or_a_c_file_that_does_not_compile_costs_its_parts(self):
+        notes, messages = grade.compile_failures({"two.cu": ["e"], "two.c": ["two.c does not define l_cpu (x)"]},
+                                                 {"two_fast.cu"})
+        self.assertEqual(set(notes), {"c_part", "cuda_part", "speed"})
+        self.assertEqual(notes["cuda_part"], ("does not compile", "two.cu does not compile"))
+        self.assertTrue(any("its tests cannot link" in m for m in messages))
+        # both .cu files broken (a .cuh both include): the general one decides
+        notes, _ = grade.compile_failures({"two.cu": ["e"], "two_fast.cu": ["e"]}, {"two_fast.cu"})
+        self.assertEqual(set(notes), {"cuda_part", "speed"})
+
+    def test_the_descriptors_name_their_optional_files(self):
+        import lessons
+        for name in lessons.lesson_names():
+            d = lessons.descriptor(name)
+            for f in d["optional"]:
+                self.assertTrue(os.path.exists(os.path.join(os.path.dirname(TOOLS), "solutions", name, f)), f)
+        self.assertEqual(lessons.descriptor("09_selected_attention")["optional"], ["selected_window.cu"])
+        self.assertEqual(lessons.descriptor("08_topn_selection")["optional"], ["topn_select_g16.cu"])
+
+    def test_the_audit_finds_the_solutions_objects_in_their_object_libraries(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for d, name in (("solobj_42_two_cu.dir", "two.cu.o"), ("solobj_42_two_fast_cu.dir", "two_fast.cu.o"),
+                            ("stubs_42.dir", "two.cu.o")):
+                os.makedirs(os.path.join(tmp, "CMakeFiles", d, "x"))
+                open(os.path.join(tmp, "CMakeFiles", d, "x", name), "w").close()
+            self.assertEqual(sorted(audit.lesson_objects(tmp, "solutions", "42")), ["two.cu", "two_fast.cu"])
+            self.assertEqual(sorted(audit.lesson_objects(tmp, "stubs", "42")), ["two.cu"])
+
+
 HEADER = """/* a header */
 #include "attn.h"
 #ifdef __cplusplus
@@ -381,14 +466,15 @@ class ClusterProtocol(unittest.TestCase):
 
 
 class WindowVariants(unittest.TestCase):
-    """tools/bench/window_variants.py: the experimental edits still apply to lesson 09's solution."""
+    """tools/bench/window_variants.py: the experimental edits still apply to lesson 09's fast path
+    (solutions/09_selected_attention/selected_window.cu, where the window kernel lives)."""
 
     def setUp(self):
         sys.path.insert(0, os.path.join(TOOLS, "bench"))
         import window_variants
         self.wv = window_variants
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        with open(os.path.join(root, "solutions", "09_selected_attention", "selected_attention.cu")) as f:
+        with open(os.path.join(root, "solutions", "09_selected_attention", "selected_window.cu")) as f:
             self.kernel = f.read()
 
     def test_the_combinations_of_window_profile_apply(self):
@@ -413,7 +499,7 @@ class WindowVariants(unittest.TestCase):
         self.assertNotIn("selected_window_kernel(const __grid_constant__", text)  # the kernel is gone
         self.assertIn("kStreamSmem", text)
         self.assertNotIn("kWinSmem, stream>>>", text)
-        self.assertIn("window_path_fits", text)  # the launcher stays
+        self.assertIn("window_path_refusal", text)  # the launcher stays
 
     def test_cluster_replaces_the_ring_and_keeps_the_union(self):
         text = self.wv.apply(self.kernel, ["cluster"])
@@ -457,7 +543,7 @@ class WindowVariants(unittest.TestCase):
             os.makedirs(os.path.join(tmp, "tools", "bench"))
             for header in ("window_stream.cuh", "window_cluster.cuh"):
                 shutil.copy(os.path.join(root, "tools", "bench", header), os.path.join(tmp, "tools", "bench"))
-            src = os.path.join(tmp, "solutions", "09_selected_attention", "selected_attention.cu")
+            src = os.path.join(tmp, "solutions", "09_selected_attention", "selected_window.cu")
             for names, flags in builds:
                 with open(src, "w") as f:
                     f.write(self.wv.apply(self.kernel, names))
