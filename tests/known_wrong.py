@@ -89,11 +89,11 @@ VARIANTS += [
          old="*first = t - w + 1 > 0 ? t - w + 1 : 0;", new="*first = t - w > 0 ? t - w : 0;"),
     dict(lesson="05_sliding_window", name="cuda_edge_off_by_one", file="sliding_window.cu", suites=["cuda_part"],
          why="the mask keeps key t - w as well (an off-by-one at the window's lower edge)",
-         old="key < t - window + 1) s[mt][nt][2 * rr + e] = -INFINITY;", new="key < t - window) s[mt][nt][2 * rr + e] = -INFINITY;"),
+         old="key >= t - window + 1 && key < sh.N;", new="key >= t - window && key < sh.N;"),
     dict(lesson="05_sliding_window", name="cuda_lower_edge_unmasked", file="sliding_window.cu", suites=["cuda_part"],
          why="tiles that start before the window are not masked when they do not also cross the diagonal",
-         old="if (s0 + kBc > sh.N || s0 + kBc - 1 > t_first || s0 < t_last - window + 1) {",
-         new="if (s0 + kBc > sh.N || s0 + kBc - 1 > t_first) {"),
+         old="if (s0 + kBc > sh.N || s0 + kBc - 1 > w.t_first || s0 < w.t_last - window + 1)",
+         new="if (s0 + kBc > sh.N || s0 + kBc - 1 > w.t_first)"),
 ]
 # ------------------------------------------------------------------ lesson 06
 VARIANTS += [
@@ -123,7 +123,7 @@ VARIANTS += [
          new="const int qb = (int)(w.R0 / SPARSE_QUERY_BLOCK);"),
     dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_no_diagonal_mask", file="sparsity.cu", suites=["cuda_part"],
          why="listed tiles are masked only at the end of the keys, never at the causal diagonal",
-         old="if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > w.t_first)) {", new="if (s0 + kBc > sh.N) {"),
+         old="if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > w.t_first))", new="if (s0 + kBc > sh.N)"),
     dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_missing_barrier", file="sparsity.cu",
          suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/block_sparse_small",
          why="no barrier before the next listed K tile is loaded: it overwrites K_j while other warps may "

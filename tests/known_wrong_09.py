@@ -26,8 +26,8 @@ VARIANTS = [
     dict(lesson=_L, name="cuda_no_token_mask", file="selected_attention.cu", suites=["cuda_part"],
          why="the tile is masked at the end of the keys only: keys after t in the block holding t count (with the "
              "zeros they were loaded as)",
-         old="if (key0 + nt * 8 + tig * 2 + (c & 1) > last) s[nt][c] = -INFINITY;",
-         new="if (key0 + nt * 8 + tig * 2 + (c & 1) >= sh.N) s[nt][c] = -INFINITY;"),
+         old="flash::mask(s, 0, key0, [&](long, long key) { return key <= last; });",
+         new="flash::mask(s, 0, key0, [&](long, long key) { return key < sh.N; });"),
     dict(lesson=_L, name="cuda_list_of_group_0", file="selected_attention.cu", suites=["cuda_part"],
          why="every kv group (or head) reads the list of group 0",
          old="* L + w.list) * n_sel;", new="* L) * n_sel;"),

@@ -3,18 +3,25 @@
  * t - w + 1 .. t (its own position included). Tiles wholly outside that band are never loaded,
  * so the cost is O(N w) instead of O(N^2).
  *
- * Lesson 04's kernel (packed GQA rows, shared K/V tiles) with two changes:
+ * Lesson 04's kernel (packed GQA rows, shared K/V tiles), with its tile step from
+ * common/flash_tile.cuh (load Q, S = Q K^T, the mask, the online softmax, P V, the epilogue). What
+ * is new is which tiles a block walks and which keys a row sees:
  *   - the key loop starts at the tile holding the block's first visible key, t_first - w + 1,
  *     instead of at key 0;
  *   - a tile is masked when it crosses the causal diagonal (s > t), the lower window edge
  *     (s < t - w + 1) or the end of the keys; every other tile runs unmasked.
  * A block of 128 packed rows covers 128 / hpg positions, so it walks about (w + 128 / hpg) / 64
  * key tiles whatever N is.
+ *
+ * Parallelisation (lesson 04's): one block per (packed row block, kv head), batch in grid.y; 4 warps
+ * of 32 packed rows each (two m16 tiles per warp, all 64 keys of a tile); shared Q [128][D] and one K
+ * and one V tile [64][D], bf16, swizzled; cp.async: V_j loads during S = Q K_j^T, K_{j+1} during P V_j.
  */
 #include <cuda_runtime.h>
 #include <math.h>
 
 #include "attn_gpu.h"
+#include "flash_tile.cuh"
 #include "sliding_window.h"
 #include "ptx.cuh"
 
@@ -29,23 +36,7 @@ constexpr int kBc = 64;                    /* keys per tile */
 constexpr int kRowsPerWarp = kBr / kWarps; /* 32 */
 constexpr int kMTiles = kRowsPerWarp / 16;
 constexpr int kNTiles = kBc / 8;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-
-/* Copy K or V rows [first, first + kBc) of kv head g into a swizzled tile (zeros past `limit`). */
-template <int D>
-__device__ __forceinline__ void load_kv_tile(uint32_t tile, const uint16_t *base, size_t stride, long first, long limit)
-{
-    constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
-    const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-    const uint32_t dst = tile + swizzle<D>(r0, c);
-    const uint16_t *src = base + (size_t)(first + r0) * stride + c * 8;
-#pragma unroll
-    for (int it = 0; it < kBc / kRowStep; ++it) {
-        const bool valid = first + r0 + it * kRowStep < limit;
-        cp_async_16(dst + it * kRowStep * D * 2, valid ? src + (size_t)it * kRowStep * stride : base, valid);
-    }
-}
+constexpr float kLog2e = flash::kLog2e;
 
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -53,14 +44,24 @@ __global__ void __launch_bounds__(kThreads, 2)
                          const uint16_t *__restrict__ k, const uint16_t *__restrict__ v, uint16_t *__restrict__ o,
                          float *__restrict__ lse)
 {
-    constexpr int kDTiles = D / 8;
-    constexpr int kRowBytes = D * 2;
     extern __shared__ __align__(128) uint8_t smem[];
-    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * kRowBytes, v_s = k_s + kBc * kRowBytes;
+    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
+    const flash::PackedRows<kBr> w(sh, groups_per_chunk); /* lesson 04's block: rows R0 .. R0 + 127 of (b, g) */
+    const size_t kv_stride = (size_t)sh.G * D;
+    const uint16_t *k_bg = k + ((size_t)w.b * sh.N * sh.G + w.g) * D;
+    const uint16_t *v_bg = v + ((size_t)w.b * sh.N * sh.G + w.g) * D;
+    const int warp_row0 = (threadIdx.x / 32) * kRowsPerWarp; /* the warp's first row of the block */
 
-    /* TODO (about 170 lines): lesson 04's kernel. What changes: the first key tile is the one holding t_first - w + 1
-     * (K_j of that tile is the first copy, not K_0); the mask also applies when a tile starts before
-     * t_last - w + 1, and hides keys s < t - w + 1 of each row. */
+    /* TODO (about 35 lines): lesson 04's loop, with the tile step of common/flash_tile.cuh. (1) Which tiles: from the one
+     * holding first_key = max(0, t_first - w + 1) to the one holding t_last (a window is causal).
+     * (2) Prologue: Q by flash::load_rows<D, kBr, kThreads>(q_s, w.R0, R -> w.q_row<D>(sh, q, R), q),
+     * the K tile of the first tile (not K_0) by flash::load_tile<D, kBc, kThreads>, commit; then the
+     * ldmatrix operands (flash::Operand<D>::a(q_s, warp_row0), ::k(k_s, 0), ::v(v_s, 0)) and the state
+     * flash::OnlineSoftmax<D, kMTiles> acc. (3) Per tile s0: wait, barrier, V tile, commit;
+     * flash::scores; when the tile crosses the end of the keys, the diagonal of t_first, or starts
+     * before the window of t_last: flash::mask(s, w.R0 + warp_row0, s0, predicate (R, key) -> is key
+     * before N and inside the window of position t = w.pos(R)); acc.update; wait, barrier, the next K,
+     * commit; acc.accumulate. (4) acc.store(scale_log2, w.R0 + warp_row0, R -> w.dst<D>(sh, o, lse, R)). */
 }
 
 template <int D>

@@ -7,14 +7,16 @@
  *   compress_linear_kernel   the learned map [l*D] -> [D] per kv head: a GEMM [NC, l*D] x [l*D, D] on
  *                            tensor cores, where row i of the left matrix is the span of token i read
  *                            straight from kv (never materialised)
- *   cmp_attention_kernel     lesson 04's packed-GQA flash kernel over the compressed tokens, with the
- *                            compressed causal rule: row t sees tokens 0 .. visible(t) - 1
+ *   cmp_attention_kernel     lesson 04's packed-GQA flash kernel (its tile step from common/flash_tile.cuh)
+ *                            over the compressed tokens, with the compressed causal rule: row t sees
+ *                            tokens 0 .. visible(t) - 1
  */
 #include <cuda_runtime.h>
 #include <math.h>
 
 #include "attn_gpu.h"
 #include "compressed_attention.h"
+#include "flash_tile.cuh"
 #include "ptx.cuh"
 
 using namespace ptx;
@@ -23,8 +25,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
+constexpr float kLog2e = flash::kLog2e;
 
 /* ---------------------------------------------------------------- bf16 helpers */
 
@@ -94,10 +95,11 @@ __global__ void __launch_bounds__(kThreads) compress_linear_kernel(attn_shape sh
 
 /* ---------------------------------------------------------------- compressed attention
  *
- * Lesson 04's kernel with compressed tokens as the keys. Parallelisation (lesson 04's):
+ * Lesson 04's kernel with compressed tokens as the keys, built from the tile step of
+ * common/flash_tile.cuh. Parallelisation (lesson 04's):
  *   grid   one block per (packed row block, kv head), batch in grid.y; kv heads in chunks whose
  *          compressed K/V fit in L2, inside a chunk the row blocks from last to first (the rows that
- *          see the most tokens start first)
+ *          see the most tokens start first): flash::PackedRows
  *   block  4 warps, 128 packed rows (R = i * hpg + hh: position i, head g * hpg + hh); warp = 32 rows
  *          (two m16 tiles); lane = rows gid, gid + 8 of each m16 tile, column pair tig of each n8 tile
  *   shared Q [128][D], one K and one V tile [64 tokens][D], bf16, swizzled; cp.async double buffering
@@ -119,38 +121,27 @@ __device__ __forceinline__ long cmp_visible(long t, int l, int d, long nc)
     return 0;
 }
 
-/* Copy compressed K or V rows [first, first + kBc) of kv head g into a swizzled tile (zeros past `limit`). */
-template <int D>
-__device__ __forceinline__ void load_kv_tile(uint32_t tile, const uint16_t *base, size_t stride, long first, long limit)
-{
-    constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
-    const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-    const uint32_t dst = tile + swizzle<D>(r0, c);
-    const uint16_t *src = base + (size_t)(first + r0) * stride + c * 8;
-#pragma unroll
-    for (int it = 0; it < kBc / kRowStep; ++it) {
-        const bool valid = first + r0 + it * kRowStep < limit;
-        cp_async_16(dst + it * kRowStep * D * 2, valid ? src + (size_t)it * kRowStep * stride : base, valid);
-    }
-}
-
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
     cmp_attention_kernel(attn_shape sh, int l, int d, long nc, float scale_log2, int groups_per_chunk,
                          const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
                          const uint16_t *__restrict__ v, uint16_t *__restrict__ o, float *__restrict__ lse)
 {
-    constexpr int kDTiles = D / 8;
-    constexpr int kRowBytes = D * 2;
     extern __shared__ __align__(128) uint8_t smem[];
-    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * kRowBytes, v_s = k_s + kBc * kRowBytes;
+    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
+    const flash::PackedRows<kBr> w(sh, groups_per_chunk); /* lesson 04's block: rows R0 .. R0 + 127 of (b, g) */
+    const size_t kv_stride = (size_t)sh.G * D;
+    const int warp_row0 = (threadIdx.x / 32) * kRowsPerWarp; /* the warp's first row of the block */
 
-    /* TODO (about 175 lines): lesson 04's kernel body with three changes. (1) The compressed K/V of (b, g) start at
-     * ((b * NC) * G + g) * D: batch b is NC tokens further, not N. (2) The block's tiles:
-     * n_tiles = ceil(cmp_visible(t_last) / 64) (possibly 0: then load no K at all), and a tile needs
-     * the mask when s0 + 64 > cmp_visible(t_first). (3) The mask: token s is hidden from row R when
-     * s >= cmp_visible(t_R), t_R = N - M + R / hpg. Rows that see nothing end with l = 0: store
-     * o = 0 and lse = -inf there, never 0 / 0. */
+    /* TODO (about 40 lines): lesson 04's loop with the step of common/flash_tile.cuh, and three changes. (1) The
+     * compressed K/V of (b, g) start at ((b * NC) * G + g) * D: batch b is NC tokens further, not N.
+     * (2) The block's tiles: n_tiles = ceil(cmp_visible(t_last) / 64) (possibly 0: then load no K at
+     * all), and a tile needs the mask when s0 + 64 > cmp_visible(t_first); NC is the limit of every
+     * tile load. (3) The mask, flash::mask with a predicate (R, token) -> token * d + l - 1 <= t, the
+     * position t = w.pos(R) of packed row R (in 32-bit int: the host checks that the ends fit). Rows
+     * that see nothing end with l = 0, and acc.store writes o = 0, lse = -inf for them; every row
+     * must be stored, even in a block with no tile. Before acc.store, cp_async_wait_all(): with no
+     * tile, the Q copy is still in flight. */
 }
 
 /* ---------------------------------------------------------------- host side */

@@ -35,6 +35,7 @@
 #include <math.h>
 
 #include "attn_gpu.h"
+#include "flash_tile.cuh"
 #include "ptx.cuh"
 #include "selected_attention.h"
 #include "selected_common.cuh"
@@ -116,81 +117,6 @@ __device__ __forceinline__ int next_entry(const int32_t *list, int from, int n, 
     return n;
 }
 
-/* One warp's share of a block: the Q fragments, and an online softmax over the warp's 16 keys of
- * every tile. Everything is inlined, so the arrays stay in registers. */
-template <int D>
-struct WarpSoftmax {
-    static constexpr int kDTiles = D / 8;
-    static constexpr int kRowBytes = D * 2;
-    uint32_t qa[D / 16][4];   /* Q as A fragments, one per k16 step of D */
-    float o_acc[kDTiles][4];  /* rows gid, gid + 8 of O (unnormalised) */
-    float m_i[2], l_i[2];     /* running max (score units) and this lane's part of the running sum */
-    uint32_t k_row, v_row; /* this lane's ldmatrix row in the K and V tiles */
-    int k_chunk, v_chunk;  /* and the 16-byte chunk it reads in the first k16 step (before the swizzle) */
-
-    __device__ __forceinline__ void init(uint32_t k_s, uint32_t v_s)
-    {
-        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-        for (int dt = 0; dt < kDTiles; ++dt) o_acc[dt][0] = o_acc[dt][1] = o_acc[dt][2] = o_acc[dt][3] = 0.f;
-        m_i[0] = m_i[1] = -INFINITY;
-        l_i[0] = l_i[1] = 0.f;
-        /* lesson 03's ldmatrix addresses, moved to the warp's 16 keys (16w is a multiple of 8: same swizzle) */
-        k_row = k_s + (warp * kKeysPerWarp + lane % 8 + (lane / 16) * 8) * kRowBytes;
-        v_row = v_s + (warp * kKeysPerWarp + lane % 8 + ((lane / 8) % 2) * 8) * kRowBytes;
-        k_chunk = (lane / 8) % 2, v_chunk = lane / 16;
-    }
-
-    /* Byte offset in a swizzled row (row % 8 = lane % 8) of chunk c (c = 2 kk + k_chunk, ...). */
-    __device__ __forceinline__ static uint32_t chunk_offset(int c)
-    {
-        return (uint32_t)(((c & ~7) | ((c & 7) ^ (threadIdx.x % 8))) * 16);
-    }
-
-    /* Q from its swizzled tile into registers: every warp needs all 16 rows, and reading them once
-     * saves a third of the shared-memory traffic of every tile. */
-    __device__ __forceinline__ void load_q_fragments(uint32_t q_s)
-    {
-        const int lane = threadIdx.x % 32;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk)
-            ldmatrix_x4(qa[kk], q_s + (lane % 16) * kRowBytes + chunk_offset(2 * kk + lane / 16));
-    }
-
-    /* s = Q K^T for the warp's 16 keys of the K tile (raw dot products): s[nt] is n8 tile nt. */
-    __device__ __forceinline__ void scores(float s[2][4]) const
-    {
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t bk[4];
-            ldmatrix_x4(bk, k_row + chunk_offset(2 * kk + k_chunk));
-            mma_bf16(s[0], qa[kk], bk[0], bk[1]);
-            mma_bf16(s[1], qa[kk], bk[2], bk[3]);
-        }
-    }
-
-    /* The online-softmax update for the warp's keys of one tile (probabilities 2^(s * scale_log2 - m));
-     * -inf hides a key. P leaves as the bf16 A fragment of the P V product. */
-    __device__ __forceinline__ void softmax(float (&s)[2][4], uint32_t (&p)[4], float scale_log2)
-    {
-        online_softmax_step<2, kDTiles>(s, p, m_i, l_i, o_acc, scale_log2);
-    }
-
-    /* O += P V for the warp's 16 keys of the V tile: one k16 step. */
-    __device__ __forceinline__ void accumulate(const uint32_t p[4])
-    {
-#pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-            uint32_t bv[4];
-            ldmatrix_x4_trans(bv, v_row + chunk_offset(2 * dp + v_chunk));
-            mma_bf16(o_acc[2 * dp], p, bv[0], bv[1]);
-            mma_bf16(o_acc[2 * dp + 1], p, bv[2], bv[3]);
-        }
-    }
-};
-
 /* Shared memory of a block: Q and one K and one V tile during the loop; the partial results after it. */
 template <int D>
 constexpr int smem_bytes()
@@ -219,19 +145,25 @@ __global__ void __launch_bounds__(kThreads, 4)
     const uint16_t *v_bg = v + ((size_t)w.b * sh.N * sh.G + w.g) * D;
     const size_t row0 = ((size_t)w.b * sh.M + w.i) * sh.H + w.head0; /* the block's first row of q and o */
 
-    WarpSoftmax<D> ws;
-    ws.init(k_s, v_s);
+    /* the tile step of common/flash_tile.cuh, on the warp's 16 keys of each tile (rows 16 warp ..
+     * 16 warp + 15 of the K and V tiles); compact operands: the kernel is capped at 128 registers */
+    const flash::CompactOperand<D> k_op = flash::CompactOperand<D>::k(k_s, warp * kKeysPerWarp),
+                                   v_op = flash::CompactOperand<D>::v(v_s, warp * kKeysPerWarp);
+    flash::OnlineSoftmax<D, 1> acc; /* O, m, l of the lane's rows gid, gid + 8 over the warp's keys */
+    uint32_t qa[1][D / 16][4];      /* Q as A fragments, loaded once: every warp needs all 16 rows */
     load_q<D>(q_s, q + row0 * D, w.rows);
 
-    /* TODO (about 50 lines): lesson 06's list walk with two changes. (1) The unit is a tile of 64 keys, and a block of l'
+    /* TODO (about 45 lines): lesson 06's list walk with two changes. (1) The unit is a tile of 64 keys, and a block of l'
      * keys is ceil(l' / 64) tiles: keep (e, s0, last) = (entry, first key of the tile, last key this
      * block shows position t: min(t, j * l' + l' - 1)); the next tile is s0 + 64 if that is <= last,
      * otherwise the first tile of next_entry(list, e + 1, ...). (2) Load tiles with limit last + 1 (no
      * key past t or the block is read) and mask keys > last to -INFINITY when s0 + 63 > last: the rule
      * is the same for all 16 rows. Before the loop: the first K, commit, wait, barrier,
-     * ws.load_q_fragments(q_s). Per tile: wait, barrier, V, commit; ws.scores, mask, ws.softmax; wait,
-     * barrier, next K, commit; ws.accumulate. A warp whose 16 keys all lie past `last` may skip its
-     * three steps (not the barriers). */
+     * flash::load_q_fragments(qa, flash::Operand<D>::a(q_s, 0)). Per tile (the step of
+     * common/flash_tile.cuh): wait, barrier, V, commit; flash::scores(s, qa, k_op), flash::mask(s, 0,
+     * key0, ...) with key0 the warp's first key, acc.update_skip_unit_alpha; wait, barrier, next K,
+     * commit; acc.accumulate(p, v_op). A warp whose 16 keys all lie past `last` may skip its three
+     * steps (not the barriers). */
 
     /* Merge the four warps' partial softmaxes: o = sum_w 2^(m_w - m) O_w / sum_w 2^(m_w - m) l_w, with
      * m the largest m_w (in base-2 units). */

@@ -3,18 +3,25 @@
  * t - w + 1 .. t (its own position included). Tiles wholly outside that band are never loaded,
  * so the cost is O(N w) instead of O(N^2).
  *
- * Lesson 04's kernel (packed GQA rows, shared K/V tiles) with two changes:
+ * Lesson 04's kernel (packed GQA rows, shared K/V tiles), with its tile step from
+ * common/flash_tile.cuh (load Q, S = Q K^T, the mask, the online softmax, P V, the epilogue). What
+ * is new is which tiles a block walks and which keys a row sees:
  *   - the key loop starts at the tile holding the block's first visible key, t_first - w + 1,
  *     instead of at key 0;
  *   - a tile is masked when it crosses the causal diagonal (s > t), the lower window edge
  *     (s < t - w + 1) or the end of the keys; every other tile runs unmasked.
  * A block of 128 packed rows covers 128 / hpg positions, so it walks about (w + 128 / hpg) / 64
  * key tiles whatever N is.
+ *
+ * Parallelisation (lesson 04's): one block per (packed row block, kv head), batch in grid.y; 4 warps
+ * of 32 packed rows each (two m16 tiles per warp, all 64 keys of a tile); shared Q [128][D] and one K
+ * and one V tile [64][D], bf16, swizzled; cp.async: V_j loads during S = Q K_j^T, K_{j+1} during P V_j.
  */
 #include <cuda_runtime.h>
 #include <math.h>
 
 #include "attn_gpu.h"
+#include "flash_tile.cuh"
 #include "sliding_window.h"
 #include "ptx.cuh"
 
@@ -29,23 +36,7 @@ constexpr int kBc = 64;                    /* keys per tile */
 constexpr int kRowsPerWarp = kBr / kWarps; /* 32 */
 constexpr int kMTiles = kRowsPerWarp / 16;
 constexpr int kNTiles = kBc / 8;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-
-/* Copy K or V rows [first, first + kBc) of kv head g into a swizzled tile (zeros past `limit`). */
-template <int D>
-__device__ __forceinline__ void load_kv_tile(uint32_t tile, const uint16_t *base, size_t stride, long first, long limit)
-{
-    constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
-    const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-    const uint32_t dst = tile + swizzle<D>(r0, c);
-    const uint16_t *src = base + (size_t)(first + r0) * stride + c * 8;
-#pragma unroll
-    for (int it = 0; it < kBc / kRowStep; ++it) {
-        const bool valid = first + r0 + it * kRowStep < limit;
-        cp_async_16(dst + it * kRowStep * D * 2, valid ? src + (size_t)it * kRowStep * stride : base, valid);
-    }
-}
+constexpr float kLog2e = flash::kLog2e;
 
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -53,196 +44,65 @@ __global__ void __launch_bounds__(kThreads, 2)
                          const uint16_t *__restrict__ k, const uint16_t *__restrict__ v, uint16_t *__restrict__ o,
                          float *__restrict__ lse)
 {
-    constexpr int kDTiles = D / 8;
-    constexpr int kRowBytes = D * 2;
     extern __shared__ __align__(128) uint8_t smem[];
-    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * kRowBytes, v_s = k_s + kBc * kRowBytes;
+    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
+    const flash::PackedRows<kBr> w(sh, groups_per_chunk); /* lesson 04's block: rows R0 .. R0 + 127 of (b, g) */
+    const size_t kv_stride = (size_t)sh.G * D;
+    const uint16_t *k_bg = k + ((size_t)w.b * sh.N * sh.G + w.g) * D;
+    const uint16_t *v_bg = v + ((size_t)w.b * sh.N * sh.G + w.g) * D;
+    const int warp_row0 = (threadIdx.x / 32) * kRowsPerWarp; /* the warp's first row of the block */
 
     /* BEGIN SOLUTION */
-    /* HINT: lesson 04's kernel. What changes: the first key tile is the one holding t_first - w + 1
-     * (K_j of that tile is the first copy, not K_0); the mask also applies when a tile starts before
-     * t_last - w + 1, and hides keys s < t - w + 1 of each row. */
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int gid = lane / 4, tig = lane % 4;
-    const int hpg = sh.H / sh.G;                      /* query heads per kv head */
-    const long packed_rows = (long)sh.M * hpg;        /* rows of one (b, g) */
-    const int row_blocks = (int)((packed_rows + kBr - 1) / kBr);
-    const int chunk = blockIdx.x / (row_blocks * groups_per_chunk);
-    const int rem = blockIdx.x % (row_blocks * groups_per_chunk);
-    const int groups_here = min(groups_per_chunk, sh.G - chunk * groups_per_chunk);
-    const int g = chunk * groups_per_chunk + rem % groups_here, b = blockIdx.y;
-    const long R0 = (long)(row_blocks - 1 - rem / groups_here) * kBr;
-    const long offset = (long)sh.N - sh.M;
-    const size_t kv_stride = (size_t)sh.G * D;
-    const uint16_t *q_bg = q + ((size_t)b * sh.M * sh.H + (size_t)g * hpg) * D; /* packed row R at (R/hpg)*H*D + (R%hpg)*D */
-    uint16_t *o_bg = o + ((size_t)b * sh.M * sh.H + (size_t)g * hpg) * D;
-    const uint16_t *k_bg = k + ((size_t)b * sh.N * sh.G + g) * D;
-    const uint16_t *v_bg = v + ((size_t)b * sh.N * sh.G + g) * D;
-
-    const long R_last = min(R0 + kBr, packed_rows) - 1;
-    const long t_first = offset + R0 / hpg, t_last = offset + R_last / hpg;
-    const long last_key = t_last; /* a window is causal */
-    const int n_tiles = (int)(last_key / kBc) + 1;
-    const long first_key = max(0L, t_first - window + 1);
+    /* HINT: lesson 04's loop, with the tile step of common/flash_tile.cuh. (1) Which tiles: from the one
+     * holding first_key = max(0, t_first - w + 1) to the one holding t_last (a window is causal).
+     * (2) Prologue: Q by flash::load_rows<D, kBr, kThreads>(q_s, w.R0, R -> w.q_row<D>(sh, q, R), q),
+     * the K tile of the first tile (not K_0) by flash::load_tile<D, kBc, kThreads>, commit; then the
+     * ldmatrix operands (flash::Operand<D>::a(q_s, warp_row0), ::k(k_s, 0), ::v(v_s, 0)) and the state
+     * flash::OnlineSoftmax<D, kMTiles> acc. (3) Per tile s0: wait, barrier, V tile, commit;
+     * flash::scores; when the tile crosses the end of the keys, the diagonal of t_first, or starts
+     * before the window of t_last: flash::mask(s, w.R0 + warp_row0, s0, predicate (R, key) -> is key
+     * before N and inside the window of position t = w.pos(R)); acc.update; wait, barrier, the next K,
+     * commit; acc.accumulate. (4) acc.store(scale_log2, w.R0 + warp_row0, R -> w.dst<D>(sh, o, lse, R)). */
+    const long first_key = max(0L, w.t_first - window + 1);
     const int first_tile = (int)(first_key / kBc);
+    const int n_tiles = (int)(w.t_last / kBc) + 1; /* a window is causal: no key after t_last */
 
-    { /* Q: thread copies chunk c of packed rows r0, r0 + kRowStep, ... */
-        constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
-        const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-#pragma unroll
-        for (int it = 0; it < kBr / kRowStep; ++it) {
-            const long R = R0 + r0 + it * kRowStep;
-            const bool valid = R < packed_rows;
-            const uint16_t *src = valid ? q_bg + ((size_t)(R / hpg) * sh.H + R % hpg) * D + c * 8 : q;
-            cp_async_16(q_s + swizzle<D>(r0 + it * kRowStep, c), src, valid);
-        }
-    }
-    load_kv_tile<D>(k_s, k_bg, kv_stride, (long)first_tile * kBc, sh.N);
+    flash::load_rows<D, kBr, kThreads>(q_s, w.R0, [&](long R) { return w.q_row<D>(sh, q, R); }, q);
+    flash::load_tile<D, kBc, kThreads>(k_s, k_bg, kv_stride, (long)first_tile * kBc, sh.N);
     cp_async_commit();
-
-    float o_acc[kMTiles][kDTiles][4];
-    float m_i[kMTiles][2], l_i[kMTiles][2];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-#pragma unroll
-        for (int dt = 0; dt < kDTiles; ++dt) o_acc[mt][dt][0] = o_acc[mt][dt][1] = o_acc[mt][dt][2] = o_acc[mt][dt][3] = 0.f;
-        m_i[mt][0] = m_i[mt][1] = -INFINITY;
-        l_i[mt][0] = l_i[mt][1] = 0.f;
-    }
-    const int warp_row0 = warp * kRowsPerWarp;
-    uint32_t q_addr[4], k_addr[4], v_addr[4];
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-        q_addr[c] = q_s + (warp_row0 + lane % 16) * kRowBytes + (((2 * c + lane / 16) ^ (lane % 8)) * 16);
-        k_addr[c] = k_s + (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
-        v_addr[c] = v_s + (lane % 8 + ((lane / 8) % 2) * 8) * kRowBytes + (((2 * c + lane / 16) ^ (lane % 8)) * 16);
-    }
+    const flash::Operand<D> q_op = flash::Operand<D>::a(q_s, warp_row0), k_op = flash::Operand<D>::k(k_s, 0),
+                            v_op = flash::Operand<D>::v(v_s, 0);
+    flash::OnlineSoftmax<D, kMTiles> acc; /* O, m, l of this thread's rows */
 
     for (int j = first_tile; j < n_tiles; ++j) {
         const long s0 = (long)j * kBc;
         cp_async_wait_all();
         __syncthreads(); /* K_j (and Q) have landed for everyone; nobody still reads V_{j-1} */
-        load_kv_tile<D>(v_s, v_bg, kv_stride, s0, sh.N);
+        flash::load_tile<D, kBc, kThreads>(v_s, v_bg, kv_stride, s0, sh.N);
         cp_async_commit();
 
         float s[kMTiles][kNTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t a[kMTiles][4];
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(a[mt], q_addr[kk % 4] + mt * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-            for (int np = 0; np < kNTiles / 2; ++np) {
-                uint32_t bk[4];
-                ldmatrix_x4(bk, k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-                for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma_bf16(s[mt][2 * np], a[mt], bk[0], bk[1]);
-                    mma_bf16(s[mt][2 * np + 1], a[mt], bk[2], bk[3]);
-                }
-            }
-        }
-
+        flash::scores(s, q_op, k_op);
         /* Mask the tiles past the last key, crossing the causal diagonal of the block's first
          * position, or starting before the window of its last position; each row's own position
-         * is R / hpg. */
-        if (s0 + kBc > sh.N || s0 + kBc - 1 > t_first || s0 < t_last - window + 1) {
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) {
-                    const long t = offset + (R0 + warp_row0 + mt * 16 + gid + rr * 8) / hpg;
-#pragma unroll
-                    for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-                        for (int e = 0; e < 2; ++e) {
-                            const long key = s0 + nt * 8 + tig * 2 + e;
-                            if (key >= sh.N || key > t || key < t - window + 1) s[mt][nt][2 * rr + e] = -INFINITY;
-                        }
-                }
-        }
-
+         * is w.pos(r). */
+        if (s0 + kBc > sh.N || s0 + kBc - 1 > w.t_first || s0 < w.t_last - window + 1)
+            flash::mask(s, w.R0 + warp_row0, s0, [&](long R, long key) {
+                const long t = w.pos(R);
+                return key <= t && key >= t - window + 1 && key < sh.N; /* in this order: fewer instructions per key */
+            });
         uint32_t p[kMTiles][kNTiles][2];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr) {
-                float mx = m_i[mt][rr];
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * rr], s[mt][nt][2 * rr + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-                const float alpha = fast_exp2(m_i[mt][rr] * scale_log2 - m_scaled);
-                m_i[mt][rr] = mx;
-                float row_sum = 0.f;
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; ++nt) {
-                    const float p0 = fast_exp2(fmaf(s[mt][nt][2 * rr], scale_log2, -m_scaled));
-                    const float p1 = fast_exp2(fmaf(s[mt][nt][2 * rr + 1], scale_log2, -m_scaled));
-                    row_sum += p0 + p1;
-                    p[mt][nt][rr] = pack_bf16(p0, p1);
-                }
-                l_i[mt][rr] = l_i[mt][rr] * alpha + row_sum;
-#pragma unroll
-                for (int dt = 0; dt < kDTiles; ++dt) {
-                    o_acc[mt][dt][2 * rr] *= alpha;
-                    o_acc[mt][dt][2 * rr + 1] *= alpha;
-                }
-            }
+        acc.update(s, p, scale_log2);
 
         cp_async_wait_all();
         __syncthreads(); /* V_j has landed for everyone; nobody still reads K_j */
         if (j + 1 < n_tiles) {
-            load_kv_tile<D>(k_s, k_bg, kv_stride, s0 + kBc, sh.N);
+            flash::load_tile<D, kBc, kThreads>(k_s, k_bg, kv_stride, s0 + kBc, sh.N);
             cp_async_commit();
         }
-
-#pragma unroll
-        for (int kk = 0; kk < kBc / 16; ++kk) {
-            uint32_t a[kMTiles][4];
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) {
-                a[mt][0] = p[mt][2 * kk][0], a[mt][1] = p[mt][2 * kk][1];
-                a[mt][2] = p[mt][2 * kk + 1][0], a[mt][3] = p[mt][2 * kk + 1][1];
-            }
-#pragma unroll
-            for (int dp = 0; dp < D / 16; ++dp) {
-                uint32_t bv[4];
-                ldmatrix_x4_trans(bv, v_addr[dp % 4] + kk * 16 * kRowBytes + (dp / 4) * 128);
-#pragma unroll
-                for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma_bf16(o_acc[mt][2 * dp], a[mt], bv[0], bv[1]);
-                    mma_bf16(o_acc[mt][2 * dp + 1], a[mt], bv[2], bv[3]);
-                }
-            }
-        }
+        acc.accumulate(p, v_op);
     }
-
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-            float l = l_i[mt][rr];
-            l += __shfl_xor_sync(0xffffffffu, l, 1);
-            l += __shfl_xor_sync(0xffffffffu, l, 2);
-            const long R = R0 + warp_row0 + mt * 16 + gid + rr * 8;
-            if (R >= packed_rows) continue;
-            const long i = R / hpg;
-            const int h = g * hpg + (int)(R % hpg);
-            const float inv_l = l > 0.f ? 1.f / l : 0.f;
-            uint16_t *o_row = o_bg + ((size_t)i * sh.H + R % hpg) * D;
-#pragma unroll
-            for (int dt = 0; dt < kDTiles; ++dt)
-                *reinterpret_cast<uint32_t *>(o_row + dt * 8 + tig * 2) =
-                    pack_bf16(o_acc[mt][dt][2 * rr] * inv_l, o_acc[mt][dt][2 * rr + 1] * inv_l);
-            if (tig == 0)
-                lse[((size_t)b * sh.H + h) * sh.M + i] = l > 0.f ? (m_i[mt][rr] * scale_log2 + log2f(l)) * kLn2 : -INFINITY;
-        }
+    acc.store(scale_log2, w.R0 + warp_row0, [&](long R) { return w.dst<D>(sh, o, lse, R); });
     /* END SOLUTION */
 }
 

@@ -8,14 +8,15 @@
  *                                  names and no others: the work, and the time, follow the list.
  *
  * Both are lesson 04's kernel (packed GQA rows, K/V tiles shared by the H/G heads of a group,
- * cp.async double buffering of K and V, mma.sync m16n8k16, online softmax in base 2), cut here into
- * the four steps of one key tile (RowBlock below) so that the two loops read side by side.
+ * cp.async double buffering of K and V, mma.sync m16n8k16, online softmax in base 2), built from the
+ * steps of one key tile in common/flash_tile.cuh (flash::scores, OnlineSoftmax::update, ::accumulate,
+ * ::store), so that the two loops read side by side.
  *
- * Parallelisation (both kernels): a block of 4 warps owns 128 packed rows of one (b, kv head g); a
- * packed row R is query i = R / hpg of head g * hpg + R % hpg (hpg = H / G). Each warp owns 32 rows,
- * each thread the mma fragments of two 16-row tiles. Shared memory holds the Q rows, one K tile and
- * one V tile (64 keys each, XOR-swizzled), and for the mask kernel the log2 keep weights of the tile's
- * 64 keys.
+ * Parallelisation (both kernels): a block of 4 warps owns 128 packed rows of one (b, kv head g)
+ * (flash::PackedRows); a packed row R is query i = R / hpg of head g * hpg + R % hpg (hpg = H / G).
+ * Each warp owns 32 rows, each thread the mma fragments of two 16-row tiles. Shared memory holds the
+ * Q rows, one K tile and one V tile (64 keys each, XOR-swizzled), and for the mask kernel the log2
+ * keep weights of the tile's 64 keys.
  * A key block of a block list is exactly one key tile (SPARSE_KEY_BLOCK = 64), and the 128 * hpg rows
  * of a query block (SPARSE_QUERY_BLOCK = 128 queries) are a whole number of row blocks, so every row of
  * a thread block reads the same list.
@@ -24,6 +25,7 @@
 #include <math.h>
 
 #include "attn_gpu.h"
+#include "flash_tile.cuh"
 #include "ptx.cuh"
 #include "sparsity.h"
 
@@ -38,208 +40,11 @@ constexpr int kBc = SPARSE_KEY_BLOCK;      /* keys per tile: one key block */
 constexpr int kRowsPerWarp = kBr / kWarps; /* 32 */
 constexpr int kMTiles = kRowsPerWarp / 16;
 constexpr int kNTiles = kBc / 8;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
+constexpr float kLog2e = flash::kLog2e;
 static_assert(kBc == 64, "the tile loops below assume 64-key tiles");
 static_assert(SPARSE_QUERY_BLOCK % kBr == 0, "a row block must not straddle two query blocks");
 
-/* Copy K or V rows [first, first + kBc) of kv head g into a swizzled tile (zeros past `limit`). */
-template <int D>
-__device__ __forceinline__ void load_kv_tile(uint32_t tile, const uint16_t *base, size_t stride, long first, long limit)
-{
-    constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
-    const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-    const uint32_t dst = tile + swizzle<D>(r0, c);
-    const uint16_t *src = base + (size_t)(first + r0) * stride + c * 8;
-#pragma unroll
-    for (int it = 0; it < kBc / kRowStep; ++it) {
-        const bool valid = first + r0 + it * kRowStep < limit;
-        cp_async_16(dst + it * kRowStep * D * 2, valid ? src + (size_t)it * kRowStep * stride : base, valid);
-    }
-}
-
-/* Where a thread block works: lesson 04's launch order (the row blocks of an L2-sized chunk of kv
- * heads run together, the longest causal rows first). */
-struct Work {
-    int b, g, hpg;
-    long R0, packed_rows, offset, t_first, t_last;
-};
-
-__device__ __forceinline__ Work find_work(const attn_shape &sh, int groups_per_chunk)
-{
-    Work w;
-    w.hpg = sh.H / sh.G;
-    w.packed_rows = (long)sh.M * w.hpg;
-    const int row_blocks = (int)((w.packed_rows + kBr - 1) / kBr);
-    const int chunk = blockIdx.x / (row_blocks * groups_per_chunk);
-    const int rem = blockIdx.x % (row_blocks * groups_per_chunk);
-    const int groups_here = min(groups_per_chunk, sh.G - chunk * groups_per_chunk);
-    w.g = chunk * groups_per_chunk + rem % groups_here;
-    w.b = blockIdx.y;
-    w.R0 = (long)(row_blocks - 1 - rem / groups_here) * kBr;
-    w.offset = (long)sh.N - sh.M;
-    w.t_first = w.offset + w.R0 / w.hpg;
-    w.t_last = w.offset + (min(w.R0 + kBr, w.packed_rows) - 1) / w.hpg;
-    return w;
-}
-
-/* One thread's share of a block of kBr packed rows: lesson 03's accumulators and the four steps of
- * a key tile. Everything is inlined, so the arrays stay in registers. */
-template <int D>
-struct RowBlock {
-    static constexpr int kDTiles = D / 8;
-    static constexpr int kRowBytes = D * 2;
-    float o_acc[kMTiles][kDTiles][4];
-    float m_i[kMTiles][2], l_i[kMTiles][2]; /* running max (score units) and sum of each row */
-    uint32_t q_addr[4], k_addr[4], v_addr[4];
-
-    __device__ __forceinline__ void init(uint32_t q_s, uint32_t k_s, uint32_t v_s)
-    {
-        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-#pragma unroll
-            for (int dt = 0; dt < kDTiles; ++dt) o_acc[mt][dt][0] = o_acc[mt][dt][1] = o_acc[mt][dt][2] = o_acc[mt][dt][3] = 0.f;
-            m_i[mt][0] = m_i[mt][1] = -INFINITY;
-            l_i[mt][0] = l_i[mt][1] = 0.f;
-        }
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            q_addr[c] = q_s + (warp * kRowsPerWarp + lane % 16) * kRowBytes + (((2 * c + lane / 16) ^ (lane % 8)) * 16);
-            k_addr[c] = k_s + (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
-            v_addr[c] = v_s + (lane % 8 + ((lane / 8) % 2) * 8) * kRowBytes + (((2 * c + lane / 16) ^ (lane % 8)) * 16);
-        }
-    }
-
-    /* s = Q K^T for the K tile in shared memory (raw dot products). */
-    __device__ __forceinline__ void scores(float s[kMTiles][kNTiles][4]) const
-    {
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t a[kMTiles][4];
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(a[mt], q_addr[kk % 4] + mt * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-            for (int np = 0; np < kNTiles / 2; ++np) {
-                uint32_t bk[4];
-                ldmatrix_x4(bk, k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-                for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma_bf16(s[mt][2 * np], a[mt], bk[0], bk[1]);
-                    mma_bf16(s[mt][2 * np + 1], a[mt], bk[2], bk[3]);
-                }
-            }
-        }
-    }
-
-    /* The online-softmax update for one tile. Probabilities are 2^(s * scale_log2 - m): pass the
-     * softmax scale times log2(e) for raw scores, or 1 for scores already in base-2 units; -inf
-     * hides a key. P leaves as bf16 A fragments for the PV product. */
-    __device__ __forceinline__ void softmax(float s[kMTiles][kNTiles][4], uint32_t p[kMTiles][kNTiles][2],
-                                            float scale_log2)
-    {
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr) {
-                float mx = m_i[mt][rr];
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * rr], s[mt][nt][2 * rr + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                /* a row that has seen no key yet keeps m = -inf: use 0 so that -inf - m is not NaN */
-                const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-                const float alpha = fast_exp2(m_i[mt][rr] * scale_log2 - m_scaled);
-                m_i[mt][rr] = mx;
-                float row_sum = 0.f;
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; ++nt) {
-                    const float p0 = fast_exp2(fmaf(s[mt][nt][2 * rr], scale_log2, -m_scaled));
-                    const float p1 = fast_exp2(fmaf(s[mt][nt][2 * rr + 1], scale_log2, -m_scaled));
-                    row_sum += p0 + p1;
-                    p[mt][nt][rr] = pack_bf16(p0, p1);
-                }
-                l_i[mt][rr] = l_i[mt][rr] * alpha + row_sum;
-#pragma unroll
-                for (int dt = 0; dt < kDTiles; ++dt) {
-                    o_acc[mt][dt][2 * rr] *= alpha;
-                    o_acc[mt][dt][2 * rr + 1] *= alpha;
-                }
-            }
-    }
-
-    /* O += P V for the V tile in shared memory. */
-    __device__ __forceinline__ void accumulate(const uint32_t p[kMTiles][kNTiles][2])
-    {
-#pragma unroll
-        for (int kk = 0; kk < kBc / 16; ++kk) {
-            uint32_t a[kMTiles][4];
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) {
-                a[mt][0] = p[mt][2 * kk][0], a[mt][1] = p[mt][2 * kk][1];
-                a[mt][2] = p[mt][2 * kk + 1][0], a[mt][3] = p[mt][2 * kk + 1][1];
-            }
-#pragma unroll
-            for (int dp = 0; dp < D / 16; ++dp) {
-                uint32_t bv[4];
-                ldmatrix_x4_trans(bv, v_addr[dp % 4] + kk * 16 * kRowBytes + (dp / 4) * 128);
-#pragma unroll
-                for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma_bf16(o_acc[mt][2 * dp], a[mt], bv[0], bv[1]);
-                    mma_bf16(o_acc[mt][2 * dp + 1], a[mt], bv[2], bv[3]);
-                }
-            }
-        }
-    }
-
-    /* o = acc / l and lse = ln(sum) for this thread's rows; a row that saw no key writes 0 and -inf. */
-    __device__ __forceinline__ void store(const attn_shape &sh, const Work &w, float scale_log2, uint16_t *o, float *lse) const
-    {
-        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
-        uint16_t *o_bg = o + ((size_t)w.b * sh.M * sh.H + (size_t)w.g * w.hpg) * D;
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr) {
-                float l = l_i[mt][rr];
-                l += __shfl_xor_sync(0xffffffffu, l, 1);
-                l += __shfl_xor_sync(0xffffffffu, l, 2);
-                const long R = w.R0 + warp * kRowsPerWarp + mt * 16 + gid + rr * 8;
-                if (R >= w.packed_rows) continue;
-                const long i = R / w.hpg;
-                const int h = w.g * w.hpg + (int)(R % w.hpg);
-                const float inv_l = l > 0.f ? 1.f / l : 0.f;
-                uint16_t *o_row = o_bg + ((size_t)i * sh.H + R % w.hpg) * D;
-#pragma unroll
-                for (int dt = 0; dt < kDTiles; ++dt)
-                    *reinterpret_cast<uint32_t *>(o_row + dt * 8 + tig * 2) =
-                        pack_bf16(o_acc[mt][dt][2 * rr] * inv_l, o_acc[mt][dt][2 * rr + 1] * inv_l);
-                if (tig == 0)
-                    lse[((size_t)w.b * sh.H + h) * sh.M + i] =
-                        l > 0.f ? (m_i[mt][rr] * scale_log2 + log2f(l)) * kLn2 : -INFINITY;
-            }
-    }
-};
-
-/* Copy the Q rows [R0, R0 + kBr) of (b, g) into a swizzled tile (zeros past the last row). */
-template <int D>
-__device__ __forceinline__ void load_q(uint32_t q_s, const attn_shape &sh, const Work &w, const uint16_t *q)
-{
-    constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
-    const uint16_t *q_bg = q + ((size_t)w.b * sh.M * sh.H + (size_t)w.g * w.hpg) * D;
-    const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-#pragma unroll
-    for (int it = 0; it < kBr / kRowStep; ++it) {
-        const long R = w.R0 + r0 + it * kRowStep;
-        const bool valid = R < w.packed_rows;
-        const uint16_t *src = valid ? q_bg + ((size_t)(R / w.hpg) * sh.H + R % w.hpg) * D + c * 8 : q;
-        cp_async_16(q_s + swizzle<D>(r0 + it * kRowStep, c), src, valid);
-    }
-}
+using Rows = flash::PackedRows<kBr>;
 
 /* ---------------------------------------------------------------- token keep-mask */
 
@@ -275,7 +80,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
     /* w2_s[c]: log2 of the keep weight of key s0 + c of the current tile, -inf past the end of the keys */
     float *w2_s = reinterpret_cast<float *>(smem + (kBr + 2 * kBc) * D * 2);
-    const Work w = find_work(sh, groups_per_chunk);
+    const Rows w(sh, groups_per_chunk);
     const size_t kv_stride = (size_t)sh.G * D;
     const uint16_t *k_bg = k + ((size_t)w.b * sh.N * sh.G + w.g) * D;
     const uint16_t *v_bg = v + ((size_t)w.b * sh.N * sh.G + w.g) * D;
@@ -283,10 +88,12 @@ __global__ void __launch_bounds__(kThreads, 2)
     const long last_key = sh.causal ? w.t_last : sh.N - 1;
     const int n_tiles = (int)(last_key / kBc) + 1; /* every tile of the causal range: the mask skips nothing */
 
-    RowBlock<D> rb;
-    rb.init(q_s, k_s, v_s);
-    load_q<D>(q_s, sh, w, q);
-    load_kv_tile<D>(k_s, k_bg, kv_stride, 0, sh.N);
+    const int warp_row0 = (threadIdx.x / 32) * kRowsPerWarp; /* the warp's first row of the block */
+    const flash::Operand<D> q_op = flash::Operand<D>::a(q_s, warp_row0), k_op = flash::Operand<D>::k(k_s, 0),
+                            v_op = flash::Operand<D>::v(v_s, 0);
+    flash::OnlineSoftmax<D, kMTiles> acc; /* O, m, l of this thread's rows */
+    flash::load_rows<D, kBr, kThreads>(q_s, w.R0, [&](long R) { return w.q_row<D>(sh, q, R); }, q);
+    flash::load_tile<D, kBc, kThreads>(k_s, k_bg, kv_stride, 0, sh.N);
     cp_async_commit();
     /* threads 0..63 each own one key of a tile: its weight is computed once and shared through w2_s */
     if (threadIdx.x < kBc) {
@@ -299,28 +106,29 @@ __global__ void __launch_bounds__(kThreads, 2)
         const long s0 = (long)j * kBc;
         cp_async_wait_all();
         __syncthreads(); /* K_j and w2_j are there for everyone; nobody still reads V_{j-1} */
-        load_kv_tile<D>(v_s, v_bg, kv_stride, s0, sh.N);
+        flash::load_tile<D, kBc, kThreads>(v_s, v_bg, kv_stride, s0, sh.N);
         cp_async_commit();
         const long next_key = s0 + kBc + threadIdx.x; /* this thread's key of tile j + 1 */
         const float r_next = threadIdx.x < kBc ? load_retention(retention, retention_bg, mode, sh.G, next_key, sh.N) : 0.f;
 
         float s[kMTiles][kNTiles][4];
-        rb.scores(s);
+        flash::scores(s, q_op, k_op);
 
         /* BEGIN SOLUTION */
         /* HINT: every score becomes x = s * scale_log2 + w2 (one fmaf), w2 = w2_s[column] the log2 keep
-         * weight of its key (-inf for a deleted key or one past N, so fmaf gives -inf by itself). Thread
-         * (warp, lane) holds rows warp * 32 + mt * 16 + lane / 4 + rr * 8 and columns
-         * nt * 8 + (lane % 4) * 2 + e of s[mt][nt][2 * rr + e], as in lesson 03. Tiles that cross the
-         * causal diagonal also need -INFINITY past each row's position t (lesson 04's test). */
-        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+         * weight of its key (-inf for a deleted key or one past N, so fmaf gives -inf by itself). This
+         * thread holds rows warp_row0 + flash::frag_row(mt, rr) and columns flash::frag_col(nt, e) of
+         * s[mt][nt][2 * rr + e] (common/flash_tile.cuh; lesson 03's fragments): columns 2 (lane % 4) + e
+         * of each n8 tile, one float2 of w2_s. Tiles that cross the causal diagonal also need -INFINITY
+         * past each row's position t = w.pos(row) (lesson 04's test). */
+        const int gid = (threadIdx.x % 32) / 4, tig = threadIdx.x % 4;
         const bool diagonal = sh.causal && s0 + kBc - 1 > w.t_first;
         int last_col[kMTiles][2]; /* each row's last visible column of this tile (< 0: none) */
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
             for (int rr = 0; rr < 2; ++rr) {
-                const long t = w.offset + (w.R0 + warp * kRowsPerWarp + mt * 16 + gid + rr * 8) / w.hpg;
+                const long t = w.pos(w.R0 + warp_row0 + mt * 16 + gid + rr * 8);
                 last_col[mt][rr] = diagonal ? (int)max(-1L, min((long)kBc - 1, t - s0)) : kBc - 1;
             }
 #pragma unroll
@@ -341,20 +149,20 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
         /* END SOLUTION */
         uint32_t p[kMTiles][kNTiles][2];
-        rb.softmax(s, p, 1.0f); /* the scores are in base-2 units now */
+        acc.update(s, p, 1.0f); /* the scores are in base-2 units now */
 
         cp_async_wait_all();
         __syncthreads(); /* V_j has landed for everyone; nobody still reads K_j or w2_j */
         if (j + 1 < n_tiles) {
-            load_kv_tile<D>(k_s, k_bg, kv_stride, s0 + kBc, sh.N);
+            flash::load_tile<D, kBc, kThreads>(k_s, k_bg, kv_stride, s0 + kBc, sh.N);
             cp_async_commit();
             if (threadIdx.x < kBc)
                 w2_s[threadIdx.x] = next_key < sh.N ? keep_log2_weight(mode, threshold, r_next) : -INFINITY;
         }
-        rb.accumulate(p);
+        acc.accumulate(p, v_op);
     }
     /* scores were in base-2 units: m * 1 is already log2 */
-    rb.store(sh, w, 1.0f, o, lse);
+    acc.store(1.0f, w.R0 + warp_row0, [&](long R) { return w.dst<D>(sh, o, lse, R); });
 }
 
 /* ---------------------------------------------------------------- block list */
@@ -383,14 +191,15 @@ __global__ void __launch_bounds__(kThreads, 2)
 {
     extern __shared__ __align__(128) uint8_t smem[];
     const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
-    const Work w = find_work(sh, groups_per_chunk);
+    const Rows w(sh, groups_per_chunk);
     const size_t kv_stride = (size_t)sh.G * D;
     const uint16_t *k_bg = k + ((size_t)w.b * sh.N * sh.G + w.g) * D;
     const uint16_t *v_bg = v + ((size_t)w.b * sh.N * sh.G + w.g) * D;
-
-    RowBlock<D> rb;
-    rb.init(q_s, k_s, v_s);
-    load_q<D>(q_s, sh, w, q);
+    const int warp_row0 = (threadIdx.x / 32) * kRowsPerWarp; /* the warp's first row of the block */
+    flash::load_rows<D, kBr, kThreads>(q_s, w.R0, [&](long R) { return w.q_row<D>(sh, q, R); }, q);
+    const flash::Operand<D> q_op = flash::Operand<D>::a(q_s, warp_row0), k_op = flash::Operand<D>::k(k_s, 0),
+                            v_op = flash::Operand<D>::v(v_s, 0);
+    flash::OnlineSoftmax<D, kMTiles> acc; /* O, m, l of this thread's rows */
 
     /* BEGIN SOLUTION */
     /* HINT: the list of this block's rows is (b, qb = (R0 / hpg) / SPARSE_QUERY_BLOCK, g). The last
@@ -398,14 +207,14 @@ __global__ void __launch_bounds__(kThreads, 2)
      * next_listed: load K of the first usable block before the loop, and while processing entry n,
      * load K of entry n_next after the middle barrier - the loop of masked_attention_kernel with
      * `j + 1` replaced by "the next listed block". Mask only the tiles that cross the end of the keys
-     * or (causal) the diagonal, as lesson 04 does. */
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+     * or (causal) the diagonal, as lesson 04 does: flash::mask(s, w.R0 + warp_row0, s0, predicate
+     * (R, key) -> is key at most the last key of packed row R, w.pos(R) if causal, else N - 1). */
     const int qb = (int)((w.R0 / w.hpg) / SPARSE_QUERY_BLOCK);
     const int32_t *list = block_indices + (((size_t)w.b * ((sh.M + SPARSE_QUERY_BLOCK - 1) / SPARSE_QUERY_BLOCK) + qb) * sh.G + w.g) * T;
     const int last_block = (int)((sh.causal ? w.t_last : sh.N - 1) / kBc);
 
     int n = next_listed(list, 0, T, last_block);
-    if (n < T) load_kv_tile<D>(k_s, k_bg, kv_stride, (long)list[n] * kBc, sh.N);
+    if (n < T) flash::load_tile<D, kBc, kThreads>(k_s, k_bg, kv_stride, (long)list[n] * kBc, sh.N);
     cp_async_commit();
 
     while (n < T) {
@@ -413,39 +222,30 @@ __global__ void __launch_bounds__(kThreads, 2)
         const int n_next = next_listed(list, n + 1, T, last_block);
         cp_async_wait_all();
         __syncthreads(); /* K_j has landed for everyone; nobody still reads the previous V */
-        load_kv_tile<D>(v_s, v_bg, kv_stride, s0, sh.N);
+        flash::load_tile<D, kBc, kThreads>(v_s, v_bg, kv_stride, s0, sh.N);
         cp_async_commit();
 
         float s[kMTiles][kNTiles][4];
-        rb.scores(s);
-        if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > w.t_first)) {
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) {
-                    const long t = w.offset + (w.R0 + warp * kRowsPerWarp + mt * 16 + gid + rr * 8) / w.hpg;
-                    const long last = sh.causal ? t : sh.N - 1;
-#pragma unroll
-                    for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-                        for (int e = 0; e < 2; ++e)
-                            if (s0 + nt * 8 + tig * 2 + e > last) s[mt][nt][2 * rr + e] = -INFINITY;
-                }
-        }
+        flash::scores(s, q_op, k_op);
+        if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > w.t_first))
+            flash::mask(s, w.R0 + warp_row0, s0, [&](long R, long key) {
+                const long t = w.pos(R); /* outside the condition: one division per row, not per key */
+                return key <= (sh.causal ? t : sh.N - 1);
+            });
         uint32_t p[kMTiles][kNTiles][2];
-        rb.softmax(s, p, scale_log2);
+        acc.update(s, p, scale_log2);
 
         cp_async_wait_all();
         __syncthreads(); /* V_j has landed for everyone; nobody still reads K_j */
         if (n_next < T) {
-            load_kv_tile<D>(k_s, k_bg, kv_stride, (long)list[n_next] * kBc, sh.N);
+            flash::load_tile<D, kBc, kThreads>(k_s, k_bg, kv_stride, (long)list[n_next] * kBc, sh.N);
             cp_async_commit();
         }
-        rb.accumulate(p);
+        acc.accumulate(p, v_op);
         n = n_next;
     }
     /* END SOLUTION */
-    rb.store(sh, w, scale_log2, o, lse);
+    acc.store(scale_log2, w.R0 + warp_row0, [&](long R) { return w.dst<D>(sh, o, lse, R); });
 }
 
 /* ---------------------------------------------------------------- host side */

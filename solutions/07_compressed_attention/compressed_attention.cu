@@ -7,14 +7,16 @@
  *   compress_linear_kernel   the learned map [l*D] -> [D] per kv head: a GEMM [NC, l*D] x [l*D, D] on
  *                            tensor cores, where row i of the left matrix is the span of token i read
  *                            straight from kv (never materialised)
- *   cmp_attention_kernel     lesson 04's packed-GQA flash kernel over the compressed tokens, with the
- *                            compressed causal rule: row t sees tokens 0 .. visible(t) - 1
+ *   cmp_attention_kernel     lesson 04's packed-GQA flash kernel (its tile step from common/flash_tile.cuh)
+ *                            over the compressed tokens, with the compressed causal rule: row t sees
+ *                            tokens 0 .. visible(t) - 1
  */
 #include <cuda_runtime.h>
 #include <math.h>
 
 #include "attn_gpu.h"
 #include "compressed_attention.h"
+#include "flash_tile.cuh"
 #include "ptx.cuh"
 
 using namespace ptx;
@@ -23,8 +25,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
+constexpr float kLog2e = flash::kLog2e;
 
 /* ---------------------------------------------------------------- bf16 helpers */
 
@@ -217,10 +218,11 @@ __global__ void __launch_bounds__(kThreads) compress_linear_kernel(attn_shape sh
 
 /* ---------------------------------------------------------------- compressed attention
  *
- * Lesson 04's kernel with compressed tokens as the keys. Parallelisation (lesson 04's):
+ * Lesson 04's kernel with compressed tokens as the keys, built from the tile step of
+ * common/flash_tile.cuh. Parallelisation (lesson 04's):
  *   grid   one block per (packed row block, kv head), batch in grid.y; kv heads in chunks whose
  *          compressed K/V fit in L2, inside a chunk the row blocks from last to first (the rows that
- *          see the most tokens start first)
+ *          see the most tokens start first): flash::PackedRows
  *   block  4 warps, 128 packed rows (R = i * hpg + hh: position i, head g * hpg + hh); warp = 32 rows
  *          (two m16 tiles); lane = rows gid, gid + 8 of each m16 tile, column pair tig of each n8 tile
  *   shared Q [128][D], one K and one V tile [64 tokens][D], bf16, swizzled; cp.async double buffering
@@ -245,222 +247,71 @@ __device__ __forceinline__ long cmp_visible(long t, int l, int d, long nc)
     /* END SOLUTION */
 }
 
-/* Copy compressed K or V rows [first, first + kBc) of kv head g into a swizzled tile (zeros past `limit`). */
-template <int D>
-__device__ __forceinline__ void load_kv_tile(uint32_t tile, const uint16_t *base, size_t stride, long first, long limit)
-{
-    constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
-    const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-    const uint32_t dst = tile + swizzle<D>(r0, c);
-    const uint16_t *src = base + (size_t)(first + r0) * stride + c * 8;
-#pragma unroll
-    for (int it = 0; it < kBc / kRowStep; ++it) {
-        const bool valid = first + r0 + it * kRowStep < limit;
-        cp_async_16(dst + it * kRowStep * D * 2, valid ? src + (size_t)it * kRowStep * stride : base, valid);
-    }
-}
-
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
     cmp_attention_kernel(attn_shape sh, int l, int d, long nc, float scale_log2, int groups_per_chunk,
                          const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
                          const uint16_t *__restrict__ v, uint16_t *__restrict__ o, float *__restrict__ lse)
 {
-    constexpr int kDTiles = D / 8;
-    constexpr int kRowBytes = D * 2;
     extern __shared__ __align__(128) uint8_t smem[];
-    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * kRowBytes, v_s = k_s + kBc * kRowBytes;
+    const uint32_t q_s = smem_addr(smem), k_s = q_s + kBr * D * 2, v_s = k_s + kBc * D * 2;
+    const flash::PackedRows<kBr> w(sh, groups_per_chunk); /* lesson 04's block: rows R0 .. R0 + 127 of (b, g) */
+    const size_t kv_stride = (size_t)sh.G * D;
+    const int warp_row0 = (threadIdx.x / 32) * kRowsPerWarp; /* the warp's first row of the block */
 
     /* BEGIN SOLUTION */
-    /* HINT: lesson 04's kernel body with three changes. (1) The compressed K/V of (b, g) start at
-     * ((b * NC) * G + g) * D: batch b is NC tokens further, not N. (2) The block's tiles:
-     * n_tiles = ceil(cmp_visible(t_last) / 64) (possibly 0: then load no K at all), and a tile needs
-     * the mask when s0 + 64 > cmp_visible(t_first). (3) The mask: token s is hidden from row R when
-     * s >= cmp_visible(t_R), t_R = N - M + R / hpg. Rows that see nothing end with l = 0: store
-     * o = 0 and lse = -inf there, never 0 / 0. */
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int gid = lane / 4, tig = lane % 4;
-    const int hpg = sh.H / sh.G;               /* query heads per kv head */
-    const long packed_rows = (long)sh.M * hpg; /* rows of one (b, g) */
-    const int row_blocks = (int)((packed_rows + kBr - 1) / kBr);
-    const int chunk = blockIdx.x / (row_blocks * groups_per_chunk);
-    const int rem = blockIdx.x % (row_blocks * groups_per_chunk);
-    const int groups_here = min(groups_per_chunk, sh.G - chunk * groups_per_chunk);
-    const int g = chunk * groups_per_chunk + rem % groups_here, b = blockIdx.y;
-    const long R0 = (long)(row_blocks - 1 - rem / groups_here) * kBr;
-    const long offset = (long)sh.N - sh.M;
-    const size_t kv_stride = (size_t)sh.G * D;
-    const uint16_t *q_bg = q + ((size_t)b * sh.M * sh.H + (size_t)g * hpg) * D;
-    uint16_t *o_bg = o + ((size_t)b * sh.M * sh.H + (size_t)g * hpg) * D;
-    const uint16_t *k_bg = k + ((size_t)b * nc * sh.G + g) * D;
-    const uint16_t *v_bg = v + ((size_t)b * nc * sh.G + g) * D;
-
-    const long R_last = min(R0 + kBr, packed_rows) - 1;
-    const long t_first = offset + R0 / hpg, t_last = offset + R_last / hpg;
-    const long vis_first = cmp_visible(t_first, l, d, nc), vis_last = cmp_visible(t_last, l, d, nc);
+    /* HINT: lesson 04's loop with the step of common/flash_tile.cuh, and three changes. (1) The
+     * compressed K/V of (b, g) start at ((b * NC) * G + g) * D: batch b is NC tokens further, not N.
+     * (2) The block's tiles: n_tiles = ceil(cmp_visible(t_last) / 64) (possibly 0: then load no K at
+     * all), and a tile needs the mask when s0 + 64 > cmp_visible(t_first); NC is the limit of every
+     * tile load. (3) The mask, flash::mask with a predicate (R, token) -> token * d + l - 1 <= t, the
+     * position t = w.pos(R) of packed row R (in 32-bit int: the host checks that the ends fit). Rows
+     * that see nothing end with l = 0, and acc.store writes o = 0, lse = -inf for them; every row
+     * must be stored, even in a block with no tile. Before acc.store, cp_async_wait_all(): with no
+     * tile, the Q copy is still in flight. */
+    const uint16_t *k_bg = k + ((size_t)w.b * nc * sh.G + w.g) * D;
+    const uint16_t *v_bg = v + ((size_t)w.b * nc * sh.G + w.g) * D;
+    const long vis_first = cmp_visible(w.t_first, l, d, nc), vis_last = cmp_visible(w.t_last, l, d, nc);
     const int n_tiles = (int)((vis_last + kBc - 1) / kBc);
 
-    { /* Q: thread copies chunk c of packed rows r0, r0 + kRowStep, ... */
-        constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
-        const int r0 = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-#pragma unroll
-        for (int it = 0; it < kBr / kRowStep; ++it) {
-            const long R = R0 + r0 + it * kRowStep;
-            const bool valid = R < packed_rows;
-            const uint16_t *src = valid ? q_bg + ((size_t)(R / hpg) * sh.H + R % hpg) * D + c * 8 : q;
-            cp_async_16(q_s + swizzle<D>(r0 + it * kRowStep, c), src, valid);
-        }
-    }
-    if (n_tiles > 0) load_kv_tile<D>(k_s, k_bg, kv_stride, 0, nc); /* with no token to see, read none */
+    flash::load_rows<D, kBr, kThreads>(q_s, w.R0, [&](long R) { return w.q_row<D>(sh, q, R); }, q);
+    if (n_tiles > 0) flash::load_tile<D, kBc, kThreads>(k_s, k_bg, kv_stride, 0, nc); /* with no token to see, read none */
     cp_async_commit();
-
-    float o_acc[kMTiles][kDTiles][4];
-    float m_i[kMTiles][2], l_i[kMTiles][2];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-#pragma unroll
-        for (int dt = 0; dt < kDTiles; ++dt) o_acc[mt][dt][0] = o_acc[mt][dt][1] = o_acc[mt][dt][2] = o_acc[mt][dt][3] = 0.f;
-        m_i[mt][0] = m_i[mt][1] = -INFINITY;
-        l_i[mt][0] = l_i[mt][1] = 0.f;
-    }
-    const int warp_row0 = warp * kRowsPerWarp;
-    uint32_t q_addr[4], k_addr[4], v_addr[4];
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-        q_addr[c] = q_s + (warp_row0 + lane % 16) * kRowBytes + (((2 * c + lane / 16) ^ (lane % 8)) * 16);
-        k_addr[c] = k_s + (lane % 8 + (lane / 16) * 8) * kRowBytes + (((2 * c + (lane / 8) % 2) ^ (lane % 8)) * 16);
-        v_addr[c] = v_s + (lane % 8 + ((lane / 8) % 2) * 8) * kRowBytes + (((2 * c + lane / 16) ^ (lane % 8)) * 16);
-    }
+    const flash::Operand<D> q_op = flash::Operand<D>::a(q_s, warp_row0), k_op = flash::Operand<D>::k(k_s, 0),
+                            v_op = flash::Operand<D>::v(v_s, 0);
+    flash::OnlineSoftmax<D, kMTiles> acc; /* O, m, l of this thread's rows */
 
     for (int j = 0; j < n_tiles; ++j) {
         const long s0 = (long)j * kBc;
         cp_async_wait_all();
         __syncthreads(); /* K_j (and Q) have landed for everyone; nobody still reads V_{j-1} */
-        load_kv_tile<D>(v_s, v_bg, kv_stride, s0, nc);
+        flash::load_tile<D, kBc, kThreads>(v_s, v_bg, kv_stride, s0, nc);
         cp_async_commit();
 
         float s[kMTiles][kNTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < kNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t a[kMTiles][4];
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(a[mt], q_addr[kk % 4] + mt * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-            for (int np = 0; np < kNTiles / 2; ++np) {
-                uint32_t bk[4];
-                ldmatrix_x4(bk, k_addr[kk % 4] + np * 16 * kRowBytes + (kk / 4) * 128);
-#pragma unroll
-                for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma_bf16(s[mt][2 * np], a[mt], bk[0], bk[1]);
-                    mma_bf16(s[mt][2 * np + 1], a[mt], bk[2], bk[3]);
-                }
-            }
-        }
-
+        flash::scores(s, q_op, k_op);
         /* Mask the tiles that reach past what the block's first position sees. Inside, the rule itself:
          * token s is hidden from row t when its span ends after t, s*d + l - 1 > t (a multiply, not a
          * division; tokens >= NC end after N - 1 >= t, so the end of the tokens needs no test). In 32
          * bits, which keeps this kernel out of spills: the host checks that the ends fit. */
-        if (s0 + kBc > vis_first) {
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) {
-                    const int t = (int)(offset + (R0 + warp_row0 + mt * 16 + gid + rr * 8) / hpg);
-#pragma unroll
-                    for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-                        for (int e = 0; e < 2; ++e) {
-                            const int token = (int)s0 + nt * 8 + tig * 2 + e;
-                            if (token * d + l - 1 > t) s[mt][nt][2 * rr + e] = -INFINITY;
-                        }
-                }
-        }
-
+        if (s0 + kBc > vis_first)
+            flash::mask(s, w.R0 + warp_row0, s0, [&](long R, long key) {
+                const int t = (int)w.pos(R), token = (int)key;
+                return token * d + l - 1 <= t;
+            });
         uint32_t p[kMTiles][kNTiles][2];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr) {
-                float mx = m_i[mt][rr];
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * rr], s[mt][nt][2 * rr + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                /* a row that has seen no token yet keeps m = -inf: use 0 so that -inf - m is not NaN */
-                const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-                const float alpha = fast_exp2(m_i[mt][rr] * scale_log2 - m_scaled);
-                m_i[mt][rr] = mx;
-                float row_sum = 0.f;
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; ++nt) {
-                    const float p0 = fast_exp2(fmaf(s[mt][nt][2 * rr], scale_log2, -m_scaled));
-                    const float p1 = fast_exp2(fmaf(s[mt][nt][2 * rr + 1], scale_log2, -m_scaled));
-                    row_sum += p0 + p1;
-                    p[mt][nt][rr] = pack_bf16(p0, p1);
-                }
-                l_i[mt][rr] = l_i[mt][rr] * alpha + row_sum;
-#pragma unroll
-                for (int dt = 0; dt < kDTiles; ++dt) {
-                    o_acc[mt][dt][2 * rr] *= alpha;
-                    o_acc[mt][dt][2 * rr + 1] *= alpha;
-                }
-            }
+        acc.update(s, p, scale_log2);
 
         cp_async_wait_all();
         __syncthreads(); /* V_j has landed for everyone; nobody still reads K_j */
         if (j + 1 < n_tiles) {
-            load_kv_tile<D>(k_s, k_bg, kv_stride, s0 + kBc, nc);
+            flash::load_tile<D, kBc, kThreads>(k_s, k_bg, kv_stride, s0 + kBc, nc);
             cp_async_commit();
         }
-
-#pragma unroll
-        for (int kk = 0; kk < kBc / 16; ++kk) {
-            uint32_t a[kMTiles][4];
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) {
-                a[mt][0] = p[mt][2 * kk][0], a[mt][1] = p[mt][2 * kk][1];
-                a[mt][2] = p[mt][2 * kk + 1][0], a[mt][3] = p[mt][2 * kk + 1][1];
-            }
-#pragma unroll
-            for (int dp = 0; dp < D / 16; ++dp) {
-                uint32_t bv[4];
-                ldmatrix_x4_trans(bv, v_addr[dp % 4] + kk * 16 * kRowBytes + (dp / 4) * 128);
-#pragma unroll
-                for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma_bf16(o_acc[mt][2 * dp], a[mt], bv[0], bv[1]);
-                    mma_bf16(o_acc[mt][2 * dp + 1], a[mt], bv[2], bv[3]);
-                }
-            }
-        }
+        acc.accumulate(p, v_op);
     }
     cp_async_wait_all(); /* with n_tiles = 0 the Q copy is still in flight: let it land before exiting */
-
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-            float l_row = l_i[mt][rr];
-            l_row += __shfl_xor_sync(0xffffffffu, l_row, 1);
-            l_row += __shfl_xor_sync(0xffffffffu, l_row, 2);
-            const long R = R0 + warp_row0 + mt * 16 + gid + rr * 8;
-            if (R >= packed_rows) continue;
-            const long i = R / hpg;
-            const int h = g * hpg + (int)(R % hpg);
-            const float inv_l = l_row > 0.f ? 1.f / l_row : 0.f;
-            uint16_t *o_row = o_bg + ((size_t)i * sh.H + R % hpg) * D;
-#pragma unroll
-            for (int dt = 0; dt < kDTiles; ++dt)
-                *reinterpret_cast<uint32_t *>(o_row + dt * 8 + tig * 2) =
-                    pack_bf16(o_acc[mt][dt][2 * rr] * inv_l, o_acc[mt][dt][2 * rr + 1] * inv_l);
-            if (tig == 0)
-                lse[((size_t)b * sh.H + h) * sh.M + i] =
-                    l_row > 0.f ? (m_i[mt][rr] * scale_log2 + log2f(l_row)) * kLn2 : -INFINITY;
-        }
+    acc.store(scale_log2, w.R0 + warp_row0, [&](long R) { return w.dst<D>(sh, o, lse, R); });
     /* END SOLUTION */
 }
 
