@@ -333,6 +333,27 @@ class Plots(unittest.TestCase):
         self.assertEqual(plot.plot_nsa(plot.read_nsa_rows(path), "nsa", self.args), 0)
         self.assertTrue(self.png("nsa_time.png"))
 
+    def test_nsa_figure_from_the_benchmark(self):
+        # bench --suite nsa: the stage is the entry, rows without a configuration go into every panel
+        path = os.path.join(self.dir.name, "suite.csv")
+        header = ("device,lesson,entry,kernel,role,baseline,B,M,N,H,G,D,causal,window,keep,config,ms,tflops,gbs,"
+                  "peak_tflops,peak_gbs,frac_peak_flops,frac_peak_bw,speedup,check\n")
+        with open(path, "w") as f:
+            f.write(header)
+            for i, n in enumerate((8192, 65536)):
+                for entry, config in (("frozen_flash_bf16", ""), ("window_bf16", ""), ("compress", "mean"),
+                                      ("cmp_attention", "mean"), ("selected_attention", "paper")):
+                    kernel = entry + (f"_{config}" if config else "")
+                    f.write(f'"GPU (sm_90, 1 SM)",07,{entry},{kernel},solution,,1,{n},{n},64,4,128,1,,,{config},'
+                            f'{0.1 * (i + 1) ** 2},100,,800,3000,0.1,,,ok\n')
+        rows = plot.read_nsa_rows(path)
+        self.assertEqual({r["stage"] for r in rows}, {"dense", "window_bf16", "compress", "cmp_attention",
+                                                      "selected_attention"})
+        self.assertEqual(plot.plot_nsa(rows, "suite", self.args), 0)
+        self.assertTrue(self.png("suite_time.png"))
+        self.assertEqual(plot.plot_set(plot.read_rows(path), "suite", self.args), 0)  # the general figures too
+        self.assertTrue(self.png("suite_time.png"))
+
     def test_keep_figure_needs_keep_kernels(self):
         rows = [r for r in plot.read_rows(self.csv) if r["kernel"] == "gqa_bf16"]
         self.assertEqual(plot.plot_keep(rows, "dense", self.args), 1)
