@@ -208,7 +208,6 @@ typedef struct {
 typedef struct {
     const char *args[MAX_ARGS];
     int n_args;
-    int have_shape; /* any run option given */
     int_list lessons;
     const char *kernels[MAX_ENTRIES];
     int n_kernels;
@@ -448,7 +447,6 @@ static int parse_cli(int argc, char **argv, cli_options *o)
             }
             o->args[o->n_args++] = a;
             if (val) o->args[o->n_args++] = val;
-            if (strcmp(a, "--warmup") && strcmp(a, "--reps") && strcmp(a, "--seed")) o->have_shape = 1;
             continue;
         }
         int ok = 1;

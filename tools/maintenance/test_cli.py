@@ -233,7 +233,8 @@ class BenchLessonTest(unittest.TestCase):
         self.assertGreaterEqual(len(names), 9)
         for name in names:
             num = name[:2]
-            self.assertTrue(lessons.bench_shapes(lessons.descriptor(name)), f"{name}: no \"bench\" in lesson.json")
+            self.assertTrue(lessons.bench_shapes(lessons.descriptor(name)),
+                            f"{name}: its descriptor has no bench shape")
             path = os.path.join(ROOT, "tools", "bench", f"lesson_{num}.cu")
             self.assertTrue(os.path.isfile(path), f"{name}: no {os.path.relpath(path, ROOT)}")
             with open(path) as f:
