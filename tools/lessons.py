@@ -16,6 +16,13 @@ grader and the benchmark need to know about it:
                    that the lesson's general code calls first and serves itself when it answers
                    ATTN_ERR_NOT_IMPLEMENTED; such a file that does not compile is graded as its stand-in
                    (which answers just that) and costs no points
+    bench          the shapes ./course bench and build/bin/bench --lesson NN time the lesson on:
+                   {"SHAPE": {"OPTION": VALUE, ...}, ...}, each shape a name and a set of the benchmark's
+                   options (tools/bench/README.md) without their dashes, e.g.
+                   {"bar_64k": {"N": 65536, "H": 64, "G": 4, "D": 128, "causal": 1, "config": "mean,paper"}}
+                   becomes `--N 65536 --H 64 --G 4 --D 128 --causal 1 --config mean,paper`; options not
+                   given keep the benchmark's defaults. Values are whole numbers or words such as lists
+                   ("1024,2048"); the build compiles the shapes into the benchmark (bench_defaults.h)
 
 The descriptor is read from solutions/ when the tree has it, otherwise from lessons/, where the
 grader checks it against its SHA-256 in tests/lesson_manifest.json, like the lesson's header.
@@ -63,8 +70,35 @@ def descriptor(name, root=ROOT):
     if not (isinstance(d["optional"], list) and all(isinstance(f, str) and f.endswith((".c", ".cu"))
                                                      for f in d["optional"])):
         raise ValueError(f"{path}: optional must be a list of the lesson's .c/.cu file names")
+    d.setdefault("bench", {})
+    bench_shapes(d, path)  # raises on a malformed "bench"
     d["name"], d["num"] = name, name[:2]
     return d
+
+
+BENCH_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,-]*$")
+
+
+def bench_shapes(d, path="lesson.json"):
+    """[(shape name, [bench options])] of a descriptor's "bench" key: {"N": 8192} gives ["--N", "8192"].
+    Shapes by name and options by key, the order in which tools/bench/CMakeLists.txt (CMake's JSON
+    reader) writes them into the benchmark."""
+    shapes = d.get("bench", {})
+    if not isinstance(shapes, dict):
+        raise ValueError(f"{path}: bench must be an object of named shapes")
+    out = []
+    for name, options in sorted(shapes.items()):
+        if not BENCH_WORD.match(name) or not isinstance(options, dict):
+            raise ValueError(f"{path}: bench shape {name!r} must be a plain name with an object of options")
+        args = []
+        for key, value in sorted(options.items()):
+            text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+            if not re.match(r"^[A-Za-z][A-Za-z0-9-]*$", key) or text is None or not BENCH_WORD.match(text):
+                raise ValueError(f"{path}: bench shape {name}: option {key!r} = {value!r} is not a plain option and "
+                                 "value (a whole number or a word)")
+            args += [f"--{key}", text]
+        out.append((name, args))
+    return out
 
 
 def descriptors(root=ROOT):

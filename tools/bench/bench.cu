@@ -1,60 +1,35 @@
 /*
- * bench.cu - time the course's attention kernels over a sweep of shapes; print a table, write CSV.
+ * bench.cu - the course's one benchmark: the driver over the table of kernels (bench.h).
  *
- * For every combination of the listed sizes (the cartesian product of the lists) and every chosen
- * kernel, the program fills q, k and v with random data, times the kernel with attn_time (warm-up
- * runs, then an L2 flush before each timed run, the median of the timed runs) and reports the time,
- * TFLOP/s and GB/s, and both rates as fractions of the device's measured peaks:
- *   - memory bandwidth: a large device-to-device copy, counting bytes read + bytes written;
- *   - bf16 tensor throughput: an 8192 x 8192 x 8192 cuBLAS GEMM, bf16 in and out, fp32 accumulation.
- * It times; it does not check results (./course grade does).
+ * The table is filled by one file per lesson (lesson_NN.cu), baselines.cu (the frozen baselines) and
+ * peaks.cu (the device's copy bandwidth and bf16 GEMM peak); this file knows no lesson by name. It
+ * selects entries (--lesson, --kernel, --suite, --role), adds the baselines they are compared with,
+ * and for every combination of the listed sizes (the cartesian product of the lists) and of the
+ * parameters an entry is swept over (--window, --keep, --config) it
+ *   1. makes the entry's inputs (random, on the device; outputs poisoned),
+ *   2. runs it once and checks the outputs against the entry's reference ("check: ok / FAILED"),
+ *   3. times it with attn_time (warm-up runs, then an L2 flush before each timed run; the median),
+ * and prints a table row (ms, TFLOP/s, GB/s, fractions of the measured peaks, speed-up over its
+ * baseline timed on the same shape, the check) and a CSV row (--csv; tools/bench/plot.py draws it).
+ * Entries that sum others (BENCH_SUM) are added up per case; the course's bars are judged at the end.
  *
- * Kernels of the lessons (from the tree the program is linked against: solutions/ for build/bin/bench)
- *   naive_cuda_f32  lesson 01: naive_attention_cuda, fp32, the N x N scores in memory
- *   online_f32      lesson 02: fused attention with the online softmax, fp32, D = 64 or 128
- *   flash_bf16      lesson 03: flash attention on tensor cores, bf16, D = 64 or 128
- *   gqa_bf16        lesson 04: the query heads of a kv group share each K/V tile, bf16
- *   window_bf16     lesson 05: sliding-window attention (--window W, causal only), bf16; _w<W> suffix
- *   mask_bf16       lesson 06: token keep-mask kernel, hard mask keeping --keep percent of the keys
- *                   (uniform random retention, threshold 1 - keep/100); the name gets a _k<keep> suffix
- *   blocks_bf16     lesson 06: block-sparse kernel, every (query block, kv head) listing --keep percent
- *                   of the key blocks it may see (random, at least one); _k<keep> suffix
- * Frozen baselines (common/grading/baselines.h; in every build of this program)
- *   naive_f32              lesson 01's frozen naive kernel: fp32, the N x N scores in memory
- *   frozen_online_f32      lesson 02's frozen fused kernel, fp32, D = 64 or 128
- *   frozen_flash_bf16      lesson 03's frozen flash kernel, bf16 (G < H allowed), D = 64 or 128
- *   frozen_repeat_kv_bf16  lesson 04's baseline: K and V repeated to H heads, then the frozen flash kernel
- *
- * Which lessons are built in: the macros BENCH_L01 .. BENCH_L06 (tools/bench/CMakeLists.txt). The
- * learner's functions and the solutions' have the same names, so one program holds one tree; the
- * course builds build/bin/bench (every solution) and, on demand for ./course bench, one program per
- * lesson and tree (bench_NN_lessons, bench_NN_solutions) plus bench_frozen (the baselines only).
- *
- * Build and run (from the repository root)
- *   cmake -S . -B build && cmake --build build --target bench -j
- *   build/bin/bench --kernels flash_bf16 --N 1024,2048,4096,8192 --H 64 --G 64 --D 128 --causal 1 \
- *                   --csv figures/bench_h100.csv
- *   tools/bench/plot.py figures/bench_h100.csv --out figures/
- *   build/bin/bench --kernels gqa_bf16,mask_bf16,blocks_bf16 --keep 100,50,25,10,5 --N 8192 --H 64 --G 4 \
- *                   --csv figures/bench_sparsity_h100.csv && tools/bench/plot.py --vs-keep figures/bench_sparsity_h100.csv
- *   tools/bench/readme_figures.sh h200     every figure and CSV of the README, named *_h200
- * `build/bin/bench --help` lists every option.
+ * Shapes: with --lesson (or --kernel), each lesson runs on its bench shapes, the "bench" key of its
+ * descriptor (lesson.json), compiled in by CMake as bench_defaults.h; --suite runs on the suite's
+ * options; the command line's options come after either and override them. Lessons whose options end
+ * up the same run together (lessons 07-09: their sums span lessons).
  *
  * What the rates mean
- *   tflops = attn_flops(shape) / time: 4 * D FLOPs per VISIBLE (query, key) pair, so a causal run is
+ *   tflops = the entry's FLOPs / time: 4 D per VISIBLE (query head, key) pair, so a causal run is
  *            credited with about half the work of a full one, whatever the kernel computes and masks;
- *            window, mask and block kernels with the pairs their window, kept keys or listed blocks
- *            leave visible.
- *   gbs    = the bytes no kernel can avoid (q, k, v read once, o written once, lse written once by
- *            the kernels that write it, in the kernel's element size) / time. The naive kernels' round
- *            trips of the N x N scores through memory and the repeated K/V of frozen_repeat_kv_bf16 are
- *            not counted, on purpose: the figure says how far a kernel is from the floor, not how busy
- *            it kept the memory.
+ *            window, mask, block and NSA kernels with the pairs their window, kept keys or lists leave
+ *   gbs    = the bytes no kernel can avoid (inputs read once, outputs written once) / time
  *
- * Exit status: 0 on success, 1 when an operation fails (the error is printed), 2 on a usage error,
- * 77 when there is no usable CUDA device (nothing was measured).
+ * Build and run: tools/bench/README.md. `build/bin/bench --help` lists every option; `--list` the
+ * table (no GPU needed), `--dry-run` what a command would time (no GPU needed).
+ *
+ * Exit status: 0 on success, 1 when an entry failed or its check did (the reason is printed), 2 on a
+ * usage error, 77 when there is no usable CUDA device (nothing was measured).
  */
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -62,432 +37,231 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn.h"
-#include "attn_gpu.h"
-#include "baselines.h"
-#include "bench_csv.h"
-#ifdef BENCH_L01
-#include "naive_attention.h"
-#endif
-#ifdef BENCH_L02
-#include "online_softmax.h"
-#endif
-#ifdef BENCH_L03
-#include "flash_attention.h"
-#endif
-#ifdef BENCH_L04
-#include "gqa_attention.h"
-#endif
-#ifdef BENCH_L05
-#include "sliding_window.h"
-#endif
-#ifdef BENCH_L06
-#include "sparsity.h"
-#include "timing.h"
-#include "oracle_nsa.h"
-#include "random.h"
-#endif
+#include "bench.h"
 
 #define BENCH_NO_GPU 77
 
-/* ---------------------------------------------------------------- kernels */
+/* ---------------------------------------------------------------- the table */
 
-typedef enum {
-    K_NAIVE_F32, K_FROZEN_ONLINE_F32, K_FROZEN_FLASH_BF16, K_FROZEN_REPEAT_KV_BF16,
-    K_NAIVE_CUDA_F32, K_ONLINE_F32, K_FLASH_BF16, K_GQA_BF16, K_WINDOW_BF16, K_MASK_BF16, K_BLOCKS_BF16, KERNEL_COUNT
-} kernel_id;
+#define MAX_REGISTERED 64
+#define MAX_ENTRIES 256
+#define MAX_SUITES 16
 
-typedef struct {
-    const char *name;
-    size_t elem_bytes; /* size of one element of q, k, v and o */
-    int writes_lse;
-    int lesson;        /* the lesson whose tree provides it; 0: a frozen baseline (always built in) */
-} kernel_info;
+static struct {
+    int lesson;
+    bench_lesson_fn fn;
+} g_registry[MAX_REGISTERED];
+static int g_registered, g_registry_overflow;
 
-static const kernel_info kKernels[KERNEL_COUNT] = {
-    {"naive_f32", sizeof(float), 0, 0},
-    {"frozen_online_f32", sizeof(float), 1, 0},
-    {"frozen_flash_bf16", sizeof(uint16_t), 1, 0},
-    {"frozen_repeat_kv_bf16", sizeof(uint16_t), 1, 0},
-    {"naive_cuda_f32", sizeof(float), 0, 1},
-    {"online_f32", sizeof(float), 1, 2},
-    {"flash_bf16", sizeof(uint16_t), 1, 3},
-    {"gqa_bf16", sizeof(uint16_t), 1, 4},
-    {"window_bf16", sizeof(uint16_t), 1, 5},
-    {"mask_bf16", sizeof(uint16_t), 1, 6},
-    {"blocks_bf16", sizeof(uint16_t), 1, 6},
+/* Runs before main (static initialisers of the lesson files): only fills the array. */
+int bench_register_lesson(int lesson, bench_lesson_fn fn)
+{
+    if (g_registered == MAX_REGISTERED) {
+        g_registry_overflow = 1;
+        return 0;
+    }
+    g_registry[g_registered].lesson = lesson;
+    g_registry[g_registered].fn = fn;
+    return ++g_registered;
+}
+
+struct bench_table {
+    bench_entry entries[MAX_ENTRIES];
+    int n;
+    bench_suite suites[MAX_SUITES];
+    int n_suites;
+    int lesson;  /* of the file being registered */
+    int overflow;
+    bench_entry scratch;
 };
 
-/* Whether this build of the program holds lesson `lesson`'s kernels (0: the frozen baselines). */
-static int lesson_built(int lesson)
+bench_entry *bench_add(bench_table *t, const char *name, bench_role role, const char *computes)
 {
-    switch (lesson) {
-    case 0: return 1;
-#ifdef BENCH_L01
-    case 1: return 1;
-#endif
-#ifdef BENCH_L02
-    case 2: return 1;
-#endif
-#ifdef BENCH_L03
-    case 3: return 1;
-#endif
-#ifdef BENCH_L04
-    case 4: return 1;
-#endif
-#ifdef BENCH_L05
-    case 5: return 1;
-#endif
-#ifdef BENCH_L06
-    case 6: return 1;
-#endif
-    default: return 0;
+    bench_entry *e = &t->scratch;
+    if (t->n < MAX_ENTRIES) e = &t->entries[t->n++];
+    else t->overflow = 1;
+    memset(e, 0, sizeof *e);
+    e->name = name;
+    e->lesson = t->lesson;
+    e->role = role;
+    e->computes = computes;
+    return e;
+}
+
+void bench_add_suite(bench_table *t, const char *name, const char *description, const char *options)
+{
+    if (t->n_suites == MAX_SUITES) {
+        t->overflow = 1;
+        return;
     }
+    bench_suite *s = &t->suites[t->n_suites++];
+    s->name = name;
+    s->description = description;
+    s->options = options;
 }
 
-/* "a, b, c": the kernels built into this program. */
-static const char *built_kernel_names(void)
+/* Every registered file's entries, in lesson order (files of one lesson in the order they registered). */
+static int build_table(bench_table *t)
 {
-    static char buf[512];
-    buf[0] = '\0';
-    for (int k = 0; k < KERNEL_COUNT; ++k)
-        if (lesson_built(kKernels[k].lesson))
-            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", buf[0] ? ", " : "", kKernels[k].name);
-    return buf;
-}
-
-/* Kernels timed once per --keep value. */
-static int uses_keep(kernel_id kernel) { return kernel == K_MASK_BF16 || kernel == K_BLOCKS_BF16; }
-
-static int is_naive(kernel_id kernel) { return kernel == K_NAIVE_F32 || kernel == K_NAIVE_CUDA_F32; }
-
-static int kernel_supports_d(kernel_id kernel, int D)
-{
-    if (is_naive(kernel)) return D >= 1 && D <= ATTN_MAX_D;
-    return D == 64 || D == 128;
-}
-
-/* Everything one timed launch needs; attn_time calls launch() with it. */
-typedef struct {
-    kernel_id kernel;
-    attn_shape shape;
-    void *q, *k, *v, *o; /* float or bf16 (uint16_t), as the kernel wants */
-    float *lse;          /* NULL for kernels that do not write it */
-    void *workspace;     /* naive kernels: the B*H*M*N scores; frozen_repeat_kv_bf16: k and v repeated */
-    int window;          /* window_bf16 only: keys t - w + 1 .. t */
-    float *retention;    /* mask_bf16 only: [B, N, G] */
-    float threshold;     /* mask_bf16 only */
-    int32_t *lists;      /* blocks_bf16 only: [B, QB, G, T] */
-    int T;
-} bench_run;
-
-/* frozen_repeat_kv_bf16: repeat k and v to H heads in the workspace, then frozen flash with G = H. */
-static int launch_repeat_kv(const bench_run *r, cudaStream_t stream)
-{
-    attn_shape mha = r->shape;
-    mha.G = mha.H;
-    uint16_t *k_rep = (uint16_t *)r->workspace, *v_rep = k_rep + attn_kv_elems(&mha);
-    int st = attn_baseline_repeat_kv_bf16(&r->shape, (const uint16_t *)r->k, k_rep, stream);
-    if (!st) st = attn_baseline_repeat_kv_bf16(&r->shape, (const uint16_t *)r->v, v_rep, stream);
-    if (!st) st = attn_baseline_flash_bf16(&mha, (const uint16_t *)r->q, k_rep, v_rep, (uint16_t *)r->o, r->lse, stream);
-    return st;
-}
-
-static int launch(void *ctx, cudaStream_t stream)
-{
-    const bench_run *r = (const bench_run *)ctx;
-    switch (r->kernel) {
-    case K_NAIVE_F32:
-        return attn_baseline_naive_f32(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
-                                       (float *)r->o, (float *)r->workspace, stream);
-    case K_FROZEN_ONLINE_F32:
-        return attn_baseline_online_f32(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
-                                        (float *)r->o, r->lse, stream);
-    case K_FROZEN_FLASH_BF16:
-        return attn_baseline_flash_bf16(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
-                                        (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
-    case K_FROZEN_REPEAT_KV_BF16:
-        return launch_repeat_kv(r, stream);
-#ifdef BENCH_L01
-    case K_NAIVE_CUDA_F32:
-        return naive_attention_cuda(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
-                                    (float *)r->o, (float *)r->workspace, stream);
-#endif
-#ifdef BENCH_L02
-    case K_ONLINE_F32:
-        return online_attention_cuda(&r->shape, (const float *)r->q, (const float *)r->k, (const float *)r->v,
-                                     (float *)r->o, r->lse, stream);
-#endif
-#ifdef BENCH_L03
-    case K_FLASH_BF16:
-        return flash_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
-                                    (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
-#endif
-#ifdef BENCH_L04
-    case K_GQA_BF16:
-        return gqa_attention_cuda(&r->shape, (const uint16_t *)r->q, (const uint16_t *)r->k,
-                                  (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
-#endif
-#ifdef BENCH_L05
-    case K_WINDOW_BF16:
-        return window_attention_cuda(&r->shape, r->window, (const uint16_t *)r->q, (const uint16_t *)r->k,
-                                     (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
-#endif
-#ifdef BENCH_L06
-    case K_MASK_BF16:
-        return masked_attention_cuda(&r->shape, KEEP_HARD, r->threshold, r->retention, (const uint16_t *)r->q,
-                                     (const uint16_t *)r->k, (const uint16_t *)r->v, (uint16_t *)r->o, r->lse,
-                                     stream);
-    case K_BLOCKS_BF16:
-        return block_sparse_attention_cuda(&r->shape, r->lists, r->T, (const uint16_t *)r->q, (const uint16_t *)r->k,
-                                           (const uint16_t *)r->v, (uint16_t *)r->o, r->lse, stream);
-#endif
-    default:
-        return attn_fail(ATTN_ERR_BAD_ARGUMENT, "kernel %s is not built into this program", kKernels[r->kernel].name);
+    memset(t, 0, sizeof *t);
+    for (int i = 1; i < g_registered; ++i) /* insertion sort: stable, and a few dozen files at most */
+        for (int j = i; j > 0 && g_registry[j - 1].lesson > g_registry[j].lesson; --j) {
+            const int l = g_registry[j].lesson;
+            const bench_lesson_fn f = g_registry[j].fn;
+            g_registry[j] = g_registry[j - 1];
+            g_registry[j - 1].lesson = l;
+            g_registry[j - 1].fn = f;
+        }
+    for (int i = 0; i < g_registered; ++i) {
+        t->lesson = g_registry[i].lesson;
+        g_registry[i].fn(t);
     }
+    if (g_registry_overflow || t->overflow) {
+        fprintf(stderr, "bench: the table is full (at most %d files, %d entries, %d suites): raise the limits in "
+                        "tools/bench/bench.cu\n", MAX_REGISTERED, MAX_ENTRIES, MAX_SUITES);
+        return 0;
+    }
+    for (int i = 0; i < t->n; ++i) {
+        const bench_entry *e = &t->entries[i];
+        for (int j = 0; j < i; ++j)
+            if (!strcmp(t->entries[j].name, e->name)) {
+                fprintf(stderr, "bench: two entries are named %s (lessons %02d and %02d)\n", e->name,
+                        t->entries[j].lesson, e->lesson);
+                return 0;
+            }
+        const int timed = e->role != BENCH_SUM;
+        if (!e->name || !e->computes || (timed && (!e->setup || !e->launch || !e->teardown)) ||
+            (!timed && !e->parts[0])) {
+            fprintf(stderr, "bench: entry %s of lesson %02d is incomplete (a name, what it computes, and setup, "
+                            "launch and teardown, or parts for a sum)\n", e->name ? e->name : "(unnamed)", e->lesson);
+            return 0;
+        }
+    }
+    return 1;
 }
 
-/* Bytes of device workspace a kernel needs besides q, k, v, o and lse. */
-static size_t workspace_bytes(kernel_id kid, const attn_shape *sh)
+static const bench_entry *find_entry(const bench_table *t, const char *name)
 {
-    if (kid == K_NAIVE_F32) return attn_baseline_naive_workspace_bytes(sh);
-#ifdef BENCH_L01
-    if (kid == K_NAIVE_CUDA_F32) return naive_attention_workspace_bytes(sh);
-#endif
-    if (kid == K_FROZEN_REPEAT_KV_BF16) {
-        attn_shape mha = *sh;
-        mha.G = mha.H;
-        return 2 * attn_kv_elems(&mha) * sizeof(uint16_t);
+    for (int i = 0; i < t->n; ++i)
+        if (!strcmp(t->entries[i].name, name)) return &t->entries[i];
+    return NULL;
+}
+
+static const char *const kRoleNames[BENCH_ROLE_COUNT] = {"solution", "baseline", "floor", "sum", "peak"};
+
+static int in_suite(const bench_entry *e, const char *suite)
+{
+    if (!e->suites) return 0;
+    const size_t n = strlen(suite);
+    for (const char *p = e->suites; *p;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, suite, n)) return 1;
+        p += len + (end ? 1 : 0);
     }
     return 0;
 }
 
-/* ---------------------------------------------------------------- random inputs */
-
-/* Generating 1.6 billion normal numbers on the CPU (q, k and v at N = 64k, H = 64, D = 128) would take
- * longer than timing the kernel. So each tensor is filled from a pool of POOL_ELEMS random values,
- * repeated as often as needed. The values still vary row by row (attn_fill_random gives every row
- * of D values its own scale), and no kernel's speed depends on data repeating every 4M elements. */
-#define POOL_ELEMS ((size_t)1 << 22)
+/* ---------------------------------------------------------------- the lessons' bench shapes */
 
 typedef struct {
-    int D;              /* rows of D values; 0: not made yet */
-    float *f32[3];      /* pools for q, k, v */
-    uint16_t *bf16[3];  /* the same values rounded to bf16 */
-} input_pool;
+    int lesson;
+    const char *name;
+    const char *options;
+} bench_default;
 
-static void pool_free(input_pool *p)
-{
-    for (int t = 0; t < 3; ++t) {
-        free(p->f32[t]);
-        free(p->bf16[t]);
-        p->f32[t] = NULL;
-        p->bf16[t] = NULL;
-    }
-    p->D = 0;
-}
-
-static int pool_make(input_pool *p, int D, uint64_t seed)
-{
-    attn_rng rng;
-    attn_rng_seed(&rng, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)D)); /* different data per D */
-    for (int t = 0; t < 3; ++t) {
-        p->f32[t] = attn_alloc_f32(POOL_ELEMS);
-        p->bf16[t] = attn_alloc_bf16(POOL_ELEMS);
-        if (!p->f32[t] || !p->bf16[t]) {
-            pool_free(p);
-            return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the random input pools");
-        }
-        attn_fill_random(p->f32[t], POOL_ELEMS, (size_t)D, 1.0f, &rng);
-        attn_f32_to_bf16_array(p->f32[t], p->bf16[t], POOL_ELEMS);
-    }
-    p->D = D;
-    return ATTN_OK;
-}
-
-/* Fill `elems` device elements with the pool: one upload, then copies that double the filled
- * prefix (device-to-device copies run at memory speed, uploads at PCIe speed). */
-static int fill_device(void *dst, size_t elems, size_t elem_bytes, const void *pool)
-{
-    const size_t total = elems * elem_bytes;
-    size_t done = (elems < POOL_ELEMS ? elems : POOL_ELEMS) * elem_bytes;
-    int st = attn_h2d(dst, pool, done);
-    while (!st && done < total) {
-        size_t n = total - done < done ? total - done : done;
-        st = attn_cuda_status(cudaMemcpy((char *)dst + done, dst, n, cudaMemcpyDeviceToDevice),
-                              "cudaMemcpy (tiling the inputs)");
-        done += n;
-    }
-    return st;
-}
-
-/* ---------------------------------------------------------------- device peaks */
-
-typedef struct {
-    int measured;
-    double tflops; /* bf16 tensor-core GEMM, TFLOP/s */
-    double gbs;    /* device-to-device copy, bytes read + written, GB/s */
-} device_peaks;
-
-typedef struct {
-    void *dst;
-    const void *src;
-    size_t bytes;
-} copy_run;
-
-static int launch_copy(void *ctx, cudaStream_t stream)
-{
-    const copy_run *c = (const copy_run *)ctx;
-    return attn_cuda_status(cudaMemcpyAsync(c->dst, c->src, c->bytes, cudaMemcpyDeviceToDevice, stream),
-                            "cudaMemcpyAsync (bandwidth peak)");
-}
-
-static int cublas_status(cublasStatus_t s, const char *where)
-{
-    if (s == CUBLAS_STATUS_SUCCESS) return ATTN_OK;
-    return attn_fail(ATTN_ERR_CUDA, "%s: %s", where, cublasGetStatusString(s));
-}
-
-typedef struct {
-    cublasHandle_t handle;
-    int n;
-    const uint16_t *a, *b;
-    uint16_t *c;
-} gemm_run;
-
-static int launch_gemm(void *ctx, cudaStream_t stream)
-{
-    const gemm_run *g = (const gemm_run *)ctx;
-    const float alpha = 1.0f, beta = 0.0f; /* fp32 scalars: the compute type is CUBLAS_COMPUTE_32F */
-    int st = cublas_status(cublasSetStream(g->handle, stream), "cublasSetStream");
-    if (st) return st;
-    return cublas_status(cublasGemmEx(g->handle, CUBLAS_OP_N, CUBLAS_OP_N, g->n, g->n, g->n, &alpha, g->a,
-                                      CUDA_R_16BF, g->n, g->b, CUDA_R_16BF, g->n, &beta, g->c, CUDA_R_16BF, g->n,
-                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                         "cublasGemmEx (bf16 peak)");
-}
-
-/* Both peaks are timed with attn_time, like the kernels: the same events, the same L2 flush
- * (which changes nothing here: the copy and the GEMM's operands are far larger than L2). */
-static int measure_peaks(device_peaks *pk, uint64_t seed)
-{
-    const int warmup = 3, reps = 10;
-    attn_timing t;
-    size_t free_b = 0, total_b = 0;
-    int st = attn_cuda_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
-    if (st) return st;
-
-    /* Bandwidth: 2 GiB copied (4 GiB moved), less on a small device; far larger than L2. */
-    copy_run copy = {NULL, NULL, (size_t)2 << 30};
-    while (copy.bytes > ((size_t)64 << 20) && 4 * copy.bytes > free_b) copy.bytes /= 2;
-    void *src = NULL;
-    st = attn_dalloc(&src, copy.bytes);
-    if (!st) st = attn_dalloc(&copy.dst, copy.bytes);
-    copy.src = src;
-    if (!st) st = attn_time(launch_copy, &copy, warmup, reps, &t);
-    if (!st) {
-        pk->gbs = 2.0 * (double)copy.bytes / (t.median_ms * 1e-3) / 1e9;
-        fprintf(stderr, "peak memory bandwidth: %.1f GB/s (device-to-device copy of %.2f GiB, bytes read + "
-                        "written, median of %d)\n",
-                pk->gbs, copy.bytes / (double)(1 << 30), reps);
-    }
-    attn_dfree(src);
-    attn_dfree(copy.dst);
-    if (st) return st;
-
-    /* Tensor throughput: random operands (zeros would flatter the GEMM: less switching, less power). */
-    gemm_run gemm;
-    memset(&gemm, 0, sizeof gemm);
-    gemm.n = 8192;
-    const size_t elems = (size_t)gemm.n * gemm.n;
-    input_pool pool;
-    memset(&pool, 0, sizeof pool);
-    void *a = NULL, *b = NULL, *c = NULL;
-    st = pool_make(&pool, gemm.n, seed);
-    if (!st) st = attn_dalloc(&a, elems * sizeof(uint16_t));
-    if (!st) st = attn_dalloc(&b, elems * sizeof(uint16_t));
-    if (!st) st = attn_dalloc(&c, elems * sizeof(uint16_t));
-    if (!st) st = fill_device(a, elems, sizeof(uint16_t), pool.bf16[0]);
-    if (!st) st = fill_device(b, elems, sizeof(uint16_t), pool.bf16[1]);
-    if (!st) st = cublas_status(cublasCreate(&gemm.handle), "cublasCreate");
-    gemm.a = (const uint16_t *)a;
-    gemm.b = (const uint16_t *)b;
-    gemm.c = (uint16_t *)c;
-    if (!st) st = attn_time(launch_gemm, &gemm, warmup, reps, &t);
-    if (!st) {
-        pk->tflops = 2.0 * (double)gemm.n * gemm.n * gemm.n / (t.median_ms * 1e-3) / 1e12;
-        fprintf(stderr, "peak bf16 tensor throughput: %.1f TFLOP/s (cublasGemmEx %d x %d x %d, bf16 in and out, "
-                        "fp32 accumulation, median of %d)\n",
-                pk->tflops, gemm.n, gemm.n, gemm.n, reps);
-    }
-    if (gemm.handle) cublasDestroy(gemm.handle);
-    attn_dfree(a);
-    attn_dfree(b);
-    attn_dfree(c);
-    pool_free(&pool);
-    if (!st) pk->measured = 1;
-    return st;
-}
+/* kBenchDefaults[]: {lesson, shape name, options} per shape of each descriptor's "bench" key, ended by
+ * {0, NULL, NULL}; written by tools/bench/CMakeLists.txt */
+#include "bench_defaults.h"
 
 /* ---------------------------------------------------------------- options */
 
 #define MAX_LIST 64
+#define MAX_ARGS 64
 
 typedef struct {
     int n;
     int v[MAX_LIST];
 } int_list;
 
+/* The NSA configurations --config names (n = 16 selected blocks and shared lists in both). */
+static const struct {
+    const char *name;
+    attn_nsa_params (*params)(void);
+} kConfigs[] = {
+    {"mean", attn_nsa_mean_pool},       /* l = d = l' = 64: what flash-linear-attention's Triton NSA computes */
+    {"paper", attn_nsa_paper_defaults}, /* l = 32, d = 16, l' = 64 */
+};
+#define CONFIG_COUNT ((int)(sizeof kConfigs / sizeof kConfigs[0]))
+
+/* What the cases of one run are made of. */
 typedef struct {
-    int n_kernels;
-    kernel_id kernels[KERNEL_COUNT];
     int_list B, M, N, H, G, D, causal; /* M: 0 stands for "M = N" */
+    int_list window, keep, configs;    /* configs: indices into kConfigs */
+    int local;
     int warmup, reps;
+    uint64_t seed;
+} run_options;
+
+/* The command line besides the run options, which are kept as given (args) to be applied over each
+ * run's defaults. */
+typedef struct {
+    const char *args[MAX_ARGS];
+    int n_args;
+    int_list lessons;
+    const char *kernels[MAX_ENTRIES];
+    int n_kernels;
+    const char *suite;
+    unsigned roles; /* bit per bench_role */
     const char *csv_path;
     int peaks;
-    uint64_t seed;
-    int window; /* window_bf16: keys t - w + 1 .. t */
-    int_list keep; /* mask_bf16, blocks_bf16: percent of keys / key blocks kept */
-    const char *tag;     /* --tag: kernel names become "<tag>:<name>" */
-    double peak_tflops;  /* --peak-tflops / --peak-gbs: given peaks (not measured); 0: not given */
-    double peak_gbs;
-    int keep_going;      /* --keep-going: a kernel that fails is reported and the sweep goes on */
-} options;
+    double peak_tflops, peak_gbs;
+    int keep_going, check, list, dry_run;
+} cli_options;
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: bench [options]\n"
-            "Time attention kernels over the cartesian product of the listed sizes; print a table, write CSV.\n"
-            "  --window W       window of window_bf16 (default 512)\n"
-            "  --keep LIST      percent of keys (mask_bf16) or key blocks (blocks_bf16) kept, 1..100 (default 10)\n"
-            "  --kernels LIST   kernels to time (default flash_bf16 when held); this program holds:\n"
-            "                   %s\n"
-            "  --N LIST         keys per sequence (default 1024,2048,4096)\n"
-            "  --M LIST         queries, the last M positions; N means M = N (default N; 1 for decoding)\n"
-            "  --B LIST         batch (default 1)\n"
-            "  --H LIST         query heads (default 64)\n"
-            "  --G LIST         key/value heads, H %% G == 0 (default 64)\n"
-            "  --D LIST         head dimension (default 128)\n"
-            "  --causal LIST    0 or 1 (default 1)\n"
+            "Time the course's kernels (the table: --list) over the listed sizes; print a table, write CSV.\n"
+            "Selection (default: every lesson on its bench shapes):\n"
+            "  --lesson LIST    lessons, e.g. 07 or 5,7,8,9: their entries and the baselines they name, on each\n"
+            "                   lesson's bench shapes (its lesson.json's \"bench\") unless options below override\n"
+            "  --kernel LIST    entries by name, whatever --role says (their lessons' bench shapes, unless\n"
+            "                   overridden)\n"
+            "  --suite NAME     the entries of a suite, on the suite's options (--list shows them)\n"
+            "  --role LIST      solution, baseline, floor, sum (default: all): what --lesson and --suite select\n"
+            "                   and which baselines join (--role solution: none)\n"
+            "Sizes and parameters (LIST: comma-separated, swept as a cartesian product):\n"
+            "  --N LIST         keys per sequence            --M LIST    queries, the last M positions; N: M = N\n"
+            "  --B LIST         batch                        --H LIST    query heads\n"
+            "  --G LIST         key/value heads, H %% G == 0  --D LIST    head dimension\n"
+            "  --causal LIST    0 or 1\n"
+            "  --window LIST    sliding windows (window entries)\n"
+            "  --keep LIST      percent of keys / key blocks kept, 1..100 (lesson 06's entries)\n"
+            "  --config LIST    NSA configurations: mean (l = d = l' = 64), paper (l = 32, d = 16, l' = 64)\n"
+            "  --local-queries  the queries of each window of 64 positions share most of their direction, so\n"
+            "                   neighbours select mostly the same blocks (configurations named mean-local, ...)\n"
             "  --warmup K       untimed runs before timing (default 3)\n"
-            "  --reps K         timed runs; the median is reported (default 10)\n"
-            "  --csv FILE       write the results as CSV (default: table only)\n"
+            "  --reps K         timed runs, each after an L2 flush; the median is reported (default 10)\n"
             "  --seed S         seed of the random inputs (default 1)\n"
-            "  --no-peaks       skip measuring the device's bandwidth and bf16 GEMM peaks\n"
-            "  --peak-tflops X  with --peak-gbs Y: use these peaks (e.g. from an earlier run's CSV), measure nothing\n"
+            "  Without a lesson's shapes: N 1024,2048,4096, M N, B 1, H 64, G 64, D 128, causal 1, window 512,\n"
+            "  keep 10, config mean,paper.\n"
+            "Output and checks:\n"
+            "  --csv FILE       write the rows as CSV\n"
+            "  --no-peaks       do not measure the device's peaks (the %% columns stay empty)\n"
+            "  --peak-tflops X  with --peak-gbs Y: use these peaks (e.g. an earlier run's CSV), measure nothing\n"
             "  --peak-gbs Y\n"
-            "  --tag TEXT       name the kernels TEXT:<kernel> in the table and CSV (e.g. yours, solution)\n"
-            "  --keep-going     a kernel that fails is reported and skipped; the rest still run (exit 1 at the end)\n"
-            "  --list           print the kernels this program holds, one a line, and exit\n"
-            "LIST is comma-separated, e.g. --N 1024,2048,4096. Combinations with H %% G != 0, M > N or a D\n"
-            "that a kernel does not support are skipped with a note on stderr.\n"
-            "Exit status: 0 ok, 1 an operation failed, 2 usage error, 77 no usable CUDA device.\n",
-            built_kernel_names());
+            "  --no-check       time only: skip the check of each output against its reference\n"
+            "  --keep-going     an entry that fails is reported and skipped; the rest still run (exit 1 at the end)\n"
+            "  --list           print the table (lesson, name, role, baseline, suites, parameters, what it\n"
+            "                   computes; tab-separated) and the suites, and exit (no GPU needed)\n"
+            "  --dry-run        print what would be timed, time nothing (no GPU needed)\n"
+            "Exit status: 0 ok, 1 an entry or its check failed, 2 usage error, 77 no usable CUDA device.\n");
 }
 
 /* "1024,2048" -> {1024, 2048}. With allow_n, the word N stands for 0 (M = N). */
-static int parse_list(const char *opt, const char *text, int_list *out, int min_value, int allow_n)
+static int parse_list(const char *opt, const char *text, int_list *out, int min_value, int max_value, int allow_n)
 {
     out->n = 0;
     const char *p = text;
@@ -503,9 +277,9 @@ static int parse_list(const char *opt, const char *text, int_list *out, int min_
             end = (char *)p + 1;
         } else {
             value = strtol(p, &end, 10);
-            if (end == p || (*end != ',' && *end != '\0') || value < min_value || value > (1L << 30)) {
-                fprintf(stderr, "bench: %s: bad value in \"%s\" (integers >= %d, comma-separated)\n", opt, text,
-                        min_value);
+            if (end == p || (*end != ',' && *end != '\0') || value < min_value || value > max_value) {
+                fprintf(stderr, "bench: %s: bad value in \"%s\" (integers %d .. %d, comma-separated)\n", opt, text,
+                        min_value, max_value);
                 return 0;
             }
         }
@@ -519,129 +293,198 @@ static int parse_list(const char *opt, const char *text, int_list *out, int min_
     return 1;
 }
 
-static int parse_kernels(const char *text, options *o)
+static int parse_configs(const char *text, int_list *out)
 {
-    o->n_kernels = 0;
+    out->n = 0;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", text);
     for (char *name = strtok(buf, ","); name; name = strtok(NULL, ",")) {
         int found = -1;
-        for (int k = 0; k < KERNEL_COUNT; ++k)
-            if (strcmp(name, kKernels[k].name) == 0) found = k;
+        for (int c = 0; c < CONFIG_COUNT; ++c)
+            if (!strcmp(name, kConfigs[c].name)) found = c;
         if (found < 0) {
-            fprintf(stderr, "bench: unknown kernel \"%s\" (this program holds: %s)\n", name, built_kernel_names());
-            return 0;
-        }
-        if (!lesson_built(kKernels[found].lesson)) {
-            fprintf(stderr, "bench: kernel %s (lesson %02d) is not built into this program (it holds: %s)\n", name,
-                    kKernels[found].lesson, built_kernel_names());
+            fprintf(stderr, "bench: --config: unknown configuration \"%s\" (mean, paper)\n", name);
             return 0;
         }
         int dup = 0;
-        for (int i = 0; i < o->n_kernels; ++i) dup |= o->kernels[i] == (kernel_id)found;
-        if (!dup) o->kernels[o->n_kernels++] = (kernel_id)found;
+        for (int i = 0; i < out->n; ++i) dup |= out->v[i] == found;
+        if (!dup) out->v[out->n++] = found;
     }
-    if (o->n_kernels == 0) {
-        fprintf(stderr, "bench: --kernels: empty list\n");
+    if (out->n == 0) {
+        fprintf(stderr, "bench: --config: empty list\n");
         return 0;
     }
     return 1;
 }
 
-/* Returns 1 to run, 0 after --help, -1 on a usage error (already printed). */
-static int parse_args(int argc, char **argv, options *o)
+static void default_run_options(run_options *r)
 {
-    memset(o, 0, sizeof *o); /* no --kernels: flash_bf16, or the first kernel of a lesson this program holds */
-    parse_list("--N", "1024,2048,4096", &o->N, 1, 0);
-    parse_list("--M", "N", &o->M, 1, 1);
-    parse_list("--B", "1", &o->B, 1, 0);
-    parse_list("--H", "64", &o->H, 1, 0);
-    parse_list("--G", "64", &o->G, 1, 0);
-    parse_list("--D", "128", &o->D, 1, 0);
-    parse_list("--causal", "1", &o->causal, 0, 0);
-    o->warmup = 3;
-    o->reps = 10;
-    o->peaks = 1;
-    o->seed = 1;
-    o->window = 512;
-    parse_list("--keep", "10", &o->keep, 1, 0);
+    memset(r, 0, sizeof *r);
+    parse_list("--N", "1024,2048,4096", &r->N, 1, 1 << 24, 0);
+    parse_list("--M", "N", &r->M, 1, 1 << 24, 1);
+    parse_list("--B", "1", &r->B, 1, 1 << 16, 0);
+    parse_list("--H", "64", &r->H, 1, 1 << 12, 0);
+    parse_list("--G", "64", &r->G, 1, 1 << 12, 0);
+    parse_list("--D", "128", &r->D, 1, ATTN_MAX_D, 0);
+    parse_list("--causal", "1", &r->causal, 0, 1, 0);
+    parse_list("--window", "512", &r->window, 1, 1 << 24, 0);
+    parse_list("--keep", "10", &r->keep, 1, 100, 0);
+    parse_configs("mean,paper", &r->configs);
+    r->warmup = 3;
+    r->reps = 10;
+    r->seed = 1;
+}
 
+static int takes_value(const char *a)
+{
+    static const char *const with_value[] = {"--B", "--M", "--N", "--H", "--G", "--D", "--causal", "--window",
+                                             "--keep", "--config", "--warmup", "--reps", "--seed", "--lesson",
+                                             "--kernel", "--suite", "--role", "--csv", "--peak-tflops", "--peak-gbs"};
+    for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; ++i)
+        if (!strcmp(a, with_value[i])) return 1;
+    return 0;
+}
+
+/* Apply one run option (val NULL for a flag). 1: applied, 0: bad value (printed), -1: not a run option. */
+static int apply_run_option(run_options *r, const char *a, const char *val)
+{
+    if (!strcmp(a, "--local-queries")) return r->local = 1, 1;
+    if (!strcmp(a, "--N")) return parse_list(a, val, &r->N, 1, 1 << 24, 0);
+    if (!strcmp(a, "--M")) return parse_list(a, val, &r->M, 1, 1 << 24, 1);
+    if (!strcmp(a, "--B")) return parse_list(a, val, &r->B, 1, 1 << 16, 0);
+    if (!strcmp(a, "--H")) return parse_list(a, val, &r->H, 1, 1 << 12, 0);
+    if (!strcmp(a, "--G")) return parse_list(a, val, &r->G, 1, 1 << 12, 0);
+    if (!strcmp(a, "--D")) return parse_list(a, val, &r->D, 1, ATTN_MAX_D, 0);
+    if (!strcmp(a, "--causal")) return parse_list(a, val, &r->causal, 0, 1, 0);
+    if (!strcmp(a, "--window")) return parse_list(a, val, &r->window, 1, 1 << 24, 0);
+    if (!strcmp(a, "--keep")) return parse_list(a, val, &r->keep, 1, 100, 0);
+    if (!strcmp(a, "--config")) return parse_configs(val, &r->configs);
+    if (!strcmp(a, "--warmup") || !strcmp(a, "--reps")) {
+        char *end = NULL;
+        const long k = strtol(val, &end, 10);
+        const int is_reps = a[2] == 'r';
+        if (end == val || *end != '\0' || k < (is_reps ? 1 : 0) || k > 100000) {
+            fprintf(stderr, "bench: %s: bad value \"%s\"\n", a, val);
+            return 0;
+        }
+        *(is_reps ? &r->reps : &r->warmup) = (int)k;
+        return 1;
+    }
+    if (!strcmp(a, "--seed")) {
+        char *end = NULL;
+        r->seed = strtoull(val, &end, 0);
+        if (end == val || *end != '\0') {
+            fprintf(stderr, "bench: --seed: bad value \"%s\"\n", val);
+            return 0;
+        }
+        return 1;
+    }
+    return -1;
+}
+
+/* Apply an options text ("--N 8192 --H 64"), as written in a descriptor or a suite. */
+static int apply_options_text(run_options *r, const char *text, const char *where)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", text);
+    char *tokens[MAX_ARGS];
+    int n = 0;
+    for (char *tok = strtok(buf, " "); tok && n < MAX_ARGS; tok = strtok(NULL, " ")) tokens[n++] = tok;
+    for (int i = 0; i < n; ++i) {
+        const char *a = tokens[i], *val = NULL;
+        if (takes_value(a) && i + 1 < n) val = tokens[++i];
+        if ((takes_value(a) && !val) || apply_run_option(r, a, val) != 1) {
+            fprintf(stderr, "bench: %s: \"%s\" is not a valid set of run options (at %s)\n", where, text, a);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int parse_selection_list(const char *text, const char **out, int *n, int max)
+{
+    static char storage[4096];
+    static size_t used;
+    const size_t len = strlen(text) + 1;
+    if (used + len > sizeof storage) return 0;
+    char *buf = storage + used;
+    memcpy(buf, text, len);
+    used += len;
+    for (char *name = strtok(buf, ","); name; name = strtok(NULL, ","))
+        if (*n < max) out[(*n)++] = name;
+    return *n > 0;
+}
+
+/* Returns 1 to run, 0 after --help, -1 on a usage error (already printed). */
+static int parse_cli(int argc, char **argv, cli_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->peaks = 1;
+    o->check = 1;
+    o->roles = (1u << BENCH_SOLUTION) | (1u << BENCH_BASELINE) | (1u << BENCH_FLOOR) | (1u << BENCH_SUM);
+    run_options scratch;
+    default_run_options(&scratch);
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
         }
-        if (strcmp(a, "--no-peaks") == 0) {
-            o->peaks = 0;
+        const char *val = NULL;
+        if (takes_value(a)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "bench: %s needs a value (see --help)\n", a);
+                return -1;
+            }
+            val = argv[++i];
+        }
+        const int run = apply_run_option(&scratch, a, val);
+        if (run == 0) return -1;
+        if (run == 1) {
+            if (o->n_args + 2 > MAX_ARGS) {
+                fprintf(stderr, "bench: too many options\n");
+                return -1;
+            }
+            o->args[o->n_args++] = a;
+            if (val) o->args[o->n_args++] = val;
             continue;
         }
-        if (strcmp(a, "--keep-going") == 0) {
-            o->keep_going = 1;
-            continue;
-        }
-        if (strcmp(a, "--list") == 0) {
-            for (int k = 0; k < KERNEL_COUNT; ++k)
-                if (lesson_built(kKernels[k].lesson)) printf("%s\n", kKernels[k].name);
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "bench: %s needs a value (see --help)\n", a);
-            return -1;
-        }
-        const char *val = argv[++i];
         int ok = 1;
-        if (strcmp(a, "--kernels") == 0) ok = parse_kernels(val, o);
-        else if (strcmp(a, "--N") == 0) ok = parse_list(a, val, &o->N, 1, 0);
-        else if (strcmp(a, "--M") == 0) ok = parse_list(a, val, &o->M, 1, 1);
-        else if (strcmp(a, "--B") == 0) ok = parse_list(a, val, &o->B, 1, 0);
-        else if (strcmp(a, "--H") == 0) ok = parse_list(a, val, &o->H, 1, 0);
-        else if (strcmp(a, "--G") == 0) ok = parse_list(a, val, &o->G, 1, 0);
-        else if (strcmp(a, "--D") == 0) ok = parse_list(a, val, &o->D, 1, 0);
-        else if (strcmp(a, "--causal") == 0) {
-            ok = parse_list(a, val, &o->causal, 0, 0);
-            for (int j = 0; ok && j < o->causal.n; ++j) o->causal.v[j] = o->causal.v[j] != 0;
-        } else if (strcmp(a, "--warmup") == 0 || strcmp(a, "--reps") == 0) {
-            char *end = NULL;
-            long k = strtol(val, &end, 10);
-            int is_reps = a[2] == 'r';
-            ok = end != val && *end == '\0' && k >= (is_reps ? 1 : 0) && k <= 100000;
-            if (ok) *(is_reps ? &o->reps : &o->warmup) = (int)k;
-            else fprintf(stderr, "bench: %s: bad value \"%s\"\n", a, val);
-        } else if (strcmp(a, "--csv") == 0) o->csv_path = val;
-        else if (strcmp(a, "--tag") == 0) o->tag = val;
-        else if (strcmp(a, "--peak-tflops") == 0 || strcmp(a, "--peak-gbs") == 0) {
-            char *end = NULL;
-            double x = strtod(val, &end);
-            ok = end != val && *end == '\0' && x > 0.0;
-            if (ok) *(a[7] == 't' ? &o->peak_tflops : &o->peak_gbs) = x;
-            else fprintf(stderr, "bench: %s: bad value \"%s\" (a positive number)\n", a, val);
-        }
-        else if (strcmp(a, "--seed") == 0) o->seed = strtoull(val, NULL, 0);
-        else if (strcmp(a, "--keep") == 0) {
-            ok = parse_list(a, val, &o->keep, 1, 0);
-            for (int j = 0; ok && j < o->keep.n; ++j)
-                if (o->keep.v[j] > 100) {
-                    fprintf(stderr, "bench: --keep: %d is over 100 (percent)\n", o->keep.v[j]);
+        if (!strcmp(a, "--lesson")) ok = parse_list(a, val, &o->lessons, 0, 99, 0);
+        else if (!strcmp(a, "--kernel")) ok = parse_selection_list(val, o->kernels, &o->n_kernels, MAX_ENTRIES);
+        else if (!strcmp(a, "--suite")) o->suite = val;
+        else if (!strcmp(a, "--role")) {
+            const char *names[8];
+            int n = 0;
+            ok = parse_selection_list(val, names, &n, 8);
+            o->roles = 0;
+            for (int k = 0; k < n && ok; ++k) {
+                int found = -1;
+                for (int r = 0; r < BENCH_PEAK; ++r)
+                    if (!strcmp(names[k], kRoleNames[r])) found = r;
+                if (found < 0) {
+                    fprintf(stderr, "bench: --role: unknown role \"%s\" (solution, baseline, floor, sum)\n", names[k]);
                     ok = 0;
+                } else {
+                    o->roles |= 1u << found;
                 }
-        } else if (strcmp(a, "--window") == 0) {
-            o->window = atoi(val);
-            ok = o->window >= 1;
-            if (!ok) fprintf(stderr, "bench: --window: bad value \"%s\"\n", val);
-        }
+            }
+        } else if (!strcmp(a, "--csv")) o->csv_path = val;
+        else if (!strcmp(a, "--peak-tflops") || !strcmp(a, "--peak-gbs")) {
+            const double x = atof(val);
+            ok = x > 0.0;
+            if (!ok) fprintf(stderr, "bench: %s: bad value \"%s\"\n", a, val);
+            *(a[7] == 't' ? &o->peak_tflops : &o->peak_gbs) = x;
+        } else if (!strcmp(a, "--no-peaks")) o->peaks = 0;
+        else if (!strcmp(a, "--no-check")) o->check = 0;
+        else if (!strcmp(a, "--keep-going")) o->keep_going = 1;
+        else if (!strcmp(a, "--list")) o->list = 1;
+        else if (!strcmp(a, "--dry-run")) o->dry_run = 1;
         else {
             fprintf(stderr, "bench: unknown option %s (see --help)\n", a);
             ok = 0;
         }
         if (!ok) return -1;
-    }
-    if (o->n_kernels == 0) {
-        kernel_id def = K_FROZEN_FLASH_BF16;
-        for (int k = KERNEL_COUNT - 1; k >= 0; --k)
-            if (kKernels[k].lesson && lesson_built(kKernels[k].lesson)) def = (kernel_id)k;
-        if (lesson_built(kKernels[K_FLASH_BF16].lesson)) def = K_FLASH_BF16;
-        o->kernels[o->n_kernels++] = def;
     }
     if ((o->peak_tflops > 0.0) != (o->peak_gbs > 0.0)) {
         fprintf(stderr, "bench: --peak-tflops and --peak-gbs go together\n");
@@ -650,297 +493,766 @@ static int parse_args(int argc, char **argv, options *o)
     return 1;
 }
 
-/* ---------------------------------------------------------------- one measurement */
+/* ---------------------------------------------------------------- --list */
 
-static void print_table_header(void)
+static void params_text(unsigned params, char *buf, size_t len)
 {
-    printf("%-21s %3s %6s %6s %4s %4s %4s %3s %11s %9s %9s %8s %8s\n", "kernel", "B", "M", "N", "H", "G", "D",
-           "cau", "ms", "TFLOP/s", "GB/s", "%flops", "%bw");
-    fflush(stdout);
+    snprintf(buf, len, "%s%s%s%s", params & BENCH_WINDOW ? "window," : "", params & BENCH_KEEP ? "keep," : "",
+             params & BENCH_NSA ? "config," : "", params ? "" : "-");
+    const size_t n = strlen(buf);
+    if (n > 1 && buf[n - 1] == ',') buf[n - 1] = '\0';
 }
 
-#ifdef BENCH_L06
-/* mask_bf16: uniform random retention [B, N, G]; the hard mask with threshold 1 - keep/100 keeps that
- * share of the keys. *flops: the FLOPs of the pairs it keeps, about keep/100 of the visible ones. */
-static int make_retention(bench_run *run, int keep, uint64_t seed, double *flops)
+static void print_list(const bench_table *t)
 {
-    const attn_shape *sh = &run->shape;
-    const size_t n = (size_t)sh->B * sh->N * sh->G;
-    float *r = attn_alloc_f32(n);
-    if (!r) return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the retention weights");
-    attn_rng rng;
-    attn_rng_seed(&rng, seed * 977 + (uint64_t)keep);
-    for (size_t e = 0; e < n; ++e) r[e] = (float)attn_rng_uniform(&rng);
-    run->threshold = 1.0f - keep / 100.0f;
-    int st = attn_dalloc((void **)&run->retention, n * sizeof(float));
-    if (!st) st = attn_h2d(run->retention, r, n * sizeof(float));
-    free(r);
-    *flops = keep / 100.0 * attn_flops(sh);
-    return st;
+    printf("# lesson\tname\trole\tbaseline\tsuites\tparameters\tcomputes\n");
+    for (int i = 0; i < t->n; ++i) {
+        const bench_entry *e = &t->entries[i];
+        char params[64];
+        params_text(e->params, params, sizeof params);
+        printf("%02d\t%s\t%s\t%s\t%s\t%s\t%s\n", e->lesson, e->name, kRoleNames[e->role], e->baseline ? e->baseline : "-",
+               e->suites ? e->suites : "-", params, e->computes);
+    }
+    for (int i = 0; i < t->n_suites; ++i)
+        printf("# suite\t%s\t%s\t%s\n", t->suites[i].name, t->suites[i].options, t->suites[i].description);
+    for (int i = 0; kBenchDefaults[i].options; ++i)
+        printf("# shape\t%02d\t%s\t%s\n", kBenchDefaults[i].lesson, kBenchDefaults[i].name, kBenchDefaults[i].options);
 }
 
-/* blocks_bf16: every (b, query block, kv head) lists each key block its queries may see with
- * probability keep/100 (at least one). *flops: the FLOPs of the visible pairs in the listed blocks. */
-static int make_block_lists(bench_run *run, int keep, uint64_t seed, double *flops)
+/* ---------------------------------------------------------------- runs: which entries on which options */
+
+typedef struct {
+    run_options opt;
+    char label[160];             /* the lessons' shapes or the suite it comes from */
+    const bench_entry *entries[MAX_ENTRIES];
+    int n;
+} bench_run;
+
+static int has_entry(const bench_run *r, const bench_entry *e)
 {
-    const attn_shape *sh = &run->shape;
-    const int QB = sparse_query_blocks(sh->M), KB = sparse_key_blocks(sh->N);
-    const size_t n = (size_t)sh->B * QB * sh->G * KB;
-    int32_t *lists = (int32_t *)malloc(n * sizeof(int32_t));
-    if (!lists) return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the block lists");
-    attn_rng rng;
-    attn_rng_seed(&rng, seed * 131 + (uint64_t)keep);
-    for (int b = 0; b < sh->B; ++b)
-        for (int qb = 0; qb < QB; ++qb)
-            for (int g = 0; g < sh->G; ++g) {
-                int32_t *list = lists + (((size_t)b * QB + qb) * sh->G + g) * KB;
-                const int i0 = qb * SPARSE_QUERY_BLOCK, i1 = i0 + SPARSE_QUERY_BLOCK < sh->M ? i0 + SPARSE_QUERY_BLOCK : sh->M;
-                const long t_last = (long)sh->N - sh->M + i1 - 1;
-                const int last = sh->causal ? (int)(t_last / SPARSE_KEY_BLOCK) : KB - 1;
-                int count = 0;
-                for (int j = 0; j <= last; ++j)
-                    if (attn_rng_uniform(&rng) < keep / 100.0) list[count++] = j;
-                if (count == 0) list[count++] = (int)(attn_rng_u64(&rng) % (uint64_t)(last + 1));
-                for (int e = count; e < KB; ++e) list[e] = -1;
-            }
-    run->T = KB;
-    *flops = 4.0 * sh->D * attn_block_list_pairs(sh, lists, KB, SPARSE_QUERY_BLOCK, SPARSE_KEY_BLOCK);
-    int st = attn_dalloc((void **)&run->lists, n * sizeof(int32_t));
-    if (!st) st = attn_h2d(run->lists, lists, n * sizeof(int32_t));
-    free(lists);
-    return st;
-}
-#endif /* BENCH_L06 */
-
-/* Time one kernel on one shape; print a table row and a CSV row. A shape whose buffers do not fit
- * in free device memory is skipped with a note (and no row), not treated as an error. */
-static int bench_one(kernel_id kid, const attn_shape *sh, const options *opt, int keep, const input_pool *pool,
-                     const device_peaks *pk, const char *device, FILE *csv)
-{
-    const kernel_info *ki = &kKernels[kid];
-    const size_t es = ki->elem_bytes;
-    const size_t nq = attn_q_elems(sh), nkv = attn_kv_elems(sh), nlse = attn_lse_elems(sh);
-    const size_t ws_bytes = workspace_bytes(kid, sh);
-    const size_t lse_bytes = ki->writes_lse ? nlse * sizeof(float) : 0;
-    const size_t io_bytes = (2 * nq + 2 * nkv) * es + lse_bytes; /* q, k, v, o and lse once each */
-
-    size_t free_b = 0, total_b = 0;
-    int st = attn_cuda_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
-    if (st) return st;
-    /* The naive kernel's N x N scores grow fastest: leave room for everything else. */
-    if (ws_bytes > 0.4 * (double)free_b) {
-        fprintf(stderr, "note: %s B=%d M=%d N=%d H=%d: skipped, its %.1f GiB workspace is over 40%% of the "
-                        "%.1f GiB of free device memory\n",
-                ki->name, sh->B, sh->M, sh->N, sh->H, ws_bytes / 1073741824.0, free_b / 1073741824.0);
-        return ATTN_OK;
-    }
-    if (io_bytes + ws_bytes > 0.9 * (double)free_b) {
-        fprintf(stderr, "note: %s B=%d M=%d N=%d H=%d D=%d: skipped, %.1f GiB of buffers do not fit in %.1f GiB "
-                        "of free device memory\n",
-                ki->name, sh->B, sh->M, sh->N, sh->H, sh->D, (io_bytes + ws_bytes) / 1073741824.0,
-                free_b / 1073741824.0);
-        return ATTN_OK;
-    }
-
-    bench_run run;
-    memset(&run, 0, sizeof run);
-    run.kernel = kid;
-    run.shape = *sh;
-    run.window = opt->window;
-    if (kid == K_WINDOW_BF16 && !sh->causal) {
-        fprintf(stderr, "note: window_bf16 runs causal shapes only: skipped a non-causal one\n");
-        return ATTN_OK;
-    }
-    /* FLOPs of the visible pairs: a window sees min(t + 1, w) keys at position t */
-    double flops = attn_flops(sh);
-    if (kid == K_WINDOW_BF16) {
-        double pairs = 0.0;
-        for (long i = 0; i < sh->M; ++i) {
-            const long t = (long)sh->N - sh->M + i;
-            pairs += t + 1 < opt->window ? t + 1 : opt->window;
-        }
-        flops = 4.0 * sh->D * sh->H * sh->B * pairs;
-    }
-    char name[128];
-    const char *tag = opt->tag ? opt->tag : "", *colon = opt->tag ? ":" : "";
-    if (kid == K_WINDOW_BF16) snprintf(name, sizeof name, "%s%s%s_w%d", tag, colon, ki->name, opt->window);
-    else if (uses_keep(kid)) snprintf(name, sizeof name, "%s%s%s_k%d", tag, colon, ki->name, keep);
-    else snprintf(name, sizeof name, "%s%s%s", tag, colon, ki->name);
-#ifdef BENCH_L06
-    if (uses_keep(kid))
-        st = kid == K_MASK_BF16 ? make_retention(&run, keep, opt->seed, &flops)
-                                : make_block_lists(&run, keep, opt->seed, &flops);
-#endif
-    if (!st) st = attn_dalloc(&run.q, nq * es);
-    if (!st) st = attn_dalloc(&run.k, nkv * es);
-    if (!st) st = attn_dalloc(&run.v, nkv * es);
-    if (!st) st = attn_dalloc(&run.o, nq * es);
-    if (!st && lse_bytes) st = attn_dalloc((void **)&run.lse, lse_bytes);
-    if (!st && ws_bytes) st = attn_dalloc(&run.workspace, ws_bytes);
-    void *inputs[3] = {run.q, run.k, run.v};
-    const size_t counts[3] = {nq, nkv, nkv};
-    for (int t = 0; t < 3 && !st; ++t)
-        st = fill_device(inputs[t], counts[t], es, es == sizeof(float) ? (const void *)pool->f32[t]
-                                                                        : (const void *)pool->bf16[t]);
-
-    attn_timing timing;
-    if (!st) st = attn_time(launch, &run, opt->warmup, opt->reps, &timing);
-    if (!st) {
-        const double sec = timing.median_ms * 1e-3;
-        const double tflops = flops / sec / 1e12;
-        const double gbs = (double)io_bytes / sec / 1e9;
-        char fflops[16] = "-", fbw[16] = "-";
-        if (pk->measured) {
-            snprintf(fflops, sizeof fflops, "%.1f%%", 100.0 * tflops / pk->tflops);
-            snprintf(fbw, sizeof fbw, "%.1f%%", 100.0 * gbs / pk->gbs);
-        }
-        printf("%-21s %3d %6d %6d %4d %4d %4d %3d %11.4f %9.2f %9.1f %8s %8s\n", name, sh->B, sh->M, sh->N,
-               sh->H, sh->G, sh->D, sh->causal, timing.median_ms, tflops, gbs, fflops, fbw);
-        fflush(stdout);
-        if (csv) {
-            csv_text(csv, device);
-            fprintf(csv, ",%s,%d,%d,%d,%d,%d,%d,%d,%.6g,%.4f,%.2f,", name, sh->B, sh->M, sh->N, sh->H, sh->G,
-                    sh->D, sh->causal, timing.median_ms, tflops, gbs);
-            if (pk->measured)
-                fprintf(csv, "%.2f,%.2f,%.5f,%.5f\n", pk->tflops, pk->gbs, tflops / pk->tflops, gbs / pk->gbs);
-            else
-                fprintf(csv, ",,,\n"); /* no peaks measured (--no-peaks): empty fields */
-            fflush(csv); /* a run cut short keeps every row measured so far */
-        }
-    }
-    attn_dfree(run.q);
-    attn_dfree(run.k);
-    attn_dfree(run.v);
-    attn_dfree(run.o);
-    attn_dfree(run.lse);
-    attn_dfree(run.workspace);
-    attn_dfree(run.retention);
-    attn_dfree(run.lists);
-    return st;
-}
-
-/* ---------------------------------------------------------------- the sweep */
-
-static int any_kernel_supports(const options *o, int D)
-{
-    for (int i = 0; i < o->n_kernels; ++i)
-        if (kernel_supports_d(o->kernels[i], D)) return 1;
+    for (int i = 0; i < r->n; ++i)
+        if (r->entries[i] == e) return 1;
     return 0;
 }
 
-/* Notes for the combinations that will be skipped, once each rather than once per shape. */
-static void print_skip_notes(const options *o)
+static void add_entry(bench_run *r, const bench_entry *e)
 {
-    for (int i = 0; i < o->H.n; ++i)
-        for (int j = 0; j < o->G.n; ++j)
-            if (o->H.v[i] % o->G.v[j])
-                fprintf(stderr, "note: H=%d G=%d skipped: H must be a multiple of G\n", o->H.v[i], o->G.v[j]);
-    for (int i = 0; i < o->n_kernels; ++i)
-        for (int j = 0; j < o->D.n; ++j)
-            if (!kernel_supports_d(o->kernels[i], o->D.v[j]))
-                fprintf(stderr, "note: %s skipped for D=%d: it supports %s\n", kKernels[o->kernels[i]].name,
-                        o->D.v[j], is_naive(o->kernels[i]) ? "1 <= D <= 256" : "D = 64 or 128");
-    for (int i = 0; i < o->M.n; ++i)
-        for (int j = 0; j < o->N.n; ++j)
-            if (o->M.v[i] > o->N.v[j])
-                fprintf(stderr, "note: M=%d N=%d skipped: the M queries are the last M of N positions\n", o->M.v[i],
-                        o->N.v[j]);
+    if (!has_entry(r, e) && r->n < MAX_ENTRIES) r->entries[r->n++] = e;
 }
 
-/* With --keep-going, a kernel that fails is reported, counted in *failures and skipped. */
-static int run_sweep(const options *o, const device_peaks *pk, const char *device, FILE *csv, int *failures)
+/* the run options as text, to tell runs apart and to print them */
+static void run_text(const run_options *o, char *buf, size_t len)
 {
-    input_pool pools[MAX_LIST]; /* one per entry of the D list, made when first needed */
-    memset(pools, 0, sizeof pools);
-    int st = ATTN_OK;
-    print_table_header();
-    for (int ib = 0; ib < o->B.n && !st; ++ib)
-    for (int ih = 0; ih < o->H.n && !st; ++ih)
-    for (int ig = 0; ig < o->G.n && !st; ++ig) {
-        if (o->H.v[ih] % o->G.v[ig]) continue;
-        for (int id = 0; id < o->D.n && !st; ++id) {
-            const int D = o->D.v[id];
-            if (!any_kernel_supports(o, D)) continue;
-            if (!pools[id].D) st = pool_make(&pools[id], D, o->seed);
-            for (int ic = 0; ic < o->causal.n && !st; ++ic)
-            for (int im = 0; im < o->M.n && !st; ++im)
-            for (int in = 0; in < o->N.n && !st; ++in) {
-                const int N = o->N.v[in], M = o->M.v[im] ? o->M.v[im] : N;
-                if (M > N) continue;
-                const attn_shape sh = attn_make_shape(o->B.v[ib], M, N, o->H.v[ih], o->G.v[ig], D, o->causal.v[ic]);
-                /* kernels innermost: the table shows them side by side on each shape */
-                for (int ik = 0; ik < o->n_kernels && !st; ++ik)
-                    for (int ip = 0; ip < (uses_keep(o->kernels[ik]) ? o->keep.n : 1) && !st; ++ip)
-                        if (kernel_supports_d(o->kernels[ik], D)) {
-                            st = bench_one(o->kernels[ik], &sh, o, o->keep.v[ip], &pools[id], pk, device, csv);
-                            if (st && o->keep_going) {
-                                fprintf(stderr, "bench: %s%s%s failed on B=%d M=%d N=%d H=%d G=%d D=%d causal=%d: %s: %s\n",
-                                        o->tag ? o->tag : "", o->tag ? ":" : "", kKernels[o->kernels[ik]].name,
-                                        sh.B, sh.M, sh.N, sh.H, sh.G, sh.D, sh.causal, attn_strerror(st),
-                                        attn_error_detail());
-                                attn_clear_error();
-                                cudaGetLastError(); /* clear a launch error that is not sticky */
-                                ++*failures;
-                                st = ATTN_OK;
-                            }
-                        }
-            }
+    size_t n = 0;
+    const struct {
+        const char *name;
+        const int_list *l;
+    } lists[] = {{"B", &o->B}, {"M", &o->M}, {"N", &o->N}, {"H", &o->H}, {"G", &o->G}, {"D", &o->D},
+                 {"causal", &o->causal}, {"window", &o->window}, {"keep", &o->keep}};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; ++i) {
+        n += snprintf(buf + n, n < len ? len - n : 0, "%s%s=", i ? " " : "", lists[i].name);
+        for (int k = 0; k < lists[i].l->n; ++k) {
+            const int v = lists[i].l->v[k];
+            if (lists[i].l == &o->M && v == 0) n += snprintf(buf + n, n < len ? len - n : 0, "%sN", k ? "," : "");
+            else n += snprintf(buf + n, n < len ? len - n : 0, "%s%d", k ? "," : "", v);
         }
     }
-    for (int i = 0; i < o->D.n; ++i) pool_free(&pools[i]);
+    n += snprintf(buf + n, n < len ? len - n : 0, " config=");
+    for (int k = 0; k < o->configs.n; ++k)
+        n += snprintf(buf + n, n < len ? len - n : 0, "%s%s%s", k ? "," : "", kConfigs[o->configs.v[k]].name,
+                      o->local ? "-local" : "");
+    snprintf(buf + n, n < len ? len - n : 0, " warmup=%d reps=%d seed=%llu", o->warmup, o->reps,
+             (unsigned long long)o->seed);
+}
+
+/* defaults text, then the command line's run options */
+static int make_options(const cli_options *cli, const char *defaults, const char *where, run_options *out)
+{
+    default_run_options(out);
+    if (defaults && !apply_options_text(out, defaults, where)) return 0;
+    for (int i = 0; i < cli->n_args; ++i) {
+        const char *a = cli->args[i];
+        const char *val = takes_value(a) ? cli->args[++i] : NULL;
+        if (apply_run_option(out, a, val) != 1) return 0;
+    }
+    return 1;
+}
+
+static int wanted_role(const cli_options *cli, const bench_entry *e) { return (cli->roles >> e->role) & 1u; }
+
+/* The entries a run times besides those selected: the baselines they are compared with. */
+static void add_baselines(const bench_table *t, const cli_options *cli, bench_run *r)
+{
+    const int n = r->n;
+    for (int i = 0; i < n; ++i) {
+        const bench_entry *b = r->entries[i]->baseline ? find_entry(t, r->entries[i]->baseline) : NULL;
+        if (b && wanted_role(cli, b)) add_entry(r, b);
+    }
+}
+
+/* Group the selected entries into runs: one per distinct set of options. Returns the number of runs,
+ * or -1 on a usage error (printed). */
+static int plan_runs(const bench_table *t, const cli_options *cli, bench_run *runs, int max_runs)
+{
+    const bench_entry *sel[MAX_ENTRIES];
+    int n_sel = 0;
+    if (cli->suite) {
+        int known = 0;
+        for (int i = 0; i < t->n_suites; ++i) known |= !strcmp(t->suites[i].name, cli->suite);
+        if (!known) {
+            fprintf(stderr, "bench: --suite: no suite %s in this program (--list shows them)\n", cli->suite);
+            return -1;
+        }
+    }
+    for (int i = 0; i < cli->lessons.n; ++i) {
+        int any = 0;
+        for (int k = 0; k < t->n; ++k) any |= t->entries[k].lesson == cli->lessons.v[i] && t->entries[k].role != BENCH_PEAK;
+        if (!any) {
+            fprintf(stderr, "bench: --lesson: this program holds no entry of lesson %02d (--list shows the table)\n",
+                    cli->lessons.v[i]);
+            return -1;
+        }
+    }
+    for (int i = 0; i < cli->n_kernels; ++i) {
+        const bench_entry *e = find_entry(t, cli->kernels[i]);
+        if (!e || e->role == BENCH_PEAK) {
+            fprintf(stderr, "bench: --kernel: no entry %s in this program (--list shows the table)\n", cli->kernels[i]);
+            return -1;
+        }
+    }
+    const int everything = !cli->suite && !cli->lessons.n && !cli->n_kernels;
+    for (int k = 0; k < t->n; ++k) {
+        const bench_entry *e = &t->entries[k];
+        if (e->role == BENCH_PEAK) continue;
+        int take = everything ? e->lesson > 0 : 0;
+        if (cli->suite && in_suite(e, cli->suite)) take = 1;
+        for (int i = 0; i < cli->lessons.n; ++i) take |= e->lesson == cli->lessons.v[i];
+        take &= wanted_role(cli, e);
+        for (int i = 0; i < cli->n_kernels; ++i) take |= !strcmp(e->name, cli->kernels[i]); /* named: any role */
+        if (take) sel[n_sel++] = e;
+    }
+    if (!n_sel) {
+        fprintf(stderr, "bench: nothing selected (--role leaves out every entry asked for?)\n");
+        return -1;
+    }
+
+    int n_runs = 0;
+    if (cli->suite) {
+        const char *options = NULL;
+        for (int i = 0; i < t->n_suites; ++i)
+            if (!strcmp(t->suites[i].name, cli->suite)) options = t->suites[i].options;
+        bench_run *r = &runs[n_runs++];
+        memset(r, 0, sizeof *r);
+        if (!make_options(cli, options, cli->suite, &r->opt)) return -1;
+        snprintf(r->label, sizeof r->label, "suite %s", cli->suite);
+        for (int i = 0; i < n_sel; ++i) add_entry(r, sel[i]);
+        add_baselines(t, cli, r);
+        return n_runs;
+    }
+    /* each lesson's entries on each of its shapes (the built-in sizes for a lesson without any); lesson
+     * 0's selected entries join every run */
+    int lessons[100] = {0};
+    for (int i = 0; i < n_sel; ++i) lessons[sel[i]->lesson] = 1;
+    for (int lesson = 1; lesson < 100; ++lesson) {
+        if (!lessons[lesson]) continue;
+        int shapes[64], n_shapes = 0;
+        for (int d = 0; kBenchDefaults[d].options && n_shapes < 64; ++d)
+            if (kBenchDefaults[d].lesson == lesson) shapes[n_shapes++] = d;
+        for (int k = 0; k < (n_shapes ? n_shapes : 1); ++k) {
+            const char *options = n_shapes ? kBenchDefaults[shapes[k]].options : NULL;
+            const char *shape_name = n_shapes ? kBenchDefaults[shapes[k]].name : "(the built-in sizes)";
+            run_options opt;
+            char where[96];
+            snprintf(where, sizeof where, "lesson %02d's bench shape %s", lesson, shape_name);
+            if (!make_options(cli, options, where, &opt)) return -1;
+            char text[1024];
+            run_text(&opt, text, sizeof text);
+            bench_run *r = NULL;
+            for (int j = 0; j < n_runs && !r; ++j) {
+                char other[1024];
+                run_text(&runs[j].opt, other, sizeof other);
+                if (!strcmp(text, other)) r = &runs[j];
+            }
+            if (!r) {
+                if (n_runs == max_runs) {
+                    fprintf(stderr, "bench: more than %d runs\n", max_runs);
+                    return -1;
+                }
+                r = &runs[n_runs++];
+                memset(r, 0, sizeof *r);
+                r->opt = opt;
+            }
+            const size_t used = strlen(r->label);
+            snprintf(r->label + used, sizeof r->label - used, "%slesson %02d %s", used ? ", " : "", lesson, shape_name);
+            for (int i = 0; i < n_sel; ++i)
+                if (sel[i]->lesson == lesson) add_entry(r, sel[i]);
+        }
+    }
+    if (!n_runs) { /* lesson 0's entries alone: the built-in sizes */
+        bench_run *r = &runs[n_runs++];
+        memset(r, 0, sizeof *r);
+        if (!make_options(cli, NULL, "the command line", &r->opt)) return -1;
+        snprintf(r->label, sizeof r->label, "the built-in sizes");
+    }
+    for (int k = 0; k < n_runs; ++k) {
+        for (int i = 0; i < n_sel; ++i)
+            if (sel[i]->lesson == 0) add_entry(&runs[k], sel[i]);
+        add_baselines(t, cli, &runs[k]);
+    }
+    return n_runs;
+}
+
+/* ---------------------------------------------------------------- cases */
+
+/* The entry's parameter combinations: index k -> (window, keep, config) of the run. */
+static int combos(const bench_entry *e, const run_options *o)
+{
+    return (e->params & BENCH_WINDOW ? o->window.n : 1) * (e->params & BENCH_KEEP ? o->keep.n : 1) *
+           (e->params & BENCH_NSA ? o->configs.n : 1);
+}
+
+static bench_case make_case(const bench_entry *e, const run_options *o, const attn_shape *sh, int k)
+{
+    bench_case c;
+    memset(&c, 0, sizeof c);
+    c.shape = *sh;
+    c.seed = o->seed;
+    c.local_queries = o->local;
+    const int nw = e->params & BENCH_WINDOW ? o->window.n : 1, nk = e->params & BENCH_KEEP ? o->keep.n : 1;
+    c.window = e->params & BENCH_WINDOW ? o->window.v[k % nw] : 0;
+    c.keep = e->params & BENCH_KEEP ? o->keep.v[k / nw % nk] : 0;
+    if (e->params & BENCH_NSA) {
+        const int ci = o->configs.v[k / nw / nk];
+        c.nsa = kConfigs[ci].params();
+        snprintf(c.config, sizeof c.config, "%s%s", kConfigs[ci].name, o->local ? "-local" : "");
+    }
+    return c;
+}
+
+static void row_name(const bench_entry *e, const bench_case *c, char *buf, size_t len)
+{
+    size_t n = (size_t)snprintf(buf, len, "%s", e->name);
+    if (e->params & BENCH_WINDOW) n += snprintf(buf + n, n < len ? len - n : 0, "_w%d", c->window);
+    if (e->params & BENCH_KEEP) n += snprintf(buf + n, n < len ? len - n : 0, "_k%d", c->keep);
+    if (e->params & BENCH_NSA) snprintf(buf + n, n < len ? len - n : 0, "_%s", c->config);
+}
+
+static void case_text(const bench_case *c, char *buf, size_t len)
+{
+    const attn_shape *s = &c->shape;
+    size_t n = (size_t)snprintf(buf, len, "B=%d M=%d N=%d H=%d G=%d D=%d causal=%d", s->B, s->M, s->N, s->H, s->G,
+                                s->D, s->causal);
+    if (c->window) n += snprintf(buf + n, n < len ? len - n : 0, " window=%d", c->window);
+    if (c->keep) n += snprintf(buf + n, n < len ? len - n : 0, " keep=%d%%", c->keep);
+    if (c->config[0]) snprintf(buf + n, n < len ? len - n : 0, " config=%s", c->config);
+}
+
+/* Whether cases a and b agree on the shape and on the parameters entry e is swept over. */
+static int same_for(const bench_entry *e, const bench_case *a, const bench_case *b)
+{
+    if (memcmp(&a->shape, &b->shape, sizeof a->shape)) return 0;
+    if ((e->params & BENCH_WINDOW) && a->window != b->window) return 0;
+    if ((e->params & BENCH_KEEP) && a->keep != b->keep) return 0;
+    if ((e->params & BENCH_NSA) && strcmp(a->config, b->config)) return 0;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- results and output */
+
+typedef struct {
+    const bench_entry *e;
+    bench_case c;
+    double ms, flops, bytes;
+    const char *check; /* "ok", "FAILED", "error", "-" */
+} bench_result;
+
+typedef struct {
+    int measured;
+    double tflops, gbs;
+} device_peaks;
+
+typedef struct {
+    char name[96];
+    bench_case c;
+    double ms, bar;
+} bar_record;
+
+typedef struct {
+    const cli_options *cli;
+    const bench_table *t;
+    device_peaks peaks;
+    char device[256];
+    FILE *csv;
+    int failures;
+    bench_result *results; /* of the current shape */
+    int n_results, cap_results;
+    bar_record bars[256];
+    int n_bars, any_bar;
+    char notes[64][400]; /* printed once each */
+    int n_notes;
+} bench_ctx;
+
+static void note_once(bench_ctx *x, const char *text)
+{
+    for (int i = 0; i < x->n_notes; ++i)
+        if (!strcmp(x->notes[i], text)) return;
+    if (x->n_notes < 64) snprintf(x->notes[x->n_notes++], sizeof x->notes[0], "%s", text);
+    fprintf(stderr, "note: %s\n", text);
+}
+
+static void csv_text(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; ++s) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static const char kCsvHeader[] = "device,lesson,entry,kernel,role,baseline,B,M,N,H,G,D,causal,window,keep,config,ms,"
+                                 "tflops,gbs,peak_tflops,peak_gbs,frac_peak_flops,frac_peak_bw,speedup,check\n";
+
+static void print_header(void)
+{
+    printf("%-2s %-30s %-8s %2s %6s %6s %3s %3s %4s %3s %10s %8s %8s %6s %6s %8s  %s\n", "l", "kernel", "role", "B",
+           "M", "N", "H", "G", "D", "cau", "ms", "TFLOP/s", "GB/s", "%flops", "%bw", "vs base", "check");
+    fflush(stdout);
+}
+
+/* the result of entry `name` on the case c as `for_entry` sees it, or NULL */
+static const bench_result *find_result(const bench_ctx *x, const char *name, const bench_case *c)
+{
+    for (int i = 0; i < x->n_results; ++i) {
+        const bench_result *r = &x->results[i];
+        if (!strcmp(r->e->name, name) && same_for(r->e, &r->c, c)) return r;
+    }
+    return NULL;
+}
+
+static void emit(bench_ctx *x, const bench_result *r)
+{
+    const bench_entry *e = r->e;
+    const attn_shape *s = &r->c.shape;
+    char name[96], tflops[16] = "-", gbs[16] = "-", fflops[16] = "-", fbw[16] = "-", vs[16] = "-";
+    row_name(e, &r->c, name, sizeof name);
+    const double sec = r->ms * 1e-3;
+    const double tf = r->flops > 0.0 ? r->flops / sec / 1e12 : 0.0, gb = r->bytes > 0.0 ? r->bytes / sec / 1e9 : 0.0;
+    double speedup = 0.0;
+    if (tf > 0.0) snprintf(tflops, sizeof tflops, "%.2f", tf);
+    if (gb > 0.0) snprintf(gbs, sizeof gbs, "%.1f", gb);
+    if (x->peaks.measured && tf > 0.0) snprintf(fflops, sizeof fflops, "%.1f%%", 100.0 * tf / x->peaks.tflops);
+    if (x->peaks.measured && gb > 0.0) snprintf(fbw, sizeof fbw, "%.1f%%", 100.0 * gb / x->peaks.gbs);
+    const bench_entry *base_entry = e->baseline ? find_entry(x->t, e->baseline) : NULL;
+    char base_name[96] = "";
+    if (base_entry) row_name(base_entry, &r->c, base_name, sizeof base_name);
+    const bench_result *base = base_entry ? find_result(x, e->baseline, &r->c) : NULL;
+    if (base && r->ms > 0.0) {
+        speedup = base->ms / r->ms;
+        snprintf(vs, sizeof vs, "%.2fx", speedup);
+    }
+    char lesson[4];
+    snprintf(lesson, sizeof lesson, "%02d", e->lesson);
+    printf("%-2s %-30s %-8s %2d %6d %6d %3d %3d %4d %3d %10.4f %8s %8s %6s %6s %8s  %s\n", lesson, name,
+           kRoleNames[e->role], s->B, s->M, s->N, s->H, s->G, s->D, s->causal, r->ms, tflops, gbs, fflops, fbw, vs,
+           r->check);
+    fflush(stdout);
+    if (x->csv) {
+        csv_text(x->csv, x->device);
+        fprintf(x->csv, ",%s,%s,%s,%s,%s,%d,%d,%d,%d,%d,%d,%d,", lesson, e->name, name, kRoleNames[e->role], base_name,
+                s->B, s->M, s->N, s->H, s->G, s->D, s->causal);
+        if (e->params & BENCH_WINDOW) fprintf(x->csv, "%d", r->c.window);
+        fputc(',', x->csv);
+        if (e->params & BENCH_KEEP) fprintf(x->csv, "%d", r->c.keep);
+        fprintf(x->csv, ",%s,%.6g,", r->c.config, r->ms);
+        if (tf > 0.0) fprintf(x->csv, "%.4f", tf);
+        fputc(',', x->csv);
+        if (gb > 0.0) fprintf(x->csv, "%.2f", gb);
+        fputc(',', x->csv);
+        if (x->peaks.measured) {
+            fprintf(x->csv, "%.2f,%.2f,", x->peaks.tflops, x->peaks.gbs);
+            if (tf > 0.0) fprintf(x->csv, "%.5f", tf / x->peaks.tflops);
+            fputc(',', x->csv);
+            if (gb > 0.0) fprintf(x->csv, "%.5f", gb / x->peaks.gbs);
+            fputc(',', x->csv);
+        } else {
+            fprintf(x->csv, ",,,,"); /* no peaks measured (--no-peaks): empty fields */
+        }
+        if (speedup > 0.0) fprintf(x->csv, "%.4f", speedup);
+        fprintf(x->csv, ",%s\n", r->check);
+        fflush(x->csv); /* a run cut short keeps every row measured so far */
+    }
+    if (e->bar_ms) {
+        x->any_bar = 1;
+        const double bar = e->bar_ms(&r->c);
+        if (bar > 0.0 && x->n_bars < 256) {
+            bar_record *b = &x->bars[x->n_bars++];
+            snprintf(b->name, sizeof b->name, "%s", name);
+            b->c = r->c, b->ms = r->ms, b->bar = bar;
+        }
+    }
+}
+
+static int keep_result(bench_ctx *x, const bench_result *r)
+{
+    if (x->n_results == x->cap_results) {
+        const int cap = x->cap_results ? 2 * x->cap_results : 64;
+        bench_result *p = (bench_result *)realloc(x->results, (size_t)cap * sizeof *p);
+        if (!p) return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the results");
+        x->results = p;
+        x->cap_results = cap;
+    }
+    x->results[x->n_results++] = *r;
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------- one entry on one case */
+
+/* After a failed operation: ATTN_OK when the device is still usable (the failure is the entry's), the
+ * status when a sticky error (an illegal address, a trap) left the context unusable. */
+static int device_still_usable(int st)
+{
+    if (st != ATTN_ERR_CUDA) return ATTN_OK;
+    cudaGetLastError(); /* clears a launch error that is not sticky; a sticky one comes back below */
+    if (cudaDeviceSynchronize() != cudaSuccess || cudaGetLastError() != cudaSuccess) return st;
+    return ATTN_OK;
+}
+
+/* Time entry e on case c. Returns ATTN_OK unless the run must stop (a sticky CUDA error, or a failure
+ * without --keep-going); failures are counted and reported on stderr as "bench: <row> ...". */
+static int run_entry(bench_ctx *x, const bench_entry *e, const bench_case *c, const run_options *o)
+{
+    char name[96], ctext[160], why[512] = "";
+    row_name(e, c, name, sizeof name);
+    case_text(c, ctext, sizeof ctext);
+    if (e->supports && !e->supports(c, why, sizeof why)) {
+        char text[400];
+        snprintf(text, sizeof text, "%s skipped on %s: %s", e->name, ctext, why);
+        note_once(x, text);
+        return ATTN_OK;
+    }
+    if (e->device_bytes) {
+        size_t free_b = 0, total_b = 0;
+        int st = attn_cuda_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+        if (st) return st;
+        const double need = e->device_bytes(c);
+        if (need > 0.9 * (double)free_b) {
+            char text[400];
+            snprintf(text, sizeof text, "%s skipped on %s: %.1f GiB of buffers do not fit in %.1f GiB of free device "
+                     "memory", name, ctext, need / 1073741824.0, free_b / 1073741824.0);
+            note_once(x, text);
+            return ATTN_OK;
+        }
+    }
+    void *state = NULL;
+    const char *stage = "making its inputs";
+    attn_clear_error();
+    int st = e->setup(c, &state);
+    if (!st) st = attn_dsync(); /* attn_time's stream does not wait for the legacy stream the inputs were made on */
+    bench_result r;
+    memset(&r, 0, sizeof r);
+    r.e = e, r.c = *c, r.check = "-";
+    if (!st) {
+        stage = "its first run";
+        st = e->launch(state, 0);
+        if (!st) st = attn_dsync();
+    }
+    if (!st && e->check && x->cli->check) {
+        int failed = 0;
+        char msg[2048] = "";
+        stage = "its check";
+        st = e->check(c, state, &failed, msg, sizeof msg);
+        if (!st) {
+            r.check = failed ? "FAILED" : "ok";
+            if (failed) {
+                fprintf(stderr, "bench: %s check FAILED on %s: %s\n", name, ctext, msg);
+                ++x->failures;
+            }
+        } else if (device_still_usable(st) == ATTN_OK) {
+            fprintf(stderr, "bench: %s: the check could not run on %s: %s: %s\n", name, ctext, attn_strerror(st),
+                    attn_error_detail());
+            r.check = "error";
+            ++x->failures;
+            attn_clear_error();
+            st = ATTN_OK;
+        }
+    }
+    attn_timing timing;
+    if (!st) {
+        stage = "timing";
+        st = attn_time(e->launch, state, o->warmup, o->reps, &timing);
+    }
+    if (!st) {
+        r.ms = timing.median_ms;
+        r.flops = e->flops ? e->flops(c, state) : 0.0;
+        r.bytes = e->bytes ? e->bytes(c, state) : 0.0;
+    }
+    e->teardown(state);
+    if (!st) {
+        st = keep_result(x, &r);
+        if (!st) emit(x, &r);
+        return st;
+    }
+    fprintf(stderr, "bench: %s failed on %s (%s): %s: %s\n", name, ctext, stage, attn_strerror(st), attn_error_detail());
+    ++x->failures;
+    const int fatal = device_still_usable(st);
+    if (fatal) {
+        fprintf(stderr, "bench: the CUDA context is unusable after %s: stopping\n", name);
+        return fatal;
+    }
+    attn_clear_error();
+    return x->cli->keep_going ? ATTN_OK : st;
+}
+
+/* A sum on case c: the times, FLOPs and bytes of its parts timed on c. */
+static void run_sum(bench_ctx *x, const bench_entry *e, const bench_case *c)
+{
+    bench_result r;
+    memset(&r, 0, sizeof r);
+    r.e = e, r.c = *c, r.check = "-";
+    for (int p = 0; p < 4 && e->parts[p]; ++p) {
+        const bench_result *part = find_result(x, e->parts[p], c);
+        if (!part) {
+            char text[400];
+            snprintf(text, sizeof text, "%s is not computed: its part %s was not timed in this run (select both, "
+                     "e.g. --suite nsa)", e->name, e->parts[p]);
+            note_once(x, text);
+            return;
+        }
+        r.ms += part->ms;
+        r.flops += part->flops;
+        r.bytes += part->bytes;
+    }
+    if (!keep_result(x, &r)) emit(x, &r);
+}
+
+/* ---------------------------------------------------------------- a run */
+
+static int role_order(const bench_entry *e)
+{
+    switch (e->role) {
+    case BENCH_BASELINE: return 0; /* first: the speed-up of the others is printed with their rows */
+    case BENCH_SOLUTION: return 1;
+    case BENCH_FLOOR: return 2;
+    default: return 3;
+    }
+}
+
+static void sort_entries(bench_run *r)
+{
+    for (int i = 1; i < r->n; ++i)
+        for (int j = i; j > 0 && role_order(r->entries[j - 1]) > role_order(r->entries[j]); --j) {
+            const bench_entry *tmp = r->entries[j];
+            r->entries[j] = r->entries[j - 1];
+            r->entries[j - 1] = tmp;
+        }
+}
+
+/* Calls fn(x, run, shape) for every valid shape of the run's lists; skips noted. */
+static int for_each_shape(bench_ctx *x, const bench_run *run,
+                          int (*fn)(bench_ctx *, const bench_run *, const attn_shape *))
+{
+    const run_options *o = &run->opt;
+    int st = ATTN_OK;
+    for (int ib = 0; ib < o->B.n && !st; ++ib)
+        for (int ih = 0; ih < o->H.n && !st; ++ih)
+            for (int ig = 0; ig < o->G.n && !st; ++ig) {
+                if (o->H.v[ih] % o->G.v[ig]) {
+                    char text[400];
+                    snprintf(text, sizeof text, "H=%d G=%d skipped: H must be a multiple of G", o->H.v[ih], o->G.v[ig]);
+                    if (x) note_once(x, text);
+                    continue;
+                }
+                for (int id = 0; id < o->D.n && !st; ++id)
+                    for (int ic = 0; ic < o->causal.n && !st; ++ic)
+                        for (int im = 0; im < o->M.n && !st; ++im)
+                            for (int in = 0; in < o->N.n && !st; ++in) {
+                                const int N = o->N.v[in], M = o->M.v[im] ? o->M.v[im] : N;
+                                if (M > N) {
+                                    char text[400];
+                                    snprintf(text, sizeof text, "M=%d N=%d skipped: the M queries are the last M of "
+                                             "N positions", M, N);
+                                    if (x) note_once(x, text);
+                                    continue;
+                                }
+                                const attn_shape sh = attn_make_shape(o->B.v[ib], M, N, o->H.v[ih], o->G.v[ig],
+                                                                      o->D.v[id], o->causal.v[ic]);
+                                st = fn(x, run, &sh);
+                            }
+            }
     return st;
 }
 
+static int time_shape(bench_ctx *x, const bench_run *run, const attn_shape *sh)
+{
+    x->n_results = 0;
+    int st = ATTN_OK;
+    for (int i = 0; i < run->n && !st; ++i) {
+        const bench_entry *e = run->entries[i];
+        if (e->role == BENCH_SUM) continue;
+        for (int k = 0; k < combos(e, &run->opt) && !st; ++k) {
+            const bench_case c = make_case(e, &run->opt, sh, k);
+            st = run_entry(x, e, &c, &run->opt);
+        }
+    }
+    for (int i = 0; i < run->n && !st; ++i) {
+        const bench_entry *e = run->entries[i];
+        if (e->role != BENCH_SUM) continue;
+        for (int k = 0; k < combos(e, &run->opt); ++k) {
+            const bench_case c = make_case(e, &run->opt, sh, k);
+            run_sum(x, e, &c);
+        }
+    }
+    return st;
+}
+
+static int print_shape(bench_ctx *x, const bench_run *run, const attn_shape *sh)
+{
+    (void)x;
+    for (int i = 0; i < run->n; ++i) {
+        const bench_entry *e = run->entries[i];
+        for (int k = 0; k < combos(e, &run->opt); ++k) {
+            const bench_case c = make_case(e, &run->opt, sh, k);
+            char name[96], ctext[160];
+            row_name(e, &c, name, sizeof name);
+            case_text(&c, ctext, sizeof ctext);
+            printf("  %02d %-30s %-8s %s\n", e->lesson, name, kRoleNames[e->role], ctext);
+        }
+    }
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------- peaks */
+
+static int measure_peaks(bench_ctx *x)
+{
+    bench_case c;
+    memset(&c, 0, sizeof c);
+    for (int i = 0; i < x->t->n; ++i) {
+        const bench_entry *e = &x->t->entries[i];
+        if (e->role != BENCH_PEAK) continue;
+        void *state = NULL;
+        attn_timing t;
+        attn_clear_error();
+        int st = e->setup(&c, &state);
+        if (!st) st = attn_dsync();
+        if (!st) st = attn_time(e->launch, state, 3, 10, &t);
+        double flops = 0.0, bytes = 0.0;
+        if (!st) {
+            flops = e->flops ? e->flops(&c, state) : 0.0;
+            bytes = e->bytes ? e->bytes(&c, state) : 0.0;
+        }
+        e->teardown(state);
+        if (st) {
+            fprintf(stderr, "bench: %s failed: %s: %s\n", e->name, attn_strerror(st), attn_error_detail());
+            return st;
+        }
+        const double sec = t.median_ms * 1e-3;
+        if (flops > 0.0) {
+            x->peaks.tflops = flops / sec / 1e12;
+            printf("peak: %-16s %9.1f TFLOP/s  (%s; median of 10)\n", e->name, x->peaks.tflops, e->computes);
+        } else if (bytes > 0.0) {
+            x->peaks.gbs = bytes / sec / 1e9;
+            printf("peak: %-16s %9.1f GB/s     (%s; median of 10)\n", e->name, x->peaks.gbs, e->computes);
+        }
+    }
+    x->peaks.measured = x->peaks.tflops > 0.0 && x->peaks.gbs > 0.0;
+    fflush(stdout);
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------- the bars */
+
+static void print_bars(const bench_ctx *x)
+{
+    if (!x->any_bar) return;
+    printf("\nThe course's bars (from the lesson READMEs, set on an H200):\n");
+    if (!x->n_bars) printf("  no row of this run is on a bar's shape (B=1 M=N=65536 H=64 G=4 D=128, causal)\n");
+    int local = 0;
+    for (int i = 0; i < x->n_bars; ++i) {
+        const bar_record *b = &x->bars[i];
+        local |= b->c.local_queries;
+        printf("  %-32s N=%-6d %9.3f ms   bar %5.1f ms  %s\n", b->name, b->c.shape.N, b->ms, b->bar,
+               b->ms <= b->bar ? "PASS" : "MISS");
+    }
+    if (local) printf("  (--local-queries: lists with locality; the bars are defined on plain random inputs)\n");
+    fflush(stdout);
+}
+
+/* ---------------------------------------------------------------- main */
+
 int main(int argc, char **argv)
 {
-    options opt;
-    int parsed = parse_args(argc, argv, &opt);
+    cli_options cli;
+    const int parsed = parse_cli(argc, argv, &cli);
     if (parsed <= 0) return parsed == 0 ? 0 : 2;
+    static bench_table table;
+    if (!build_table(&table)) return 1;
+    if (cli.list) {
+        print_list(&table);
+        return 0;
+    }
+    static bench_run runs[64];
+    const int n_runs = plan_runs(&table, &cli, runs, 64);
+    if (n_runs < 0) return 2;
+    for (int k = 0; k < n_runs; ++k) sort_entries(&runs[k]);
+    if (cli.dry_run) {
+        for (int k = 0; k < n_runs; ++k) {
+            char text[1024];
+            run_text(&runs[k].opt, text, sizeof text);
+            printf("run %d (%s): %s\n", k + 1, runs[k].label, text);
+            for_each_shape(NULL, &runs[k], print_shape);
+        }
+        return 0;
+    }
 
     char why[256];
     if (!attn_gpu_available(why, sizeof why)) {
         fprintf(stderr, "bench: %s\n", why);
         return BENCH_NO_GPU;
     }
-    char device[256];
-    attn_gpu_describe(device, sizeof device);
-    printf("device: %s\n", device);
+    static bench_ctx x;
+    x.cli = &cli;
+    x.t = &table;
+    attn_gpu_describe(x.device, sizeof x.device);
+    printf("device: %s\n", x.device);
     fflush(stdout);
-
-    FILE *csv = NULL;
-    if (opt.csv_path) {
-        csv = fopen(opt.csv_path, "w");
-        if (!csv) {
-            fprintf(stderr, "bench: cannot write %s\n", opt.csv_path);
+    if (cli.csv_path) {
+        x.csv = fopen(cli.csv_path, "w");
+        if (!x.csv) {
+            fprintf(stderr, "bench: cannot write %s\n", cli.csv_path);
             return 1;
         }
-        fprintf(csv, "device,kernel,B,M,N,H,G,D,causal,ms,tflops,gbs,peak_tflops,peak_gbs,frac_peak_flops,"
-                     "frac_peak_bw\n");
+        fputs(kCsvHeader, x.csv);
     }
-
-    device_peaks peaks;
-    memset(&peaks, 0, sizeof peaks);
-    attn_clear_error();
-    int st = ATTN_OK, failures = 0;
-    if (opt.peak_tflops > 0.0) {
-        peaks.measured = 1;
-        peaks.tflops = opt.peak_tflops;
-        peaks.gbs = opt.peak_gbs;
-        fprintf(stderr, "peaks (given, not measured): %.1f TFLOP/s bf16 GEMM, %.1f GB/s copy\n", peaks.tflops,
-                peaks.gbs);
-    } else if (opt.peaks) {
-        st = measure_peaks(&peaks, opt.seed);
+    int st = ATTN_OK;
+    if (cli.peak_tflops > 0.0) {
+        x.peaks.measured = 1;
+        x.peaks.tflops = cli.peak_tflops;
+        x.peaks.gbs = cli.peak_gbs;
+        printf("peaks (given, not measured): %.1f TFLOP/s bf16 GEMM, %.1f GB/s copy\n", x.peaks.tflops, x.peaks.gbs);
+    } else if (cli.peaks) {
+        st = measure_peaks(&x);
     }
-    if (!st) {
-        print_skip_notes(&opt);
-        st = run_sweep(&opt, &peaks, device, csv, &failures);
+    for (int k = 0; k < n_runs && !st; ++k) {
+        char text[1024];
+        run_text(&runs[k].opt, text, sizeof text);
+        printf("\nrun %d of %d (%s): %s\n", k + 1, n_runs, runs[k].label, text);
+        print_header();
+        st = for_each_shape(&x, &runs[k], time_shape);
     }
-    if (st) fprintf(stderr, "bench: %s: %s\n", attn_strerror(st), attn_error_detail());
-    if (csv && fclose(csv) != 0 && !st) {
-        fprintf(stderr, "bench: error writing %s\n", opt.csv_path);
+    if (!st) print_bars(&x);
+    if (st) fprintf(stderr, "bench: stopped: %s: %s\n", attn_strerror(st), attn_error_detail());
+    if (x.csv && fclose(x.csv) != 0 && !st) {
+        fprintf(stderr, "bench: error writing %s\n", cli.csv_path);
         st = 1;
     }
-    if (!st && opt.csv_path) fprintf(stderr, "wrote %s\n", opt.csv_path);
-    if (!st && failures) fprintf(stderr, "bench: %d kernel run(s) failed (see above)\n", failures);
-    return st || failures ? 1 : 0;
+    if (!st && cli.csv_path) fprintf(stderr, "wrote %s\n", cli.csv_path);
+    if (x.failures) fprintf(stderr, "bench: %d entry run(s) or check(s) failed (see above)\n", x.failures);
+    free(x.results);
+    return st || x.failures ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Time your kernels (lessons/) beside the reference solution and the frozen baseline, on each
-lesson's bar shape; print a table, write a CSV and draw a figure.
+lesson's bench shapes; print a table, write a CSV and draw a figure.
 
     ./course bench                      every lesson
     ./course bench --lesson 03          one lesson (repeatable)
@@ -9,21 +9,23 @@ lesson's bar shape; print a table, write a CSV and draw a figure.
                                         and .png)
     ./course bench --build-only         build the bench programs, time nothing (no GPU needed)
 
-Shapes (B = 1, causal, the shapes the lessons' speed bars are about):
-    01, 02  N = 2048, H = 16, D = 64, fp32 (seconds)
-    03      N = 8192, H = 64, D = 128, bf16
-    04      N = 8192, H = 64, G = 4, D = 128
-    05      window 512, N = 32768, H = 64, G = 4, D = 128
-    06      10% of the keys (token mask) or key blocks (block list) kept, N = 8192, H = 64, G = 4, D = 128
+Shapes: the "bench" key of each lesson's descriptor (lessons/NN_name/lesson.json), the shapes the
+lessons' speed bars are about; `build/bin/bench --list` prints them.
 
 How: your functions and the solutions' have the same names, so they cannot be linked into one
-program. build/bin/bench (every solution and the frozen baselines: the program the README's figures
-come from) times the solution and the baseline; one program per lesson, bench_NN_lessons, built from
-your lessons/NN_*/ files, times yours. A lesson of yours that does not compile, or whose kernel
-fails (a stub returns "not implemented"), is reported and skipped; the other lessons still run. The
-device's peaks (bf16 GEMM, memory copy) are measured once and handed to the later runs.
-Times only: `./course grade` checks that your kernels are right. Without a GPU: says so, exits 0.
-Normally run through ./course bench, which configures the build first.
+program. build/bin/bench (every solution and the frozen baselines) times the solution, its baseline
+and the lesson's floors; one program per lesson, bench_NN_lessons, built from your lessons/NN_*/
+files, times yours (in a copy of the course without solutions/, also the baseline). Both run the same
+command line: `--lesson NN` and the shape's options. Every row's output is checked once against its
+reference (the check column); a lesson of yours that does not compile, or whose kernel fails (a stub
+returns "not implemented"), is reported and skipped; the other lessons still run. The device's peaks
+(bf16 GEMM, memory copy) are measured once and handed to the later runs. `./course grade` is what
+grades your kernels. Without a GPU: says so, exits 0. Normally run through ./course bench, which
+configures the build first.
+
+    tools/bench/bench_lesson.py --check-table build/bin/bench
+                                        (CTest's maintainer.bench_entries, no GPU needed) every lesson
+                                        with a descriptor has a bench shape and a kernel in the table
 """
 import argparse
 import csv
@@ -33,50 +35,31 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOOLS)
 import course_cli  # noqa: E402
+import lessons  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(TOOLS)
 NO_GPU = 77  # bench's exit status without a usable CUDA device
 
-# Per lesson: the kernels of the lesson (yours and the solution's), the frozen baseline, the shape.
-LESSONS = {
-    "01": {"kernels": ["naive_cuda_f32"], "baseline": ["naive_f32"],
-           "args": ["--B", "1", "--N", "2048", "--H", "16", "--G", "16", "--D", "64", "--causal", "1"],
-           "shape": "B=1 N=2048 H=16 D=64 causal, fp32"},
-    "02": {"kernels": ["online_f32"], "baseline": ["naive_f32"],
-           "args": ["--B", "1", "--N", "2048", "--H", "16", "--G", "16", "--D", "64", "--causal", "1"],
-           "shape": "B=1 N=2048 H=16 D=64 causal, fp32"},
-    "03": {"kernels": ["flash_bf16"], "baseline": ["frozen_online_f32"],
-           "args": ["--B", "1", "--N", "8192", "--H", "64", "--G", "64", "--D", "128", "--causal", "1"],
-           "shape": "B=1 N=8192 H=64 D=128 causal, bf16 (baseline: lesson 02's frozen fp32 kernel)"},
-    "04": {"kernels": ["gqa_bf16"], "baseline": ["frozen_repeat_kv_bf16"],
-           "args": ["--B", "1", "--N", "8192", "--H", "64", "--G", "4", "--D", "128", "--causal", "1"],
-           "shape": "B=1 N=8192 H=64 G=4 D=128 causal, bf16 (baseline: repeat K/V, then frozen flash)"},
-    "05": {"kernels": ["window_bf16"], "baseline": ["frozen_flash_bf16"],
-           "args": ["--B", "1", "--N", "32768", "--H", "64", "--G", "4", "--D", "128", "--causal", "1",
-                    "--window", "512", "--reps", "5"],
-           "shape": "B=1 N=32768 H=64 G=4 D=128 causal, window 512 (baseline: dense causal frozen flash)"},
-    "06": {"kernels": ["mask_bf16", "blocks_bf16"], "baseline": ["frozen_flash_bf16"],
-           "args": ["--B", "1", "--N", "8192", "--H", "64", "--G", "4", "--D", "128", "--causal", "1",
-                    "--keep", "10", "--reps", "5"],
-           "shape": "B=1 N=8192 H=64 G=4 D=128 causal, 10% kept (baseline: dense causal frozen flash)"},
-}
-SOURCES = ("yours", "solution", "baseline")
-BENCH_COLUMNS = ["device", "kernel", "B", "M", "N", "H", "G", "D", "causal", "ms", "tflops", "gbs", "peak_tflops",
-                 "peak_gbs", "frac_peak_flops", "frac_peak_bw"]
-CSV_COLUMNS = ["lesson", "source"] + BENCH_COLUMNS
+SOURCES = ("yours", "solution", "baseline", "floor")
+BENCH_COLUMNS = ["device", "entry", "kernel", "role", "baseline", "B", "M", "N", "H", "G", "D", "causal", "window",
+                 "keep", "config", "ms", "tflops", "gbs", "peak_tflops", "peak_gbs", "frac_peak_flops", "frac_peak_bw",
+                 "speedup", "check"]
+CSV_COLUMNS = ["lesson", "shape", "source"] + BENCH_COLUMNS
 
 
 def say(msg):
     course_cli.say(msg)
 
 
-def lesson_dirs():
+def lesson_dirs(root=ROOT):
     """{NN: folder name} of the lessons in lessons/."""
     out = {}
-    for name in sorted(os.listdir(os.path.join(ROOT, "lessons"))):
-        if len(name) > 3 and name[:2].isdigit() and name[2] == "_" and os.path.isdir(os.path.join(ROOT, "lessons", name)):
+    base = os.path.join(root, "lessons")
+    for name in sorted(os.listdir(base)):
+        if len(name) > 3 and name[:2].isdigit() and name[2] == "_" and os.path.isdir(os.path.join(base, name)):
             out[name[:2]] = name
     return out
 
@@ -92,8 +75,62 @@ def have_gpu():
         return False, str(e)
     names = [l.strip() for l in p.stdout.splitlines() if l.strip()]
     if p.returncode != 0 or not names:
-        return False, (p.stderr or p.stdout).strip().splitlines()[0] if (p.stderr or p.stdout).strip() else "no GPU listed"
+        text = (p.stderr or p.stdout).strip()
+        return False, text.splitlines()[0] if text else "no GPU listed"
     return True, names[0]
+
+
+def parse_list(text):
+    """bench --list: ([{lesson, name, role, baseline, suites, parameters, computes}], {lesson: [(shape, options)]})."""
+    entries, shapes = [], {}
+    for line in text.splitlines():
+        cols = line.split("\t")
+        if line.startswith("# shape") and len(cols) >= 4:
+            shapes.setdefault(cols[1], []).append((cols[2], cols[3].split()))
+        elif line and not line.startswith("#") and len(cols) >= 7:
+            entries.append(dict(zip(("lesson", "name", "role", "baseline", "suites", "parameters", "computes"), cols)))
+    return entries, shapes
+
+
+def list_table(binary):
+    """The table a bench program holds (parse_list), or ([], {}) when it does not run."""
+    try:
+        p = subprocess.run([binary, "--list"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return [], {}
+    return parse_list(p.stdout) if p.returncode == 0 else ([], {})
+
+
+def check_table(binary, root=ROOT):
+    """Problems (strings) with the table of `binary` against the descriptors: every lesson needs a bench
+    shape, a solution entry, shapes the build compiled in as tools/lessons.py reads them, and rows in
+    a dry run of the whole benchmark."""
+    problems = []
+    entries, shapes = list_table(binary)
+    if not entries:
+        return [f"{binary} --list printed no table"]
+    try:
+        dry = subprocess.run([binary, "--dry-run"], capture_output=True, text=True, timeout=120)
+        dry_out = dry.stdout if dry.returncode == 0 else ""
+        if dry.returncode != 0:
+            problems.append(f"{binary} --dry-run failed: {dry.stderr.strip()}")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        dry_out = ""
+        problems.append(f"{binary} --dry-run: {e}")
+    for num, d in lessons.descriptors(root).items():
+        want = lessons.bench_shapes(d)
+        if not want:
+            problems.append(f"lesson {num}: its descriptor has no bench shape (lesson.json, key \"bench\")")
+        if shapes.get(num, []) != want:
+            problems.append(f"lesson {num}: the program's bench shapes {shapes.get(num, [])} are not the descriptor's "
+                            f"{want} (reconfigure the build)")
+        solutions = [e["name"] for e in entries if e["lesson"] == num and e["role"] == "solution"]
+        if not solutions:
+            problems.append(f"lesson {num}: no solution entry in the table (tools/bench/lesson_{num}.cu)")
+        elif not any(line.split()[:1] == [num] and line.split()[1].startswith(tuple(solutions))
+                     for line in dry_out.splitlines() if line.startswith("  ")):
+            problems.append(f"lesson {num}: a dry run of the benchmark times none of its entries")
+    return problems
 
 
 def read_bench_csv(path):
@@ -114,42 +151,62 @@ def peaks_of(rows):
     return None
 
 
-def run_bench(binary, kernels, spec, peaks, timeout):
+def run_bench(binary, lesson_args, shape_args, peaks, timeout):
     """Run one bench program; returns (exit status, rows, the error lines of its stderr)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "b.csv")
-        cmd = [binary, "--kernels", ",".join(kernels), "--keep-going", "--csv", out] + spec["args"] + peak_args(peaks)
+        cmd = [binary] + lesson_args + ["--keep-going", "--csv", out] + shape_args + peak_args(peaks)
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, errors="replace")
         except subprocess.TimeoutExpired:
             return 1, read_bench_csv(out), [f"timed out after {timeout} s"]
-        rows = read_bench_csv(out)
-        errors = [l for l in p.stderr.splitlines() if l.startswith("bench:")]
-        return p.returncode, rows, errors
+        errors = [l[len("bench: "):] for l in p.stderr.splitlines() if l.startswith("bench: ")]
+        return p.returncode, read_bench_csv(out), errors
 
 
-def fmt_row(kernel, source, r, base_ms):
-    ms, tf = float(r["ms"]), float(r["tflops"])
+def source_of(role, program):
+    if program == "yours":
+        return "yours" if role in ("solution", "sum") else role
+    return "solution" if role in ("solution", "sum") else role
+
+
+def vs_baseline(r, rows):
+    """The speed-up of row r over its baseline's row of the same lesson and shape, as text."""
+    base = [b for b in rows if b["source"] == "baseline" and b["kernel"] == r.get("baseline")
+            and b["lesson"] == r["lesson"] and b["shape"] == r["shape"]]
+    if not base or not r.get("baseline"):
+        return "-"
+    return f"{float(base[0]['ms']) / float(r['ms']):.2f}x"
+
+
+def fmt_row(r, rows):
+    ms = float(r["ms"])
+    tf = f"{float(r['tflops']):.1f}" if r.get("tflops") else "-"
     frac = f"{100 * float(r['frac_peak_flops']):.1f}%" if r.get("frac_peak_flops") else "-"
-    vs = f"{base_ms / ms:.2f}x" if base_ms else "-"
-    return f"  {kernel:<22} {source:<9} {ms:>10.3f} {tf:>9.1f} {frac:>8} {vs:>12}"
+    return (f"  {r['kernel']:<28} {r['source']:<9} {ms:>10.3f} {tf:>9} {frac:>8} {vs_baseline(r, rows):>12}  "
+            f"{r.get('check') or '-'}")
 
 
-def print_lesson(num, name, spec, rows, notes):
-    print(f"\nLesson {num} {name[3:]}: {spec['shape']}")
-    print(f"  {'kernel':<22} {'source':<9} {'ms':>10} {'TFLOP/s':>9} {'of peak':>8} {'vs baseline':>12}")
-    base = [r for r in rows if r["source"] == "baseline"]
-    base_ms = float(base[0]["ms"]) if base else None
+def shape_text(args):
+    pairs = [f"{args[i][2:]}={args[i + 1]}" for i in range(0, len(args) - 1, 2)]
+    return " ".join(pairs)
+
+
+def print_lesson(num, name, shape, args, rows, notes):
+    print(f"\nLesson {num} {name[3:]}, shape {shape}: {shape_text(args)}")
+    print(f"  {'kernel':<28} {'source':<9} {'ms':>10} {'TFLOP/s':>9} {'of peak':>8} {'vs baseline':>12}  check")
+    here = [r for r in rows if r["lesson"] == num and r["shape"] == shape]
     for source in SOURCES:
-        for r in rows:
+        for r in here:
             if r["source"] == source:
-                print(fmt_row(r["kernel"], source, r, base_ms))
+                print(fmt_row(r, here))
     for n in notes:
         print(f"  {n}")
 
 
-def draw(rows, lessons, path):
-    """One panel per lesson: TFLOP/s per kernel and source, the time written on each bar."""
+def draw(rows, panels, path):
+    """One panel per (lesson, shape): TFLOP/s per kernel and source, the time written on each bar (rows
+    without FLOPs, such as compression and the floors, are left out)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -158,15 +215,16 @@ def draw(rows, lessons, path):
         say("matplotlib is missing: no figure (Debian/Ubuntu: sudo apt-get install python3-matplotlib); "
             "the CSV has every number")
         return False
-    shown = [n for n in lessons if any(r["lesson"] == n for r in rows)]
+    shown = [p for p in panels if any(r["lesson"] == p[0] and r["shape"] == p[1] and r.get("tflops") for r in rows)]
     if not shown:
         return False
     cols = min(3, len(shown))
     nrows = (len(shown) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4.2 * nrows), squeeze=False)
-    colors = {"yours": "C0", "solution": "C1", "baseline": "0.55"}
-    for ax, num in zip(axes.flat, shown):
-        here = [r for s in SOURCES for r in rows if r["lesson"] == num and r["source"] == s]
+    colors = {"yours": "C0", "solution": "C1", "baseline": "0.55", "floor": "0.8"}
+    for ax, (num, shape) in zip(axes.flat, shown):
+        here = [r for s in SOURCES for r in rows
+                if r["lesson"] == num and r["shape"] == shape and r["source"] == s and r.get("tflops")]
         labels = [f"{r['kernel']}\n({r['source']})" for r in here]
         heights = [float(r["tflops"]) for r in here]
         bars = ax.bar(range(len(here)), heights, color=[colors[r["source"]] for r in here])
@@ -176,7 +234,7 @@ def draw(rows, lessons, path):
         ax.set_xticks(range(len(here)))
         ax.set_xticklabels(labels, fontsize=7, rotation=15, ha="right")
         ax.set_ylabel("TFLOP/s (visible pairs)")
-        ax.set_title(f"lesson {num}: {LESSONS[num]['shape'].split(',')[0]}", fontsize=9)
+        ax.set_title(f"lesson {num}, {shape}", fontsize=9)
         ax.set_ylim(top=max(heights) * 1.15 if heights else 1)
         ax.grid(True, axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(shown):]:
@@ -197,17 +255,28 @@ def main(argv=None):
     ap.add_argument("--csv", help="the CSV to write (default BUILD/bench/bench_course.csv)")
     ap.add_argument("--figure", help="the PNG to draw (default: the CSV's name with .png)")
     ap.add_argument("--build-only", action="store_true", help="build the bench programs, time nothing")
-    ap.add_argument("--timeout", type=int, default=600, help="seconds one bench program may run (default 600)")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds one bench program may run (default 900)")
+    ap.add_argument("--check-table", metavar="BENCH", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
+    if args.check_table:
+        problems = check_table(args.check_table)
+        for p in problems:
+            print(f"bench_lesson: {p}", file=sys.stderr)
+        if not problems:
+            print("bench_lesson: every lesson has a bench shape and entries in the table")
+        return 1 if problems else 0
+
     dirs = lesson_dirs()
-    wanted = [n.zfill(2) for n in args.lesson] if args.lesson else sorted(n for n in dirs if n in LESSONS)
+    wanted = [n.zfill(2) for n in args.lesson] if args.lesson else sorted(dirs)
+    shapes = {}
     for n in wanted:
         if n not in dirs:
             ap.error(f"no lesson {n} in lessons/")
-        if n not in LESSONS:
-            say(f"lesson {n}: no bench for it yet; skipped")
-    wanted = [n for n in wanted if n in LESSONS]
+        shapes[n] = lessons.bench_shapes(lessons.descriptor(dirs[n]))
+        if not shapes[n]:
+            say(f"lesson {n}: its descriptor names no bench shape; skipped")
+    wanted = [n for n in wanted if shapes[n]]
     if not wanted:
         return 0
 
@@ -246,32 +315,34 @@ def main(argv=None):
 
     csv_path = args.csv or os.path.join(bench_dir, "bench_course.csv")
     fig_path = args.figure or os.path.splitext(csv_path)[0] + ".png"
-    merged, peaks = [], None
+    merged, peaks, panels = [], None, []
     solutions_bench = os.path.join(bin_dir, "bench")
-    # the kernels build/bin/bench holds (a copy of the course without solutions/ has the baselines only)
-    listed = subprocess.run([solutions_bench, "--list"], capture_output=True, text=True).stdout.split()
+    # the lessons build/bin/bench holds (a copy of the course without solutions/ has the baselines only)
+    held = {e["lesson"] for e in list_table(solutions_bench)[0] if e["role"] == "solution"}
     for n in wanted:
-        spec = LESSONS[n]
-        solution = [k for k in spec["kernels"] if k in listed]
-        if not solution:
+        has_solution = n in held
+        if not has_solution:
             notes[n].append("solution: not in this copy of the course (no solutions/)")
-        say(f"lesson {n}: timing the solution and the baseline" if solution else f"lesson {n}: timing the baseline")
-        rc, rows, errors = run_bench(solutions_bench, solution + spec["baseline"], spec, peaks, args.timeout)
-        if rc == NO_GPU:
-            say("bench found no usable CUDA device: nothing to time here")
-            return 0
-        peaks = peaks or peaks_of(rows)
-        for r in rows:
-            merged.append(dict(r, lesson=n, source="baseline" if r["kernel"] in spec["baseline"] else "solution"))
-        notes[n] += [f"solution/baseline: {e}" for e in errors]
+        # the baseline comes from the solutions' program, or from yours when there is no solution
+        programs = []
+        if has_solution:
+            programs.append(("solution", solutions_bench, ["--lesson", n]))
         if compiled[n]:
-            say(f"lesson {n}: timing yours")
-            rc, rows, errors = run_bench(os.path.join(bin_dir, f"bench_{n}_lessons"), spec["kernels"], spec, peaks,
-                                         args.timeout)
-            peaks = peaks or peaks_of(rows)
-            for r in rows:
-                merged.append(dict(r, lesson=n, source="yours"))
-            notes[n] += [f"yours: {e[len('bench: '):] if e.startswith('bench: ') else e}" for e in errors]
+            roles = "solution" if has_solution else "solution,baseline"
+            programs.append(("yours", os.path.join(bin_dir, f"bench_{n}_lessons"), ["--lesson", n, "--role", roles]))
+        for shape, shape_args in shapes[n]:
+            panels.append((n, shape))
+            for program, binary, lesson_args in programs:
+                say(f"lesson {n}, shape {shape}: timing " + ("the solution and the baseline" if program == "solution"
+                                                              else "yours"))
+                rc, rows, errors = run_bench(binary, lesson_args, shape_args, peaks, args.timeout)
+                if rc == NO_GPU:
+                    say("bench found no usable CUDA device: nothing to time here")
+                    return 0
+                peaks = peaks or peaks_of(rows)
+                for r in rows:
+                    merged.append(dict(r, lesson=n, shape=shape, source=source_of(r["role"], program)))
+                notes[n] += [f"{program}: {e}" for e in errors]
     os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -284,10 +355,11 @@ def main(argv=None):
             print(f"peaks: {float(peaks[0]):.0f} TFLOP/s (cuBLAS bf16 GEMM), {float(peaks[1]):.0f} GB/s (copy); "
                   "'of peak' is TFLOP/s over the GEMM peak")
     for n in wanted:
-        print_lesson(n, dirs[n], LESSONS[n], [r for r in merged if r["lesson"] == n], notes[n])
-    print("\nThe times say nothing about correctness: ./course grade checks that.")
+        for shape, shape_args in shapes[n]:
+            print_lesson(n, dirs[n], shape, shape_args, merged, notes[n])
+    print("\n'check' compares each output once with its reference; ./course grade is what grades your kernels.")
     say(f"wrote {csv_path}")
-    if draw(merged, wanted, fig_path):
+    if draw(merged, panels, fig_path):
         say(f"wrote {fig_path}")
     return 0
 

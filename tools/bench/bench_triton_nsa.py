@@ -3,7 +3,8 @@
 
 The bar of lessons 07-09 is "at most half of the best public Triton kernels measured on the same GPU the
 same day". This script measures the selected-attention forward of two public Triton implementations on
-the shape of bench_nsa (B = 1, H = 64, G = 4, D = 128, bf16, causal, l' = 64, n = 16):
+the shape of the benchmark's suite nsa (`build/bin/bench --suite nsa`: B = 1, H = 64, G = 4, D = 128, bf16,
+causal, l' = 64, n = 16):
 
   fla   flash-linear-attention's parallel_nsa_fwd (fla/ops/nsa/parallel.py)
   xl    XunhaoLai/native-sparse-attention-triton's _topk_sparse_attention_fwd
@@ -12,9 +13,9 @@ the shape of bench_nsa (B = 1, H = 64, G = 4, D = 128, bf16, causal, l' = 64, n 
 Neither is part of this course: pass the folders of your own checkouts (the commit measured is printed).
 Only their forward kernels are called, through their own Python functions, nothing is copied.
 
-The block lists are what bench_nsa gives its kernel on random inputs: block 0, the block holding t and the
-one before it, then random distinct blocks up to t's, ascending, padded with -1 (fewer candidates than n
-near the start). Both kernels read each (position, kv group)'s blocks on their own, so their time does
+The block lists are what the benchmark's selected_attention entry reads on random inputs (the top-n of
+random scores): block 0, the block holding t and the one before it, then random distinct blocks up to
+t's, ascending, padded with -1 (fewer candidates than n near the start). Both kernels read each (position, kv group)'s blocks on their own, so their time does
 not depend on which blocks were chosen, only on how many. Timing: CUDA events, median of --reps runs,
 each after a 256 MB write that flushes the L2, after --warmup untimed runs (the first one autotunes).
 

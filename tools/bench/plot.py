@@ -17,9 +17,11 @@ For each set, with <prefix> the CSV's name without extension (or --prefix):
                            line per kernel with a _k<percent> suffix (lesson 06's mask_bf16 and
                            blocks_bf16), each other kernel (dense) as a flat line; one panel per N
     tools/bench/plot.py --nsa figures/bench_nsa_h200.csv --out figures/
-                           <prefix>_time.png: the NSA stages of build/bin/bench_nsa (compression,
-                           compressed attention, scores + top-n, selected attention, dense flash) vs N,
-                           one panel per configuration, with the bars at N = 65536 as markers
+                           <prefix>_time.png: the NSA stages of `build/bin/bench --suite nsa`
+                           (compression, compressed attention, scores + top-n, selected attention and its
+                           floor, the sliding window, dense flash) vs N, one panel per configuration, with
+                           the bars at N = 65536 as markers; rows without a configuration (dense, window)
+                           are drawn in every panel
 N is on a log2 axis; a CSV with a single N gives bar charts instead. When other sizes (B, M, H, G)
 vary within the CSV, they are added to the series' labels so that no two series share a name.
 Needs matplotlib (Debian/Ubuntu: sudo apt-get install python3-matplotlib).
@@ -178,7 +180,7 @@ def plot_keep(rows, prefix, args):
     panel per N; the dashed grey line is the time of the dense kernel scaled by the kept share."""
     ns = sorted({r["N"] for r in rows if KEEP_SUFFIX.match(r["kernel"])})  # a panel per N with such kernels
     if not ns:
-        print(f"plot.py: {prefix}: no kernel with a _k<percent> suffix (bench --kernels mask_bf16,blocks_bf16)",
+        print(f"plot.py: {prefix}: no kernel with a _k<percent> suffix (bench --kernel mask_bf16,blocks_bf16)",
               file=sys.stderr)
         return 1
     fig, axes = plt.subplots(1, len(ns), figsize=(6.5 * len(ns), 5.2), squeeze=False)
@@ -231,8 +233,10 @@ def plot_set(rows, prefix, args):
         return 1
     out = lambda kind: os.path.join(args.out, f"{prefix}_{kind}.png")
     peaks = peak_tflops_of(rows)
-    plot_figure(rows, lambda r: r["tflops"], "TFLOP/s (visible pairs only)", "Attention forward: throughput",
-                out("tflops"), args, peak_lines=peaks)
+    with_flops = [r for r in rows if r["tflops"] is not None]  # compression and the floors count bytes only
+    if with_flops:
+        plot_figure(with_flops, lambda r: r["tflops"], "TFLOP/s (visible pairs only)", "Attention forward: throughput",
+                    out("tflops"), args, peak_lines=peaks)
     plot_figure(rows, lambda r: r["ms"], "time per call (ms, median)", "Attention forward: time",
                 out("time"), args, log_y=True)
     with_frac = [r for r in rows if r["frac_peak_flops"] is not None]
@@ -253,18 +257,26 @@ NSA_STAGES = [("compress", "compression of K and V"), ("cmp_attention", "compres
               ("select", "scores + top-n"), ("cmp_plus_select", "compressed + scores + top-n"),
               ("selected_attention", "selected attention"),
               ("selected_kv_floor_2", "selected: its K/V loads alone (the floor)"),
+              ("window_bf16", "sliding window, w = 512 (lesson 05)"),
               ("dense", "dense causal flash (frozen)")]
+# the benchmark's entry names of the stages whose row names are not the stage's
+NSA_ENTRY_STAGES = {"frozen_flash_bf16": "dense"}
 
 
 def read_nsa_rows(path):
-    """Rows of a bench_nsa CSV: device, config, stage, N, ms, tflops."""
+    """Rows of the NSA stages: device, config, stage, N, ms. From the benchmark's CSV (bench --suite nsa:
+    the stage is the entry, the configuration its column, empty for rows every configuration shares) or
+    from the CSV of the earlier NSA program (columns device, config, stage, N, ms, tflops)."""
     rows = []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in ("device", "config", "stage", "N", "ms") if c not in (reader.fieldnames or [])]
+        fields = reader.fieldnames or []
+        stage_col = "stage" if "stage" in fields else "entry"
+        missing = [c for c in ("device", "config", stage_col, "N", "ms") if c not in fields]
         if missing:
-            sys.exit(f"plot.py: {path}: not a bench_nsa CSV (missing columns: {', '.join(missing)})")
+            sys.exit(f"plot.py: {path}: not an NSA CSV (missing columns: {', '.join(missing)})")
         for r in reader:
+            r["stage"] = NSA_ENTRY_STAGES.get(r[stage_col], r[stage_col])
             r["N"], r["ms"] = int(r["N"]), float(r["ms"])
             rows.append(r)
     return rows
@@ -278,12 +290,12 @@ def plot_nsa(rows, prefix, args):
         return 1
     fig, axes = plt.subplots(1, len(configs), figsize=(6.4 * len(configs), 4.8), squeeze=False)
     for ax, config in zip(axes[0], configs):
-        mine = [r for r in rows if r["config"] == config]
+        mine = [r for r in rows if r["config"] in (config, "")]
         for stage, label in NSA_STAGES:
             pts = sorted((r["N"], r["ms"]) for r in mine if r["stage"] == stage)
             if pts:
                 ax.plot([n for n, _ in pts], [ms for _, ms in pts], marker="o", label=label,
-                        linestyle={"dense": "--", "selected_kv_floor_2": ":"}.get(stage, "-"))
+                        linestyle={"dense": "--", "selected_kv_floor_2": ":", "window_bf16": "-."}.get(stage, "-"))
         # the two bars of a configuration can be close (10.5 and 10.3 ms): one label above, one below
         for k, (stage, bar) in enumerate(NSA_BARS[config].items()):
             ax.plot([65536], [bar], marker="_", markersize=18, color="black")
@@ -316,7 +328,7 @@ def main():
                                      "CSVs, plot all their rows together under this prefix")
     ap.add_argument("--title", help="title line instead of the device name")
     ap.add_argument("--vs-keep", action="store_true", help="plot time vs share kept (lesson 06's _k<percent> kernels)")
-    ap.add_argument("--nsa", action="store_true", help="the CSV is bench_nsa's: plot the NSA stages against N")
+    ap.add_argument("--nsa", action="store_true", help="the CSV is of bench --suite nsa: plot the NSA stages against N")
     args = ap.parse_args()
     plot = plot_keep if args.vs_keep else plot_nsa if args.nsa else plot_set
     reader = read_nsa_rows if args.nsa else read_rows

@@ -28,16 +28,18 @@ bench="$build/bin/bench"
 mkdir -p "$out"
 csv() { printf '%s/bench_%s_%s.csv' "$out" "$1" "$name"; }
 
+# --role solution: the kernels named, no baseline added beside them (the figures compare these); the
+# options give every size, so each command is one run whatever the lessons' bench shapes say
 set -x
-"$bench" --kernels flash_bf16 --N 1024,2048,4096,8192,16384,32768,65536 --B 1 --H 64 --G 64 \
+"$bench" --kernel flash_bf16 --role solution --N 1024,2048,4096,8192,16384,32768,65536 --B 1 --H 64 --G 64 \
     --D 128 --causal 1,0 --csv "$(csv flash)"
-"$bench" --kernels naive_f32,online_f32,flash_bf16 --N 512,1024,2048,4096,8192 --B 1 --H 16 \
+"$bench" --kernel naive_f32,online_f32,flash_bf16 --role solution --N 512,1024,2048,4096,8192 --B 1 --H 16 \
     --G 16 --D 64 --causal 1 --csv "$(csv lessons)"
-"$bench" --kernels gqa_bf16,flash_bf16 --N 4096,8192,16384 --B 1 --H 64 --G 4 --D 128 --causal 1 \
+"$bench" --kernel gqa_bf16,flash_bf16 --role solution --N 4096,8192,16384 --B 1 --H 64 --G 4 --D 128 --causal 1 \
     --csv "$(csv gqa)"
-"$bench" --no-peaks --kernels window_bf16,flash_bf16 --window 512 --N 4096,8192,16384,32768,65536 \
+"$bench" --no-peaks --kernel window_bf16,flash_bf16 --role solution --window 512 --N 4096,8192,16384,32768,65536 \
     --B 1 --H 64 --G 4 --D 128 --causal 1 --reps 5 --csv "$(csv window)"
-"$bench" --kernels gqa_bf16,mask_bf16,blocks_bf16 --keep 100,50,25,10,5 --N 8192,32768 --H 64 --G 4 \
-    --D 128 --causal 1 --csv "$(csv sparsity)"
+"$bench" --kernel gqa_bf16,mask_bf16,blocks_bf16 --role solution --keep 100,50,25,10,5 --N 8192,32768 --B 1 --H 64 \
+    --G 4 --D 128 --causal 1 --reps 10 --csv "$(csv sparsity)"
 python3 tools/bench/plot.py "$(csv flash)" "$(csv lessons)" "$(csv gqa)" "$(csv window)" --out "$out/"
 python3 tools/bench/plot.py --vs-keep "$(csv sparsity)" --out "$out/"

@@ -9,7 +9,9 @@
 #   tools/maintenance/gpu_verify.sh grade      ./course grade of the solutions (900 points) and the stubs (0)  [LESSONS]
 #   tools/maintenance/gpu_verify.sh sanitize   compute-sanitizer over the solutions and racy variants      [LESSONS]
 #   tools/maintenance/gpu_verify.sh figures    the README's CSV and figures, named after the GPU (NAME, default h200)
-#   tools/maintenance/gpu_verify.sh nsa        the NSA branches of lessons 07-09 against the N = 65536 bars (CSV, figure)
+#   tools/maintenance/gpu_verify.sh nsa        the NSA branches of lessons 05, 07-09 against the N = 65536 bars (CSV, figure)
+#   tools/maintenance/gpu_verify.sh bench      the benchmark: every lesson on its bench shapes, each output checked  [LESSONS]
+#   tools/maintenance/gpu_verify.sh course_bench   ./course bench: the stubs of lessons/ beside the solutions    [LESSONS]
 # LESSONS (optional): a comma-separated list such as 07,08,09 limits the step to those lessons (the
 # harness tests of `tests` run only without it).
 set -uo pipefail
@@ -98,13 +100,28 @@ PY
     tail -20 "$LOG/figures.log"
     ;;
   nsa)
-    "$B/bin/bench_nsa" --csv "figures/bench_nsa_${2:-h200}.csv" >"$LOG/nsa.log" 2>&1
+    "$B/bin/bench" --suite nsa --csv "figures/bench_nsa_${2:-h200}.csv" >"$LOG/nsa.log" 2>&1
     rc=$?
     python3 tools/bench/plot.py --nsa "figures/bench_nsa_${2:-h200}.csv" --out figures >>"$LOG/nsa.log" 2>&1
     tail -40 "$LOG/nsa.log"
     ;;
+  bench)
+    only=()
+    [ -n "$lessons" ] && only=(--lesson "$lessons")
+    "$B/bin/bench" "${only[@]}" --keep-going --csv "$LOG/bench.csv" >"$LOG/bench.log" 2>&1
+    rc=$?
+    grep -E "^(run|peak|[0-9][0-9] )|FAILED|bench:|PASS|MISS" "$LOG/bench.log" | tail -60
+    ;;
+  course_bench)
+    only=()
+    for n in $(echo "$lessons" | tr ',' ' '); do only+=(--lesson "$n"); done
+    python3 tools/bench/bench_lesson.py --build-dir "$B" "${only[@]}" --csv "$LOG/bench_course.csv" \
+      >"$LOG/course_bench.log" 2>&1
+    rc=$?
+    tail -60 "$LOG/course_bench.log"
+    ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

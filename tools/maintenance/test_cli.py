@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tools", "bench"))
 import bench_lesson  # noqa: E402
 import course_cli  # noqa: E402
+import lessons  # noqa: E402
 
 
 class FakeClock:
@@ -225,25 +226,64 @@ add_test(NAME selftest.stubs.01 COMMAND sh -c "if [ -f ${CMAKE_BINARY_DIR}/fail 
 
 
 class BenchLessonTest(unittest.TestCase):
-    def test_every_lesson_with_a_bench_exists(self):
-        dirs = bench_lesson.lesson_dirs()
-        for num, spec in bench_lesson.LESSONS.items():
-            self.assertIn(num, dirs)
-            self.assertTrue(spec["kernels"] and spec["baseline"])
-            self.assertNotEqual(set(spec["kernels"]), set(spec["baseline"]))
+    def test_every_lesson_has_a_bench_shape_and_entries(self):
+        # a lesson added to the course cannot be forgotten by the benchmark: its descriptor names the
+        # shapes ./course bench times it on, and tools/bench/lesson_NN.cu registers its kernels
+        names = lessons.lesson_names()
+        self.assertGreaterEqual(len(names), 9)
+        for name in names:
+            num = name[:2]
+            self.assertTrue(lessons.bench_shapes(lessons.descriptor(name)),
+                            f"{name}: its descriptor has no bench shape")
+            path = os.path.join(ROOT, "tools", "bench", f"lesson_{num}.cu")
+            self.assertTrue(os.path.isfile(path), f"{name}: no {os.path.relpath(path, ROOT)}")
+            with open(path) as f:
+                src = f.read()
+            self.assertIn(f"BENCH_LESSON({int(num)})", src, path)
+            self.assertIn("BENCH_SOLUTION", src, f"{path}: no entry of the lesson's own kernel")
 
-    def test_kernels_are_known_to_bench_cu(self):
+    def test_bench_shapes_use_options_the_driver_takes(self):
         with open(os.path.join(ROOT, "tools", "bench", "bench.cu")) as f:
             src = f.read()
-        for spec in bench_lesson.LESSONS.values():
-            for k in spec["kernels"] + spec["baseline"]:
-                self.assertIn(f'{{"{k}", ', src, k)
+        for num, d in lessons.descriptors().items():
+            for shape, args in lessons.bench_shapes(d):
+                for opt in args[0::2]:
+                    self.assertIn(f'"{opt}"', src, f"lesson {num}, shape {shape}: {opt} is not a bench option")
 
-    def test_bench_targets_for_every_lesson(self):
-        with open(os.path.join(ROOT, "tools", "bench", "CMakeLists.txt")) as f:
-            text = f.read()
-        line = next(l for l in text.splitlines() if l.startswith("set(ATTN_BENCH_LESSONS"))
-        self.assertEqual(sorted(line[len("set(ATTN_BENCH_LESSONS"):].strip(" )").split()), sorted(bench_lesson.LESSONS))
+    def test_bench_shapes_are_read_as_cmake_writes_them(self):
+        # tools/bench/CMakeLists.txt writes options sorted by key (CMake's JSON reader): lessons.py too
+        d = {"bench": {"b": {"N": 8192, "D": 64, "config": "mean,paper"}, "a": {"H": 4}}}
+        self.assertEqual(lessons.bench_shapes(d),
+                         [("a", ["--H", "4"]), ("b", ["--D", "64", "--N", "8192", "--config", "mean,paper"])])
+        for bad in ({"bench": []}, {"bench": {"x": {"N": 1.5}}}, {"bench": {"x": {"N": "8192 --reps"}}},
+                    {"bench": {"x": {"N": True}}}, {"bench": {"x y": {}}}):
+            with self.assertRaises(ValueError, msg=bad):
+                lessons.bench_shapes(bad)
+
+    def test_parse_list(self):
+        text = ("# lesson\tname\trole\tbaseline\tsuites\tparameters\tcomputes\n"
+                "00\tfrozen_flash_bf16\tbaseline\t-\t-\t-\tthe frozen flash kernel\n"
+                "03\tflash_bf16\tsolution\tfrozen_online_f32\t-\t-\tflash attention\n"
+                "# suite\tnsa\t--N 65536\tthe NSA branches\n"
+                "# shape\t03\t8k\t--B 1 --N 8192\n")
+        entries, shapes = bench_lesson.parse_list(text)
+        self.assertEqual([(e["lesson"], e["name"], e["role"]) for e in entries],
+                         [("00", "frozen_flash_bf16", "baseline"), ("03", "flash_bf16", "solution")])
+        self.assertEqual(shapes, {"03": [("8k", ["--B", "1", "--N", "8192"])]})
+
+    def test_check_table_names_a_forgotten_lesson(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            fake = os.path.join(tmp, "bench")
+            # holds lesson 03 only, with its shapes as the descriptors give them
+            shape_lines = "".join(f"# shape\t{num}\t{shape}\t{' '.join(args)}\\n"
+                                  for num, d in lessons.descriptors().items() for shape, args in lessons.bench_shapes(d))
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\nif [ \"$1\" = --list ]; then printf '03\\tflash_bf16\\tsolution\\t-\\t-\\t-\\tx\\n"
+                        f"{shape_lines}'; else echo '  03 flash_bf16 solution B=1'; fi\n")
+            os.chmod(fake, 0o755)
+            problems = bench_lesson.check_table(fake)
+            self.assertFalse(any("lesson 03" in p for p in problems), problems)
+            self.assertTrue(any("lesson 09: no solution entry" in p for p in problems), problems)
 
     def test_peaks_of(self):
         self.assertIsNone(bench_lesson.peaks_of([{"peak_tflops": "", "peak_gbs": ""}]))
@@ -270,55 +310,76 @@ class BenchLessonTest(unittest.TestCase):
         rows = []
         for num in ("03", "06"):
             for src, ms in (("yours", 4.0), ("solution", 3.2), ("baseline", 60.0)):
-                rows.append({"lesson": num, "source": src, "kernel": "k", "ms": str(ms), "tflops": str(100 / ms),
-                             "device": "a GPU"})
+                rows.append({"lesson": num, "shape": "8k", "source": src, "kernel": "k", "ms": str(ms),
+                             "tflops": str(100 / ms), "device": "a GPU"})
+        rows.append({"lesson": "06", "shape": "8k", "source": "floor", "kernel": "f", "ms": "1", "tflops": "",
+                     "device": "a GPU"})
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "f.png")
-            self.assertTrue(bench_lesson.draw(rows, ["03", "06"], path))
+            self.assertTrue(bench_lesson.draw(rows, [("03", "8k"), ("06", "8k")], path))
             self.assertGreater(os.path.getsize(path), 1000)
 
     def test_table(self):
-        rows = [{"lesson": "03", "source": s, "kernel": "flash_bf16", "ms": ms, "tflops": "100", "frac_peak_flops": "0.5"}
-                for s, ms in (("baseline", "60"), ("yours", "4"), ("solution", "3"))]
+        rows = [{"lesson": "03", "shape": "8k", "source": s, "kernel": k, "baseline": b, "ms": ms, "tflops": "100",
+                 "frac_peak_flops": "0.5", "check": "ok"}
+                for s, k, b, ms in (("baseline", "frozen_online_f32", "", "60"),
+                                    ("yours", "flash_bf16", "frozen_online_f32", "4"),
+                                    ("solution", "flash_bf16", "frozen_online_f32", "3"))]
         out = io.StringIO()
         old, sys.stdout = sys.stdout, out
         try:
-            bench_lesson.print_lesson("03", "03_flash_attention", bench_lesson.LESSONS["03"], rows, ["yours: note"])
+            bench_lesson.print_lesson("03", "03_flash_attention", "8k", ["--N", "8192", "--D", "128"], rows,
+                                      ["yours: note"])
         finally:
             sys.stdout = old
         lines = out.getvalue().splitlines()
-        self.assertIn("Lesson 03 flash_attention", lines[1])
+        self.assertIn("Lesson 03 flash_attention, shape 8k: N=8192 D=128", lines[1])
         self.assertIn("yours", lines[3])  # yours first, then the solution, then the baseline
         self.assertIn("15.00x", lines[3])
+        self.assertIn("20.00x", lines[4])
         self.assertIn("baseline", lines[5])
         self.assertIn("50.0%", lines[3])
+        self.assertTrue(lines[3].endswith("ok"))
         self.assertEqual(lines[-1].strip(), "yours: note")
 
 
 FAKE_BENCH = r"""#!/usr/bin/env python3
 import os, sys
 a = sys.argv[1:]
-yours = "lessons" in os.path.basename(sys.argv[0])
-held = ["naive_f32", "frozen_online_f32", "frozen_flash_bf16", "frozen_repeat_kv_bf16", "naive_cuda_f32", "online_f32",
-        "flash_bf16", "gqa_bf16", "window_bf16", "mask_bf16", "blocks_bf16"]
+name = os.path.basename(sys.argv[0])
+yours = "lessons" in name
+TABLE = [("00", "naive_f32", "baseline", ""), ("00", "frozen_online_f32", "baseline", ""),
+         ("00", "frozen_flash_bf16", "baseline", ""), ("00", "frozen_repeat_kv_bf16", "baseline", ""),
+         ("03", "flash_bf16", "solution", "frozen_online_f32"), ("04", "gqa_bf16", "solution", "frozen_repeat_kv_bf16"),
+         ("06", "mask_bf16", "solution", "frozen_flash_bf16"), ("06", "blocks_bf16", "solution", "frozen_flash_bf16")]
+held = [e for e in TABLE if e[0] == "00" or not yours or e[0] == name[len("bench_"):len("bench_") + 2]]
 if "--list" in a:
-    print("\n".join(held)); sys.exit(0)
-kernels, path = a[a.index("--kernels") + 1].split(","), a[a.index("--csv") + 1]
+    for e in held:
+        print("\t".join([e[0], e[1], e[2], e[3] or "-", "-", "-", "what it computes"]))
+    sys.exit(0)
+lesson, path = a[a.index("--lesson") + 1], a[a.index("--csv") + 1]
+roles = a[a.index("--role") + 1].split(",") if "--role" in a else ["solution", "baseline", "floor", "sum"]
 given = "--peak-tflops" in a
 with open(os.path.join(os.path.dirname(sys.argv[0]), "calls.txt"), "a") as log:
-    log.write(f"{os.path.basename(sys.argv[0])} {','.join(kernels)} peaks={'given' if given else 'measured'}\n")
+    log.write(f"{name} {' '.join(a[:a.index('--csv')])} {' '.join(a[a.index('--csv') + 2:])} "
+              f"peaks={'given' if given else 'measured'}\n")
+mine = [e for e in held if e[0] == lesson and e[2] in roles]
+bases = {e[3] for e in mine}
+rows = [e for e in held if e[1] in bases and "baseline" in roles] + mine
 failed = 0
 with open(path, "w") as f:
-    f.write("device,kernel,B,M,N,H,G,D,causal,ms,tflops,gbs,peak_tflops,peak_gbs,frac_peak_flops,frac_peak_bw\n")
-    for k in kernels:
-        assert k in held, k
-        if yours and k == "mask_bf16":
-            print("bench: mask_bf16 failed on B=1: not implemented: fill in the TODO", file=sys.stderr)
+    f.write("device,lesson,entry,kernel,role,baseline,B,M,N,H,G,D,causal,window,keep,config,ms,tflops,gbs,"
+            "peak_tflops,peak_gbs,frac_peak_flops,frac_peak_bw,speedup,check\n")
+    for e in rows:
+        kernel = e[1] + ("_k10" if e[0] == "06" else "")
+        if yours and e[1] == "mask_bf16":
+            print(f"bench: {kernel} failed on B=1 M=8192 (its first run): not implemented: fill in the TODO",
+                  file=sys.stderr)
             failed += 1
             continue
-        ms = 4.0 if yours else (60.0 if k.startswith(("frozen", "naive_f32")) else 3.0)
-        name = k + ("_k10" if k in ("mask_bf16", "blocks_bf16") else "")
-        f.write(f"Fake GPU,{name},1,8192,8192,64,4,128,1,{ms},{100 / ms},1000,800,3000,{100 / ms / 800},0.3\n")
+        ms = 4.0 if yours and e[2] == "solution" else (60.0 if e[2] == "baseline" else 3.0)
+        f.write(f"Fake GPU,{e[0]},{e[1]},{kernel},{e[2]},{e[3]},1,8192,8192,64,4,128,1,,,,{ms},{100 / ms},1000,800,"
+                f"3000,{100 / ms / 800},0.3,,ok\n")
 sys.exit(1 if failed else 0)
 """
 
@@ -362,7 +423,7 @@ add_custom_target(bench_04_lessons COMMAND sh ${CMAKE_SOURCE_DIR}/fail.sh)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
             self.assertIn("lesson 04: your files do not compile", p.stderr)
             self.assertIn("error: expected a ;", p.stderr)
-            self.assertIn("yours: mask_bf16 failed on B=1: not implemented", p.stdout)
+            self.assertIn("yours: mask_bf16_k10 failed on B=1 M=8192 (its first run): not implemented", p.stdout)
             self.assertIn("yours: not timed, your lessons/04_gqa/ files do not compile", p.stdout)
             with open(csv_path, newline="") as f:
                 rows = list(csv.DictReader(f))
@@ -372,10 +433,18 @@ add_custom_target(bench_04_lessons COMMAND sh ${CMAKE_SOURCE_DIR}/fail.sh)
                 ("04", "solution", "gqa_bf16"), ("04", "baseline", "frozen_repeat_kv_bf16"),
                 ("06", "yours", "blocks_bf16_k10"), ("06", "solution", "mask_bf16_k10"),
                 ("06", "solution", "blocks_bf16_k10"), ("06", "baseline", "frozen_flash_bf16")]))
+            self.assertEqual({r["shape"] for r in rows if r["lesson"] == "06"}, {"8k_keep10"})
             with open(os.path.join(build, "bin", "calls.txt")) as f:
                 calls = f.read().splitlines()
             self.assertTrue(calls[0].endswith("peaks=measured"), calls)  # the peaks are measured once
             self.assertTrue(all(c.endswith("peaks=given") for c in calls[1:]), calls)
+            # both programs get the lesson and its descriptor's shape; yours times the lesson's own kernels
+            first, yours = calls[0].split(), calls[1].split()
+            self.assertEqual(first[:3], ["bench", "--lesson", "03"])
+            self.assertIn("--N 8192", calls[0])
+            self.assertEqual(yours[:5], ["bench_03_lessons", "--lesson", "03", "--role", "solution"])
+            self.assertEqual(calls[0].split("--keep-going")[1], calls[1].split("--keep-going")[1].replace(
+                "peaks=given", "peaks=measured").replace(" --peak-tflops 800 --peak-gbs 3000", ""))
             self.assertIn("15.00x", p.stdout)  # lesson 03, yours: 60 ms baseline / 4 ms
 
 

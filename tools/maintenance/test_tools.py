@@ -409,216 +409,31 @@ class Plots(unittest.TestCase):
         self.assertEqual(plot.plot_nsa(plot.read_nsa_rows(path), "nsa", self.args), 0)
         self.assertTrue(self.png("nsa_time.png"))
 
+    def test_nsa_figure_from_the_benchmark(self):
+        # bench --suite nsa: the stage is the entry, rows without a configuration go into every panel
+        path = os.path.join(self.dir.name, "suite.csv")
+        header = ("device,lesson,entry,kernel,role,baseline,B,M,N,H,G,D,causal,window,keep,config,ms,tflops,gbs,"
+                  "peak_tflops,peak_gbs,frac_peak_flops,frac_peak_bw,speedup,check\n")
+        with open(path, "w") as f:
+            f.write(header)
+            for i, n in enumerate((8192, 65536)):
+                for entry, config in (("frozen_flash_bf16", ""), ("window_bf16", ""), ("compress", "mean"),
+                                      ("cmp_attention", "mean"), ("selected_attention", "paper")):
+                    kernel = entry + (f"_{config}" if config else "")
+                    f.write(f'"GPU (sm_90, 1 SM)",07,{entry},{kernel},solution,,1,{n},{n},64,4,128,1,,,{config},'
+                            f'{0.1 * (i + 1) ** 2},100,,800,3000,0.1,,,ok\n')
+        rows = plot.read_nsa_rows(path)
+        self.assertEqual({r["stage"] for r in rows}, {"dense", "window_bf16", "compress", "cmp_attention",
+                                                      "selected_attention"})
+        self.assertEqual(plot.plot_nsa(rows, "suite", self.args), 0)
+        self.assertTrue(self.png("suite_time.png"))
+        self.assertEqual(plot.plot_set(plot.read_rows(path), "suite", self.args), 0)  # the general figures too
+        self.assertTrue(self.png("suite_time.png"))
+
     def test_keep_figure_needs_keep_kernels(self):
         rows = [r for r in plot.read_rows(self.csv) if r["kernel"] == "gqa_bf16"]
         self.assertEqual(plot.plot_keep(rows, "dense", self.args), 1)
         self.assertFalse(self.png("dense_keep.png"))
-
-
-class ClusterProtocol(unittest.TestCase):
-    """tools/bench/cluster_protocol.py: the ring protocol of window_cluster.cuh under random orders."""
-
-    def setUp(self):
-        sys.path.insert(0, os.path.join(TOOLS, "bench"))
-        import cluster_protocol
-        self.cp = cluster_protocol
-        self.cp.MUTATION = None
-
-    def tearDown(self):
-        self.cp.MUTATION = None
-
-    def test_the_protocol_holds(self):
-        for cluster, stages in ((2, 1), (2, 2), (4, 4), (4, 1)):
-            self.cp.run(120, cluster * 10 + stages, stages, cluster)  # raises Fail on any broken check
-
-    def test_known_wrong_protocols_fail(self):
-        for mutation, cluster in (("first_issues", 2), ("early_refill", 2), ("own_order", 2), ("no_parity", 2),
-                                  ("first_issues", 4), ("lone_mask", 4)):
-            self.cp.MUTATION = mutation
-            with self.assertRaises(self.cp.Fail, msg="%s, clusters of %d" % (mutation, cluster)):
-                self.cp.run(120, 1, 2, cluster)
-
-    def test_the_kernel_still_has_what_the_model_transcribes(self):
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        with open(os.path.join(root, "tools", "bench", "window_cluster.cuh")) as f:
-            text = f.read()
-        for line in ("const int lo = c2 == c ? x : lower_bound(allblk + c2 * kWinKeys, nus[c2], want);",
-                     "const bool canonical = __popc(m) >= 2 && (m & ((1u << c) - 1u)) == 0;",
-                     "gidx += pc[c2 * (kWinKeys + 1) + lower_bound(allblk + c2 * kWinKeys, nus[c2], want)];",
-                     "const int st = kPriv + gidx % kSh;",
-                     "if ((((old >> shift) & 15u) | (1u << rank)) == mask) copy4(st, u, (uint16_t)mask);",
-                     "const int st = p % kPriv, u = priv_u[p];",
-                     "if ((run + __popc(bal & ((1u << lane) - 1u))) & 1) code[u] = c | kCodeParity;",
-                     "if (shd && cr.nxt[u] != 0xff) cr.issue_shared(cr.nxt[u]);",
-                     "else if (!shd && idx + kPriv < np) cr.issue_private(idx + kPriv);",
-                     "const unsigned parity = shd ? (c & kCodeParity ? 1u : 0u) : (unsigned)(idx / kPriv) & 1u;",
-                     "if (atomicSub(&cr.left[st], 1) == 1) {"):
-            self.assertIn(line, text)
-
-
-class WindowVariants(unittest.TestCase):
-    """tools/bench/window_variants.py: the experimental edits still apply to lesson 09's fast path
-    (solutions/09_selected_attention/selected_window.cu, where the window kernel lives)."""
-
-    def setUp(self):
-        sys.path.insert(0, os.path.join(TOOLS, "bench"))
-        import window_variants
-        self.wv = window_variants
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        with open(os.path.join(root, "solutions", "09_selected_attention", "selected_window.cu")) as f:
-            self.kernel = f.read()
-
-    def test_the_combinations_of_window_profile_apply(self):
-        for names in (["profile"], ["prefetch"], ["early"], ["early", "profile"], ["early", "prefetch"]):
-            text = self.wv.apply(self.kernel, names)
-            self.assertNotEqual(text, self.kernel, names)
-            if "profile" in names:
-                self.assertIn("[prof]", text)
-            q_wait = "cp_async_wait_all();\n    __syncwarp(); /* the warp's Q has landed */"
-            self.assertIn(q_wait, self.kernel)
-            if "early" in names:
-                self.assertNotIn(q_wait, text)
-
-    def test_a_missing_anchor_is_named(self):
-        with self.assertRaises(SystemExit) as cm:
-            self.wv.apply("int main() { return 0; }", ["early"])
-        self.assertIn("anchor found 0 times", str(cm.exception))
-
-    def test_stream_puts_the_header_in_place_of_the_kernel(self):
-        text = self.wv.apply(self.kernel, ["early", "stream"])
-        self.assertIn('#include "../../tools/bench/window_stream.cuh"', text)
-        self.assertNotIn("selected_window_kernel(const __grid_constant__", text)  # the kernel is gone
-        self.assertIn("kStreamSmem", text)
-        self.assertNotIn("kWinSmem, stream>>>", text)
-        self.assertIn("window_path_refusal", text)  # the launcher stays
-
-    def test_cluster_replaces_the_ring_and_keeps_the_union(self):
-        text = self.wv.apply(self.kernel, ["cluster"])
-        self.assertIn('#include "../../tools/bench/window_cluster.cuh"', text)
-        self.assertIn("__global__ void __cluster_dims__(kCl, 1, 1) __launch_bounds__(kWinThreads, 1)", text)
-        self.assertIn("/* the union index of each sorted entry:", text)  # the committed union stays
-        self.assertIn("const int np = cluster_match(smem, nu, crank);", text)
-        self.assertNotIn("for (int u = 0; u < min(nu, kRing); ++u)", text)  # the committed ring is gone
-        self.assertNotIn("if (!active) return;", text)  # every warp reaches the cluster barrier
-        self.assertIn("kClusterSmem, stream>>>", text)
-        self.assertIn("/ kCl * kCl; /* whole clusters */", text)  # the grid holds whole clusters
-
-    def test_a_region_whose_end_comes_first_is_refused(self):
-        self.wv.EDITS["_test"] = [("B", "A", "x")]
-        try:
-            with self.assertRaises(SystemExit) as cm:
-                self.wv.apply("A B", ["_test"])
-            self.assertIn("end comes before its start", str(cm.exception))
-            self.wv.EDITS["_test"] = [("A", "B", "x ")]  # start included, end not
-            self.assertEqual(self.wv.apply("0 A 1 B 2", ["_test"]), "0 x B 2")
-        finally:
-            del self.wv.EDITS["_test"]
-
-    @unittest.skipIf(shutil.which("nvcc") is None, "nvcc is needed")
-    def test_the_variants_compile_for_sm_90(self):
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        builds = ((["early", "stream"], []), (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=3", "-DATTN_WIN_ORDER=0"]),
-                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=1", "-DATTN_WIN_LOOKAHEAD=1"]),
-                  (["early", "stream"], ["-DATTN_WIN_NOCOMPUTE=1"]),
-                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1"]),
-                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_NOCOMPUTE=1"]),
-                  (["early", "profile"], ["-DATTN_WIN_PROFILE"]), (["prefetch"], ["-DATTN_WIN_PREFETCH=132"]),
-                  (["cluster"], []), (["cluster"], ["-DATTN_WIN_CLUSTER=4", "-DATTN_WIN_NOCOMPUTE=1"]),
-                  (["split"], []), (["split"], ["-DATTN_WIN_SPLIT=4"]),
-                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_QSMEM=1",
-                                         "-DATTN_WIN_STAGES=5"]),
-                  (["early", "stream"], ["-DATTN_WIN_PER_BLOCK=2", "-DATTN_WIN_JOINT=1", "-DATTN_WIN_NOCOMPUTE=1",
-                                         "-DATTN_WIN_STAGES=5"]))
-        with tempfile.TemporaryDirectory() as tmp:
-            os.makedirs(os.path.join(tmp, "solutions", "09_selected_attention"))
-            os.makedirs(os.path.join(tmp, "tools", "bench"))
-            for header in ("window_stream.cuh", "window_cluster.cuh"):
-                shutil.copy(os.path.join(root, "tools", "bench", header), os.path.join(tmp, "tools", "bench"))
-            src = os.path.join(tmp, "solutions", "09_selected_attention", "selected_window.cu")
-            for names, flags in builds:
-                with open(src, "w") as f:
-                    f.write(self.wv.apply(self.kernel, names))
-                cmd = ["nvcc", "-std=c++17", "-arch=sm_90", "-c", src, "-o", os.path.join(tmp, "k.o"),
-                       "-I" + os.path.join(root, "common"), "-I" + os.path.join(root, "lessons", "09_selected_attention"),
-                       "-diag-suppress=177"] + flags
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                self.assertEqual(r.returncode, 0, "%s %s:\n%s" % (names, flags, r.stderr[-3000:]))
-
-
-class WindowModel(unittest.TestCase):
-    """tools/bench/window_model.py: the ring's timing on cases worked out by hand."""
-
-    def setUp(self):
-        sys.path.insert(0, os.path.join(TOOLS, "bench"))
-        import window_model
-        self.wm = window_model
-
-    def test_one_tile(self):
-        self.assertAlmostEqual(self.wm.run_ring([[[5]]], 7, 2.0, 1.0), 3.0)
-
-    def test_a_full_ring_waits_for_the_last_user(self):
-        # one warp, 3 tiles, 2 stages: tile 2 is issued when tile 0 is done (t = 3), lands at 5, done at 6
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 2, 2.0, 1.0), 6.0)
-        # two warps share tile 0 and each has one more: both compute at once
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [0, 2]]], 7, 2.0, 1.0), 4.0)
-
-    def test_parts_released_early(self):
-        # --parts 2 (the edit split): one warp, tiles 0 and 1 as parts 0-3, one tile's worth of stages
-        # (2 parts). K0 is done at 2.5 and sends K1 (lands 4.5), V0 at 3.0 sends V1 (lands 5.0): done at
-        # 5.5, where the whole tile in one stage gives 6.0 (tile 1 sent only when tile 0 is done)
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2, 3]]], 2, 2.0, 0.5), 5.5)
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1]]], 1, 2.0, 1.0), 6.0)
-
-    def test_two_positions_per_warp(self):
-        # one warp serves both lists: its entries 0, 1, 1 in ring order, one after the other (2-3, 3-4, 4-5);
-        # two warps (one position each) compute tile 1 side by side and are done at 4
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [1]]], 7, 2.0, 1.0, ppw=2), 5.0)
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1], [1]]], 7, 2.0, 1.0), 4.0)
-        # warp w takes lists w and w + 2 of four: warp 0 lists 0 and 2 (tiles 0, 2), warp 1 lists 1 and 3
-        # (tile 1 twice). One stage: tile 0 lands at 2 and is done at 3, tile 1 lands at 5, warp 1
-        # computes it twice (5-7), tile 2 lands at 9 and is done at 10
-        self.assertAlmostEqual(self.wm.run_ring([[[0], [1], [2], [1]]], 1, 2.0, 1.0, ppw=2), 10.0)
-
-    def test_streaming_beats_separate_windows_on_a_fixed_draw(self):
-        import random
-        rng = random.Random(1)
-        windows = [self.wm.window_lists(rng.randrange(1, 1025), rng) for _ in range(5)]
-        separate = sum(self.wm.run_ring([w], 7, 2.0, 1.0) for w in windows)
-        self.assertLessEqual(self.wm.run_ring(windows, 7, 2.0, 1.0), separate + 1e-9)
-
-    def test_a_rate_limit_spaces_the_landings(self):
-        # one warp, 3 tiles: they land at 2, 3.5 and 5 when 1.5 µs apart, and are done at 6 (5 without)
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 7, 2.0, 1.0), 5.0)
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 7, 2.0, 1.0, gap=1.5), 6.0)
-        # a refill lands no earlier than gap after the landing before it: 2 stages, tile 2 issued at 3
-        # lands at max(3 + 2, 2.5 + 0.5) = 5; with a gap of 4, tile 1 lands at 6 and tile 2 at 6 + 4
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 2, 2.0, 1.0, gap=0.5), 6.0)
-        self.assertAlmostEqual(self.wm.run_ring([[[0, 1, 2]]], 2, 2.0, 1.0, gap=4.0), 11.0)
-
-    def test_the_rank_order(self):
-        # block 9 is entry 0 of the second list, block 4 entry 1 of the first: 9 goes before 4
-        lists = [[2, 4, 7], [9, 4]]
-        self.assertEqual(self.wm.union_order(lists), [2, 4, 7, 9])
-        self.assertEqual(self.wm.union_order(lists, "rank"), [2, 9, 4, 7])
-        with self.assertRaises(ValueError):
-            self.wm.union_order(lists, "descending")
-        # two warps, 2 stages. Ascending, warp 1's tiles wait behind warp 0's: 0 and 1 land at 2, are
-        # done at 3 and 4; 2 lands at 5 (done 6), 10 at 6 (done 7), 11 at 8 (done 9), 12 at 9 (done 10).
-        # In rank order (0, 10, 1, 11, 2, 12) the warps go side by side: done at 3, 6 and 9.
-        lists = [[[0, 1, 2], [10, 11, 12]]]
-        self.assertAlmostEqual(self.wm.run_ring(lists, 2, 2.0, 1.0), 10.0)
-        self.assertAlmostEqual(self.wm.run_ring(lists, 2, 2.0, 1.0, "rank"), 9.0)
-        # a warp walks its blocks in ring order, whatever its list's order (here 2, 12, 1, 11, 0, 10)
-        self.assertAlmostEqual(self.wm.run_ring([[[12, 11, 10], [2, 1, 0]]], 2, 2.0, 1.0, "rank"), 9.0)
-
-    def test_lists_hold_the_forced_blocks(self):
-        import random
-        rng = random.Random(2)
-        for c in (1, 3, 16, 17, 1024):
-            for lst in self.wm.window_lists(c, rng):
-                self.assertEqual(len(lst), min(c, 16), c)
-                self.assertEqual(lst, sorted(set(lst)), c)
-                self.assertTrue({0, c - 1, max(c - 2, 0)} <= set(lst), c)
 
 
 if __name__ == "__main__":
