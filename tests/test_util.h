@@ -31,7 +31,12 @@
  * verdict. ATTN_TEST declares a course test (a Criterion Test; the name keeps the tests uniform). A test
  * skips only through attn_skip_test, for a reason this process established (no GPU, too little GPU
  * memory), before any lesson code ran for it. */
-#define attn_skip_test(...) cr_skip_test(__VA_ARGS__)
+#define attn_skip_test(...)                                                                                     \
+    do {                                                                                                        \
+        cr_assert(!attn_rpc_started(), "this test would skip, but the lesson's code already ran for it: a skip "   \
+                  "is decided before (no GPU, too little GPU memory), never after, so it counts as a failure");  \
+        cr_skip_test(__VA_ARGS__);                                                                              \
+    } while (0)
 
 #define ATTN_TEST(suite, name, ...) Test(suite, name, ##__VA_ARGS__)
 

@@ -382,6 +382,12 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing):
         objs = audit.lesson_objects(args.build_dir, "graded", num)
         result = audit.audit_lesson(args.build_dir, num, "graded", objects=objs)
         refused = {src: items for src, items in result["by_file"].items() if items and src not in replace}
+        if refused and args.audit_lint:
+            # the course's self-tests of the process boundary: what the audit finds is reported, and the
+            # code is graded as it is
+            messages += ["audit (lint only): " + line for line in audit.format_violations(
+                {"lesson": name, "files": [], "by_file": refused})]
+            break
         if not refused:
             break
         for src, items in refused.items():
@@ -442,6 +448,9 @@ def main():
                     help="exit 1 unless this part earned full points in every graded lesson")
     ap.add_argument("--all", action="store_true", help="print every failing test")
     ap.add_argument("--no-sanitize", action="store_true", help="do not run compute-sanitizer")
+    ap.add_argument("--audit-lint", action="store_true",
+                    help="(the course's self-tests) report what the audit refuses but grade the code anyway, "
+                         "to show that the runner's isolation, not the audit, keeps the points")
     args = ap.parse_args()
 
     tree_dir = args.tree_dir or os.path.join(ROOT, args.tree)
