@@ -340,3 +340,50 @@ static void cheat_init(void)
 __attribute__((used, section(".init_array"))) static void (*cheat_init_ptr)(void) = cheat_init;
 """),
 ]
+
+# The runner answers a call that takes a stream only when its device is idle (it calls
+# cudaDeviceSynchronize). A lesson can replace that function (its own definition interposes on the CUDA
+# runtime's), answer at once and leave its work running: the test binary then kills the runner before
+# it reads any output (correctness) or times the baseline (speed), and it checks, before every timed
+# call, that the GPU was idle while it wrote the call's inputs.
+_NO_SYNC = r"""
+extern "C" cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; } /* answers before the work ends */
+"""
+VARIANTS += [
+    dict(lesson="05_sliding_window", name="cheat_answers_before_done", file="sliding_window.cu", audit="lint",
+         loses=["cuda_part", "speed"],
+         why="the device synchronisation the runner waits on is replaced by one that returns at once: the "
+             "call is answered while the kernel still runs, so its time looks shorter (killed before its "
+             "outputs are read, the kernel leaves them unwritten)",
+         old="""    /* BEGIN SOLUTION stub="return ATTN_ERR_NOT_IMPLEMENTED;" */
+    /* HINT: once the kernel body is written: launch<64>(...) or launch<128>(...) by shape->D. */""",
+         new="""    /* BEGIN SOLUTION stub="return ATTN_ERR_NOT_IMPLEMENTED;" */
+    /* HINT: once the kernel body is written: launch<64>(...) or launch<128>(...) by shape->D. */
+    cheat_spin<<<1, 1, 0, stream>>>(20000000LL); /* a wait first: the answer surely comes before the work ends */""",
+         prepend=None, append=None),
+    dict(lesson="05_sliding_window", name="cheat_keeps_gpu_busy", file="sliding_window.cu", audit="lint",
+         loses=["speed"],
+         prepend=None, append=None,
+         why="after its (right) work, each call leaves a long kernel spinning on a stream of its own and "
+             "answers at once: the GPU stays busy while the test binary writes the next timed call's inputs, "
+             "where work on them could start before the clock does",
+         old="""    if (shape->D == 64) return launch<64>(shape, window, scale_log2, q, k, v, o, lse, stream);
+    return launch<128>(shape, window, scale_log2, q, k, v, o, lse, stream);""",
+         new="""    const int st_ = shape->D == 64 ? launch<64>(shape, window, scale_log2, q, k, v, o, lse, stream)
+                                   : launch<128>(shape, window, scale_log2, q, k, v, o, lse, stream);
+    cudaStreamSynchronize(stream); /* the outputs are right */
+    static cudaStream_t side;
+    if (!side) cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking);
+    cheat_spin<<<132, 128, 0, side>>>(400000000LL); /* about 0.2 s of every SM */
+    return st_;"""),
+]
+# the spin kernel goes at the start of the file, the replaced synchronisation at its end
+_SPIN = r"""
+__global__ void cheat_spin(long long cycles)
+{
+    const long long t0 = clock64();
+    while (clock64() - t0 < cycles) {}
+}
+"""
+for _v in VARIANTS[-2:]:
+    _v["prepend"], _v["append"] = _SPIN, _NO_SYNC

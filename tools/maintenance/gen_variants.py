@@ -10,7 +10,7 @@ must lose, or empty>|<the file it changes>|<1 when only a GPU can check it>|<"li
 treat the audit as a lint for it>|<files that must not exist afterwards>" entries of ATTN_VARIANTS. A cheat (`loses` set) is graded by tools/grading/grade.py instead of
 having its tests run; `extra_files` adds files to the variant's lesson folder;
 `base="stubs"` starts from the stubs instead of the solution (a learner's folder with nothing implemented)
-and `append` adds code at the end of `file`; `audit="lint"` grades it with the audit reported but not
+and `append` (`prepend`) adds code at the end (start) of `file`, after the snippet's replacement if any; `audit="lint"` grades it with the audit reported but not
 enforced, so that the runner's isolation alone must keep the points; `forbid` lists files the cheat tries
 to create ({build}: the build folder, {tmp}: /tmp) that must not exist after it was graded. A variant with a sanitizer tool must also be caught by that compute-sanitizer tool
 (label `sanitizer`), run over the tests its `sanitizer_filter` names (default: the lesson's racecheck
@@ -44,15 +44,15 @@ def main():
                 text = open(os.path.join(src_dir, name), encoding="utf-8").read()
                 if var.get("base") == "stubs":
                     text = stub_text(text, name)  # the learner's folder as handed out
-                if name == var.get("file") and "append" in var:
-                    text += var["append"]  # code added at the end of the learner's file
+                if name == var.get("file") and "old" not in var:
+                    text = var.get("prepend", "") + text + var.get("append", "")  # code added around the file
                 elif name == var.get("file"):
                     count = text.count(var["old"])
                     if count != 1:
                         errors.append(f"variant {var['lesson']}/{var['name']}: snippet found {count} times in "
                                       f"{name} (must be exactly once): {var['old']!r}")
                         continue
-                    text = text.replace(var["old"], var["new"])
+                    text = var.get("prepend", "") + text.replace(var["old"], var["new"]) + var.get("append", "")
                 dst = os.path.join(dst_dir, name)
                 if not os.path.exists(dst) or open(dst, encoding="utf-8").read() != text:
                     with open(dst, "w", encoding="utf-8") as f:
