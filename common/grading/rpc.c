@@ -423,6 +423,17 @@ int64_t attn_rpc_call(int fn, const char *name, int nargs, const attn_rpc_arg *a
             }
         }
     }
+    /* the runner's context cannot wait for this one's work: the inputs this process wrote on the device
+     * (copies, fills, poison) must have landed before the runner reads them */
+    int shares_device = has_stream;
+    for (int i = 0; i < nargs; ++i) shares_device |= head[i].kind == ATTN_RPC_ARG_DEVICE;
+    if (shares_device) {
+        const cudaError_t e = cudaDeviceSynchronize();
+        if (e != cudaSuccess && e != cudaErrorNoDevice && e != cudaErrorInsufficientDriver)
+            return attn_fail(ATTN_ERR_CUDA, "%s: the test's own device work failed before the call: %s", name,
+                             cudaGetErrorString(e));
+        (void)cudaGetLastError();
+    }
     const uint32_t op = R.capture_replays > 0 ? ATTN_RPC_OP_CAPTURE : ATTN_RPC_OP_CALL;
     const uint32_t req[4] = {ATTN_RPC_REQUEST, op, (uint32_t)fn, (uint32_t)nargs};
     const uint64_t replays = (uint64_t)R.capture_replays;
