@@ -411,6 +411,50 @@ class BadInputTest(unittest.TestCase):
         self.assertTrue(issubclass(nc.LibraryNotFoundError, OSError))
 
 
+class ExamplesTest(unittest.TestCase):
+    """python/examples/dump_weights.py and plot_weights.py on a small case, the C path."""
+
+    def test_dump_then_plot(self):
+        import json
+        import tempfile
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
+        import dump_weights
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = os.path.join(tmp, "w.npz")
+            with open(os.devnull, "w") as quiet:
+                old, sys.stdout = sys.stdout, quiet
+                try:
+                    self.assertEqual(dump_weights.main(["--n", "128", "--head", "2", "--out", npz]), 0)
+                finally:
+                    sys.stdout = old
+            data = np.load(npz)
+            meta = json.loads(str(data["meta"]))
+            p = nc.NSAParams(**{k: v for k, v in meta["params"].items() if k != "mode"}, mode=meta["params"]["mode"])
+            self.assertEqual(data["cmp"].shape, (128, p.num_cmp(128)))
+            for kind in ("cmp_keys", "slc", "swa", "combined"):
+                self.assertEqual(data[kind].shape, (128, 128), kind)
+            self.assertEqual(data["block_indices"].shape, (128, p.n))
+            np.testing.assert_allclose(data["combined"], data["g_cmp"][:, None] * data["cmp_keys"] +
+                                       data["g_slc"][:, None] * data["slc"] + data["g_swa"][:, None] * data["swa"],
+                                       atol=1e-6)
+            self.assertTrue(all(worst < 1e-5 for worst in meta["check"].values()), meta["check"])
+            self.assertEqual((meta["h"], meta["tag"]), (2, "cpu"))
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                self.skipTest("matplotlib is not installed: plot_weights.py not run")
+            import plot_weights
+            png = os.path.join(tmp, "w.png")
+            with open(os.devnull, "w") as quiet:
+                old, sys.stdout = sys.stdout, quiet
+                try:
+                    self.assertEqual(plot_weights.main([npz, "--out", png]), 0)
+                finally:
+                    sys.stdout = old
+            with open(png, "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+
 if __name__ == "__main__":
     print(f"nsa_course against {nc.library().path}")
     unittest.main(verbosity=1 if "-v" not in sys.argv else 2)
