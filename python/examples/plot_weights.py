@@ -4,7 +4,7 @@ its tokens [M, NC] and spread over the keys [M, N], the selected branch [M, N], 
 the gated combination [M, N], each on a log colour scale, with its summary (lesson 10's
 nsa_weights_summary) in the title.
 
-    python3 python/examples/plot_weights.py build/nsa_weights_cpu_n256.npz        # -> figures/nsa_weights_cpu_n256.png
+    python3 python/examples/plot_weights.py build/nsa_weights_cpu_n256.npz   # -> figures/nsa_weights_cpu_n256.png
     python3 python/examples/plot_weights.py FILE.npz --out weights.png
 """
 import argparse
@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Draw the heatmaps of a dump_weights.py file.")
     ap.add_argument("npz", help="the file dump_weights.py wrote")
-    ap.add_argument("--out", default=None, help="the figure (default figures/<the file's name>.png)")
+    ap.add_argument("--out", default=None, help="the figure (default figures/nsa_weights_<cpu or the GPU>_n<N>.png)")
     args = ap.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
@@ -53,7 +53,7 @@ def main(argv=None):
     fig.suptitle(f"NSA attention weights of (b, h) = ({meta['b']}, {meta['h']}), N = M = {N}, l = {p['l']}, "
                  f"d = {p['d']}, l' = {p['l_sel']}, n = {p['n']}, w = {p['w']}, {p['mode']} mode "
                  f"({meta['device']})", fontsize=11)
-    out = args.out or os.path.join(ROOT, "figures", os.path.splitext(os.path.basename(args.npz))[0] + ".png")
+    out = args.out or os.path.join(ROOT, "figures", f"nsa_weights_{meta['tag']}_n{N}.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
     print(f"figure: {out}")

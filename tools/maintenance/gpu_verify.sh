@@ -12,6 +12,8 @@
 #   tools/maintenance/gpu_verify.sh nsa        the NSA branches of lessons 05, 07-09 against the N = 65536 bars (CSV, figure)
 #   tools/maintenance/gpu_verify.sh bench      the benchmark: every lesson on its bench shapes, each output checked  [LESSONS]
 #   tools/maintenance/gpu_verify.sh course_bench   ./course bench: the stubs of lessons/ beside the solutions    [LESSONS]
+#   tools/maintenance/gpu_verify.sh python     python/ on the GPU (PYTHON: an interpreter with numpy, PyTorch, matplotlib): its tests,
+#                                              the torch example, ./course demo at N = 65536, the weights heatmaps at N = 2048
 # LESSONS (optional): a comma-separated list such as 07,08,09 limits the step to those lessons (the
 # harness tests of `tests` run only without it).
 set -uo pipefail
@@ -120,8 +122,21 @@ PY
     rc=$?
     tail -60 "$LOG/course_bench.log"
     ;;
+  python)
+    py=${PYTHON:-python3}
+    export NSA_COURSE_LIB="$B/lib/libnsa_course.so"
+    ctest --test-dir "$B" -L python --output-on-failure >"$LOG/python.log" 2>&1
+    rc=$?
+    "$py" python/tests/test_torch.py -v >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/nsa_torch_example.py >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/needle_demo.py --device cuda >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/dump_weights.py --device cuda --out "$LOG/nsa_weights_gpu.npz" >>"$LOG/python.log" 2>&1 &&
+      "$py" python/examples/plot_weights.py "$LOG/nsa_weights_gpu.npz" >>"$LOG/python.log" 2>&1 || rc=1
+    grep -E "Test +#|^(linear|mean_pool|paper|per_head) |^(dense|sliding|NSA|Needle|CUDA path)|figure:|^Ran |^OK|FAIL" \
+      "$LOG/python.log" | tail -60
+    ;;
   *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
