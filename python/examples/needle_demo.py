@@ -127,8 +127,8 @@ def run(args):
           f"needle is selection block {needle} (keys {start}..{start + L_SEL - 1}), the needle rows are the last {ROWS} "
           f"positions ({N - ROWS}..{N - 1}); window w = {w}.")
     print(f"{path.name}" + ("" if args.device == "cuda" else
-                            " (no GPU used: " + (args.why_cpu or "--device cpu") + "); the C parts are plain loops, "
-                            "so the times say what each method costs per key it visits, not what a GPU does"))
+                            " (no GPU used: " + (args.why_cpu or "--device cpu") + "); the C parts are plain loops on one "
+                            "core: their times compare the work each method does, not the speed of a GPU"))
     results, figure = [], {}
     (o_dense, lse_dense), t = path.time(lambda: m.flash_attention(qd, kd, vd, causal=True), reps)
     dense = path.get(o_dense)[0, N - ROWS:]
