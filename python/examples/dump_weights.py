@@ -6,9 +6,9 @@ with the lesson's helpers, and dump them to an .npz file for analysis (plot_weig
     python3 python/examples/dump_weights.py --device cuda --n 2048 --config paper
     python3 python/examples/plot_weights.py build/nsa_weights_cpu_n256.npz
 
-The example has structure to look at: every block of 16 keys has one of 5 topics (a direction added to
-its keys, the topics recurring along the sequence), and every query leans towards one topic that
-changes every 40 positions, on top of random q, k, v. The forward returns each branch's lse and the
+The example has structure to look at: every selection block of keys has one of 5 topics (a direction
+added to its keys, the topics recurring along the sequence), and every query leans towards one topic
+that changes every 2.5 blocks, on top of random q, k, v. The forward returns each branch's lse and the
 block lists (return_attn_weights=True); from them nsa_weights_cpu (or nsa_weights_cuda) rebuilds the
 compressed [M, NC], selected [M, N] and window [M, N] matrices, nsa_cmp_weights_to_keys_* spreads the
 compressed one over the keys, and the gated combination is g_cmp * spread + g_slc * selected +
@@ -36,14 +36,15 @@ CONFIGS = {
 }
 
 
-def make_example(np, N, H, D, seed, topics=5, segment=16, amp=1.2):
+def make_example(np, N, H, D, seed, segment, topics=5, amp=1.2):
     """q [1, N, H, D], k, v [1, N, 1, D] and sigmoid gates [1, N, H] (float32), with recurring topics."""
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((topics, D))
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     scale = amp * D ** 0.25  # q.k of two aligned parts, scaled by 1/sqrt(D): about amp^2 = 1.4
     k = rng.standard_normal((1, N, 1, D)) + scale * z[(np.arange(N) // segment) % topics][None, :, None]
-    q = rng.standard_normal((1, N, H, D)) + scale * z[(np.arange(N) // 40 * 3) % topics][None, :, None]
+    period = int(2.5 * segment)
+    q = rng.standard_normal((1, N, H, D)) + scale * z[(np.arange(N) // period * 3) % topics][None, :, None]
     v = rng.standard_normal((1, N, 1, D))
     gates = [1 / (1 + np.exp(-rng.standard_normal((1, N, H)))) for _ in range(3)]
     return [x.astype(np.float32) for x in (q, k, v, *gates)]
@@ -68,7 +69,7 @@ def main(argv=None):
     gpu = args.device == "cuda"
     N = args.n or (2048 if gpu else 256)
     p = nc.NSAParams(**CONFIGS[args.config or ("paper" if gpu else "small")])
-    q, k, v, *gates = make_example(np, N, args.heads, args.d, args.seed)
+    q, k, v, *gates = make_example(np, N, args.heads, args.d, args.seed, segment=p.l_sel)
     b, h = 0, args.head
     if gpu:
         import torch

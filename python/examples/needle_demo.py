@@ -131,19 +131,19 @@ def run(args):
                             "core: their times compare the work each method does, not the speed of a GPU"))
     results, figure = [], {}
     (o_dense, lse_dense), t = path.time(lambda: m.flash_attention(qd, kd, vd, causal=True), reps)
-    dense = path.get(o_dense)[0, N - ROWS:]
+    dense = path.get(path.rows(o_dense, 1))[0]  # [ROWS, H, D]: only the needle rows come to the host
 
     def rel(o):
-        return float(np.linalg.norm(path.get(o)[0, N - ROWS:] - dense) / np.linalg.norm(dense))
+        return float(np.linalg.norm(path.get(path.rows(o, 1))[0] - dense) / np.linalg.norm(dense))
     results.append(("dense causal (lesson 03)", t, None, None))
     (o_win, lse_win), t = path.time(lambda: m.window_attention(qd, kd, vd, w), reps)
     results.append((f"sliding window alone, w = {w} (lesson 05)", t, rel(o_win), None))
-    figure["outputs"] = {"dense": dense[-1, 0], f"window": path.get(o_win)[0, -1, 0]}
+    figure["outputs"] = {"dense": dense[-1, 0], "window": path.get(path.rows(o_win, 1))[0, -1, 0]}
     # one needle row's weights over the keys: dense and window from their lse, NSA's from the helpers
     last = N - 1
-    scores = (q[0, -1, 0].astype(np.float64) @ k[0, :, 0].astype(np.float64).T) * D ** -0.5
-    if args.device == "cuda":  # the kernels saw bf16 keys: weigh what they saw
-        scores = (path.get(qd)[0, -1, 0].astype(np.float64) @ path.get(kd)[0, :, 0].astype(np.float64).T) * D ** -0.5
+    # the values the kernels saw (bf16 on the CUDA path)
+    q_last, k_seen = path.get(path.rows(qd, 1))[0, -1, 0], path.get(kd)[0, :, 0]
+    scores = (q_last.astype(np.float64) @ k_seen.astype(np.float64).T) * D ** -0.5
     keys = np.arange(N)
     figure["weights"] = {"dense": np.exp(scores - path.get(lse_dense)[0, 0, -1]) * (keys <= last)}
     figure["weights"]["window"] = np.exp(scores - path.get(lse_win)[0, 0, -1]) * (keys > last - w)
@@ -166,7 +166,7 @@ def run(args):
         results.append((label + ": compressed branch", None, rel(outs[0]), None))
         results.append((label + ": window branch", None, rel(outs[2]), None))
         if cfg_name == "mean-pool":
-            figure["outputs"]["NSA selected"] = path.get(outs[1])[0, -1, 0]
+            figure["outputs"]["NSA selected"] = path.get(path.rows(outs[1], 1))[0, -1, 0]
             # the weights of the needle rows only: the helpers rebuild [M, N] for the M queries they are given
             sub = dict(lse_cmp=path.rows(wts.lse_cmp, 2), lse_slc=path.rows(wts.lse_slc, 2),
                        block_indices=path.rows(wts.block_indices, 1))
