@@ -16,6 +16,8 @@
 #                                              this tree, built into the same benchmark and timed side by
 #                                              side in one run (default lessons 05-09): no kernel may get
 #                                              slower than noise
+#   tools/maintenance/gpu_verify.sh python     python/ on the GPU (PYTHON: an interpreter with numpy, PyTorch, matplotlib): its tests,
+#                                              the torch example, ./course demo at N = 65536, the weights heatmaps at N = 2048
 # LESSONS (optional): a comma-separated list such as 07,08,09 limits the step to those lessons (the
 # harness tests of `tests` run only without it).
 set -uo pipefail
@@ -171,8 +173,21 @@ for key in sorted(set(before) & set(after)):
     print(f"{key[0]:<28} {' '.join(key[1:]):<44} {b:12.4f} {a:10.4f} {a / b:9.3f}")
 PY
     ;;
+  python)
+    py=${PYTHON:-python3}
+    export NSA_COURSE_LIB="$B/lib/libnsa_course.so"
+    ctest --test-dir "$B" -L python --output-on-failure >"$LOG/python.log" 2>&1
+    rc=$?
+    "$py" python/tests/test_torch.py -v >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/nsa_torch_example.py >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/needle_demo.py --device cuda >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/dump_weights.py --device cuda --out "$LOG/nsa_weights_gpu.npz" >>"$LOG/python.log" 2>&1 &&
+      "$py" python/examples/plot_weights.py "$LOG/nsa_weights_gpu.npz" >>"$LOG/python.log" 2>&1 || rc=1
+    grep -E "Test +#|^(linear|mean_pool|paper|per_head) |^(dense|sliding|NSA|Needle|CUDA path)|figure:|^Ran |^OK|FAIL" \
+      "$LOG/python.log" | tail -60
+    ;;
   *)
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
