@@ -134,6 +134,42 @@ ATTN_TEST(cuda_part, past_2_31_elements)
     check_huge(huge_shape(), run_window, &w, &ref, NULL, NULL, "window_attention_cuda w=512 past 2^31 elements");
 }
 
+/* The launch order's kv-head chunks (sliding_window.cu: the kv heads whose K and V fit in half of L2 run
+ * together): at the smallest N where this GPU's L2 splits the G kv heads into chunks with a partial last
+ * one (l2_split_keys in test_util.h), which no shape above reaches. Against the fp32 GPU reference. */
+static void check_group_chunks(int B, int M, int H, int G, int D, int w, float scale)
+{
+    int per = 0;
+    const int N = l2_split_keys(G, kv_head_bytes, &D, M + 3, 1 << 20, 61, &per);
+    const attn_shape sh = with_scale(attn_make_shape(B, M, N, H, G, D, 1), scale);
+    char what[200];
+    snprintf(what, sizeof what, "window_attention_cuda w=%d, %d kv heads in L2 chunks of %d (the last one partial)", w,
+             G, per);
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.window = w;
+    check_on_device(sh, run_window, &w, &ref, NULL, NULL, what,
+                    "Hint: every kv head of every chunk, the last (partial) chunk too, must be computed once");
+}
+
+ATTN_TEST(cuda_part, group_chunks)
+{
+    require_gpu();
+    check_group_chunks(2, 150, 16, 8, 64, 100, 0.0f);
+    check_group_chunks(2, 45, 12, 6, 128, 300, 0.1f);
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): both
+ * instances of the kernel (D = 64 and 128), windows that start inside a tile, cross the diagonal and the
+ * lower window edge (w = 70, 65), several packed row blocks (the last partial) and key tiles, B > 1 and
+ * G > 1, a scale of its own. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    check(attn_make_shape(2, 130, 200, 4, 2, 64, 1), 70, 0);
+    check(with_scale(attn_make_shape(2, 60, 190, 6, 2, 128, 1), 1.0f / 3.0f), 65, 0);
+}
+
 /* ================================================================ speed */
 
 typedef struct {
