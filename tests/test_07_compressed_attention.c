@@ -626,7 +626,7 @@ ATTN_TEST(cuda_part, cmp_attention_group_chunks)
         attn_gpu_ref_opts ref;
         memset(&ref, 0, sizeof ref);
         ref.shape = tokens, ref.positions = N, ref.cmp_l = ps[c].l, ref.cmp_d = ps[c].d;
-        char what[160], nt[40];
+        char what[200], nt[24];
         snprintf(what, sizeof what, "nsa_cmp_attention_cuda, %s, N=%d positions (NC=%ld), %d kv heads in L2 chunks of "
                  "%d (the last one partial)", nsa_text(&ps[c], nt, sizeof nt), N, nc, G[c], per);
         check_on_device(tokens, run_cmp_attention, &run, &ref, NULL, NULL, what,

@@ -353,7 +353,7 @@ typedef struct {
     uint64_t seed;
     int (*refresh)(void *extra, int rep, cudaStream_t stream); /* other inputs (block lists, ...), or NULL */
     void *extra;
-    char ctx[300];
+    char ctx[480];
 } speed_io;
 
 /* Allocate the inputs and outputs of a speed test (device), fp32 copies when `base_f32`. */
