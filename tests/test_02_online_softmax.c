@@ -83,16 +83,19 @@ ATTN_TEST(c_part, softmax_without_lse)
     float *x = attn_alloc_f32((size_t)n), *y = attn_alloc_f32((size_t)n);
     double *ref = attn_alloc_f64((size_t)n);
     cr_assert(x && y && ref, "out of host memory");
+    char ctx[120];
+    snprintf(ctx, sizeof ctx, "n = %d, values times 1/3, lse = NULL, seed %llu (rerun: ATTN_SEED=%llu)", n,
+             (unsigned long long)seed, (unsigned long long)seed);
     attn_fill_random(x, (size_t)n, (size_t)n, 1.0f / 3.0f, &rng);
     attn_oracle_softmax_rows(x, 1, n, ref, NULL);
     attn_poison(y, (size_t)n * sizeof(float));
-    assert_ok(online_softmax_cpu(x, n, y, NULL), "n = 777, lse = NULL");
+    assert_ok(online_softmax_cpu(x, n, y, NULL), ctx);
     attn_cmp r;
     attn_compare_rows_f32(&r, "softmax", 1, n, y, ref, ATTN_TOL_F32);
-    cr_assert(r.ok, "%s [n=%d, lse = NULL, seed %llu]", r.message, n, (unsigned long long)seed);
+    cr_assert(r.ok, "%s [%s]", r.message, ctx);
     for (int j = 0; j < n; ++j) x[j] = -INFINITY;
     attn_poison(y, (size_t)n * sizeof(float));
-    assert_ok(online_softmax_cpu(x, n, y, NULL), "n = 777 of -inf, lse = NULL");
+    assert_ok(online_softmax_cpu(x, n, y, NULL), "n = 777, every value -inf, lse = NULL");
     for (int j = 0; j < n; ++j)
         cr_assert(y[j] == 0.0f, "all -inf, lse = NULL: y[%d] = %g, expected 0 [n=%d, seed %llu]", j, (double)y[j], n,
                   (unsigned long long)seed);
