@@ -115,8 +115,8 @@ ATTN_TEST(cuda_part, gqa_groups)
     }
 }
 
-/* Small enough for compute-sanitizer (the grader runs memcheck and racecheck on this test): 6 blocks,
- * up to 3 key tiles each, so a race shows in seconds. */
+/* Small enough for compute-sanitizer: 6 blocks, up to 3 key tiles each, so a race shows in seconds (the
+ * grader runs the sanitizers on sanitizer_paths, which covers both kernel instances). */
 ATTN_TEST(cuda_part, sanitizer_small)
 {
     require_gpu();

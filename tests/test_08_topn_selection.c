@@ -661,9 +661,8 @@ ATTN_TEST(cuda_part, exact_ties)
     for (int c = 0; c < N_TIE_CASES; ++c) check_cuda(kTieCases[c].sh, kTieCases[c].p, 1);
 }
 
-/* Small and quick: what compute-sanitizer racecheck runs (CMakeLists.txt, ATTN_RACECHECK_FILTER_08). The
- * second shape has H/G = 16 and D = 128, which a kernel may treat apart (a fast path): the sanitizer
- * must see that path too. */
+/* Small and quick: the first two cases of sanitizer_paths, where racecheck must flag the missing-barrier
+ * variants. The second shape has H/G = 16 and D = 128, which a kernel may treat apart (a fast path). */
 ATTN_TEST(cuda_part, small)
 {
     require_gpu();

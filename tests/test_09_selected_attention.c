@@ -580,8 +580,8 @@ ATTN_TEST(cuda_part, heads_per_group_16)
                "softmax scale 0.05");
 }
 
-/* Small and quick: what compute-sanitizer racecheck runs (and must flag on the missing-barrier variants).
- * The second case has H/G = 16 and D = 128, which a kernel may treat apart: the sanitizer must see it. */
+/* Small and quick: the first two cases of sanitizer_paths, where racecheck must flag the missing-barrier
+ * variants. The second case has H/G = 16 and D = 128, which a kernel may treat apart (the fast path). */
 ATTN_TEST(cuda_part, small)
 {
     require_gpu();
