@@ -196,6 +196,13 @@ static void check_head_chunks(int B, int M, int H, int G, int D, int causal, flo
                     "Hint: every head of every chunk, the last (partial) chunk too, must be computed once");
 }
 
+/* k and v past 2^31 elements (kv_huge_shape: MHA, few queries), against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_past_2_31_elements)
+{
+    require_gpu();
+    check_huge_kv(kv_huge_shape(), run_flash, NULL, NULL, "flash_attention_cuda, k and v past 2^31 elements");
+}
+
 ATTN_TEST(cuda_part, head_chunks)
 {
     require_gpu();

@@ -176,6 +176,15 @@ static void check_group_chunks(int B, int M, int H, int G, int D, int causal, fl
                     "Hint: every kv head of every chunk, the last (partial) chunk too, must be computed once");
 }
 
+/* k and v past 2^31 elements with two heads per kv head (B = 128, M = 130, N = 4200, H = 64, G = 32,
+ * D = 128), against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_past_2_31_elements)
+{
+    require_gpu();
+    check_huge_kv(attn_make_shape(128, 130, 4200, 64, 32, 128, 1), run_gqa, NULL, NULL,
+                  "gqa_attention_cuda, k and v past 2^31 elements");
+}
+
 ATTN_TEST(cuda_part, group_chunks)
 {
     require_gpu();

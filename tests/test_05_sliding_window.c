@@ -153,6 +153,17 @@ static void check_group_chunks(int B, int M, int H, int G, int D, int w, float s
                     "Hint: every kv head of every chunk, the last (partial) chunk too, must be computed once");
 }
 
+/* k and v past 2^31 elements (kv_huge_shape), w = 512, against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_past_2_31_elements)
+{
+    require_gpu();
+    int w = 512;
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = kv_huge_shape(), ref.window = w;
+    check_huge_kv(kv_huge_shape(), run_window, &w, &ref, "window_attention_cuda w=512, k and v past 2^31 elements");
+}
+
 ATTN_TEST(cuda_part, group_chunks)
 {
     require_gpu();

@@ -698,6 +698,41 @@ ATTN_TEST(cuda_part, masked_past_2_31_elements)
     free(r), free(w);
 }
 
+/* k and v past 2^31 elements (kv_huge_shape) for both kernels: block lists (about half of the visible
+ * blocks) and a token mask (hard, threshold 0.5), against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_past_2_31_elements)
+{
+    require_gpu();
+    const attn_shape sh = kv_huge_shape();
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed());
+    int T;
+    int32_t *lists = random_block_lists(&sh, 0.5, 0, 0, &rng, &T), *dl;
+    const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
+    assert_ok(attn_dalloc((void **)&dl, bytes), "lists");
+    assert_ok(attn_h2d(dl, lists, bytes), "lists");
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.block_indices = dl, ref.num_blocks = T, ref.block_size = SPARSE_KEY_BLOCK;
+    ref.query_block = SPARSE_QUERY_BLOCK;
+    block_args ba = {dl, T};
+    check_huge_kv(sh, run_block_sparse, &ba, &ref, "block_sparse_attention_cuda, k and v past 2^31 elements");
+    attn_dfree(dl);
+    free(lists);
+    const size_t n = (size_t)sh.B * sh.N * sh.G;
+    float *r = random_retention(&sh, 0, &rng), *w = keep_from_definition(KEEP_HARD, 0.5f, r, n), *dr, *dw;
+    assert_ok(attn_dalloc((void **)&dr, n * 4), "retention");
+    assert_ok(attn_dalloc((void **)&dw, n * 4), "keep weights");
+    assert_ok(attn_h2d(dr, r, n * 4), "retention");
+    assert_ok(attn_h2d(dw, w, n * 4), "keep weights");
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.key_weights = dw;
+    mask_args ma = {KEEP_HARD, 0.5f, dr};
+    check_huge_kv(sh, run_masked, &ma, &ref, "masked_attention_cuda (hard, threshold 0.5), k and v past 2^31 elements");
+    attn_dfree(dr), attn_dfree(dw);
+    free(r), free(w);
+}
+
 /* The launch order's kv-head chunks of both kernels (sparsity.cu, l2_groups_per_chunk: the kv heads whose
  * K and V fit in half of L2 run together): at the smallest N where this GPU's L2 splits the G kv heads
  * into chunks with a partial last one (l2_split_keys in test_util.h), which no shape above reaches.

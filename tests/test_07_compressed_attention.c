@@ -634,6 +634,23 @@ ATTN_TEST(cuda_part, cmp_attention_group_chunks)
     }
 }
 
+/* Compressed k and v past 2^31 elements: with l = 2, d = 1 there are N - 1 tokens, and B = 64, N = 4200,
+ * H = G = 64, D = 128 give k_cmp and v_cmp of 2.2e9 elements each (M = 130 queries). Random compressed
+ * K and V, against the fp32 GPU reference with the compressed rule. */
+ATTN_TEST(cuda_part, offsets_past_2_31_cmp_tokens)
+{
+    require_gpu();
+    const attn_nsa_params p = nsa_params(2, 1, ATTN_NSA_MEAN);
+    cmp_run run = {attn_make_shape(64, 130, 4200, 64, 64, 128, 1), p};
+    attn_shape tokens = run.sh; /* the buffers: k, v hold NC tokens */
+    tokens.N = (int)attn_nsa_num_cmp(run.sh.N, &p);
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = tokens, ref.positions = run.sh.N, ref.cmp_l = p.l, ref.cmp_d = p.d;
+    check_huge_kv(tokens, run_cmp_attention, &run, &ref,
+                  "nsa_cmp_attention_cuda, l=2 d=1, N=4200 positions: k_cmp and v_cmp past 2^31 elements");
+}
+
 /* Small and quick: what compute-sanitizer racecheck ran before sanitizer_paths. Linear compression; both
  * shapes have 74 tokens, so that the late row blocks walk two key tiles (a barrier between tiles can be
  * missed only then). */

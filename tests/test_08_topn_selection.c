@@ -833,11 +833,12 @@ static void check_past_2_31(attn_shape sh, attn_nsa_params p, const char *what)
     const size_t nq = attn_q_elems(&sh), nk = (size_t)sh.B * NC * sh.G * sh.D, nl = attn_lse_elems(&sh);
     const size_t n_idx = (size_t)sh.B * sh.M * L * p.n, row_idx = (size_t)L * p.n;
     char st[120], ctx[400];
-    snprintf(ctx, sizeof ctx, "%s, %s, l=%d d=%d l'=%d n=%d %s lists, q %zu and indices %zu elements, seed %llu (rerun: "
-             "ATTN_SEED=%llu)", what, shape_text(&sh, st, sizeof st), p.l, p.d, p.l_sel, p.n,
-             p.heads_share_selection ? "shared" : "per-head", nq, n_idx, (unsigned long long)seed,
+    snprintf(ctx, sizeof ctx, "%s, %s, l=%d d=%d l'=%d n=%d %s lists, q %zu, k_cmp %zu and indices %zu elements, seed "
+             "%llu (rerun: ATTN_SEED=%llu)", what, shape_text(&sh, st, sizeof st), p.l, p.d, p.l_sel, p.n,
+             p.heads_share_selection ? "shared" : "per-head", nq, nk, n_idx, (unsigned long long)seed,
              (unsigned long long)seed);
-    cr_assert(nq > (1ull << 31) || n_idx > (1ull << 31), "the test needs q or the lists past 2^31 elements [%s]", ctx);
+    cr_assert(nq > (1ull << 31) || n_idx > (1ull << 31) || nk > (1ull << 31),
+              "the test needs q, k_cmp or the lists past 2^31 elements [%s]", ctx);
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     const double need = nq * 2.0 + nk * 2.0 + nl * 4.0 + n_idx * 4.0;
@@ -896,15 +897,17 @@ ATTN_TEST(cuda_part, offsets_past_2_31)
     check_past_2_31(attn_make_shape(129, 2048, 2048, 64, 4, 128, 1), attn_nsa_paper_defaults(), "H/G = 16");
 }
 
-/* The same for the general kernel: q past 2^31 with shared lists at H/G = 8, then per-head lists of n = 64
+/* The same for the general kernel: q past 2^31 with shared lists at H/G = 8; per-head lists of n = 64
  * entries (B = 65, M = N = 8192, H = 64, D = 64), where both q and the lists [B, M, H, n] pass 2^31
- * elements (about 13 GB). */
+ * elements (about 13 GB); and k_cmp past 2^31 elements: l = 2, d = 1 (N - 1 tokens), l' = 4, B = 128,
+ * one query at N = 4200, H = 64, G = 32 (the score rows of 2100 blocks leave room for 2 warps). */
 ATTN_TEST(cuda_part, offsets_past_2_31_general)
 {
     require_gpu();
     check_past_2_31(attn_make_shape(129, 2048, 2048, 64, 8, 128, 1), attn_nsa_paper_defaults(), "H/G = 8, shared lists");
     check_past_2_31(attn_make_shape(65, 8192, 8192, 64, 4, 64, 1), params(32, 16, 64, 64, 0),
                     "per-head lists of 64 entries");
+    check_past_2_31(attn_make_shape(128, 1, 4200, 64, 32, 128, 1), params(2, 1, 4, 16, 1), "k_cmp past 2^31");
 }
 
 /* ================================================================ speed (reported) */

@@ -775,8 +775,8 @@ static void check_large_offsets(attn_shape sh)
     const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
     const size_t nlist = (size_t)sh.B * sh.M * sh.G * p.n;
     char st[120], ctx[300];
-    snprintf(ctx, sizeof ctx, "%s, l'=64 n=16 shared lists, q and o hold %zu elements (2^31 = 2147483648), seed %llu "
-             "(rerun: ATTN_SEED=%llu)", shape_text(&sh, st, sizeof st), nq, (unsigned long long)seed,
+    snprintf(ctx, sizeof ctx, "%s, l'=64 n=16 shared lists, q and o hold %zu elements, k and v %zu (2^31 = 2147483648), "
+             "seed %llu (rerun: ATTN_SEED=%llu)", shape_text(&sh, st, sizeof st), nq, nkv, (unsigned long long)seed,
              (unsigned long long)seed);
     uint16_t *q, *k, *v, *o;
     float *lse, *ref_o, *ref_lse;
@@ -823,6 +823,15 @@ ATTN_TEST(cuda_part, large_offsets)
     /* H/G = 16, the bar's (a kernel may treat it apart), and H/G = 8 */
     check_large_offsets(attn_make_shape(64, 4200, 4200, 64, 4, 128, 1));
     check_large_offsets(attn_make_shape(64, 4200, 4200, 64, 8, 128, 1));
+}
+
+/* k and v past 2^31 elements with few queries (M = 130): MHA (H = G = 64, N = 4200; the general kernel)
+ * and H/G = 16 (G = 4, N = 65600: the fast path's shape), against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_large_offsets)
+{
+    require_gpu();
+    check_large_offsets(attn_make_shape(64, 130, 4200, 64, 64, 128, 1));
+    check_large_offsets(attn_make_shape(64, 130, 65600, 64, 4, 128, 1));
 }
 
 /* Per-head lists past 2^31 elements: indices [B, M, H, n] with n = 64 hold 2.15e9 entries, and q and o

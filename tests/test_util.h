@@ -586,6 +586,33 @@ static inline void check_huge(attn_shape sh, bf16_launch_fn fn, void *ctx, const
                     "(size_t), e.g. ((size_t)b * M + i) * H * D");
 }
 
+/* A shape whose k and v pass 2^31 elements with few queries: B = 64, M = 130 (two row blocks), N = 4200,
+ * H = G = 64, D = 128: k and v hold 2.2e9 elements each, q and o 68e6, so the test is about the K/V offsets
+ * (the huge_shape tests above keep k and v at 138e6 elements). */
+static inline attn_shape kv_huge_shape(void) { return attn_make_shape(64, 130, 4200, 64, 64, 128, 1); }
+
+/* check_on_device for a shape whose k and v pass 2^31 elements, against the fp32 GPU reference under
+ * `ref`'s rules (NULL: dense attention of sh). Skips when the GPU lacks the memory (measured here, before any
+ * lesson code runs). */
+static inline void check_huge_kv(attn_shape sh, bf16_launch_fn fn, void *ctx, const attn_gpu_ref_opts *ref,
+                                 const char *what)
+{
+    attn_gpu_ref_opts dense;
+    memset(&dense, 0, sizeof dense);
+    dense.shape = sh;
+    size_t free_bytes = 0, total = 0;
+    cudaMemGetInfo(&free_bytes, &total);
+    const double need = attn_q_elems(&sh) * (2.0 + 2 + 2 + 4) + attn_kv_elems(&sh) * 4.0;
+    if ((double)free_bytes < need * 1.1)
+        attn_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", need / 1e9, free_bytes / 1e9);
+    char st[120];
+    cr_assert(attn_kv_elems(&sh) > 2147483648ull, "the test shape's k and v must pass 2^31 elements [%s, %s]", what,
+              shape_text(&sh, st, sizeof st));
+    check_on_device(sh, fn, ctx, ref ? ref : &dense, NULL, NULL, what,
+                    "Hint: k and v of this shape hold more than 2^31 elements: compute their offsets in 64 bits "
+                    "(size_t), e.g. ((size_t)b * N + s) * G * D");
+}
+
 /* Past 2^31 elements for the fp32 kernels of lessons 01-02: q, k, v drawn as bf16 on the device and
  * widened to fp32 (so that the bf16 GPU reference sees the same values), the kernel run once on
  * poisoned outputs, then every element of o (and of lse when `lse` is set) compared with the fp32 GPU
