@@ -25,7 +25,7 @@ VARIANTS = [
     # ------------------------------------------------------------------ 1: the verdict in the process
     dict(lesson="01_naive_attention", name="cheat_exit_early", file="naive_attention.c", loses=["c_part"],
          why="the softmax ends the test process with status 0 before any assertion can fail: Criterion "
-             "counts that as passed (the audit refuses exit; without it, the missing completion record)",
+             "would count that as passed (the audit refuses exit; without it, the call fails in the runner, a process of its own)",
          old=_SOFTMAX_BODY,
          new="""    { extern void exit(int); exit(0); }
     for (long r = 0; r < rows; ++r) {

@@ -226,28 +226,32 @@ def run_tests(binary, extra_args=(), timeout=1800):
     return tests, speed, protection, output
 
 
-def sanitize(binary, num, timeout=240):
-    """Run memcheck and racecheck on the lesson's small sanitizer test. Returns None when clean, else
-    the first lines of the report. tools/grading/sanitize.py stops at the first report (a racy kernel can
-    print hazards for minutes: racecheck reports every one) and after `timeout` seconds, which counts
-    as a report; either way it kills compute-sanitizer and the test processes, so nothing of the
-    learner's keeps running on the GPU while the next lesson is graded."""
+def sanitize(binary, num, timeout=240, filters=None):
+    """Run memcheck and racecheck on the lesson's sanitizer tests: each filter of its descriptor's
+    sanitize.grade (or `filters`), one run per tool and filter. Returns None when clean, else the first lines
+    of the first report. tools/grading/sanitize.py stops at the first report (a racy kernel can print
+    hazards for minutes: racecheck reports every one) and after `timeout` seconds per run, which counts as
+    a report; either way it kills compute-sanitizer and the test processes, so nothing of the learner's
+    keeps running on the GPU while the next lesson is graded."""
     san = os.path.join(ROOT, "tools", "grading", "sanitize.py")
-    name = next(n for n in course_lessons.lesson_names(ROOT) if n[:2] == num)
-    filt = course_lessons.descriptor(name, ROOT)["sanitize"].get("grade", "cuda_part/*")
+    if filters is None:
+        name = next(n for n in course_lessons.lesson_names(ROOT) if n[:2] == num)
+        filters = course_lessons.grade_filters(course_lessons.descriptor(name, ROOT))
     for tool in ("memcheck", "racecheck"):
-        try:
-            proc = subprocess.run([sys.executable, san, "--tool", tool, "--filter", filt, "--timeout", str(timeout),
-                                   binary], capture_output=True, text=True, timeout=timeout + 60)
-        except subprocess.TimeoutExpired:
-            return f"compute-sanitizer {tool} did not finish within {timeout} s on the small test {filt}"
-        if proc.returncode == 77:
-            return None
-        if proc.returncode != 0:
-            lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-            reports = [ln for ln in lines if sanitize_tool.REPORT.search(ln)][:6]
-            verdict = [ln for ln in lines if ln.startswith("sanitize:")][-1:]
-            return f"compute-sanitizer {tool} reported a problem:\n" + "\n".join((reports or lines[-6:]) + verdict)
+        for filt in filters:
+            try:
+                proc = subprocess.run([sys.executable, san, "--tool", tool, "--filter", filt, "--timeout",
+                                       str(timeout), binary], capture_output=True, text=True, timeout=timeout + 60)
+            except subprocess.TimeoutExpired:
+                return f"compute-sanitizer {tool} did not finish within {timeout} s on {filt}"
+            if proc.returncode == 77:
+                return None
+            if proc.returncode != 0:
+                lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+                reports = [ln for ln in lines if sanitize_tool.REPORT.search(ln)][:6]
+                verdict = [ln for ln in lines if ln.startswith("sanitize:")][-1:]
+                return (f"compute-sanitizer {tool} reported a problem on {filt}:\n" +
+                        "\n".join((reports or lines[-6:]) + verdict))
     return None
 
 

@@ -10,7 +10,7 @@ that the tests reject it.
                                               only the listed suites run
     selftest.py cheat --lesson NN --loses P,.. --tree DIR --build-dir BUILD
                                               grade the lesson folder DIR/NN_name with tools/grading/grade.py
-                                              (audit, completion records, checked timing, sanitizers):
+                                              (audit, runner isolation, checked timing, sanitizers):
                                               each listed part must lose points; exit 77 if a part
                                               could not be graded here (no GPU) and no defence fired
 
