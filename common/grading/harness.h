@@ -94,9 +94,7 @@ typedef struct {
  *   check(ctx, rep)    after both kernels ran on that content: compare the student's output with the
  *                      baseline's (or a reference's) over every element; return 0 when it matches,
  *                      otherwise nonzero with a message in msg;
- *   inputs             checked between the two (see attn_guarded).
- * Every run of both kernels is launched on the legacy default stream and timed with events there,
- * so work a kernel queues on another stream is timed too. */
+ *   inputs             hashed before and after the two calls (see attn_guarded). */
 typedef struct {
     int (*prepare)(void *ctx, int rep, cudaStream_t stream);
     int (*check)(void *ctx, int rep, char *msg, size_t msg_len);
@@ -104,10 +102,15 @@ typedef struct {
     attn_guarded inputs[ATTN_MAX_GUARDED]; /* zero-filled entries (ptr NULL) are ignored */
 } attn_timing_checks;
 
-/* Time A (baseline) and B (student) interleaved (A B, B A, ...), each run after an L2 flush,
- * with prepare before and check after every (A, B) pair. Returns ATTN_OK, or nonzero with the
- * reason in `why` (a CUDA error, a guarded input that changed, or the first failed check:
- * "timed run 3: ..."). */
+/* Time A (the baseline, in this process) and B (the lesson's call, through the RPC proxy) for
+ * warmup + reps rounds. Each round: stop the runner; time prepare with no runner alive; start a fresh
+ * runner and warm it up with one call on other content (rep 1000000 + r); prepare again, timed, and
+ * fail when it takes clearly longer than alone (the runner kept the GPU busy after answering); hash
+ * the guarded inputs; flush the L2 and time B by the wall clock from request to answer (the runner
+ * answers when its device is idle); stop the runner, so that work it left running is lost; flush and
+ * time A (launch to device idle) with no runner alive; hash again; check. Returns ATTN_OK, or nonzero
+ * with the reason in `why` (a CUDA error, a guarded input that changed, or the first failed check:
+ * "timed run 3: ..."). Medians of the timed rounds go to ta and tb. */
 int attn_time_ab_checked(attn_launch_fn fa, void *ca, attn_launch_fn fb, void *cb, const attn_timing_checks *checks,
                          int warmup, int reps, attn_timing *ta, attn_timing *tb, char *why, size_t why_len);
 
