@@ -1029,9 +1029,16 @@ ATTN_TEST(cuda_part, determinism)
     }
 }
 
-/* nsa_forward_cuda captured into a CUDA graph on a stream of the test's, replayed: the same bits as a
- * direct call, and, after the inputs change at the same addresses, the new inputs' result (a replay
- * runs the kernels again; it does not remember). Capture fails if the call allocates or synchronises. */
+/* nsa_forward_cuda captured into a CUDA graph and replayed, against a direct call: the lesson's code runs in
+ * a runner process (common/grading/rpc.h), so the capture happens there. attn_rpc_capture_next_call makes the
+ * runner run the next call under stream capture (global mode, on a stream of its own: a call that allocates
+ * or synchronises fails), then launch the graph `GRAPH_REPLAYS` times. The outputs are the replays' (the
+ * captured call itself computes nothing), poisoned before, and must equal the direct call's bit for bit:
+ * every output, and again after new inputs at the same addresses (a replay runs the kernels again; nothing
+ * is remembered from the capture). Replaying twice also shows that a replay does not depend on what the one
+ * before it left in the outputs or the workspace. */
+#define GRAPH_REPLAYS 2
+
 ATTN_TEST(cuda_part, graph_capture)
 {
     require_gpu();
@@ -1039,50 +1046,43 @@ ATTN_TEST(cuda_part, graph_capture)
     fwd_init(&P, (fwd_case){attn_make_shape(2, 90, 400, 8, 2, 128, 1), with_nw(paper_linear(), 5, 96), GATES_RANDOM, 0, 0}, 1);
     dev_fwd d;
     dev_fwd_init(&d, &P);
-    cudaStream_t stream;
-    assert_ok(attn_cuda_status(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"), P.ctx);
     host_fwd direct[2], replay[2];
-    cudaGraph_t graph = NULL;
-    cudaGraphExec_t exec = NULL;
     for (int round = 0; round < 2; ++round) {
         if (round == 1) { /* new content at the same addresses */
             const size_t nkv = attn_kv_elems(&P.c.sh);
-            assert_ok(attn_dfill_random_bf16(d.q, d.nq, P.c.sh.D, 1.0f, P.seed + 11, stream), P.ctx);
-            assert_ok(attn_dfill_random_bf16(d.k, nkv, P.c.sh.D, 1.0f, P.seed + 12, stream), P.ctx);
-            assert_ok(attn_dfill_random_bf16(d.v, nkv, P.c.sh.D, 1.0f, P.seed + 13, stream), P.ctx);
+            assert_ok(attn_dfill_random_bf16(d.q, d.nq, P.c.sh.D, 1.0f, P.seed + 11, 0), P.ctx);
+            assert_ok(attn_dfill_random_bf16(d.k, nkv, P.c.sh.D, 1.0f, P.seed + 12, 0), P.ctx);
+            assert_ok(attn_dfill_random_bf16(d.v, nkv, P.c.sh.D, 1.0f, P.seed + 13, 0), P.ctx);
         }
-        assert_ok(dev_fwd_run(&P, &d, 1, stream), P.ctx);
-        assert_ok(attn_cuda_status(cudaStreamSynchronize(stream), "sync"), P.ctx);
+        assert_ok(dev_fwd_run(&P, &d, 1, 0), P.ctx); /* poisons every output, then the direct call */
+        assert_ok(attn_dsync(), P.ctx);
         host_fwd_download(&direct[round], &d, P.ctx);
-        if (round == 0) {
-            /* poison outside the capture, the forward alone inside it */
-            assert_ok(attn_cuda_status(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture"),
-                      P.ctx);
-            const attn_shape sh = P.c.sh;
-            const attn_nsa_params p = P.c.p;
-            const int st = nsa_forward_cuda(&sh, &p, d.q, d.k, d.v, d.w_k, d.w_v, d.pos, d.g_cmp, d.g_slc, d.g_swa, d.o,
-                                            d.lse_cmp, d.lse_slc, d.lse_swa, d.lists, d.ws, d.ws_bytes, stream);
-            const cudaError_t end = cudaStreamEndCapture(stream, &graph);
-            assert_ok(st, P.ctx);
-            assert_ok(attn_cuda_status(end, "cudaStreamEndCapture (a call that allocates or synchronises breaks it)"),
-                      P.ctx);
-            assert_ok(attn_cuda_status(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate"), P.ctx);
-        }
-        assert_ok(attn_cuda_status(cudaMemsetAsync(d.o, 0xFF, d.nq * 2, stream), "poison"), P.ctx);
-        assert_ok(attn_cuda_status(cudaMemsetAsync(d.lists, INDEX_POISON_BYTE, d.ni * 4, stream), "poison"), P.ctx);
-        assert_ok(attn_cuda_status(cudaGraphLaunch(exec, stream), "cudaGraphLaunch"), P.ctx);
-        assert_ok(attn_cuda_status(cudaStreamSynchronize(stream), "sync"), P.ctx);
+        attn_rpc_capture_next_call(GRAPH_REPLAYS); /* the next call of a lesson function: nsa_forward_cuda below */
+        attn_clear_error();
+        const int st = dev_fwd_run(&P, &d, 1, 0); /* poisoned outputs again, then the call under capture */
+        cr_assert(st == ATTN_OK,
+                  "nsa_forward_cuda under CUDA graph capture, then %d replays, returned %s: %s%s%s (the call must only "
+                  "enqueue work on the caller's stream: no cudaMalloc, no synchronisation, no other stream) [%s]",
+                  GRAPH_REPLAYS, attn_status_name(st), attn_strerror(st), *attn_error_detail() ? " - " : "",
+                  attn_error_detail(), P.ctx);
+        assert_ok(attn_dsync(), P.ctx);
         host_fwd_download(&replay[round], &d, P.ctx);
-        char what[120];
-        snprintf(what, sizeof what, "o of the graph's replay against a direct call%s",
-                 round ? ", after new inputs at the same addresses" : "");
+        const char *when = round ? ", after new inputs at the same addresses" : "";
+        char what[200];
+        snprintf(what, sizeof what, "o of the graph's replays against a direct call%s", when);
         compare_bits(replay[round].o, direct[round].o, d.nq * 2, what, P.ctx);
-        compare_bits(replay[round].lists, direct[round].lists, d.ni * 4, "block_indices of the replay", P.ctx);
+        snprintf(what, sizeof what, "block_indices of the graph's replays against a direct call%s", when);
+        compare_bits(replay[round].lists, direct[round].lists, d.ni * 4, what, P.ctx);
+        snprintf(what, sizeof what, "lse_cmp of the graph's replays against a direct call%s", when);
+        compare_bits(replay[round].lse_cmp, direct[round].lse_cmp, d.nl * 4, what, P.ctx);
+        snprintf(what, sizeof what, "lse_slc of the graph's replays against a direct call%s", when);
+        compare_bits(replay[round].lse_slc, direct[round].lse_slc, d.nl * 4, what, P.ctx);
+        snprintf(what, sizeof what, "lse_swa of the graph's replays against a direct call%s", when);
+        compare_bits(replay[round].lse_swa, direct[round].lse_swa, d.nl * 4, what, P.ctx);
     }
     cr_assert(memcmp(direct[0].o, direct[1].o, d.nq * 2) != 0, "new inputs gave the same o: the test did not refresh them [%s]",
               P.ctx);
     for (int r = 0; r < 2; ++r) host_fwd_free(&direct[r]), host_fwd_free(&replay[r]);
-    cudaGraphExecDestroy(exec), cudaGraphDestroy(graph), cudaStreamDestroy(stream);
     dev_fwd_free(&d);
     fwd_free(&P);
 }
