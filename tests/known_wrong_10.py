@@ -106,7 +106,6 @@ VARIANTS = [
     # A race rarely changes the numbers (the copies are slow to land, the warps run in step), so the tests
     # cannot be relied on to see it: compute-sanitizer racecheck must.
     dict(lesson=_L, name="cuda_missing_barrier", file="fused_nsa.cu", suites=[], sanitizer="racecheck",
-         sanitizer_filter="cuda_part/small",
          why="no barrier between the selected/window scores and the next K tile load: warps overwrite K while others "
              "still read it, and read V before the other threads' copies are visible",
          old="""        cp_async_wait_all();
