@@ -873,11 +873,79 @@ static void host_fwd_free(host_fwd *h)
     memset(h, 0, sizeof *h);
 }
 
-/* The kernel with every output against the oracle on its own lists. */
-static void check_cuda_case(fwd_case c)
+/* Same bits whatever is asked for, and run after run (a message names the first differing byte). */
+static void compare_bits(const void *a, const void *b, size_t bytes, const char *what, const char *ctx)
+{
+    const unsigned char *x = a, *y = b;
+    size_t differ = 0, at = 0;
+    for (size_t e = 0; e < bytes; ++e)
+        if (x[e] != y[e]) differ++, at = e;
+    cr_assert(differ == 0, "%s: %zu bytes differ (e.g. byte %zu) [%s]", what, differ, at, ctx);
+}
+
+/* The weights kernels for (b, h) = (0, 0) and (B - 1, H - 1), every kind, against the oracle's probabilities
+ * on the kernel's own lse and lists (P's reference computed on h's lists), each row's sum against the
+ * oracle's; the compressed kind also spread over the keys (nsa_cmp_weights_to_keys_cuda). nsa_weights_cuda
+ * compresses batch b's keys again for the compressed kind (launch 1 with one tensor). */
+static void check_weights_cuda(const fwd_problem *P, const dev_fwd *d, const host_fwd *h)
+{
+    const attn_shape *s = &P->c.sh;
+    const long NC = P->NC, N = s->N, M = s->M, most = N > NC ? N : NC;
+    float *dw, *dkeys, *w = attn_alloc_f32((size_t)M * most), *keys = attn_alloc_f32((size_t)M * N);
+    double *ref = attn_alloc_f64((size_t)M * most);
+    cr_assert(w && keys && ref, "out of host memory [%s]", P->ctx);
+    assert_ok(attn_dalloc((void **)&dw, (size_t)M * most * 4), P->ctx);
+    assert_ok(attn_dalloc((void **)&dkeys, (size_t)M * N * 4), P->ctx);
+    const int bh[][2] = {{0, 0}, {s->B - 1, s->H - 1}};
+    for (int x = 0; x < 2; ++x)
+        for (int kind = 0; kind < 3; ++kind) {
+            const int b = bh[x][0], hh = bh[x][1];
+            const long cols = kind == NSA_WEIGHTS_CMP ? NC : N;
+            char ctx[900];
+            snprintf(ctx, sizeof ctx, "nsa_weights_cuda, %s weights of b=%d h=%d, %s", kKindName[kind], b, hh, P->ctx);
+            assert_ok(attn_dpoison(dw, (size_t)M * most * 4), ctx);
+            assert_ok(nsa_weights_cuda(s, &P->c.p, kind, b, hh, d->q, d->k, d->w_k, d->pos, d->lists, d->lse_cmp,
+                                       d->lse_slc, d->lse_swa, dw, d->ws, d->ws_bytes, 0),
+                      ctx);
+            assert_ok(attn_dsync(), ctx);
+            assert_ok(attn_d2h(w, dw, (size_t)M * cols * 4), ctx);
+            const float *lse = kind == NSA_WEIGHTS_CMP ? h->lse_cmp : kind == NSA_WEIGHTS_SLC ? h->lse_slc : h->lse_swa;
+            ref_weights(P, kind, b, hh, lse, h->lists, ref);
+            expect_matrix("weights", M, cols, w, ref, kTolWeightsCuda, ctx);
+            for (long i = 0; i < M; ++i) { /* each row a probability distribution (or empty) */
+                double sum = 0.0, want = 0.0;
+                for (long col = 0; col < cols; ++col) sum += w[i * cols + col], want += ref[i * cols + col];
+                cr_assert(fabs(sum - want) <= 1e-3, "row i=%ld of the weights sums to %.7g, the oracle's to %.7g [%s]", i,
+                          sum, want, ctx);
+            }
+            if (kind != NSA_WEIGHTS_CMP || NC == 0) continue;
+            assert_ok(attn_dpoison(dkeys, (size_t)M * N * 4), ctx);
+            assert_ok(nsa_cmp_weights_to_keys_cuda(s, &P->c.p, dw, dkeys, 0), ctx);
+            assert_ok(attn_dsync(), ctx);
+            assert_ok(attn_d2h(keys, dkeys, (size_t)M * N * 4), ctx);
+            ref_spread(s, &P->c.p, w, ref);
+            expect_matrix("key_weights (nsa_cmp_weights_to_keys_cuda)", M, N, keys, ref, kTolWeights, ctx);
+        }
+    attn_dfree(dw), attn_dfree(dkeys);
+    free(w), free(keys), free(ref);
+}
+
+/* What check_cuda_case_ex does besides the run with every output: */
+enum {
+    ALSO_NULL_OUTPUTS = 1, /* a second run with every optional output NULL (the lists in the workspace): the same o */
+    ALSO_WEIGHTS = 2,      /* the weights kernels on the first run's lse and lists (check_weights_cuda) */
+};
+
+/* The kernel with every output against the oracle on its own lists; then what `also` asks for. `label` (may
+ * be NULL) joins the messages' context: the path a case is meant for. */
+static void check_cuda_case_ex(fwd_case c, unsigned also, const char *label)
 {
     fwd_problem P;
     fwd_init(&P, c, 1);
+    if (label) {
+        const size_t n = strlen(P.ctx);
+        snprintf(P.ctx + n, sizeof P.ctx - n, "; %s", label);
+    }
     dev_fwd d;
     dev_fwd_init(&d, &P);
     assert_ok(dev_fwd_run(&P, &d, 1, 0), P.ctx);
@@ -892,10 +960,24 @@ static void check_cuda_case(fwd_case c)
     expect_f32(&P, "lse_slc", ATTN_LAYOUT_BHM, h.lse_slc, P.lse_slc, kTolLseCuda, "(the selected branch, on your lists)");
     expect_f32(&P, "lse_swa", ATTN_LAYOUT_BHM, h.lse_swa, P.lse_swa, kTolLseCuda, "(the window branch)");
     expect_bf16(&P, "o", h.o, P.o, ATTN_TOL_BF16, o_hint(c.gates));
+    if (also & ALSO_WEIGHTS) check_weights_cuda(&P, &d, &h);
+    if (also & ALSO_NULL_OUTPUTS) {
+        uint16_t *o = attn_alloc_bf16(d.nq);
+        cr_assert(o, "out of host memory [%s]", P.ctx);
+        assert_ok(dev_fwd_run(&P, &d, 0, 0), P.ctx);
+        assert_ok(attn_dsync(), P.ctx);
+        assert_ok(attn_d2h(o, d.o, d.nq * 2), P.ctx);
+        compare_bits(o, h.o, d.nq * 2,
+                     "o with every optional output NULL (the lists in the workspace) against o with all of them", P.ctx);
+        free(o);
+    }
     host_fwd_free(&h);
     dev_fwd_free(&d);
     fwd_free(&P);
 }
+
+/* The kernel with every output against the oracle on its own lists. */
+static void check_cuda_case(fwd_case c) { check_cuda_case_ex(c, 0, NULL); }
 
 ATTN_TEST(cuda_part, shapes)
 {
@@ -945,7 +1027,8 @@ ATTN_TEST(cuda_part, exact_ties)
     }
 }
 
-/* Small and quick: what compute-sanitizer memcheck and racecheck run (lesson.json). */
+/* Small and quick: the first two cases of sanitizer_paths (the general kernels at D = 64 with the linear
+ * compression and at D = 128 with per-head lists), where racecheck must flag the missing-barrier variant. */
 ATTN_TEST(cuda_part, small)
 {
     require_gpu();
@@ -955,14 +1038,88 @@ ATTN_TEST(cuda_part, small)
     check_cuda_case((fwd_case){attn_make_shape(1, 30, 300, 4, 1, 128, 1), per_head, GATES_RANDOM, 0, 0});
 }
 
-/* Same bits whatever is asked for, and run after run. */
-static void compare_bits(const void *a, const void *b, size_t bytes, const char *what, const char *ctx)
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): every
+ * kernel of the lesson and every path of its launches, on tiny shapes, each case checked as
+ * cuda_part/shapes checks (lists, the three lse, o against the oracle). small's two cases first (with the
+ * weights kernels and a run with every optional output NULL), then
+ *   launch 1  compress_mean_kernel and compress_linear_kernel at D = 64 and 128, for K and V (the forward)
+ *             and for K alone (nsa_weights_cuda's compressed kind), and no launch at all (N < l)
+ *   launch 2  cmp_select_g16_kernel in all eight instances (D = 64 and 128, l / d = 1 or 2, l' / d = 1 or
+ *             4), with compressed tokens over several tiles (the carry between tiles); cmp_select_kernel at
+ *             D = 64 and 128 with shared lists (H/G = 4, 16 when l / d and l' / d are not the fast path's,
+ *             32, and 256: lists of more than 128 rows, in two chunks) and per-head lists, over several
+ *             tiles, ranking or not (at most n candidates)
+ *   launch 3  slc_swa_window_kernel (sm_90; elsewhere the host takes slc_swa_kernel), with a partial last
+ *             window of 8 positions and with one position (decoding); slc_swa_kernel at D = 64 and 128,
+ *             shared and per-head lists, two and sixteen chunks of 16 heads, blocks of 16 keys and of 96 (a
+ *             tile and a half), and at the fast path's shape with w = 1000 (more window blocks than it takes)
+ *   weights   weights_kernel (the three kinds) and spread_kernel, in both modes at D = 64 and 128
+ * B = 2 and G = 2 in most cases. Which path a case takes is in its label (the messages carry it). */
+ATTN_TEST(cuda_part, sanitizer_paths)
 {
-    const unsigned char *x = a, *y = b;
-    size_t differ = 0, at = 0;
-    for (size_t e = 0; e < bytes; ++e)
-        if (x[e] != y[e]) differ++, at = e;
-    cr_assert(differ == 0, "%s: %zu bytes differ (e.g. byte %zu) [%s]", what, differ, at, ctx);
+    require_gpu();
+    const attn_nsa_params lin = paper_linear(), pool = attn_nsa_mean_pool();
+    attn_nsa_params pool_per_head = with_nw(pool, 3, 64), lin_per_head = with_nw(lin, 4, 64);
+    pool_per_head.heads_share_selection = lin_per_head.heads_share_selection = 0;
+    const unsigned all = ALSO_NULL_OUTPUTS | ALSO_WEIGHTS;
+    const struct {
+        attn_shape sh;
+        attn_nsa_params p;
+        unsigned also;
+        const char *label;
+    } cases[] = {
+        /* small's two cases */
+        {attn_make_shape(2, 40, 200, 8, 2, 64, 1), with_nw(lin, 4, 48), all,
+         "general kernels at D = 64, linear compression (compress_linear_kernel<64>)"},
+        {attn_make_shape(1, 30, 300, 4, 1, 128, 1), pool_per_head, all,
+         "general kernels at D = 128, per-head lists (compress_mean_kernel<128>)"},
+        /* the fast paths at the bar's D = 128 and H/G = 16 */
+        {attn_make_shape(2, 21, 300, 32, 2, 128, 1), with_nw(pool, 4, 128), all,
+         "fast paths: cmp_select_g16_kernel<128, 1, 1> (l = d = l' = 64), slc_swa_window_kernel with a partial last "
+         "window (21 positions)"},
+        {attn_make_shape(2, 19, 500, 32, 2, 128, 1), with_nw(lin, 5, 96), ALSO_WEIGHTS,
+         "fast paths: cmp_select_g16_kernel<128, 2, 4> (the paper's l = 32, d = 16, l' = 64, linear compression), "
+         "slc_swa_window_kernel"},
+        {attn_make_shape(1, 25, 260, 16, 1, 128, 1), params(16, 16, 64, 4, 64, ATTN_NSA_MEAN, 1), 0,
+         "cmp_select_g16_kernel<128, 1, 4> (l = d = 16, l' = 64), slc_swa_window_kernel"},
+        {attn_make_shape(1, 25, 260, 16, 1, 128, 1), params(32, 16, 16, 5, 50, ATTN_NSA_LINEAR, 1), 0,
+         "cmp_select_g16_kernel<128, 2, 1> (l = 32, d = l' = 16), slc_swa_kernel<128> (l' = 16)"},
+        {attn_make_shape(1, 20, 300, 16, 1, 128, 1), params(4, 2, 8, 5, 40, ATTN_NSA_MEAN, 1), 0,
+         "cmp_select_g16_kernel<128, 2, 4> over 3 tiles of compressed tokens (l = 4, d = 2, l' = 8: 149 tokens), "
+         "slc_swa_kernel<128> (l' = 8)"},
+        {attn_make_shape(2, 1, 1500, 32, 2, 128, 1), pool, 0,
+         "decoding (M = 1): cmp_select_g16_kernel<128, 1, 1>, slc_swa_window_kernel with one position of 8"},
+        /* launch 2's fast path at D = 64, launch 3's general kernel (D = 64) */
+        {attn_make_shape(2, 30, 300, 32, 2, 64, 1), with_nw(pool, 4, 100), all,
+         "cmp_select_g16_kernel<64, 1, 1>, slc_swa_kernel<64>, compress_mean_kernel<64>"},
+        {attn_make_shape(2, 30, 300, 32, 2, 64, 1), with_nw(lin, 4, 64), 0,
+         "cmp_select_g16_kernel<64, 2, 4>, slc_swa_kernel<64>"},
+        {attn_make_shape(1, 40, 300, 16, 1, 64, 1), params(16, 16, 64, 4, 80, ATTN_NSA_MEAN, 1), 0,
+         "cmp_select_g16_kernel<64, 1, 4>, slc_swa_kernel<64>"},
+        {attn_make_shape(2, 30, 200, 32, 2, 64, 1), params(32, 16, 16, 5, 40, ATTN_NSA_LINEAR, 1), 0,
+         "cmp_select_g16_kernel<64, 2, 1>, slc_swa_kernel<64> (l' = 16)"},
+        /* the general kernels where one of the fast paths' conditions fails */
+        {attn_make_shape(2, 20, 260, 32, 2, 128, 1), params(64, 32, 64, 4, 64, ATTN_NSA_MEAN, 1), 0,
+         "cmp_select_kernel<128> at H/G = 16 (l / d = 2, l' / d = 2: not the fast path's), slc_swa_window_kernel on "
+         "its lists"},
+        {attn_make_shape(1, 30, 1100, 16, 1, 128, 1), with_nw(pool, 4, 1000), 0,
+         "slc_swa_kernel<128> at the bar's H/G = 16 (w = 1000: more window blocks than the fast path takes)"},
+        {attn_make_shape(2, 20, 300, 32, 2, 128, 1), lin_per_head, 0,
+         "per-head lists at H/G = 16: cmp_select_kernel<128>, slc_swa_kernel<128>"},
+        {attn_make_shape(1, 20, 300, 64, 2, 128, 1), with_nw(pool, 4, 64), 0,
+         "H/G = 32: cmp_select_kernel<128>, slc_swa_kernel<128> in two chunks of 16 heads per list"},
+        {attn_make_shape(1, 6, 400, 256, 1, 64, 1), params(32, 16, 64, 4, 64, ATTN_NSA_MEAN, 1), 0,
+         "H/G = 256: cmp_select_kernel<64> with lists of 256 rows in two chunks of 128, slc_swa_kernel<64> in 16 "
+         "chunks"},
+        {attn_make_shape(2, 30, 300, 8, 2, 64, 1), params(4, 2, 8, 5, 40, ATTN_NSA_MEAN, 1), 0,
+         "cmp_select_kernel<64> over 3 tiles of compressed tokens (149), slc_swa_kernel<64> with blocks of 8 keys"},
+        {attn_make_shape(2, 30, 500, 8, 2, 128, 1), params(32, 16, 96, 4, 100, ATTN_NSA_MEAN, 1), 0,
+         "cmp_select_kernel<128>, slc_swa_kernel<128> with blocks of 96 keys (a tile and a half)"},
+        {attn_make_shape(2, 20, 20, 4, 2, 64, 1), lin, all,
+         "N < l: no compressed token (launch 1 not launched), every row empty in the compressed branch, one block"},
+    };
+    for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); ++c)
+        check_cuda_case_ex((fwd_case){cases[c].sh, cases[c].p, GATES_RANDOM, 0, 0}, cases[c].also, cases[c].label);
 }
 
 ATTN_TEST(cuda_part, optional_outputs)
@@ -1029,9 +1186,16 @@ ATTN_TEST(cuda_part, determinism)
     }
 }
 
-/* nsa_forward_cuda captured into a CUDA graph on a stream of the test's, replayed: the same bits as a
- * direct call, and, after the inputs change at the same addresses, the new inputs' result (a replay
- * runs the kernels again; it does not remember). Capture fails if the call allocates or synchronises. */
+/* nsa_forward_cuda captured into a CUDA graph and replayed, against a direct call: the lesson's code runs in
+ * a runner process (common/grading/rpc.h), so the capture happens there. attn_rpc_capture_next_call makes the
+ * runner run the next call under stream capture (global mode, on a stream of its own: a call that allocates
+ * or synchronises fails), then launch the graph `GRAPH_REPLAYS` times. The outputs are the replays' (the
+ * captured call itself computes nothing), poisoned before, and must equal the direct call's bit for bit:
+ * every output, and again after new inputs at the same addresses (a replay runs the kernels again; nothing
+ * is remembered from the capture). Replaying twice also shows that a replay does not depend on what the one
+ * before it left in the outputs or the workspace. */
+#define GRAPH_REPLAYS 2
+
 ATTN_TEST(cuda_part, graph_capture)
 {
     require_gpu();
@@ -1039,50 +1203,43 @@ ATTN_TEST(cuda_part, graph_capture)
     fwd_init(&P, (fwd_case){attn_make_shape(2, 90, 400, 8, 2, 128, 1), with_nw(paper_linear(), 5, 96), GATES_RANDOM, 0, 0}, 1);
     dev_fwd d;
     dev_fwd_init(&d, &P);
-    cudaStream_t stream;
-    assert_ok(attn_cuda_status(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"), P.ctx);
     host_fwd direct[2], replay[2];
-    cudaGraph_t graph = NULL;
-    cudaGraphExec_t exec = NULL;
     for (int round = 0; round < 2; ++round) {
         if (round == 1) { /* new content at the same addresses */
             const size_t nkv = attn_kv_elems(&P.c.sh);
-            assert_ok(attn_dfill_random_bf16(d.q, d.nq, P.c.sh.D, 1.0f, P.seed + 11, stream), P.ctx);
-            assert_ok(attn_dfill_random_bf16(d.k, nkv, P.c.sh.D, 1.0f, P.seed + 12, stream), P.ctx);
-            assert_ok(attn_dfill_random_bf16(d.v, nkv, P.c.sh.D, 1.0f, P.seed + 13, stream), P.ctx);
+            assert_ok(attn_dfill_random_bf16(d.q, d.nq, P.c.sh.D, 1.0f, P.seed + 11, 0), P.ctx);
+            assert_ok(attn_dfill_random_bf16(d.k, nkv, P.c.sh.D, 1.0f, P.seed + 12, 0), P.ctx);
+            assert_ok(attn_dfill_random_bf16(d.v, nkv, P.c.sh.D, 1.0f, P.seed + 13, 0), P.ctx);
         }
-        assert_ok(dev_fwd_run(&P, &d, 1, stream), P.ctx);
-        assert_ok(attn_cuda_status(cudaStreamSynchronize(stream), "sync"), P.ctx);
+        assert_ok(dev_fwd_run(&P, &d, 1, 0), P.ctx); /* poisons every output, then the direct call */
+        assert_ok(attn_dsync(), P.ctx);
         host_fwd_download(&direct[round], &d, P.ctx);
-        if (round == 0) {
-            /* poison outside the capture, the forward alone inside it */
-            assert_ok(attn_cuda_status(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture"),
-                      P.ctx);
-            const attn_shape sh = P.c.sh;
-            const attn_nsa_params p = P.c.p;
-            const int st = nsa_forward_cuda(&sh, &p, d.q, d.k, d.v, d.w_k, d.w_v, d.pos, d.g_cmp, d.g_slc, d.g_swa, d.o,
-                                            d.lse_cmp, d.lse_slc, d.lse_swa, d.lists, d.ws, d.ws_bytes, stream);
-            const cudaError_t end = cudaStreamEndCapture(stream, &graph);
-            assert_ok(st, P.ctx);
-            assert_ok(attn_cuda_status(end, "cudaStreamEndCapture (a call that allocates or synchronises breaks it)"),
-                      P.ctx);
-            assert_ok(attn_cuda_status(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate"), P.ctx);
-        }
-        assert_ok(attn_cuda_status(cudaMemsetAsync(d.o, 0xFF, d.nq * 2, stream), "poison"), P.ctx);
-        assert_ok(attn_cuda_status(cudaMemsetAsync(d.lists, INDEX_POISON_BYTE, d.ni * 4, stream), "poison"), P.ctx);
-        assert_ok(attn_cuda_status(cudaGraphLaunch(exec, stream), "cudaGraphLaunch"), P.ctx);
-        assert_ok(attn_cuda_status(cudaStreamSynchronize(stream), "sync"), P.ctx);
+        attn_rpc_capture_next_call(GRAPH_REPLAYS); /* the next call of a lesson function: nsa_forward_cuda below */
+        attn_clear_error();
+        const int st = dev_fwd_run(&P, &d, 1, 0); /* poisoned outputs again, then the call under capture */
+        cr_assert(st == ATTN_OK,
+                  "nsa_forward_cuda under CUDA graph capture, then %d replays, returned %s: %s%s%s (the call must only "
+                  "enqueue work on the caller's stream: no cudaMalloc, no synchronisation, no other stream) [%s]",
+                  GRAPH_REPLAYS, attn_status_name(st), attn_strerror(st), *attn_error_detail() ? " - " : "",
+                  attn_error_detail(), P.ctx);
+        assert_ok(attn_dsync(), P.ctx);
         host_fwd_download(&replay[round], &d, P.ctx);
-        char what[120];
-        snprintf(what, sizeof what, "o of the graph's replay against a direct call%s",
-                 round ? ", after new inputs at the same addresses" : "");
+        const char *when = round ? ", after new inputs at the same addresses" : "";
+        char what[200];
+        snprintf(what, sizeof what, "o of the graph's replays against a direct call%s", when);
         compare_bits(replay[round].o, direct[round].o, d.nq * 2, what, P.ctx);
-        compare_bits(replay[round].lists, direct[round].lists, d.ni * 4, "block_indices of the replay", P.ctx);
+        snprintf(what, sizeof what, "block_indices of the graph's replays against a direct call%s", when);
+        compare_bits(replay[round].lists, direct[round].lists, d.ni * 4, what, P.ctx);
+        snprintf(what, sizeof what, "lse_cmp of the graph's replays against a direct call%s", when);
+        compare_bits(replay[round].lse_cmp, direct[round].lse_cmp, d.nl * 4, what, P.ctx);
+        snprintf(what, sizeof what, "lse_slc of the graph's replays against a direct call%s", when);
+        compare_bits(replay[round].lse_slc, direct[round].lse_slc, d.nl * 4, what, P.ctx);
+        snprintf(what, sizeof what, "lse_swa of the graph's replays against a direct call%s", when);
+        compare_bits(replay[round].lse_swa, direct[round].lse_swa, d.nl * 4, what, P.ctx);
     }
     cr_assert(memcmp(direct[0].o, direct[1].o, d.nq * 2) != 0, "new inputs gave the same o: the test did not refresh them [%s]",
               P.ctx);
     for (int r = 0; r < 2; ++r) host_fwd_free(&direct[r]), host_fwd_free(&replay[r]);
-    cudaGraphExecDestroy(exec), cudaGraphDestroy(graph), cudaStreamDestroy(stream);
     dev_fwd_free(&d);
     fwd_free(&P);
 }
@@ -1095,59 +1252,7 @@ ATTN_TEST(cuda_part, weights)
         {attn_make_shape(2, 60, 300, 8, 2, 64, 1), with_nw(paper_linear(), 5, 64), GATES_RANDOM, 0, 0},
         {attn_make_shape(1, 50, 400, 4, 4, 128, 1), with_nw(attn_nsa_mean_pool(), 4, 100), GATES_RANDOM, 0, 0},
     };
-    for (int c = 0; c < 2; ++c) {
-        fwd_problem P;
-        fwd_init(&P, cases[c], 1);
-        dev_fwd d;
-        dev_fwd_init(&d, &P);
-        assert_ok(dev_fwd_run(&P, &d, 1, 0), P.ctx);
-        assert_ok(attn_dsync(), P.ctx);
-        host_fwd h;
-        host_fwd_download(&h, &d, P.ctx);
-        fwd_reference(&P, h.lists);
-        const attn_shape *s = &P.c.sh;
-        const long NC = P.NC, N = s->N, M = s->M, most = N > NC ? N : NC;
-        float *dw, *dkeys, *w = attn_alloc_f32((size_t)M * most), *keys = attn_alloc_f32((size_t)M * N);
-        double *ref = attn_alloc_f64((size_t)M * most);
-        cr_assert(w && keys && ref, "out of host memory [%s]", P.ctx);
-        assert_ok(attn_dalloc((void **)&dw, (size_t)M * most * 4), P.ctx);
-        assert_ok(attn_dalloc((void **)&dkeys, (size_t)M * N * 4), P.ctx);
-        const int bh[][2] = {{0, 0}, {s->B - 1, s->H - 1}};
-        for (int x = 0; x < 2; ++x)
-            for (int kind = 0; kind < 3; ++kind) {
-                const int b = bh[x][0], hh = bh[x][1];
-                const long cols = kind == NSA_WEIGHTS_CMP ? NC : N;
-                char ctx[900];
-                snprintf(ctx, sizeof ctx, "nsa_weights_cuda, %s weights of b=%d h=%d, %s", kKindName[kind], b, hh, P.ctx);
-                assert_ok(attn_dpoison(dw, (size_t)M * most * 4), ctx);
-                assert_ok(nsa_weights_cuda(s, &P.c.p, kind, b, hh, d.q, d.k, d.w_k, d.pos, d.lists, d.lse_cmp, d.lse_slc,
-                                           d.lse_swa, dw, d.ws, d.ws_bytes, 0),
-                          ctx);
-                assert_ok(attn_dsync(), ctx);
-                assert_ok(attn_d2h(w, dw, (size_t)M * cols * 4), ctx);
-                const float *lse = kind == NSA_WEIGHTS_CMP ? h.lse_cmp : kind == NSA_WEIGHTS_SLC ? h.lse_slc : h.lse_swa;
-                ref_weights(&P, kind, b, hh, lse, h.lists, ref);
-                expect_matrix("weights", M, cols, w, ref, kTolWeightsCuda, ctx);
-                for (long i = 0; i < M; ++i) { /* each row a probability distribution (or empty) */
-                    double sum = 0.0, want = 0.0;
-                    for (long col = 0; col < cols; ++col) sum += w[i * cols + col], want += ref[i * cols + col];
-                    cr_assert(fabs(sum - want) <= 1e-3, "row i=%ld of the weights sums to %.7g, the oracle's to %.7g [%s]",
-                              i, sum, want, ctx);
-                }
-                if (kind != NSA_WEIGHTS_CMP || NC == 0) continue;
-                assert_ok(attn_dpoison(dkeys, (size_t)M * N * 4), ctx);
-                assert_ok(nsa_cmp_weights_to_keys_cuda(s, &P.c.p, dw, dkeys, 0), ctx);
-                assert_ok(attn_dsync(), ctx);
-                assert_ok(attn_d2h(keys, dkeys, (size_t)M * N * 4), ctx);
-                ref_spread(s, &P.c.p, w, ref);
-                expect_matrix("key_weights (nsa_cmp_weights_to_keys_cuda)", M, N, keys, ref, kTolWeights, ctx);
-            }
-        attn_dfree(dw), attn_dfree(dkeys);
-        free(w), free(keys), free(ref);
-        host_fwd_free(&h);
-        dev_fwd_free(&d);
-        fwd_free(&P);
-    }
+    for (int c = 0; c < 2; ++c) check_cuda_case_ex(cases[c], ALSO_WEIGHTS, NULL);
 }
 
 /* ---------------------------------------------------------------- large shapes: GPU references
@@ -1176,8 +1281,9 @@ typedef struct {
     double *row64;
 } gpu_case;
 
-/* Device bytes of a gpu_case for `sh`, the workspace counted as the reference solution's layout (the
- * skip for lack of memory is decided from this, before any lesson code runs). */
+/* Device bytes of a gpu_case for `sh`, the workspace counted as the reference solution's layout (k_cmp and
+ * v_cmp in bf16, the lists, the general selection's block scores): the skip for lack of memory is decided
+ * from this, before any lesson code runs (nsa_forward_workspace_bytes is lesson code). */
 static double gpu_case_bytes(const attn_shape *sh, const attn_nsa_params *p)
 {
     const double NC = (double)attn_nsa_num_cmp(sh->N, p), NB = (double)attn_nsa_num_blocks(sh->N, p);
@@ -1185,7 +1291,7 @@ static double gpu_case_bytes(const attn_shape *sh, const attn_nsa_params *p)
     const double ncmp = (double)sh->B * NC * sh->G * sh->D, ni = rows * p->n;
     const double inputs = nq * 2 + 2.0 * attn_kv_elems(sh) * 2 + 3.0 * sh->B * sh->M * sh->H * 4 + nq * 2 + ni * 4;
     const double refs = 2 * ncmp * 2 + (double)attn_lse_elems(sh) * 4 + rows * NB * 4 + ni * 4 + 2 * nq * 4;
-    const double workspace = 2 * ncmp * 2 + nq * 4 + ni * 4 + rows * NC * 4 + rows * NB * 4;
+    const double workspace = 2 * ncmp * 2 + ni * 4 + rows * NB * 4 + 4 * 256.0;
     return inputs + refs + workspace;
 }
 
@@ -1308,32 +1414,66 @@ static int gpu_case_check(gpu_case *g, const char *hint, char *msg, size_t len)
     return 0;
 }
 
-/* q and o past 2^31 elements: offsets computed in 32 bits wrap. */
-ATTN_TEST(cuda_part, large_offsets)
+/* Skip the test, with the reason, when the GPU has less free memory than `need` bytes (and 5 % more): asked
+ * before any lesson code runs, for the largest case of the test. */
+static void require_gpu_bytes(double need)
 {
-    require_gpu();
-    const attn_shape sh = huge_shape(); /* B = 64, M = N = 4200, H = 64, G = 4, D = 128 */
-    const attn_nsa_params p = attn_nsa_mean_pool();
-    const double need = gpu_case_bytes(&sh, &p);
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess || (double)free_b < need * 1.05)
         attn_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", need / 1e9, (double)free_b / 1e9);
+}
+
+/* One forward on a shape too large for the CPU oracle, checked by gpu_case_check. `what` says which tensors
+ * pass 2^31 elements; `hint` ends a failure's message. */
+static void check_large(attn_shape sh, attn_nsa_params p, const char *what, const char *hint)
+{
     const uint64_t seed = attn_test_seed();
-    char st[120], ctx[400];
-    snprintf(ctx, sizeof ctx, "%s, mean-pool (l = d = l' = 64, n = 16, w = 512), q and o hold %zu elements (2^31 = "
-             "2147483648), seed %llu (rerun: ATTN_SEED=%llu)", shape_text(&sh, st, sizeof st), attn_q_elems(&sh),
-             (unsigned long long)seed, (unsigned long long)seed);
-    cr_assert(attn_q_elems(&sh) > 2147483648ull, "the test shape must pass 2^31 elements [%s]", ctx);
+    char st[120], pt[160], ctx[600];
+    snprintf(ctx, sizeof ctx, "%s, %s: %s (2^31 = 2147483648), seed %llu (rerun: ATTN_SEED=%llu)",
+             shape_text(&sh, st, sizeof st), params_text(&p, pt, sizeof pt), what, (unsigned long long)seed,
+             (unsigned long long)seed);
     gpu_case g;
     gpu_case_init(&g, sh, p, ctx);
     assert_ok(gpu_case_fill(&g, seed, 0), ctx);
     assert_ok(gpu_case_run(&g, 0), ctx);
     assert_ok(attn_dsync(), ctx);
     char msg[1600];
-    cr_assert(gpu_case_check(&g, "A tensor of this shape holds more than 2^31 elements: compute offsets in 64 bits "
-                                 "(size_t), e.g. ((size_t)b * M + i) * H * D", msg, sizeof msg) == 0,
-              "%s [%s]", msg, ctx);
+    cr_assert(gpu_case_check(&g, hint, msg, sizeof msg) == 0, "%s [%s]", msg, ctx);
     gpu_case_free(&g);
+}
+
+/* q and o past 2^31 elements: offsets computed in 32 bits wrap. */
+ATTN_TEST(cuda_part, large_offsets)
+{
+    require_gpu();
+    const attn_shape sh = huge_shape(); /* B = 64, M = N = 4200, H = 64, G = 4, D = 128 */
+    const attn_nsa_params p = attn_nsa_mean_pool();
+    cr_assert(attn_q_elems(&sh) > 2147483648ull, "the test shape must pass 2^31 elements");
+    require_gpu_bytes(gpu_case_bytes(&sh, &p));
+    check_large(sh, p, "q and o pass 2^31 elements",
+                "A tensor of this shape holds more than 2^31 elements: compute offsets in 64 bits (size_t), e.g. "
+                "((size_t)b * M + i) * H * D");
+}
+
+/* k and v past 2^31 elements with few queries (M = 130), against the GPU references: (1) MHA (B = 64, N = 4200,
+ * H = G = 64: the general kernels) with l = 2, d = 1, l' = 64, so that the compressed k_cmp and v_cmp (N - 1
+ * tokens) pass 2^31 elements too; (2) H/G = 16 (G = 4, N = 65600), mean-pool: the fast paths. About 27 GB and
+ * 9 GB of GPU memory, one case after the other. */
+ATTN_TEST(cuda_part, kv_large_offsets)
+{
+    require_gpu();
+    const attn_shape mha = attn_make_shape(64, 130, 4200, 64, 64, 128, 1), bar = attn_make_shape(64, 130, 65600, 64, 4, 128, 1);
+    const attn_nsa_params dense_tokens = params(2, 1, 64, 16, 512, ATTN_NSA_MEAN, 1), pool = attn_nsa_mean_pool();
+    const double ncmp = (double)mha.B * attn_nsa_num_cmp(mha.N, &dense_tokens) * mha.G * mha.D;
+    cr_assert(attn_kv_elems(&mha) > 2147483648ull && ncmp > 2147483648.0 && attn_kv_elems(&bar) > 2147483648ull,
+              "the test shapes' k and v (and the first one's k_cmp) must pass 2^31 elements");
+    require_gpu_bytes(fmax(gpu_case_bytes(&mha, &dense_tokens), gpu_case_bytes(&bar, &pool)));
+    check_large(mha, dense_tokens, "k, v, k_cmp and v_cmp pass 2^31 elements",
+                "k, v and the compressed k_cmp, v_cmp of this shape hold more than 2^31 elements: compute their "
+                "offsets in 64 bits, e.g. ((size_t)b * N + s) * G * D and ((size_t)b * NC + c) * G * D");
+    check_large(bar, pool, "k and v pass 2^31 elements",
+                "k and v of this shape hold more than 2^31 elements: compute their offsets in 64 bits (size_t), e.g. "
+                "((size_t)b * N + s) * G * D");
 }
 
 /* ================================================================ speed */

@@ -6,7 +6,8 @@
  *   cmp_attention  nsa_cmp_attention_cuda: q over the compressed tokens (random, with the spread of a
  *                  mean of l keys), o and lse_cmp; checked against the fp32 GPU reference
  *   cmp_branch     the two together: what the lesson's speed target times
- * and the suite nsa: the NSA branches of lessons 05 and 07-09 on the course's bar shape.
+ * and the suite nsa: the NSA branches of lessons 05 and 07-09 and lesson 10's fused forward on the course's
+ * bar shape.
  */
 #include <stdlib.h>
 
@@ -222,7 +223,7 @@ BENCH_LESSON(7)
 
     bench_add_suite(t, "nsa",
                     "the NSA branches on the course's bar shape: the sliding window (lesson 05), compression and "
-                    "compressed attention (07), block selection (08), selected attention and its floors (09), "
-                    "against dense causal flash",
+                    "compressed attention (07), block selection (08), selected attention and its floors (09), the "
+                    "fused forward and the sum of the separate branches (10), against dense causal flash",
                     "--B 1 --N 8192,16384,32768,65536 --H 64 --G 4 --D 128 --causal 1 --window 512 --config mean,paper");
 }
