@@ -885,10 +885,11 @@ __global__ void __launch_bounds__(kThreads, 2) cmp_select_g16_kernel(CmpArgs a)
     }
     __syncwarp(); /* this warp's score rows are complete (no other warp touches them) */
 #pragma unroll 1
-    for (int mt = 0; mt < kMT; ++mt) {
-        if (w.R0 + warp * 32 + mt * 16 >= w.R_end) break;
-        rank_list(my_rows + (size_t)mt * a.nb, (w.offset + pos[mt]) / a.p.l_sel, a.p.n,
-                  a.lists + (((size_t)w.b * sh.M + pos[mt]) * sh.G + w.g) * a.p.n, lane);
+    for (int mt = 0; mt < kMT; ++mt) { /* not unrolled: the position from mt, not pos[mt] (local memory) */
+        const int row0 = w.R0 + warp * 32 + mt * 16, i = row0 / 16;
+        if (row0 >= w.R_end) break;
+        rank_list(my_rows + (size_t)mt * a.nb, (w.offset + i) / a.p.l_sel, a.p.n,
+                  a.lists + (((size_t)w.b * sh.M + i) * sh.G + w.g) * a.p.n, lane);
     }
     /* END SOLUTION */
 }

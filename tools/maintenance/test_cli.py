@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Unit tests of the command line's helpers: tools/course_cli.py (build progress, first errors,
-the ctest summary), tools/bench/bench_lesson.py (./course bench) and ./course's help. Standard library only;
+the ctest summary), tools/bench/bench_lesson.py (./course bench), the parts of tools/bench/bench_public_nsa.py
+that need no GPU (its pair counts, its CSV rows, the join) and ./course's help. Standard library only;
 no GPU, no build of the course needed (one test makes a tiny CMake project when cmake is present).
 
     python3 tools/maintenance/test_cli.py -v
@@ -8,6 +9,7 @@ no GPU, no build of the course needed (one test makes a tiny CMake project when 
 import csv
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tools", "bench"))
 import bench_lesson  # noqa: E402
+import bench_public_nsa  # noqa: E402  (imports no torch: what needs it is imported where it runs)
 import course_cli  # noqa: E402
 import lessons  # noqa: E402
 
@@ -446,6 +449,101 @@ add_custom_target(bench_04_lessons COMMAND sh ${CMAKE_SOURCE_DIR}/fail.sh)
             self.assertEqual(calls[0].split("--keep-going")[1], calls[1].split("--keep-going")[1].replace(
                 "peaks=given", "peaks=measured").replace(" --peak-tflops 800 --peak-gbs 3000", ""))
             self.assertIn("15.00x", p.stdout)  # lesson 03, yours: 60 ms baseline / 4 ms
+
+
+class BenchPublicNsaTest(unittest.TestCase):
+    """tools/bench/bench_public_nsa.py without a GPU: what it counts and writes must match what
+    build/bin/bench counts and writes for lesson 10, or its rows would not join."""
+
+    @staticmethod
+    def brute_pairs(n_tok, config, w):
+        # the definitions, key by key, with a list the top-n could make: block 0, the block before t's,
+        # t's block, then the lowest other candidates, min(candidates, n) blocks in all
+        l, d, l_sel, n = bench_public_nsa.CONFIGS[config]
+        nc = max(0, (n_tok - l) // d + 1)
+        total = 0
+        for t in range(n_tok):
+            total += sum(1 for c in range(nc) if c * d + l - 1 <= t)
+            cur = t // l_sel
+            chosen = {0, cur, max(cur - 1, 0)}
+            for j in range(cur + 1):
+                if len(chosen) >= min(cur + 1, n):
+                    break
+                chosen.add(j)
+            total += sum(1 for s in range(t + 1) if s // l_sel in chosen)
+            total += sum(1 for s in range(max(0, t - w + 1), t + 1))
+        return total
+
+    def test_pairs_follow_the_definitions(self):
+        for config in ("mean", "paper"):
+            for n_tok in (1, 63, 64, 200, 1500):
+                self.assertEqual(bench_public_nsa.nsa_pairs(n_tok, config, heads=1, window=100),
+                                 self.brute_pairs(n_tok, config, 100), (config, n_tok))
+            self.assertEqual(bench_public_nsa.nsa_pairs(700, config, heads=3, batch=2),
+                             6 * self.brute_pairs(700, config, 512), config)
+            stages = sum(bench_public_nsa.stage_pairs(700, config, s, heads=1) for s in ("cmp_topn", "selected", "window"))
+            self.assertEqual(stages, bench_public_nsa.nsa_pairs(700, config, heads=1), config)
+
+    def test_the_columns_are_the_benchmarks(self):
+        with open(os.path.join(ROOT, "tools", "bench", "bench.cu")) as f:
+            src = f.read()
+        start = src.index("kCsvHeader[] = ")
+        literals = re.findall(r'"((?:[^"\\]|\\.)*)"', src[start:src.index(";", start)])
+        header = "".join(literals).replace("\\n", "").split(",")
+        self.assertEqual(header, bench_public_nsa.CSV_HEADER)
+
+    def test_rows_join_the_benchmarks(self):
+        dev = "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 52 MB L2)"
+        pub = [bench_public_nsa.csv_row(dev, "fla_nsa_forward", "mean", 16384, 10.0, 1e9, "finite"),
+               bench_public_nsa.csv_row(dev, "xl_nsa_forward", "paper", 16384, 16.0, 1e9, "finite"),
+               bench_public_nsa.csv_row(dev, "xl_selected", "paper", 16384, 5.0, 1e9)]
+        self.assertEqual(pub[0]["tflops"], f"{1e9 * 4 * 128 / 10e-3 / 1e12:.4f}")
+        course = []
+        for config, ms in (("mean", "4"), ("paper", "8")):
+            r = dict(pub[0], entry="nsa_forward", kernel=f"nsa_forward_{config}", role="solution", config=config, ms=ms,
+                     baseline=f"frozen_flash_bf16", check="ok")
+            course.append(r)
+        dense = dict(pub[0], entry="frozen_flash_bf16", kernel="frozen_flash_bf16", role="baseline", config="",
+                     window="", ms="12.8", check="-")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "l10.csv")
+            bench_public_nsa.write_csv(path, [dense] + course)
+            bench_public_nsa.write_csv(path, pub)  # appended: one header
+            with open(path) as f:
+                self.assertEqual(f.read().count("device,lesson"), 1)
+            joined = bench_public_nsa.join_rows(bench_public_nsa.read_csv(path))
+            self.assertEqual([(j["config"], j["public"]) for j in joined],
+                             [("mean", "fla_nsa_forward"), ("paper", "xl_nsa_forward")])
+            self.assertAlmostEqual(joined[0]["public_over_course"], 2.5)
+            self.assertAlmostEqual(joined[1]["public_over_course"], 2.0)
+            self.assertAlmostEqual(joined[1]["dense_over_course"], 1.6)
+            self.assertTrue(all(j["same_device"] for j in joined))
+            out = io.StringIO()
+            bench_public_nsa.print_join(joined, out)
+            self.assertIn("2.50x", out.getvalue())
+            old, sys.stdout = sys.stdout, io.StringIO()
+            try:
+                self.assertEqual(bench_public_nsa.main(["--join", path]), 0)  # no GPU, no torch needed
+            finally:
+                printed, sys.stdout = sys.stdout.getvalue(), old
+            self.assertIn("xl_nsa_forward", printed)
+
+    def test_commit_from_a_commit_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            self.assertEqual(bench_public_nsa.commit_of(tmp), "unknown")
+            with open(os.path.join(tmp, "COMMIT"), "w") as f:
+                f.write("9bea856c911ebf263be88d797fb28458f82f1d94\n")
+            self.assertEqual(bench_public_nsa.commit_of(tmp), "9bea856c911e")
+
+    def test_needs_a_source(self):
+        err = io.StringIO()
+        old, sys.stderr = sys.stderr, err
+        try:
+            with self.assertRaises(SystemExit):
+                bench_public_nsa.main([])
+        finally:
+            sys.stderr = old
+        self.assertIn("--fla", err.getvalue())
 
 
 class CourseScriptTest(unittest.TestCase):
