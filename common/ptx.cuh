@@ -66,7 +66,7 @@ __device__ __forceinline__ uint32_t swizzle(int row, int chunk)
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 // sm_90 and later: mbarriers with transaction counts, and the copy engine (TMA). Lesson 09's fast path
-// and bench_nsa's floor use them; compiled only where the GPU code is sm_90 or newer.
+// and the benchmark's floor use them; compiled only where the GPU code is sm_90 or newer.
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count)
 {

@@ -54,7 +54,7 @@ VARIANTS += [
     # A race rarely changes the numbers (the copies are slow to land, the warps run in step), so the
     # tests cannot be relied on to see it: compute-sanitizer racecheck must.
     dict(lesson="03_flash_attention", name="cuda_missing_barrier", file="flash_attention.cu",
-         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/large_logits",
+         suites=[], sanitizer="racecheck",
          why="no barrier between the score phase and the next K tile load: warps overwrite K_j while others "
              "still read it, and read V_j before other threads' copies are visible",
          old="""        cp_async_wait_all();
@@ -125,7 +125,7 @@ VARIANTS += [
          why="listed tiles are masked only at the end of the keys, never at the causal diagonal",
          old="if (s0 + kBc > sh.N || (sh.causal && s0 + kBc - 1 > w.t_first))", new="if (s0 + kBc > sh.N)"),
     dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_missing_barrier", file="sparsity.cu",
-         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/block_sparse_small",
+         suites=[], sanitizer="racecheck",
          why="no barrier before the next listed K tile is loaded: it overwrites K_j while other warps may "
              "still read it",
          old="""        cp_async_wait_all();
@@ -133,6 +133,51 @@ VARIANTS += [
         if (n_next < T) {""",
          new="""        cp_async_wait_all();
         if (n_next < T) {"""),
+]
+
+# ------------------------------------------------------------------ data blind spots (lessons 01-06)
+# Mistakes that only a class of data shows: past 2^31 elements, a partial last L2 chunk, B > 1 with a
+# bad list in a later batch entry, lists longer than the number of key blocks, a NULL argument a mode does
+# not use, a negative device entry followed by valid-looking ones.
+VARIANTS += [
+    dict(lesson="01_naive_attention", name="cuda_scores_offsets_32bit", file="naive_attention.cu", suites=["cuda_part"],
+         why="the scores kernel's query offset in 32-bit int: it wraps past 2^31 elements",
+         old="const float *qi = q + (((size_t)b * sh.M + i) * sh.H + h) * sh.D;",
+         new="const float *qi = q + ((b * sh.M + i) * sh.H + h) * sh.D;"),
+    dict(lesson="02_online_softmax", name="c_lse_not_optional", file="online_softmax.c", suites=["c_part"],
+         why="online_softmax_cpu writes lse even when the caller passed NULL (it is optional)",
+         old="    if (lse) *lse = m + logf(l);\n    return ATTN_OK;", new="    *lse = m + logf(l);\n    return ATTN_OK;"),
+    dict(lesson="02_online_softmax", name="cuda_offsets_32bit", file="online_softmax.cu", suites=["cuda_part"],
+         why="the output offset in 32-bit int: it wraps past 2^31 elements",
+         old="float *o_row = o + (((size_t)b * sh.M + i) * sh.H + h) * D;",
+         new="float *o_row = o + ((b * sh.M + i) * sh.H + h) * D;"),
+    dict(lesson="03_flash_attention", name="cuda_last_head_chunk_full", file="flash_attention.cu", suites=["cuda_part"],
+         why="the launch order takes every head chunk as full: with a partial last chunk, heads are computed twice "
+             "or never",
+         old="const int heads_here = min(heads_per_chunk, sh.H - chunk * heads_per_chunk);",
+         new="const int heads_here = heads_per_chunk;"),
+    dict(lesson="04_gqa", name="cuda_last_group_chunk_full", file="gqa_attention.cu", suites=["cuda_part"],
+         why="the launch order takes every kv-head chunk as full: with a partial last chunk, kv heads are computed "
+             "twice or never",
+         old="const int groups_here = min(groups_per_chunk, sh.G - chunk * groups_per_chunk);",
+         new="const int groups_here = groups_per_chunk;"),
+    dict(lesson="06_masks_vs_sparsity", name="c_block_check_first_batch", file="sparsity.c", suites=["c_part"],
+         why="block_list_check checks the lists of batch entry 0 only",
+         old="for (int b = 0; b < shape->B; ++b)\n        for (int qb = 0; qb < QB; ++qb)",
+         new="for (int b = 0; b < 1; ++b)\n        for (int qb = 0; qb < QB; ++qb)"),
+    dict(lesson="06_masks_vs_sparsity", name="c_block_check_key_blocks_only", file="sparsity.c", suites=["c_part"],
+         why="block_list_check checks only as many entries per list as there are key blocks, not all T",
+         old="for (int n = 0; n < T; ++n) {\n                    const int32_t j = list[n];",
+         new="for (int n = 0; n < T && n < KB; ++n) {\n                    const int32_t j = list[n];"),
+    dict(lesson="06_masks_vs_sparsity", name="c_baseline_reads_retention", file="sparsity.c", suites=["c_part"],
+         why="masked_attention_cpu converts the retention in every mode, so KEEP_BASELINE fails on the NULL "
+             "retention it may be given",
+         old="    if (mode == KEEP_BASELINE)\n        for (size_t e = 0; e < n_keys; ++e) keep[e] = 1.0f;\n    else if",
+         new="    if"),
+    dict(lesson="06_masks_vs_sparsity", name="cuda_blocks_negative_skipped", file="sparsity.cu", suites=["cuda_part"],
+         why="a negative device entry is skipped instead of ending the list: the entries after it are attended",
+         old="        if (j < 0) return T;\n        if (j <= last_block) return n;",
+         new="        if (j < 0) continue;\n        if (j <= last_block) return n;"),
 ]
 
 # ------------------------------------------------------------------ more variants, one file per topic

@@ -55,9 +55,18 @@ VARIANTS = [
          old="const uint16_t *x = kv + ((b * sh.N + (size_t)i * d) * sh.G + g) * D + c * 8;",
          new="const int off = (int)(((b * sh.N + (size_t)i * d) * sh.G + g) * D + c * 8);\n"
              "        const uint16_t *x = kv + off;"),
+    dict(lesson=L, name="c_linear_batch_stride", file="compressed_attention.c", suites=["c_part"],
+         why="the linear compression's key row offset takes the batch stride as N * G rows but the key stride as "
+             "one row: right for B = 1 or G = 1 only",
+         old="""                for (int r = 0; r < l; ++r) {
+                    const float *x = kv + (((size_t)b * N + i * d + r) * G + g) * D;
+                    for (int c = 0; c < D; ++c) {""",
+         new="""                for (int r = 0; r < l; ++r) {
+                    const float *x = kv + (((size_t)b * N * G + i * d + r) * G + g) * D;
+                    for (int c = 0; c < D; ++c) {"""),
     # A race rarely changes the numbers, so racecheck must see it (label `sanitizer`).
     dict(lesson=L, name="cuda_missing_barrier", file="compressed_attention.cu",
-         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small_pipeline",
+         suites=[], sanitizer="racecheck",
          why="no barrier between the score phase and the next K tile load: warps overwrite K_j while others "
              "still read it, and read V_j before other threads' copies are visible",
          old="""        cp_async_wait_all();

@@ -54,6 +54,11 @@ VARIANTS = [
          why="the block's packed rows read query heads hh * G + g (interleaved groups) instead of g * H/G + hh",
          old="* sh.H + (size_t)g * hpg + row % hpg) * D + c * 8 : q;",
          new="* sh.H + (size_t)(row % hpg) * sh.G + g) * D + c * 8 : q;"),
+    dict(lesson="08_topn_selection", name="cuda_rank_no_rescan", file="topn_common.cuh", suites=["cuda_part"],
+         why="a lane whose first scan's best blocks are used up never scans again: a list that needs more picks "
+             "from one lane than it kept takes worse blocks of other lanes",
+         old="            if (best[0] < 0) scan(); /* its list is used up: its next best blocks, if it has any */\n",
+         new=""),
     # The optional fast path for H/G = 16 (topn_select_g16.cu): the bar's shape, tested by
     # cuda_part/g16_path directly and by the H/G = 16 cases through nsa_select_cuda.
     dict(lesson="08_topn_selection", name="cuda_g16_one_head_of_two", file="topn_select_g16.cu", suites=["cuda_part"],
@@ -64,14 +69,14 @@ VARIANTS = [
          old="if (upper) c_base += half;", new="if (!upper) c_base += half;"),
     # The same for the H/G = 16 fast path: its K pipeline's barrier (cuda_part/small has an H/G = 16 shape).
     dict(lesson="08_topn_selection", name="cuda_g16_missing_barrier", file="topn_select_g16.cu",
-         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small",
+         suites=[], sanitizer="racecheck",
          why="the H/G = 16 kernel prefetches the next K tile without the barrier: warps overwrite the tile that "
              "others still multiply",
          old="        __syncthreads(); /* tile m has landed; nobody reads tile m - 1 any more */\n", new=""),
     # The general kernel (topn_selection.cu). A race rarely changes the lists (the warps run close to in
     # step): compute-sanitizer racecheck must see it.
     dict(lesson="08_topn_selection", name="cuda_missing_barrier", file="topn_selection.cu",
-         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small",
+         suites=[], sanitizer="racecheck",
          why="no barrier between the staging stores and the group sum: threads read other warps' block sums "
              "before they are written",
          old="        __syncthreads(); /* the staging tile is complete */\n", new=""),

@@ -15,6 +15,18 @@ VARIANTS = [
     dict(lesson=_L, name="c_padding_as_block", file="selected_attention.c", suites=["c_part"],
          why="-1 does not end the list: the padding is read as block -1 (keys -l' .. -1, before the tensor)",
          old="if (j < 0) break; /* -1 pads the list: no block after it */", new="if (j < -1) break;"),
+    dict(lesson=_L, name="c_check_first_batch", file="selected_attention.c", suites=["c_part"],
+         why="nsa_selection_check checks the lists of batch entry 0 only",
+         old="    for (int b = 0; b < shape->B; ++b)\n        for (int i = 0; i < shape->M; ++i)\n            for (int l = 0; l < L; ++l) {",
+         new="    for (int b = 0; b < 1; ++b)\n        for (int i = 0; i < shape->M; ++i)\n            for (int l = 0; l < L; ++l) {"),
+    dict(lesson=_L, name="c_check_blocks_only", file="selected_attention.c", suites=["c_part"],
+         why="nsa_selection_check checks only as many entries per list as there are blocks, not all n",
+         old="for (int e = 0; e < n; ++e) {\n                    const int32_t j = list[e];\n                    const int ok",
+         new="for (int e = 0; e < n && e < NB; ++e) {\n                    const int32_t j = list[e];\n                    const int ok"),
+    dict(lesson=_L, name="cuda_list_offset_32bit", file="selected_attention.cu", suites=["cuda_part"],
+         why="the general kernel's list offset in 32-bit int: per-head lists past 2^31 entries wrap",
+         old="const int32_t *list = indices + (((size_t)w.b * sh.M + w.i) * L + w.list) * n_sel;",
+         new="const int32_t *list = indices + ((w.b * sh.M + w.i) * L + w.list) * n_sel;"),
     dict(lesson=_L, name="c_batch_list_offset", file="selected_attention.c", suites=["c_part"],
          why="the list offset forgets the batch: every batch reads the lists of batch 0",
          old="indices + (((size_t)b * M + i) * L", new="indices + (((size_t)i) * L"),
@@ -51,7 +63,6 @@ VARIANTS = [
     # A race rarely changes the numbers (the copies are slow to land, the warps run in step), so the tests
     # cannot be relied on to see it: compute-sanitizer racecheck must.
     dict(lesson=_L, name="cuda_missing_barrier", file="selected_attention.cu", suites=[], sanitizer="racecheck",
-         sanitizer_filter="cuda_part/small",
          why="no barrier between the scores and the next K tile load: warps overwrite K while others still read "
              "it, and read V before the other threads' copies are visible",
          old="""        cp_async_wait_all();

@@ -198,7 +198,36 @@ ATTN_TEST(cuda_part, deterministic)
     attn_dfree(ws);
 }
 
-/* ================================================================ speed (reported only) */
+/* Past 2^31 elements: q, o and the score matrix [B, H, M, N] (the workspace) each hold 2.15e9 elements
+ * (B = 16400, M = N = 128, H = 8, G = 2, D = 128), so a flat index or an offset computed in 32-bit int
+ * wraps, and every kernel's grid-stride loop (a grid of at most 65535 blocks) runs many passes.
+ * Compared over every element with the fp32 GPU reference. About 37 GB of GPU memory. */
+ATTN_TEST(cuda_part, past_2_31_elements)
+{
+    require_gpu();
+    const attn_shape sh = attn_make_shape(16400, 128, 128, 8, 2, 128, 1);
+    cr_assert(naive_attention_workspace_bytes(&sh) / sizeof(float) > 2147483648ull,
+              "the score matrix must pass 2^31 elements (B*H*M*N = %zu)", (size_t)sh.B * sh.H * sh.M * sh.N);
+    check_huge_f32(sh, run_naive, naive_attention_workspace_bytes(&sh), 0,
+                   "naive_attention_cuda past 2^31 elements (q, o and the score matrix)");
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): every
+ * kernel (scores, mask, softmax, P V) and both paths (causal: the mask kernel runs; not causal: it does
+ * not) on tiny shapes with B > 1 and G > 1, D = 64 and 128 and a D that is a multiple of no warp (40), a
+ * softmax scale of its own. The grid-stride loops' later passes need more than 65535 blocks of work:
+ * past_2_31_elements reaches them, too large for a sanitizer. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    check_cuda(attn_make_shape(2, 37, 45, 4, 2, 64, 1), 0, ATTN_TOL_F32);
+    check_cuda(with_scale(attn_make_shape(2, 20, 33, 4, 2, 128, 0), 1.0f / 3.0f), 0, ATTN_TOL_F32);
+    check_cuda(attn_make_shape(2, 5, 9, 6, 3, 40, 1), 0, ATTN_TOL_F32);
+}
+
+/* ================================================================ speed
+ * Against the frozen naive kernel of common/grading/baselines.cu, the same algorithm: about 1x for a
+ * GPU implementation, far less for a CUDA part that computes on the host (target in lesson.json). */
 
 typedef struct {
     attn_shape sh;
@@ -216,8 +245,7 @@ static int launch_naive(void *ctx, cudaStream_t stream)
 }
 
 /* Fresh fp32 inputs for every run (same addresses) and both outputs poisoned; after both kernels ran,
- * the learner's o must match the frozen kernel's over every element (the number is reported only,
- * but it is the time of a kernel that did the work). */
+ * the learner's o must match the frozen kernel's over every element. */
 typedef struct {
     naive_launch *yours, *base;
     uint64_t seed;
@@ -264,6 +292,10 @@ ATTN_TEST(speed, naive_vs_frozen_baseline)
                              /* minimal bytes: q, k, v read and o written once */
                              (double)(attn_q_elems(&sh) * 2 + attn_kv_elems(&sh) * 2) * sizeof(float)};
     attn_report_speed(&res);
+    const double ratio = t_base.median_ms / t_yours.median_ms;
+    cr_expect(ratio >= ATTN_TARGET_NAIVE_VS_FROZEN_BASELINE, "speed %.2fx of the frozen naive kernel is below the "
+              "target %.2fx (frozen %.3f ms, yours %.3f ms) [%s]", ratio, ATTN_TARGET_NAIVE_VS_FROZEN_BASELINE,
+              t_base.median_ms, t_yours.median_ms, p.ctx);
     attn_dfree(o_base), attn_dfree(ws_base);
     dev_free(&d);
     problem_free(&p);

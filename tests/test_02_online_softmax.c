@@ -71,6 +71,37 @@ ATTN_TEST(c_part, softmax_masked_and_extreme)
     }
 }
 
+/* lse is optional (online_softmax.h): with lse = NULL the probabilities are still written, and nothing
+ * is written through the NULL pointer (a crash of the runner fails the test). A row of 777 values at a
+ * scale of 1/3, and a row of -inf. */
+ATTN_TEST(c_part, softmax_without_lse)
+{
+    uint64_t seed = attn_test_seed();
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    const int n = 777;
+    float *x = attn_alloc_f32((size_t)n), *y = attn_alloc_f32((size_t)n);
+    double *ref = attn_alloc_f64((size_t)n);
+    cr_assert(x && y && ref, "out of host memory");
+    char ctx[120];
+    snprintf(ctx, sizeof ctx, "n = %d, values times 1/3, lse = NULL, seed %llu (rerun: ATTN_SEED=%llu)", n,
+             (unsigned long long)seed, (unsigned long long)seed);
+    attn_fill_random(x, (size_t)n, (size_t)n, 1.0f / 3.0f, &rng);
+    attn_oracle_softmax_rows(x, 1, n, ref, NULL);
+    attn_poison(y, (size_t)n * sizeof(float));
+    assert_ok(online_softmax_cpu(x, n, y, NULL), ctx);
+    attn_cmp r;
+    attn_compare_rows_f32(&r, "softmax", 1, n, y, ref, ATTN_TOL_F32);
+    cr_assert(r.ok, "%s [%s]", r.message, ctx);
+    for (int j = 0; j < n; ++j) x[j] = -INFINITY;
+    attn_poison(y, (size_t)n * sizeof(float));
+    assert_ok(online_softmax_cpu(x, n, y, NULL), "n = 777, every value -inf, lse = NULL");
+    for (int j = 0; j < n; ++j)
+        cr_assert(y[j] == 0.0f, "all -inf, lse = NULL: y[%d] = %g, expected 0 [n=%d, seed %llu]", j, (double)y[j], n,
+                  (unsigned long long)seed);
+    free(x), free(y), free(ref);
+}
+
 static const attn_shape kCpuShapes[] = {
     {1, 1, 1, 1, 1, 8, 0.0f, 1},    {2, 5, 9, 4, 2, 16, 0.0f, 1},    {1, 7, 7, 3, 1, 32, 0.0f, 0},
     {2, 3, 40, 2, 2, 64, 0.3f, 1},   {1, 12, 20, 4, 4, 128, 0.0f, 0}, {1, 1, 200, 2, 1, 64, 0.0f, 1},
@@ -192,6 +223,26 @@ ATTN_TEST(cuda_part, deterministic)
     require_gpu();
     check_deterministic(attn_make_shape(2, 333, 517, 8, 2, 128, 1), 1, (void *)run_online, NULL, 3,
                         "online_attention_cuda, three runs");
+}
+
+/* Past 2^31 elements: q and o hold 2.15e9 elements (B = 513, M = N = 512, H = 64, G = 4, D = 128), so an
+ * offset computed in 32-bit int wraps. Compared over every element of o and lse with the fp32 GPU
+ * reference. About 32 GB of GPU memory. */
+ATTN_TEST(cuda_part, past_2_31_elements)
+{
+    require_gpu();
+    check_huge_f32(attn_make_shape(513, 512, 512, 64, 4, 128, 1), run_online, 0, 1,
+                   "online_attention_cuda past 2^31 elements");
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): both
+ * instances of the kernel (D = 64 and 128), causal and not, several key tiles of 32 and a partial last
+ * one, several row blocks of 16 and a partial last one, B > 1 and G > 1, a softmax scale of its own. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    check_cuda(attn_make_shape(2, 40, 70, 4, 2, 64, 1), 0, ATTN_TOL_F32);
+    check_cuda(with_scale(attn_make_shape(2, 20, 50, 4, 2, 128, 0), 1.0f / 3.0f), 0, ATTN_TOL_F32);
 }
 
 /* ================================================================ speed */

@@ -179,6 +179,48 @@ ATTN_TEST(cuda_part, past_2_31_elements)
     check_huge(huge_shape(), run_flash, NULL, NULL, NULL, NULL, "flash_attention_cuda past 2^31 elements");
 }
 
+/* The launch order's head chunks (flash_attention.cu: the heads whose K and V fit in half of L2 run
+ * together): at the smallest N where this GPU's L2 splits the H heads into chunks with a partial last
+ * one (l2_split_keys in test_util.h), which no shape above reaches. Against the fp32 GPU reference. */
+static void check_head_chunks(int B, int M, int H, int G, int D, int causal, float scale)
+{
+    int per = 0;
+    const int N = l2_split_keys(H, kv_head_bytes, &D, M + 3, 1 << 20, 61, &per);
+    const attn_shape sh = with_scale(attn_make_shape(B, M, N, H, G, D, causal), scale);
+    char what[160];
+    snprintf(what, sizeof what, "flash_attention_cuda, %d heads in L2 chunks of %d (the last one partial)", H, per);
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh;
+    check_on_device(sh, run_flash, NULL, &ref, NULL, NULL, what,
+                    "Hint: every head of every chunk, the last (partial) chunk too, must be computed once");
+}
+
+/* k and v past 2^31 elements (kv_huge_shape: MHA, few queries), against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_past_2_31_elements)
+{
+    require_gpu();
+    check_huge_kv(kv_huge_shape(), run_flash, NULL, NULL, "flash_attention_cuda, k and v past 2^31 elements");
+}
+
+ATTN_TEST(cuda_part, head_chunks)
+{
+    require_gpu();
+    check_head_chunks(2, 130, 24, 4, 64, 1, 0.0f);
+    check_head_chunks(2, 70, 20, 5, 128, 0, 0.1f);
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): both
+ * instances of the kernel (D = 64 and 128), causal and not, two row blocks of 128 (the last partial) and
+ * several key tiles of 64 (the last partial, so the mask at the end of the keys runs too), B > 1 and G > 1,
+ * a softmax scale of its own. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    check_cuda(attn_make_shape(2, 130, 150, 4, 2, 64, 1), 0);
+    check_cuda(with_scale(attn_make_shape(2, 70, 130, 4, 2, 128, 0), 1.0f / 3.0f), 0);
+}
+
 /* ================================================================ speed */
 
 typedef struct {

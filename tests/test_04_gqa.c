@@ -115,8 +115,8 @@ ATTN_TEST(cuda_part, gqa_groups)
     }
 }
 
-/* Small enough for compute-sanitizer (the grader runs memcheck and racecheck on this test): 6 blocks,
- * up to 3 key tiles each, so a race shows in seconds. */
+/* Small enough for compute-sanitizer: 6 blocks, up to 3 key tiles each, so a race shows in seconds (the
+ * grader runs the sanitizers on sanitizer_paths, which covers both kernel instances). */
 ATTN_TEST(cuda_part, sanitizer_small)
 {
     require_gpu();
@@ -157,6 +157,50 @@ ATTN_TEST(cuda_part, past_2_31_elements)
 {
     require_gpu();
     check_huge(huge_shape(), run_gqa, NULL, NULL, NULL, NULL, "gqa_attention_cuda past 2^31 elements");
+}
+
+/* The launch order's kv-head chunks (gqa_attention.cu: the kv heads whose K and V fit in half of L2 run
+ * together): at the smallest N where this GPU's L2 splits the G kv heads into chunks with a partial last
+ * one (l2_split_keys in test_util.h), which no shape above reaches. Against the fp32 GPU reference. */
+static void check_group_chunks(int B, int M, int H, int G, int D, int causal, float scale)
+{
+    int per = 0;
+    const int N = l2_split_keys(G, kv_head_bytes, &D, M + 3, 1 << 20, 61, &per);
+    const attn_shape sh = with_scale(attn_make_shape(B, M, N, H, G, D, causal), scale);
+    char what[160];
+    snprintf(what, sizeof what, "gqa_attention_cuda, %d kv heads in L2 chunks of %d (the last one partial)", G, per);
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh;
+    check_on_device(sh, run_gqa, NULL, &ref, NULL, NULL, what,
+                    "Hint: every kv head of every chunk, the last (partial) chunk too, must be computed once");
+}
+
+/* k and v past 2^31 elements with two heads per kv head (B = 128, M = 130, N = 4200, H = 64, G = 32,
+ * D = 128), against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_past_2_31_elements)
+{
+    require_gpu();
+    check_huge_kv(attn_make_shape(128, 130, 4200, 64, 32, 128, 1), run_gqa, NULL, NULL,
+                  "gqa_attention_cuda, k and v past 2^31 elements");
+}
+
+ATTN_TEST(cuda_part, group_chunks)
+{
+    require_gpu();
+    check_group_chunks(2, 150, 16, 8, 64, 1, 0.0f);
+    check_group_chunks(2, 45, 18, 6, 128, 0, 0.1f);
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): both
+ * instances of the kernel (D = 64 and 128), causal and not, several packed row blocks (the last partial;
+ * H/G = 3 does not divide 128) and key tiles (the last partial), B > 1 and G > 1, a scale of its own.
+ * sanitizer_small (one block row of the lesson's first design) stays as it was. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    check(attn_make_shape(2, 130, 150, 4, 2, 64, 1), 0);
+    check(with_scale(attn_make_shape(2, 45, 130, 6, 2, 128, 0), 1.0f / 3.0f), 0);
 }
 
 /* ================================================================ speed */

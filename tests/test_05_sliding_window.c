@@ -92,7 +92,8 @@ ATTN_TEST(cuda_part, window_sizes)
     }
 }
 
-/* Small enough for compute-sanitizer (the grader runs memcheck and racecheck on this test). */
+/* Small enough for compute-sanitizer (the grader runs the sanitizers on sanitizer_paths, which covers both
+ * kernel instances). */
 ATTN_TEST(cuda_part, sanitizer_small)
 {
     require_gpu();
@@ -132,6 +133,53 @@ ATTN_TEST(cuda_part, past_2_31_elements)
     memset(&ref, 0, sizeof ref);
     ref.shape = huge_shape(), ref.window = w;
     check_huge(huge_shape(), run_window, &w, &ref, NULL, NULL, "window_attention_cuda w=512 past 2^31 elements");
+}
+
+/* The launch order's kv-head chunks (sliding_window.cu: the kv heads whose K and V fit in half of L2 run
+ * together): at the smallest N where this GPU's L2 splits the G kv heads into chunks with a partial last
+ * one (l2_split_keys in test_util.h), which no shape above reaches. Against the fp32 GPU reference. */
+static void check_group_chunks(int B, int M, int H, int G, int D, int w, float scale)
+{
+    int per = 0;
+    const int N = l2_split_keys(G, kv_head_bytes, &D, M + 3, 1 << 20, 61, &per);
+    const attn_shape sh = with_scale(attn_make_shape(B, M, N, H, G, D, 1), scale);
+    char what[200];
+    snprintf(what, sizeof what, "window_attention_cuda w=%d, %d kv heads in L2 chunks of %d (the last one partial)", w,
+             G, per);
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.window = w;
+    check_on_device(sh, run_window, &w, &ref, NULL, NULL, what,
+                    "Hint: every kv head of every chunk, the last (partial) chunk too, must be computed once");
+}
+
+/* k and v past 2^31 elements (kv_huge_shape), w = 512, against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_past_2_31_elements)
+{
+    require_gpu();
+    int w = 512;
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = kv_huge_shape(), ref.window = w;
+    check_huge_kv(kv_huge_shape(), run_window, &w, &ref, "window_attention_cuda w=512, k and v past 2^31 elements");
+}
+
+ATTN_TEST(cuda_part, group_chunks)
+{
+    require_gpu();
+    check_group_chunks(2, 150, 16, 8, 64, 100, 0.0f);
+    check_group_chunks(2, 45, 12, 6, 128, 300, 0.1f);
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): both
+ * instances of the kernel (D = 64 and 128), windows that start inside a tile, cross the diagonal and the
+ * lower window edge (w = 70, 65), several packed row blocks (the last partial) and key tiles, B > 1 and
+ * G > 1, a scale of its own. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    check(attn_make_shape(2, 130, 200, 4, 2, 64, 1), 70, 0);
+    check(with_scale(attn_make_shape(2, 60, 190, 6, 2, 128, 1), 1.0f / 3.0f), 65, 0);
 }
 
 /* ================================================================ speed */

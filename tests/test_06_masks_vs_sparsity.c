@@ -218,6 +218,143 @@ ATTN_TEST(c_part, block_list_check)
                   "block_sparse_attention_cpu with block 1 of 1 listed");
 }
 
+/* The checker over every batch entry, query block and kv head, and over the whole of a list: lists longer
+ * than the number of key blocks (T = 7 > 4) whose bad entry sits past position 4, in the last batch entry's
+ * last list; full lists without -1 (T = 4 and T = 3 < the number of blocks) are valid. */
+ATTN_TEST(c_part, block_list_check_batches_and_long_lists)
+{
+    const attn_shape sh = attn_make_shape(2, 200, 200, 4, 2, 64, 1); /* B = 2, QB = 2, G = 2: 8 lists; 4 key blocks */
+    const int T = 7, n_lists = 8;
+    int32_t good[8 * 7];
+    ATTN_SHARE(good);
+    const int32_t rows[8][7] = {
+        {0, 1, 2, 3, -1, -1, -1}, {1, -1, -1, -1, -1, -1, -1}, {-1, -1, -1, -1, -1, -1, -1}, {0, 3, -1, -1, -1, -1, -1},
+        {2, 3, -1, -1, -1, -1, -1}, {0, 1, 2, 3, -1, -1, -1}, {3, -1, -1, -1, -1, -1, -1},   {0, 2, -1, -1, -1, -1, -1},
+    };
+    memcpy(good, rows, sizeof good);
+    assert_ok(block_list_check(&sh, good, T), "B=2 M=200 N=200 H=4 G=2: T = 7 > 4 key blocks, valid lists");
+    struct {
+        int list, entry;
+        int32_t value;
+        const char *why;
+    } bad[] = {
+        {7, 5, 1, "block 1 after the -1 padding, at entry 5 (past the 4 key blocks) of the last list of batch 1"},
+        {7, 6, 3, "block 3 at the last entry (6) of the last list of batch 1, after the padding"},
+        {5, 4, 4, "block 4 of 4 key blocks at entry 4 of a full list of batch 1"},
+        {6, 6, -2, "-2 at the last entry of a list of batch 1"},
+        {4, 1, 2, "a repeat (2, 2) in batch 1"},
+        {7, 2, 1, "descending (0, 2, 1) in the last list of batch 1"},
+    };
+    for (int c = 0; c < (int)(sizeof bad / sizeof bad[0]); ++c) {
+        int32_t lists[8 * 7];
+        ATTN_SHARE(lists);
+        memcpy(lists, good, sizeof good);
+        cr_assert(bad[c].list < n_lists && bad[c].entry < T, "bad case %d is outside the lists", c);
+        lists[bad[c].list * T + bad[c].entry] = bad[c].value;
+        attn_clear_error();
+        const int st = block_list_check(&sh, lists, T);
+        cr_assert(st == ATTN_ERR_BAD_ARGUMENT,
+                  "block_list_check accepted %s (list %d = (b=%d, query block %d, g=%d), T=%d; returned %s) [B=2 M=200 "
+                  "N=200 H=4 G=2 causal, 4 key blocks]",
+                  bad[c].why, bad[c].list, bad[c].list / 4, bad[c].list / 2 % 2, bad[c].list % 2, T,
+                  attn_status_name(st));
+    }
+    /* full lists without any -1: T = 4 (every key block) and T = 3 (fewer entries than key blocks) */
+    int32_t full4[8 * 4], full3[8 * 3];
+    ATTN_SHARE(full4);
+    ATTN_SHARE(full3);
+    for (int l = 0; l < n_lists; ++l) {
+        for (int e = 0; e < 4; ++e) full4[l * 4 + e] = e;
+        for (int e = 0; e < 3; ++e) full3[l * 3 + e] = e + (l % 2); /* 0 1 2 or 1 2 3 */
+    }
+    assert_ok(block_list_check(&sh, full4, 4), "B=2 G=2: every list 0 1 2 3, T = 4, no -1");
+    assert_ok(block_list_check(&sh, full3, 3), "B=2 G=2: lists 0 1 2 and 1 2 3, T = 3, no -1");
+    full3[8 * 3 - 1] = 4; /* the last list of batch 1: 1 2 4 */
+    assert_status(block_list_check(&sh, full3, 3), ATTN_ERR_BAD_ARGUMENT,
+                  "B=2 G=2, T = 3: block 4 of 4 key blocks at the last entry of the last list");
+}
+
+/* Retention exactly on the threshold is kept (r >= threshold), one float below is deleted, one above kept,
+ * also inside masked_attention_cpu (B = 2, G = 2, N = 1000, a scale of 1/3); and KEEP_BASELINE takes
+ * retention = NULL (sparsity.h: ignored, may be NULL). */
+static void check_masked_cpu_special(attn_shape sh, keep_mode mode, float threshold, int null_retention)
+{
+    problem p;
+    problem_fill(&p, sh, 1.0f, 0, attn_test_seed());
+    attn_rng rng;
+    attn_rng_seed(&rng, p.seed * 13 + (uint64_t)mode);
+    const size_t n = (size_t)sh.B * sh.N * sh.G;
+    const float special[] = {threshold, nextafterf(threshold, 0.0f), nextafterf(threshold, 1.0f), 0.0f, 1.0f};
+    float *r = attn_alloc_f32(n);
+    cr_assert(r, "out of host memory");
+    for (size_t e = 0; e < n; ++e) {
+        const double u = attn_rng_uniform(&rng);
+        r[e] = u < 0.7 ? special[(size_t)(u * 1000) % 5] : (float)attn_rng_uniform(&rng);
+    }
+    float *w = keep_from_definition(mode, threshold, r, n);
+    attn_oracle_opts opts = attn_oracle_dense(&sh);
+    opts.key_weights = mode == KEEP_BASELINE ? NULL : w;
+    problem_reference(&p, &opts);
+    float *o, *lse;
+    poisoned_outputs(&sh, &o, &lse);
+    char ctx[400];
+    snprintf(ctx, sizeof ctx, "mode %s, threshold %.9g; retention on it, one float either side, 0 and 1%s, %s",
+             kModeNames[mode], threshold, null_retention ? ", retention = NULL" : "", p.ctx);
+    assert_ok(masked_attention_cpu(&sh, mode, threshold, null_retention ? NULL : r, p.q, p.k, p.v, o, lse), ctx);
+    expect_o_and_lse_f32(&p, o, lse, ctx);
+    free(o), free(lse), free(r), free(w);
+    problem_free(&p);
+}
+
+ATTN_TEST(c_part, masked_thresholds_and_null_retention)
+{
+    const attn_shape sh = with_scale(attn_make_shape(2, 40, 1000, 4, 2, 32, 1), 1.0f / 3.0f);
+    check_masked_cpu_special(sh, KEEP_HARD, KEEP_DEFAULT_THRESHOLD, 0);
+    check_masked_cpu_special(sh, KEEP_HARD, 0.37f, 0);
+    check_masked_cpu_special(sh, KEEP_SOFT, KEEP_DEFAULT_THRESHOLD, 0);
+    check_masked_cpu_special(attn_make_shape(2, 77, 777, 4, 2, 16, 0), KEEP_BASELINE, KEEP_DEFAULT_THRESHOLD, 1);
+}
+
+/* keep_weights_cpu over a long array: every element is converted (compared exactly with the definition),
+ * and a bad retention at the last of 1000 elements, or in the middle, is still rejected. */
+ATTN_TEST(c_part, keep_weights_long_arrays)
+{
+    const size_t n = 1000;
+    uint64_t seed = attn_test_seed();
+    attn_rng rng;
+    attn_rng_seed(&rng, seed);
+    float *r = attn_alloc_f32(n), *got = attn_alloc_f32(n);
+    cr_assert(r && got, "out of host memory");
+    for (size_t e = 0; e < n; ++e) /* the threshold 0.3 itself, one float below it, random values */
+        r[e] = e % 10 == 0 ? 0.3f : e % 10 == 1 ? nextafterf(0.3f, 0.0f) : (float)attn_rng_uniform(&rng);
+    r[n - 1] = 1.0f, r[n - 2] = 0.0f;
+    for (int mode = KEEP_BASELINE; mode <= KEEP_HARD; ++mode) {
+        float *want = keep_from_definition((keep_mode)mode, 0.3f, r, n);
+        attn_poison(got, n * sizeof(float));
+        char ctx[120];
+        snprintf(ctx, sizeof ctx, "mode %s, threshold 0.3, 1000 values, seed %llu", kModeNames[mode],
+                 (unsigned long long)seed);
+        assert_ok(keep_weights_cpu((keep_mode)mode, 0.3f, r, n, got), ctx);
+        for (size_t e = 0; e < n; ++e)
+            cr_assert(got[e] == want[e], "%s: element %zu, retention %.9g, gave keep weight %g, expected %g", ctx, e,
+                      r[e], got[e], want[e]);
+        free(want);
+    }
+    const size_t at[] = {n - 1, n / 2};
+    const float bad[] = {nextafterf(1.0f, 2.0f), nextafterf(0.0f, -1.0f), NAN};
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 3; ++b) {
+            const float keep_r = r[at[a]];
+            r[at[a]] = bad[b];
+            char ctx[120];
+            snprintf(ctx, sizeof ctx, "retention[%zu] = %.9g of 1000 values, seed %llu", at[a], bad[b],
+                     (unsigned long long)seed);
+            assert_status(keep_weights_cpu(KEEP_SOFT, 0.01f, r, n, got), ATTN_ERR_BAD_ARGUMENT, ctx);
+            r[at[a]] = keep_r;
+        }
+    free(r), free(got);
+}
+
 static void check_block_sparse_cpu(attn_shape sh, double density, int beyond)
 {
     problem p;
@@ -378,25 +515,79 @@ static int run_block_sparse(void *ctx, const attn_shape *sh, const uint16_t *q, 
     return block_sparse_attention_cuda(sh, a->lists, a->T, q, k, v, o, lse, 0);
 }
 
-static void check_blocks(attn_shape sh, double density, int beyond, int pad)
+/* Changes the device's copy of the lists [count lists of T] (the oracle keeps the original); `what` is
+ * added to failure messages. */
+typedef struct {
+    void (*fn)(int32_t *lists, size_t count, int T, int key_blocks);
+    const char *what;
+} list_mangler;
+
+static void check_blocks_ex(attn_shape sh, double density, int beyond, int pad, const list_mangler *mangle)
 {
     attn_rng rng;
     attn_rng_seed(&rng, attn_test_seed() * 17 + (uint64_t)sh.N * 3 + (uint64_t)(density * 1000));
     int T;
     int32_t *lists = random_block_lists(&sh, density, beyond, pad, &rng, &T);
     int32_t *per_query = per_query_lists(&sh, lists, T);
-    const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
+    const size_t count = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G, bytes = count * T * sizeof(int32_t);
+    if (mangle) mangle->fn(lists, count, T, sparse_key_blocks(sh.N)); /* per_query keeps the original */
     block_args a = {NULL, T};
     assert_ok(attn_dalloc((void **)&a.lists, bytes), "block lists");
     assert_ok(attn_h2d((void *)a.lists, lists, bytes), "block lists");
     attn_oracle_opts opts = attn_oracle_dense(&sh);
     opts.block_indices = per_query, opts.num_blocks = T, opts.block_size = SPARSE_KEY_BLOCK;
-    char label[120];
-    snprintf(label, sizeof label, "block density %.2f, T %d%s", density, T,
-             beyond ? ", blocks past the diagonal listed" : "");
+    char label[300];
+    snprintf(label, sizeof label, "block density %.2f, T %d%s%s%s%s", density, T,
+             beyond ? ", blocks past the diagonal listed" : "", sh.scale != 0.0f ? ", scale set" : "",
+             mangle ? ", " : "", mangle ? mangle->what : "");
     check_bf16_kernel_labeled(&opts, 0, run_block_sparse, &a, label);
     attn_dfree((void *)a.lists);
     free(lists), free(per_query);
+}
+
+static void check_blocks(attn_shape sh, double density, int beyond, int pad)
+{
+    check_blocks_ex(sh, density, beyond, pad, NULL);
+}
+
+/* block_sparse_attention_cuda cannot check its device lists; the header says what it does with bad ones:
+ * it skips entries past the last key block and stops at the first negative entry. Each list's -1
+ * padding becomes: the number of key blocks (one past the last), 2^31 - 1, 2^30 (skipped), -7 (ends the
+ * list), then 0 1 2 (after the end: ignored). The oracle sees the original lists, which mean the same. */
+static void pad_with_bad_entries(int32_t *lists, size_t count, int T, int key_blocks)
+{
+    const int32_t tail[] = {key_blocks, 0x7fffffff, 1 << 30, -7, 0, 1, 2};
+    for (size_t l = 0; l < count; ++l) {
+        int used = 0;
+        while (used < T && lists[l * T + used] >= 0) ++used;
+        for (int e = used; e < T; ++e) lists[l * T + e] = tail[(e - used) % 7];
+    }
+}
+static const list_mangler kBadEntries = {pad_with_bad_entries,
+                                         "device lists padded with KB (one past the last key block), 2^31 - 1, "
+                                         "2^30, -7 (ends the list), then 0 1 2 (after the end)"};
+
+ATTN_TEST(cuda_part, block_sparse_bad_entries)
+{
+    require_gpu();
+    /* pad >= 7 leaves room for the whole tail after every list */
+    check_blocks_ex(attn_make_shape(2, 300, 700, 8, 2, 128, 1), 0.4, 0, 7, &kBadEntries);
+    check_blocks_ex(attn_make_shape(2, 200, 333, 4, 2, 64, 0), 0.5, 0, 7, &kBadEntries);
+    check_blocks_ex(attn_make_shape(2, 130, 130, 6, 3, 64, 1), 0.0, 0, 7, &kBadEntries); /* empty lists */
+}
+
+/* A softmax scale of its own (1/3 and 0.1, neither 1/sqrt(D) nor exact in binary) and sizes that are a
+ * multiple of no tile (177, 777, 99, 4099), with B > 1 and G > 1, for both kernels. */
+ATTN_TEST(cuda_part, scales_and_odd_sizes)
+{
+    require_gpu();
+    const attn_shape a = with_scale(attn_make_shape(2, 177, 777, 8, 2, 128, 1), 1.0f / 3.0f);
+    const attn_shape b = with_scale(attn_make_shape(2, 99, 4099, 6, 3, 64, 1), 0.1f);
+    check_masked(a, KEEP_SOFT, KEEP_DEFAULT_THRESHOLD, 1, 0);
+    check_masked(b, KEEP_HARD, 0.3f, 0, 0);
+    check_masked_ex(b, KEEP_BASELINE, KEEP_DEFAULT_THRESHOLD, 0, 0, 1);
+    check_blocks(a, 0.3, 0, 2);
+    check_blocks(b, 0.2, 1, 0);
 }
 
 ATTN_TEST(cuda_part, block_sparse_densities)
@@ -420,7 +611,7 @@ ATTN_TEST(cuda_part, block_sparse_gqa)
     check_blocks(attn_make_shape(1, 1, 1000, 16, 4, 128, 1), 0.3, 0, 0); /* decoding */
 }
 
-/* Small and quick: what compute-sanitizer racecheck runs on the missing-barrier variant. */
+/* Small and quick: the first case of sanitizer_paths, where racecheck must flag the missing-barrier variant. */
 ATTN_TEST(cuda_part, block_sparse_small)
 {
     require_gpu();
@@ -481,6 +672,134 @@ ATTN_TEST(cuda_part, past_2_31_elements)
     check_huge(sh, run_block_sparse, &ba, &ref, NULL, NULL, "block_sparse_attention_cuda past 2^31 elements");
     attn_dfree(dl);
     free(lists);
+}
+
+/* Past 2^31 elements with a token mask (soft delete, a tenth of the keys at retention 0), against the GPU
+ * reference weighting each key by its keep weight. */
+ATTN_TEST(cuda_part, masked_past_2_31_elements)
+{
+    require_gpu();
+    const attn_shape sh = huge_shape();
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed());
+    const size_t n = (size_t)sh.B * sh.N * sh.G;
+    float *r = random_retention(&sh, 1, &rng), *w = keep_from_definition(KEEP_SOFT, KEEP_DEFAULT_THRESHOLD, r, n);
+    float *dr, *dw;
+    assert_ok(attn_dalloc((void **)&dr, n * 4), "retention");
+    assert_ok(attn_dalloc((void **)&dw, n * 4), "keep weights");
+    assert_ok(attn_h2d(dr, r, n * 4), "retention");
+    assert_ok(attn_h2d(dw, w, n * 4), "keep weights");
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.key_weights = dw;
+    mask_args a = {KEEP_SOFT, KEEP_DEFAULT_THRESHOLD, dr};
+    check_huge(sh, run_masked, &a, &ref, NULL, NULL, "masked_attention_cuda (soft delete) past 2^31 elements");
+    attn_dfree(dr), attn_dfree(dw);
+    free(r), free(w);
+}
+
+/* k and v past 2^31 elements (kv_huge_shape) for both kernels: block lists (about half of the visible
+ * blocks) and a token mask (hard, threshold 0.5), against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_past_2_31_elements)
+{
+    require_gpu();
+    const attn_shape sh = kv_huge_shape();
+    attn_rng rng;
+    attn_rng_seed(&rng, attn_test_seed());
+    int T;
+    int32_t *lists = random_block_lists(&sh, 0.5, 0, 0, &rng, &T), *dl;
+    const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
+    assert_ok(attn_dalloc((void **)&dl, bytes), "lists");
+    assert_ok(attn_h2d(dl, lists, bytes), "lists");
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.block_indices = dl, ref.num_blocks = T, ref.block_size = SPARSE_KEY_BLOCK;
+    ref.query_block = SPARSE_QUERY_BLOCK;
+    block_args ba = {dl, T};
+    check_huge_kv(sh, run_block_sparse, &ba, &ref, "block_sparse_attention_cuda, k and v past 2^31 elements");
+    attn_dfree(dl);
+    free(lists);
+    const size_t n = (size_t)sh.B * sh.N * sh.G;
+    float *r = random_retention(&sh, 0, &rng), *w = keep_from_definition(KEEP_HARD, 0.5f, r, n), *dr, *dw;
+    assert_ok(attn_dalloc((void **)&dr, n * 4), "retention");
+    assert_ok(attn_dalloc((void **)&dw, n * 4), "keep weights");
+    assert_ok(attn_h2d(dr, r, n * 4), "retention");
+    assert_ok(attn_h2d(dw, w, n * 4), "keep weights");
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh, ref.key_weights = dw;
+    mask_args ma = {KEEP_HARD, 0.5f, dr};
+    check_huge_kv(sh, run_masked, &ma, &ref, "masked_attention_cuda (hard, threshold 0.5), k and v past 2^31 elements");
+    attn_dfree(dr), attn_dfree(dw);
+    free(r), free(w);
+}
+
+/* The launch order's kv-head chunks of both kernels (sparsity.cu, l2_groups_per_chunk: the kv heads whose
+ * K and V fit in half of L2 run together): at the smallest N where this GPU's L2 splits the G kv heads
+ * into chunks with a partial last one (l2_split_keys in test_util.h), which no shape above reaches.
+ * Against the fp32 GPU reference: a token mask (hard, threshold 0.5) and block lists (about a third of the
+ * visible blocks). */
+ATTN_TEST(cuda_part, group_chunks)
+{
+    require_gpu();
+    const int D[2] = {64, 128}, G[2] = {8, 6}, H[2] = {16, 18}, M[2] = {150, 45};
+    for (int c = 0; c < 2; ++c) {
+        int per = 0, d = D[c];
+        const int N = l2_split_keys(G[c], kv_head_bytes, &d, M[c] + 3, 1 << 20, 61, &per);
+        const attn_shape sh = attn_make_shape(2, M[c], N, H[c], G[c], D[c], 1);
+        char what[200];
+        attn_rng rng;
+        attn_rng_seed(&rng, attn_test_seed() + (uint64_t)c);
+        /* token mask */
+        const size_t n = (size_t)sh.B * sh.N * sh.G;
+        float *r = random_retention(&sh, 0, &rng), *w = keep_from_definition(KEEP_HARD, 0.5f, r, n), *dr, *dw;
+        assert_ok(attn_dalloc((void **)&dr, n * 4), "retention");
+        assert_ok(attn_dalloc((void **)&dw, n * 4), "keep weights");
+        assert_ok(attn_h2d(dr, r, n * 4), "retention");
+        assert_ok(attn_h2d(dw, w, n * 4), "keep weights");
+        attn_gpu_ref_opts ref;
+        memset(&ref, 0, sizeof ref);
+        ref.shape = sh, ref.key_weights = dw;
+        mask_args ma = {KEEP_HARD, 0.5f, dr};
+        snprintf(what, sizeof what, "masked_attention_cuda (hard, threshold 0.5), %d kv heads in L2 chunks of %d (the "
+                 "last one partial)", G[c], per);
+        check_on_device(sh, run_masked, &ma, &ref, NULL, NULL, what,
+                        "Hint: every kv head of every chunk, the last (partial) chunk too, must be computed once");
+        attn_dfree(dr), attn_dfree(dw);
+        free(r), free(w);
+        /* block lists */
+        int T;
+        int32_t *lists = random_block_lists(&sh, 0.3, 0, 1, &rng, &T), *dl;
+        const size_t bytes = (size_t)sh.B * sparse_query_blocks(sh.M) * sh.G * T * sizeof(int32_t);
+        assert_ok(attn_dalloc((void **)&dl, bytes), "lists");
+        assert_ok(attn_h2d(dl, lists, bytes), "lists");
+        memset(&ref, 0, sizeof ref);
+        ref.shape = sh, ref.block_indices = dl, ref.num_blocks = T, ref.block_size = SPARSE_KEY_BLOCK;
+        ref.query_block = SPARSE_QUERY_BLOCK;
+        block_args ba = {dl, T};
+        snprintf(what, sizeof what, "block_sparse_attention_cuda (density 0.3), %d kv heads in L2 chunks of %d (the "
+                 "last one partial)", G[c], per);
+        check_on_device(sh, run_block_sparse, &ba, &ref, NULL, NULL, what,
+                        "Hint: every kv head of every chunk, the last (partial) chunk too, must be computed once");
+        attn_dfree(dl);
+        free(lists);
+    }
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): both
+ * kernels, both instances of each (D = 64 and 128), every keep mode (KEEP_BASELINE with retention NULL,
+ * soft delete, a hard mask that deletes every key of some rows), block lists with empty lists, blocks past
+ * the diagonal and bad device entries (skipped, or ending the list), several packed row blocks and key
+ * tiles, B > 1 and G > 1. block_sparse_small (the missing-barrier variant's test) comes first, as it was. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    check_blocks(attn_make_shape(1, 130, 300, 4, 2, 64, 1), 0.7, 0, 0);
+    check_masked_ex(attn_make_shape(2, 70, 150, 4, 2, 64, 0), KEEP_BASELINE, KEEP_DEFAULT_THRESHOLD, 0, 0, 1);
+    check_masked(attn_make_shape(2, 70, 150, 4, 2, 128, 1), KEEP_SOFT, KEEP_DEFAULT_THRESHOLD, 1, 0);
+    /* causal, 97% deleted: the first rows see a few keys, all of them deleted */
+    check_masked(with_scale(attn_make_shape(2, 130, 130, 4, 2, 64, 1), 1.0f / 3.0f), KEEP_HARD, 0.97f, 0, 0);
+    check_blocks_ex(attn_make_shape(2, 130, 200, 4, 2, 128, 1), 0.6, 1, 7, &kBadEntries);
+    check_blocks(attn_make_shape(2, 70, 200, 6, 2, 64, 0), 0.0, 0, 1);
 }
 
 /* ================================================================ speed */

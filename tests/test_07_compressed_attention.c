@@ -320,9 +320,10 @@ ATTN_TEST(c_part, compress_linear)
     const attn_nsa_params ps[] = {nsa_params(32, 16, ATTN_NSA_LINEAR), nsa_params(4, 2, ATTN_NSA_LINEAR),
                                   nsa_params(8, 8, ATTN_NSA_LINEAR)};
     const attn_shape shapes[] = {{1, 100, 100, 2, 2, 16, 0.0f, 1}, {2, 37, 37, 2, 1, 32, 0.0f, 1},
-                                 {1, 50, 50, 1, 1, 64, 0.0f, 1}, {1, 3, 3, 1, 1, 16, 0.0f, 1}};
+                                 {1, 50, 50, 1, 1, 64, 0.0f, 1}, {1, 3, 3, 1, 1, 16, 0.0f, 1},
+                                 {2, 77, 77, 3, 3, 16, 0.0f, 1}}; /* B > 1 and G > 1 at once */
     for (int c = 0; c < 3; ++c)
-        for (int s = 0; s < 4; ++s) {
+        for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); ++s) {
             check_compress_cpu(shapes[s], ps[c], 1);
             check_compress_cpu(shapes[s], ps[c], 0);
         }
@@ -520,9 +521,8 @@ ATTN_TEST(cuda_part, cmp_attention_edges)
     check_cmp_attention_cuda(attn_make_shape(1, 1000, 4000, 4, 2, 128, 1), kConfigs[0], 1);
 }
 
-/* Small and quick: what compute-sanitizer racecheck runs. Linear compression of keys and values,
- * then attention over what the kernel compressed; both shapes have 74 tokens, so that the late row
- * blocks walk two key tiles (a barrier between tiles can be missed only then). */
+/* Compression of keys and values (linear: keys with the position embedding, values without; mean: w and
+ * pos NULL), then attention over what the kernel compressed. */
 static void small_pipeline(attn_nsa_params p, attn_shape sh, uint64_t seed, int check_outputs, uint16_t **o_out,
                            float **lse_out, uint16_t **kc_out)
 {
@@ -536,8 +536,10 @@ static void small_pipeline(attn_nsa_params p, attn_shape sh, uint64_t seed, int 
     attn_rng_seed(&rng, seed + 17);
     float *q = random_f32(nq, (size_t)sh.D, 1.0f, &rng, 1);
     uint16_t *dk = upload_bf16(ck.kv, nkv, ck.ctx), *dv = upload_bf16(cv.kv, nkv, ck.ctx);
-    uint16_t *dwk = upload_bf16(ck.w, nw, ck.ctx), *dwv = upload_bf16(cv.w, nw, ck.ctx);
-    uint16_t *dpos = upload_bf16(ck.pos, (size_t)p.l * sh.D, ck.ctx), *dq = upload_bf16(q, nq, ck.ctx);
+    /* mean mode: w and pos unused, passed as NULL (compressed_attention.h) */
+    const int linear = p.mode == ATTN_NSA_LINEAR;
+    uint16_t *dwk = linear ? upload_bf16(ck.w, nw, ck.ctx) : NULL, *dwv = linear ? upload_bf16(cv.w, nw, ck.ctx) : NULL;
+    uint16_t *dpos = linear ? upload_bf16(ck.pos, (size_t)p.l * sh.D, ck.ctx) : NULL, *dq = upload_bf16(q, nq, ck.ctx);
     uint16_t *dkc, *dvc, *d_o;
     float *dlse;
     assert_ok(attn_dalloc((void **)&dkc, ncmp * 2), ck.ctx);
@@ -564,9 +566,9 @@ static void small_pipeline(attn_nsa_params p, attn_shape sh, uint64_t seed, int 
         assert_ok(attn_oracle_nsa_cmp_attention(&sh, &p, q, kf, vf, o_ref, lse_ref), ck.ctx);
         const attn_rule rule = attn_rule_compressed(p.l, p.d);
         attn_compare_bf16_rule(&r, "o", ATTN_LAYOUT_BMHD, &sh, &rule, o, o_ref, ATTN_TOL_BF16);
-        cr_assert(r.ok, "%s [compressed attention after linear compression; %s]", r.message, ck.ctx);
+        cr_assert(r.ok, "%s [compressed attention after the compression; %s]", r.message, ck.ctx);
         attn_compare_f32_rule(&r, "lse", ATTN_LAYOUT_BHM, &sh, &rule, lse, lse_ref, LSE_TOL);
-        cr_assert(r.ok, "%s [compressed attention after linear compression; %s]", r.message, ck.ctx);
+        cr_assert(r.ok, "%s [compressed attention after the compression; %s]", r.message, ck.ctx);
         free(kf), free(vf), free(o_ref), free(lse_ref);
     }
     if (o_out) *o_out = o; else free(o);
@@ -578,6 +580,80 @@ static void small_pipeline(attn_nsa_params p, attn_shape sh, uint64_t seed, int 
     compress_problem_free(&ck), compress_problem_free(&cv);
 }
 
+/* The launch order's kv-head chunks of the attention kernel (compressed_attention.cu: the kv heads whose
+ * compressed K and V fit in half of L2 run together): at the smallest N where this GPU's L2 splits the G
+ * kv heads into chunks with a partial last one (l2_split_keys in test_util.h), which no shape above
+ * reaches. Random compressed K and V of that many tokens, against the fp32 GPU reference with the
+ * compressed rule. */
+typedef struct {
+    attn_shape sh; /* N = the number of keys (positions) */
+    attn_nsa_params p;
+} cmp_run;
+
+static int run_cmp_attention(void *ctx, const attn_shape *tokens, const uint16_t *q, const uint16_t *k,
+                             const uint16_t *v, uint16_t *o, float *lse)
+{
+    (void)tokens; /* the buffers' shape: N = NC compressed tokens */
+    const cmp_run *c = (const cmp_run *)ctx;
+    return nsa_cmp_attention_cuda(&c->sh, &c->p, q, k, v, o, lse, 0);
+}
+
+typedef struct {
+    int D;
+    attn_nsa_params p;
+} cmp_bytes_ctx;
+
+/* compressed K and V of one kv head over n keys: 4 NC D bytes (bf16) */
+static double cmp_head_bytes(long n, void *ctx)
+{
+    const cmp_bytes_ctx *c = (const cmp_bytes_ctx *)ctx;
+    return 4.0 * (double)attn_nsa_num_cmp(n, &c->p) * c->D;
+}
+
+ATTN_TEST(cuda_part, cmp_attention_group_chunks)
+{
+    require_gpu();
+    const attn_nsa_params ps[2] = {nsa_params(4, 2, ATTN_NSA_MEAN), attn_nsa_paper_defaults()};
+    const int D[2] = {128, 64}, G[2] = {8, 6}, H[2] = {16, 18}, M[2] = {150, 45};
+    for (int c = 0; c < 2; ++c) {
+        cmp_bytes_ctx bc = {D[c], ps[c]};
+        int per = 0;
+        const int N = l2_split_keys(G[c], cmp_head_bytes, &bc, M[c] + 3, 1 << 24, 61, &per);
+        cmp_run run = {with_scale(attn_make_shape(2, M[c], N, H[c], G[c], D[c], 1), c ? 0.1f : 0.0f), ps[c]};
+        const long nc = attn_nsa_num_cmp(N, &ps[c]);
+        attn_shape tokens = run.sh; /* the buffers: k, v hold NC tokens */
+        tokens.N = (int)nc;
+        attn_gpu_ref_opts ref;
+        memset(&ref, 0, sizeof ref);
+        ref.shape = tokens, ref.positions = N, ref.cmp_l = ps[c].l, ref.cmp_d = ps[c].d;
+        char what[200], nt[24];
+        snprintf(what, sizeof what, "nsa_cmp_attention_cuda, %s, N=%d positions (NC=%ld), %d kv heads in L2 chunks of "
+                 "%d (the last one partial)", nsa_text(&ps[c], nt, sizeof nt), N, nc, G[c], per);
+        check_on_device(tokens, run_cmp_attention, &run, &ref, NULL, NULL, what,
+                        "Hint: every kv head of every chunk, the last (partial) chunk too, must be computed once");
+    }
+}
+
+/* Compressed k and v past 2^31 elements: with l = 2, d = 1 there are N - 1 tokens, and B = 64, N = 4200,
+ * H = G = 64, D = 128 give k_cmp and v_cmp of 2.2e9 elements each (M = 130 queries). Random compressed
+ * K and V, against the fp32 GPU reference with the compressed rule. */
+ATTN_TEST(cuda_part, offsets_past_2_31_cmp_tokens)
+{
+    require_gpu();
+    const attn_nsa_params p = nsa_params(2, 1, ATTN_NSA_MEAN);
+    cmp_run run = {attn_make_shape(64, 130, 4200, 64, 64, 128, 1), p};
+    attn_shape tokens = run.sh; /* the buffers: k, v hold NC tokens */
+    tokens.N = (int)attn_nsa_num_cmp(run.sh.N, &p);
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = tokens, ref.positions = run.sh.N, ref.cmp_l = p.l, ref.cmp_d = p.d;
+    check_huge_kv(tokens, run_cmp_attention, &run, &ref,
+                  "nsa_cmp_attention_cuda, l=2 d=1, N=4200 positions: k_cmp and v_cmp past 2^31 elements");
+}
+
+/* Small and quick: what compute-sanitizer racecheck ran before sanitizer_paths. Linear compression; both
+ * shapes have 74 tokens, so that the late row blocks walk two key tiles (a barrier between tiles can be
+ * missed only then). */
 ATTN_TEST(cuda_part, small_pipeline)
 {
     require_gpu();
@@ -585,6 +661,24 @@ ATTN_TEST(cuda_part, small_pipeline)
     small_pipeline(nsa_params(32, 16, ATTN_NSA_LINEAR), attn_make_shape(1, 200, 1200, 8, 2, 64, 1), seed, 1, NULL, NULL,
                    NULL);
     small_pipeline(nsa_params(4, 2, ATTN_NSA_LINEAR), attn_make_shape(2, 150, 150, 4, 4, 128, 1), seed, 1, NULL, NULL,
+                   NULL);
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): every
+ * kernel and instance: mean compression (w and pos NULL) and linear compression (keys with the position
+ * embedding, values without), each for D = 64 and 128, and compressed attention for D = 64 and 128 over
+ * 74 or 75 tokens (two key tiles for the late row blocks), with rows that see no token, several packed
+ * row blocks, B > 1 and G > 1. small_pipeline's two cases come first, as they were. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    const uint64_t seed = attn_test_seed();
+    small_pipeline(nsa_params(32, 16, ATTN_NSA_LINEAR), attn_make_shape(1, 200, 1200, 8, 2, 64, 1), seed, 1, NULL, NULL,
+                   NULL);
+    small_pipeline(nsa_params(4, 2, ATTN_NSA_LINEAR), attn_make_shape(2, 150, 150, 4, 4, 128, 1), seed, 1, NULL, NULL,
+                   NULL);
+    small_pipeline(nsa_params(4, 2, ATTN_NSA_MEAN), attn_make_shape(2, 150, 150, 4, 2, 64, 1), seed, 1, NULL, NULL, NULL);
+    small_pipeline(nsa_params(6, 3, ATTN_NSA_MEAN), attn_make_shape(2, 100, 230, 6, 2, 128, 1), seed, 1, NULL, NULL,
                    NULL);
 }
 
@@ -684,8 +778,9 @@ ATTN_TEST(cuda_part, offsets_past_2_31_attention)
 ATTN_TEST(cuda_part, offsets_past_2_31_compress)
 {
     require_gpu();
-    require_device_memory(8.0);
-    /* k has B*N*G*D = 2^31 + 2^17 elements: the last tokens' rows sit past 2^31 */
+    require_device_memory(10.0);
+    /* k has B*N*G*D = 2^31 + 2^17 elements: the last tokens' rows sit past 2^31. With l = 2, d = 1 there
+     * are N - 1 tokens, so the output k_cmp passes 2^31 elements too. */
     const attn_shape sh = attn_make_shape(1, 1, (1 << 21) + 128, 8, 8, 128, 1);
     const uint64_t seed = attn_test_seed();
     const size_t nkv = attn_kv_elems(&sh), row = (size_t)sh.G * sh.D;
@@ -695,15 +790,18 @@ ATTN_TEST(cuda_part, offsets_past_2_31_compress)
              (unsigned long long)seed, (unsigned long long)seed);
     assert_ok(attn_dalloc((void **)&k, nkv * 2), ctx);
     assert_ok(attn_dfill_random_bf16(k, nkv, sh.D, 1.0f, seed, 0), ctx);
-    for (int mode = 0; mode < 2; ++mode) {
-        const attn_nsa_params p = mode ? nsa_params(32, 16, ATTN_NSA_LINEAR) : attn_nsa_paper_defaults();
+    for (int c = 0; c < 4; ++c) {
+        const int mode = c % 2, small = c / 2; /* mean, linear; l = 32, d = 16, then l = 2, d = 1 */
+        const attn_nsa_params p = small ? nsa_params(2, 1, mode ? ATTN_NSA_LINEAR : ATTN_NSA_MEAN)
+                                        : (mode ? nsa_params(32, 16, ATTN_NSA_LINEAR) : attn_nsa_paper_defaults());
         const long nc = attn_nsa_num_cmp(sh.N, &p);
         const size_t nw = (size_t)sh.G * p.l * sh.D * sh.D;
         char mctx[400];
-        snprintf(mctx, sizeof mctx, "l=32 d=16 %s (NC=%ld), %s", mode ? "linear, keys" : "mean", nc, ctx);
+        snprintf(mctx, sizeof mctx, "l=%d d=%d %s (NC=%ld, k_cmp %zu elements), %s", p.l, p.d,
+                 mode ? "linear, keys" : "mean", nc, (size_t)nc * row, ctx);
         attn_rng rng;
         attn_rng_seed(&rng, seed + 5);
-        float *hw = mode ? random_f32(nw, sh.D, 1.0f / sqrtf(32.0f * sh.D), &rng, 1) : NULL;
+        float *hw = mode ? random_f32(nw, sh.D, 1.0f / sqrtf((float)p.l * sh.D), &rng, 1) : NULL;
         float *hpos = mode ? random_f32((size_t)p.l * sh.D, sh.D, 0.5f, &rng, 1) : NULL;
         w = mode ? upload_bf16(hw, nw, mctx) : NULL;
         pos = mode ? upload_bf16(hpos, (size_t)p.l * sh.D, mctx) : NULL;

@@ -33,9 +33,12 @@ typedef enum {
     LISTS_TOPN,   /* what lesson 08 makes: forced blocks, then random candidates up to n, -1 padding */
     LISTS_SHORT,  /* the same, half of the lists cut to a random length >= 3 (more -1 padding) */
     LISTS_FUTURE, /* LISTS_TOPN plus, where there is room, up to two blocks after t (legal, they add nothing) */
+    LISTS_EMPTY,  /* LISTS_TOPN, but every third list is all -1 and every third list after it holds only
+                     blocks after t (or nothing): their rows see no key, o = 0 and lse = -inf */
 } list_kind;
 
-static const char *kListKindNames[] = {"top-n lists", "lists with extra -1 padding", "lists with blocks after t"};
+static const char *kListKindNames[] = {"top-n lists", "lists with extra -1 padding", "lists with blocks after t",
+                                       "lists of which a third are empty and a third hold only blocks after t"};
 
 static int list_has(const int32_t *list, int count, int32_t j)
 {
@@ -59,6 +62,12 @@ static int32_t *make_lists(const attn_shape *sh, const attn_nsa_params *p, list_
         const int i = (int)((row / L) % sh->M);
         const long t = (long)sh->N - sh->M + i, cur = t / p->l_sel, candidates = cur + 1;
         int c = 0;
+        if (kind == LISTS_EMPTY && row % 3 != 2) { /* an empty list, or blocks after t only */
+            if (row % 3 == 1)
+                for (long j = cur + 1; j < NB && c < n && c < 3; ++j) list[c++] = (int32_t)j;
+            for (int e = c; e < n; ++e) list[e] = -1;
+            continue;
+        }
         list[c++] = 0;
         if (cur >= 2) list[c++] = (int32_t)(cur - 1);
         if (cur >= 1) list[c++] = (int32_t)cur; /* cur = 1: block 0 is also the one before it */
@@ -243,6 +252,65 @@ ATTN_TEST(c_part, list_check)
                   "nsa_selected_attention_cpu with block 7 of 4 listed");
 }
 
+/* The checker over every batch entry, position and list, and over the whole of a list: n = 7 entries
+ * for 4 blocks, with the bad entry past position 4 in the last batch entry's last list; full lists
+ * without -1 (n = 4 = NB and n = 3 < NB) are valid. Shared and per-head lists. */
+ATTN_TEST(c_part, list_check_batches_and_long_lists)
+{
+    const attn_shape sh = attn_make_shape(2, 3, 200, 4, 2, 32, 1); /* 4 blocks of 64; B*M = 6 positions */
+    for (int share = 1; share >= 0; --share) {
+        const attn_nsa_params p = params(64, 7, share);
+        const int L = attn_nsa_list_heads(&sh, &p), n_lists = sh.B * sh.M * L;
+        int32_t good[2 * 3 * 4 * 7];
+        ATTN_SHARE(good);
+        const int32_t rows[4][7] = {{0, 1, 2, 3, -1, -1, -1}, {0, 3, -1, -1, -1, -1, -1}, {-1, -1, -1, -1, -1, -1, -1},
+                                    {1, 2, -1, -1, -1, -1, -1}};
+        for (int l = 0; l < n_lists; ++l) memcpy(good + l * 7, rows[l % 4], sizeof rows[0]);
+        char ctx[200], st[120];
+        snprintf(ctx, sizeof ctx, "%s, l'=64 (4 blocks), n=7, %s lists", shape_text(&sh, st, sizeof st),
+                 share ? "shared" : "per-head");
+        assert_ok(nsa_selection_check(&sh, &p, good), ctx);
+        const int last = n_lists - 1; /* the last list of batch 1: {1, 2, -1, ...} (n_lists % 4 == 0) */
+        struct {
+            int list, entry;
+            int32_t value;
+            const char *why;
+        } bad[] = {
+            {last, 5, 3, "block 3 after the -1 padding, at entry 5 (past the 4 blocks), last list of batch 1"},
+            {last, 6, 0, "block 0 at the last entry (6), after the padding, last list of batch 1"},
+            {last - 3, 4, 4, "block 4 of 4 at entry 4 of a full list of batch 1"},
+            {last - 2, 6, -2, "-2 at the last entry of a list of batch 1"},
+            {last, 1, 1, "a repeat (1, 1) in the last list of batch 1"},
+            {last - 2, 2, 2, "descending (0, 3, 2) in batch 1"},
+        };
+        for (int c = 0; c < (int)(sizeof bad / sizeof bad[0]); ++c) {
+            int32_t lists[2 * 3 * 4 * 7];
+            ATTN_SHARE(lists);
+            memcpy(lists, good, (size_t)n_lists * 7 * sizeof(int32_t));
+            lists[bad[c].list * 7 + bad[c].entry] = bad[c].value;
+            attn_clear_error();
+            const int st_ = nsa_selection_check(&sh, &p, lists);
+            cr_assert(st_ == ATTN_ERR_BAD_ARGUMENT,
+                      "nsa_selection_check accepted %s (list %d of %d: b=%d, i=%d, %s %d; returned %s) [%s]", bad[c].why,
+                      bad[c].list, n_lists, bad[c].list / L / sh.M, bad[c].list / L % sh.M, share ? "group" : "head",
+                      bad[c].list % L, attn_status_name(st_), ctx);
+        }
+        /* full lists without any -1: n = 4 (every block) and n = 3 (fewer entries than blocks) */
+        const attn_nsa_params p4 = params(64, 4, share), p3 = params(64, 3, share);
+        int32_t full4[2 * 3 * 4 * 4], full3[2 * 3 * 4 * 3];
+        ATTN_SHARE(full4);
+        ATTN_SHARE(full3);
+        for (int l = 0; l < n_lists; ++l) {
+            for (int e = 0; e < 4; ++e) full4[l * 4 + e] = e;
+            for (int e = 0; e < 3; ++e) full3[l * 3 + e] = e + (l % 2); /* 0 1 2 or 1 2 3 */
+        }
+        assert_ok(nsa_selection_check(&sh, &p4, full4), ctx);
+        assert_ok(nsa_selection_check(&sh, &p3, full3), ctx);
+        full3[n_lists * 3 - 1] = 4; /* the last list of batch 1: 1 2 4 */
+        assert_status(nsa_selection_check(&sh, &p3, full3), ATTN_ERR_BAD_ARGUMENT, ctx);
+    }
+}
+
 /* The README's worked example: t = 200, l' = 64, list {0, 2, 3}: keys 0..63, 128..191 and 192..200.
  * The reference here lists those keys one by one (a visibility callback), not by blocks. */
 static int worked_example_keys(void *ctx, int b, int h, int i, long t, long s)
@@ -322,6 +390,14 @@ ATTN_TEST(c_part, blocks_after_t)
 {
     check_cpu((sel_case){attn_make_shape(1, 120, 400, 4, 2, 32, 1), params(64, 8, 1), LISTS_FUTURE, 0}, NULL);
     check_cpu((sel_case){attn_make_shape(2, 64, 260, 2, 1, 16, 1), params(32, 12, 0), LISTS_FUTURE, 0}, NULL);
+}
+
+/* Rows that see no key: empty lists, and lists of blocks after t only (LISTS_EMPTY), shared and per-head,
+ * B > 1 and G > 1, a scale of 1/3. */
+ATTN_TEST(c_part, empty_lists)
+{
+    check_cpu((sel_case){shape_scaled(2, 90, 500, 4, 2, 32, 1.0f / 3.0f), params(64, 6, 1), LISTS_EMPTY, 0}, NULL);
+    check_cpu((sel_case){attn_make_shape(2, 50, 300, 8, 2, 16, 1), params(32, 5, 0), LISTS_EMPTY, 0}, NULL);
 }
 
 /* ================================================================ CUDA part */
@@ -504,8 +580,8 @@ ATTN_TEST(cuda_part, heads_per_group_16)
                "softmax scale 0.05");
 }
 
-/* Small and quick: what compute-sanitizer racecheck runs (and must flag on the missing-barrier variants).
- * The second case has H/G = 16 and D = 128, which a kernel may treat apart: the sanitizer must see it. */
+/* Small and quick: the first two cases of sanitizer_paths, where racecheck must flag the missing-barrier
+ * variants. The second case has H/G = 16 and D = 128, which a kernel may treat apart (the fast path). */
 ATTN_TEST(cuda_part, small)
 {
     require_gpu();
@@ -562,6 +638,31 @@ ATTN_TEST(cuda_part, window_path)
                      pad_with_bad_entries, CALL_WINDOW);
     check_cuda_entry((sel_case){shape_scaled(2, 37, 300, 32, 2, 128, 0.05f), params(64, 3, 1), LISTS_TOPN, 0},
                      "fast path: n = 3 (the forced blocks only), softmax scale 0.05", NULL, CALL_WINDOW);
+}
+
+/* Rows that see no key (empty lists, lists of blocks after t only): o = 0 and lse = -inf, in the general
+ * kernel (shared lists at D = 64, per-head at D = 128, H/G = 32: two chunks of 16 heads share a list) and
+ * in the fast path, where a warp of a window may have no block at all (also with bad device entries). */
+ATTN_TEST(cuda_part, empty_lists)
+{
+    require_gpu();
+    check_cuda((sel_case){shape_scaled(2, 90, 500, 8, 2, 64, 1.0f / 3.0f), params(64, 6, 1), LISTS_EMPTY, 0}, NULL);
+    check_cuda((sel_case){attn_make_shape(2, 50, 300, 8, 2, 128, 1), params(32, 5, 0), LISTS_EMPTY, 0}, NULL);
+    check_cuda((sel_case){attn_make_shape(2, 40, 400, 64, 2, 64, 1), params(64, 6, 1), LISTS_EMPTY, 0}, NULL);
+    check_cuda_entry((sel_case){attn_make_shape(2, 61, 300, 32, 2, 128, 1), params(64, 16, 1), LISTS_EMPTY, 0},
+                     "fast path", NULL, CALL_WINDOW);
+    check_cuda_entry((sel_case){attn_make_shape(2, 37, 500, 32, 2, 128, 1), params(64, 16, 1), LISTS_EMPTY, 0},
+                     "fast path, device lists padded with bad entries", pad_with_bad_entries, CALL_WINDOW);
+}
+
+/* The fast path on long sequences: 8 positions' lists of 13 random picks among about 300 blocks have a
+ * union of about 100 blocks, so the ring of stages refills many times over (the shapes above have a union
+ * of a few dozen at most). */
+ATTN_TEST(cuda_part, window_path_large_union)
+{
+    require_gpu();
+    check_cuda_entry((sel_case){attn_make_shape(2, 64, 20000, 32, 2, 128, 1), params(64, 16, 1), LISTS_TOPN, 0},
+                     "fast path, N = 20000: unions of about 100 blocks per window", NULL, CALL_WINDOW);
 }
 
 /* The fast path on a call it does not take (header: ATTN_ERR_BAD_ARGUMENT, nothing launched, nothing
@@ -674,8 +775,8 @@ static void check_large_offsets(attn_shape sh)
     const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
     const size_t nlist = (size_t)sh.B * sh.M * sh.G * p.n;
     char st[120], ctx[300];
-    snprintf(ctx, sizeof ctx, "%s, l'=64 n=16 shared lists, q and o hold %zu elements (2^31 = 2147483648), seed %llu "
-             "(rerun: ATTN_SEED=%llu)", shape_text(&sh, st, sizeof st), nq, (unsigned long long)seed,
+    snprintf(ctx, sizeof ctx, "%s, l'=64 n=16 shared lists, q and o hold %zu elements, k and v %zu (2^31 = 2147483648), "
+             "seed %llu (rerun: ATTN_SEED=%llu)", shape_text(&sh, st, sizeof st), nq, nkv, (unsigned long long)seed,
              (unsigned long long)seed);
     uint16_t *q, *k, *v, *o;
     float *lse, *ref_o, *ref_lse;
@@ -722,6 +823,109 @@ ATTN_TEST(cuda_part, large_offsets)
     /* H/G = 16, the bar's (a kernel may treat it apart), and H/G = 8 */
     check_large_offsets(attn_make_shape(64, 4200, 4200, 64, 4, 128, 1));
     check_large_offsets(attn_make_shape(64, 4200, 4200, 64, 8, 128, 1));
+}
+
+/* k and v past 2^31 elements with few queries (M = 130): MHA (H = G = 64, N = 4200; the general kernel)
+ * and H/G = 16 (G = 4, N = 65600: the fast path's shape), against the fp32 GPU reference. */
+ATTN_TEST(cuda_part, kv_large_offsets)
+{
+    require_gpu();
+    check_large_offsets(attn_make_shape(64, 130, 4200, 64, 64, 128, 1));
+    check_large_offsets(attn_make_shape(64, 130, 65600, 64, 4, 128, 1));
+}
+
+/* Per-head lists past 2^31 elements: indices [B, M, H, n] with n = 64 hold 2.15e9 entries, and q and o
+ * 2.15e9 elements (B = 64, M = N = 8200, H = 64, G = 4, D = 64, l' = 64). Each list holds the block of t and
+ * one earlier block chosen at random, so that a list read from a wrapped offset (another position's)
+ * attends to other keys. About 27 GB of GPU memory and 9 GB of host memory for the lists. Against the fp32
+ * GPU reference. */
+ATTN_TEST(cuda_part, large_offsets_per_head)
+{
+    require_gpu();
+    const attn_shape sh = attn_make_shape(64, 8200, 8200, 64, 4, 64, 1);
+    const attn_nsa_params p = params(64, 64, 0);
+    const uint64_t seed = attn_test_seed();
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    const size_t n_lists = (size_t)sh.B * sh.M * sh.H, nlist = n_lists * p.n;
+    char st[120], ctx[400];
+    snprintf(ctx, sizeof ctx, "%s, l'=64 n=64 per-head lists {an earlier block, the block of t}, q %zu and indices %zu "
+             "elements (2^31 = 2147483648), seed %llu (rerun: ATTN_SEED=%llu)", shape_text(&sh, st, sizeof st), nq,
+             nlist, (unsigned long long)seed, (unsigned long long)seed);
+    cr_assert(nq > (1ull << 31) && nlist > (1ull << 31), "q and the lists must pass 2^31 elements [%s]", ctx);
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    const double need = nq * (2.0 + 2 + 4) + nkv * 4.0 + nl * 8.0 + nlist * 4.0;
+    if ((double)free_b < need * 1.1)
+        attn_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", need / 1e9, free_b / 1e9);
+    int32_t *lists = (int32_t *)attn_alloc_bytes(nlist * sizeof(int32_t));
+    cr_assert(lists, "out of host memory (%zu bytes for the lists) [%s]", nlist * sizeof(int32_t), ctx);
+    memset(lists, 0xFF, nlist * sizeof(int32_t)); /* -1 everywhere */
+    attn_rng rng;
+    attn_rng_seed(&rng, seed * 7 + 1);
+    for (size_t l = 0; l < n_lists; ++l) {
+        const long t = (long)sh.N - sh.M + (long)(l / sh.H % sh.M), cur = t / p.l_sel;
+        int32_t *list = lists + l * p.n;
+        if (cur == 0) {
+            list[0] = 0;
+            continue;
+        }
+        list[0] = (int32_t)(attn_rng_u64(&rng) % (uint64_t)cur), list[1] = (int32_t)cur;
+    }
+    uint16_t *q, *k, *v, *o;
+    float *lse, *ref_o, *ref_lse;
+    int32_t *dlists;
+    assert_ok(attn_dalloc((void **)&dlists, nlist * 4), ctx);
+    assert_ok(attn_h2d(dlists, lists, nlist * 4), ctx);
+    free(lists);
+    assert_ok(attn_dalloc((void **)&q, nq * 2), ctx);
+    assert_ok(attn_dalloc((void **)&o, nq * 2), ctx);
+    assert_ok(attn_dalloc((void **)&ref_o, nq * 4), ctx);
+    assert_ok(attn_dalloc((void **)&k, nkv * 2), ctx);
+    assert_ok(attn_dalloc((void **)&v, nkv * 2), ctx);
+    assert_ok(attn_dalloc((void **)&lse, nl * 4), ctx);
+    assert_ok(attn_dalloc((void **)&ref_lse, nl * 4), ctx);
+    assert_ok(attn_dfill_random_bf16(q, nq, sh.D, 1.0f, seed, 0), ctx);
+    assert_ok(attn_dfill_random_bf16(k, nkv, sh.D, 1.0f, seed + 1, 0), ctx);
+    assert_ok(attn_dfill_random_bf16(v, nkv, sh.D, 1.0f, seed + 2, 0), ctx);
+    assert_ok(nsa_selected_attention_cuda(&sh, &p, q, k, v, dlists, o, lse, 0), ctx);
+    attn_gpu_ref_opts ro = {0};
+    ro.shape = sh, ro.block_indices = dlists, ro.num_blocks = p.n, ro.block_size = p.l_sel, ro.lists_per_head = 1;
+    assert_ok(attn_gpu_reference(&ro, q, k, v, ref_o, ref_lse, 0), ctx);
+    assert_ok(attn_dsync(), ctx);
+    attn_dcmp r;
+    char msg[600] = "";
+    assert_ok(attn_dcompare_bf16_f32(o, ref_o, nq, ATTN_TOL_BF16, &r), ctx);
+    if (r.n_bad) dcmp_text(msg, sizeof msg, "o (vs the fp32 GPU reference)", &r, ATTN_LAYOUT_BMHD, &sh);
+    cr_assert(r.n_bad == 0, "%s%s. Hint: list (b, i, h) starts at ((size_t)(b * M + i) * H + h) * n [%s]", msg,
+              r.worst >= (1ull << 31) ? " (past element 2^31)" : "", ctx);
+    assert_ok(attn_dcompare_f32_f32(lse, ref_lse, nl, kTolLse, &r), ctx);
+    if (r.n_bad) dcmp_text(msg, sizeof msg, "lse (vs the fp32 GPU reference)", &r, ATTN_LAYOUT_BHM, &sh);
+    cr_assert(r.n_bad == 0, "%s [%s]", msg, ctx);
+    attn_dfree(q), attn_dfree(k), attn_dfree(v), attn_dfree(o), attn_dfree(lse), attn_dfree(ref_o),
+        attn_dfree(ref_lse), attn_dfree(dlists);
+}
+
+/* What ./course grade runs compute-sanitizer memcheck and racecheck on (lesson.json, "sanitize"): small's
+ * two cases first (the general kernel at D = 64, and H/G = 16 with D = 128: the fast path where it runs),
+ * then both instances of the general kernel (D = 64 and 128), shared and per-head lists, two chunks of 16
+ * heads per list (H/G = 32), blocks of 96 keys (a tile and a half) and of 32, empty lists and lists of
+ * blocks after t, bad device entries; the fast path with a partial last window, empty lists and bad
+ * entries. B > 1 and G > 1. */
+ATTN_TEST(cuda_part, sanitizer_paths)
+{
+    require_gpu();
+    check_cuda((sel_case){attn_make_shape(1, 40, 300, 8, 2, 64, 1), params(64, 5, 1), LISTS_TOPN, 0}, NULL);
+    check_cuda((sel_case){attn_make_shape(1, 41, 300, 16, 1, 128, 1), params(64, 5, 1), LISTS_TOPN, 0}, NULL);
+    check_cuda((sel_case){attn_make_shape(2, 30, 300, 8, 2, 128, 1), params(64, 5, 0), LISTS_SHORT, 0}, NULL);
+    check_cuda((sel_case){attn_make_shape(2, 20, 400, 64, 2, 64, 1), params(64, 5, 1), LISTS_FUTURE, 0}, NULL);
+    check_cuda((sel_case){attn_make_shape(2, 30, 500, 8, 2, 128, 1), params(96, 4, 1), LISTS_EMPTY, 0}, NULL);
+    check_cuda((sel_case){attn_make_shape(2, 30, 300, 4, 2, 64, 1), params(32, 6, 0), LISTS_EMPTY, 0}, NULL);
+    check_cuda_mangled((sel_case){attn_make_shape(2, 30, 500, 8, 2, 64, 1), params(64, 16, 1), LISTS_TOPN, 0},
+                       "device lists padded with bad entries", pad_with_bad_entries);
+    check_cuda_entry((sel_case){attn_make_shape(2, 21, 300, 32, 2, 128, 1), params(64, 16, 1), LISTS_EMPTY, 0},
+                     "fast path", NULL, CALL_WINDOW);
+    check_cuda_entry((sel_case){attn_make_shape(2, 19, 500, 32, 2, 128, 1), params(64, 16, 1), LISTS_TOPN, 0},
+                     "fast path, device lists padded with bad entries", pad_with_bad_entries, CALL_WINDOW);
 }
 
 /* ================================================================ speed */

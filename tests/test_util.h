@@ -31,7 +31,12 @@
  * verdict. ATTN_TEST declares a course test (a Criterion Test; the name keeps the tests uniform). A test
  * skips only through attn_skip_test, for a reason this process established (no GPU, too little GPU
  * memory), before any lesson code ran for it. */
-#define attn_skip_test(...) cr_skip_test(__VA_ARGS__)
+#define attn_skip_test(...)                                                                                     \
+    do {                                                                                                        \
+        cr_assert(!attn_rpc_started(), "this test would skip, but the lesson's code already ran for it: a skip "   \
+                  "is decided before (no GPU, too little GPU memory), never after, so it counts as a failure");  \
+        cr_skip_test(__VA_ARGS__);                                                                              \
+    } while (0)
 
 #define ATTN_TEST(suite, name, ...) Test(suite, name, ##__VA_ARGS__)
 
@@ -353,7 +358,7 @@ typedef struct {
     uint64_t seed;
     int (*refresh)(void *extra, int rep, cudaStream_t stream); /* other inputs (block lists, ...), or NULL */
     void *extra;
-    char ctx[300];
+    char ctx[480];
 } speed_io;
 
 /* Allocate the inputs and outputs of a speed test (device), fp32 copies when `base_f32`. */
@@ -546,9 +551,30 @@ static inline attn_shape with_scale(attn_shape sh, float scale)
  * an offset computed in 32-bit int arithmetic wraps (long contexts are the point of NSA). */
 static inline attn_shape huge_shape(void) { return attn_make_shape(64, 4200, 4200, 64, 4, 128, 1); }
 
-/* Run a bf16 kernel once on fresh inputs of `sh` and compare every element of o and lse with the
- * frozen flash baseline (ref == NULL: dense attention of sh) or with the fp32 GPU reference under
- * `ref`'s rules. Skips when the GPU lacks the memory. */
+/* Run a bf16 kernel once on fresh inputs of `sh` (drawn on the device) and compare every element of o
+ * and lse with the frozen flash baseline (ref == NULL: dense attention of sh) or with the fp32 GPU
+ * reference under `ref`'s rules: for shapes too large for the CPU oracle. `hint` (may be NULL) ends a
+ * failure's message. */
+static inline void check_on_device(attn_shape sh, bf16_launch_fn fn, void *ctx, const attn_gpu_ref_opts *ref,
+                                   int (*refresh)(void *extra, int rep, cudaStream_t stream), void *extra,
+                                   const char *what, const char *hint)
+{
+    speed_io io;
+    speed_io_init(&io, sh, 0, ref, what);
+    io.refresh = refresh, io.extra = extra;
+    assert_ok(speed_io_prepare(&io, 0, 0), io.ctx);
+    assert_ok(attn_dsync(), io.ctx);
+    assert_ok(fn(ctx, &sh, io.q, io.k, io.v, io.o, io.lse), io.ctx);
+    if (!ref) assert_ok(attn_baseline_flash_bf16(&sh, io.q, io.k, io.v, (uint16_t *)io.o_base, io.lse_base, 0), io.ctx);
+    assert_ok(attn_dsync(), io.ctx);
+    char msg[1200];
+    cr_assert(speed_io_check(&io, 0, msg, sizeof msg) == 0, "%s%s%s [%s]", msg, hint ? ". " : "", hint ? hint : "",
+              io.ctx);
+    speed_io_free(&io);
+}
+
+/* check_on_device past 2^31 elements. Skips when the GPU lacks the memory (measured here, before any
+ * lesson code runs). */
 static inline void check_huge(attn_shape sh, bf16_launch_fn fn, void *ctx, const attn_gpu_ref_opts *ref,
                               int (*refresh)(void *extra, int rep, cudaStream_t stream), void *extra, const char *what)
 {
@@ -557,21 +583,153 @@ static inline void check_huge(attn_shape sh, bf16_launch_fn fn, void *ctx, const
     const double need = attn_q_elems(&sh) * (ref ? 2.0 + 2 + 2 + 4 : 2.0 + 2 + 2) + attn_kv_elems(&sh) * 4.0;
     if ((double)free_bytes < need * 1.1)
         attn_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", need / 1e9, free_bytes / 1e9);
-    speed_io io;
-    speed_io_init(&io, sh, 0, ref, what);
-    io.refresh = refresh, io.extra = extra;
-    cr_assert(attn_q_elems(&sh) > 2147483648ull, "the test shape must pass 2^31 elements [%s]", io.ctx);
-    assert_ok(speed_io_prepare(&io, 0, 0), io.ctx);
-    assert_ok(attn_dsync(), io.ctx);
-    assert_ok(fn(ctx, &sh, io.q, io.k, io.v, io.o, io.lse), io.ctx);
-    if (!ref) assert_ok(attn_baseline_flash_bf16(&sh, io.q, io.k, io.v, (uint16_t *)io.o_base, io.lse_base, 0), io.ctx);
-    assert_ok(attn_dsync(), io.ctx);
-    char msg[1200];
-    cr_assert(speed_io_check(&io, 0, msg, sizeof msg) == 0,
-              "%s. Hint: a tensor of this shape holds more than 2^31 elements: compute offsets in 64 bits "
-              "(size_t), e.g. ((size_t)b * M + i) * H * D [%s]", msg, io.ctx);
-    speed_io_free(&io);
+    char st[120];
+    cr_assert(attn_q_elems(&sh) > 2147483648ull, "the test shape must pass 2^31 elements [%s, %s]", what,
+              shape_text(&sh, st, sizeof st));
+    check_on_device(sh, fn, ctx, ref, refresh, extra, what,
+                    "Hint: a tensor of this shape holds more than 2^31 elements: compute offsets in 64 bits "
+                    "(size_t), e.g. ((size_t)b * M + i) * H * D");
 }
+
+/* A shape whose k and v pass 2^31 elements with few queries: B = 64, M = 130 (two row blocks), N = 4200,
+ * H = G = 64, D = 128: k and v hold 2.2e9 elements each, q and o 68e6, so the test is about the K/V offsets
+ * (the huge_shape tests above keep k and v at 138e6 elements). */
+static inline attn_shape kv_huge_shape(void) { return attn_make_shape(64, 130, 4200, 64, 64, 128, 1); }
+
+/* check_on_device for a shape whose k and v pass 2^31 elements, against the fp32 GPU reference under
+ * `ref`'s rules (NULL: dense attention of sh). Skips when the GPU lacks the memory (measured here, before any
+ * lesson code runs). */
+static inline void check_huge_kv(attn_shape sh, bf16_launch_fn fn, void *ctx, const attn_gpu_ref_opts *ref,
+                                 const char *what)
+{
+    attn_gpu_ref_opts dense;
+    memset(&dense, 0, sizeof dense);
+    dense.shape = sh;
+    size_t free_bytes = 0, total = 0;
+    cudaMemGetInfo(&free_bytes, &total);
+    const double need = attn_q_elems(&sh) * (2.0 + 2 + 2 + 4) + attn_kv_elems(&sh) * 4.0;
+    if ((double)free_bytes < need * 1.1)
+        attn_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", need / 1e9, free_bytes / 1e9);
+    char st[120];
+    cr_assert(attn_kv_elems(&sh) > 2147483648ull, "the test shape's k and v must pass 2^31 elements [%s, %s]", what,
+              shape_text(&sh, st, sizeof st));
+    check_on_device(sh, fn, ctx, ref ? ref : &dense, NULL, NULL, what,
+                    "Hint: k and v of this shape hold more than 2^31 elements: compute their offsets in 64 bits "
+                    "(size_t), e.g. ((size_t)b * N + s) * G * D");
+}
+
+/* Past 2^31 elements for the fp32 kernels of lessons 01-02: q, k, v drawn as bf16 on the device and
+ * widened to fp32 (so that the bf16 GPU reference sees the same values), the kernel run once on
+ * poisoned outputs, then every element of o (and of lse when `lse` is set) compared with the fp32 GPU
+ * reference of dense attention. `workspace_bytes` of device memory are handed to fn as its ctx and freed
+ * before the reference runs, so that the score matrix of lesson 01 and the reference's output are never
+ * held at once. Two fp32 computations that sum in different orders: ATTN_TOL_F32_LARGE, as the speed
+ * checks use (a wrapped offset gives errors of order 1, or unwritten elements). Skips when the GPU lacks
+ * the memory (measured here, before any lesson code runs). */
+static inline void check_huge_f32(attn_shape sh, f32_launch_fn fn, size_t workspace_bytes, int lse, const char *what)
+{
+    const size_t nq = attn_q_elems(&sh), nkv = attn_kv_elems(&sh), nl = attn_lse_elems(&sh);
+    const double held = nq * (2.0 + 4 + 4) + nkv * (2.0 + 4) * 2 + nl * 4.0 * (lse ? 2 : 0);
+    const double peak = held + fmax((double)workspace_bytes, nq * 4.0 + nl * 4.0);
+    size_t free_bytes = 0, total = 0;
+    cudaMemGetInfo(&free_bytes, &total);
+    if ((double)free_bytes < peak * 1.1)
+        attn_skip_test("this test needs %.1f GB of GPU memory, %.1f GB are free", peak / 1e9, free_bytes / 1e9);
+    const uint64_t seed = attn_test_seed();
+    char st[120], ctx[400];
+    snprintf(ctx, sizeof ctx, "%s, %s, q and o hold %zu elements (2^31 = 2147483648), seed %llu (rerun: ATTN_SEED=%llu)",
+             what, shape_text(&sh, st, sizeof st), nq, (unsigned long long)seed, (unsigned long long)seed);
+    cr_assert(nq > 2147483648ull, "the test shape must pass 2^31 elements [%s]", ctx);
+    uint16_t *q16, *k16, *v16;
+    float *q, *k, *v, *o, *l = NULL, *ref_o, *ref_lse = NULL;
+    void *ws = NULL;
+    assert_ok(attn_dalloc((void **)&q16, nq * 2), ctx);
+    assert_ok(attn_dalloc((void **)&k16, nkv * 2), ctx);
+    assert_ok(attn_dalloc((void **)&v16, nkv * 2), ctx);
+    assert_ok(attn_dalloc((void **)&q, nq * 4), ctx);
+    assert_ok(attn_dalloc((void **)&k, nkv * 4), ctx);
+    assert_ok(attn_dalloc((void **)&v, nkv * 4), ctx);
+    assert_ok(attn_dalloc((void **)&o, nq * 4), ctx); /* poisoned */
+    if (lse) assert_ok(attn_dalloc((void **)&l, nl * 4), ctx);
+    assert_ok(attn_dfill_random_bf16(q16, nq, sh.D, 1.0f, seed, 0), ctx);
+    assert_ok(attn_dfill_random_bf16(k16, nkv, sh.D, 1.0f, seed + 1, 0), ctx);
+    assert_ok(attn_dfill_random_bf16(v16, nkv, sh.D, 1.0f, seed + 2, 0), ctx);
+    assert_ok(attn_dbf16_to_f32(q16, q, nq, 0), ctx);
+    assert_ok(attn_dbf16_to_f32(k16, k, nkv, 0), ctx);
+    assert_ok(attn_dbf16_to_f32(v16, v, nkv, 0), ctx);
+    if (workspace_bytes) assert_ok(attn_dalloc(&ws, workspace_bytes), ctx);
+    assert_ok(attn_dsync(), ctx);
+    assert_ok(fn(ws, &sh, q, k, v, o, l), ctx);
+    assert_ok(attn_dsync(), ctx);
+    attn_dfree(ws);
+    assert_ok(attn_dalloc((void **)&ref_o, nq * 4), ctx);
+    if (lse) assert_ok(attn_dalloc((void **)&ref_lse, nl * 4), ctx);
+    attn_gpu_ref_opts ref;
+    memset(&ref, 0, sizeof ref);
+    ref.shape = sh;
+    assert_ok(attn_gpu_reference(&ref, q16, k16, v16, ref_o, ref_lse, 0), ctx);
+    assert_ok(attn_dsync(), ctx);
+    attn_dcmp r;
+    char msg[600] = "";
+    assert_ok(attn_dcompare_f32_f32(o, ref_o, nq, ATTN_TOL_F32_LARGE, &r), ctx);
+    if (r.n_bad) dcmp_text(msg, sizeof msg, "o (vs the fp32 GPU reference)", &r, ATTN_LAYOUT_BMHD, &sh);
+    cr_assert(r.n_bad == 0, "%s%s. Hint: compute offsets in 64 bits (size_t), e.g. ((size_t)b * M + i) * H * D [%s]",
+              msg, r.worst >= 2147483648ull ? " (past element 2^31)" : "", ctx);
+    if (lse) {
+        assert_ok(attn_dcompare_f32_f32(l, ref_lse, nl, ATTN_TOL_F32_LARGE, &r), ctx);
+        if (r.n_bad) dcmp_text(msg, sizeof msg, "lse (vs the fp32 GPU reference)", &r, ATTN_LAYOUT_BHM, &sh);
+        cr_assert(r.n_bad == 0, "%s [%s]", msg, ctx);
+    }
+    attn_dfree(q16), attn_dfree(k16), attn_dfree(v16), attn_dfree(q), attn_dfree(k), attn_dfree(v), attn_dfree(o);
+    attn_dfree(l), attn_dfree(ref_o), attn_dfree(ref_lse);
+}
+
+/* ---------------------------------------------------------------- paths that engage above a size
+ *
+ * The reference kernels of lessons 03-07 launch their blocks in chunks of heads (lesson 03) or kv heads
+ * (04-07) whose K and V fit in half of the L2 cache, `units_per_chunk = max(1, min(units, 0.5 L2 /
+ * bytes_per_unit))`; below that size every unit is in one chunk and the chunk arithmetic (the last,
+ * partial chunk above all) never runs. l2_split_keys picks the smallest key count that splits `units`
+ * into chunks with a partial last one on this GPU, so that the tests reach that arithmetic whatever the
+ * GPU's L2. */
+
+/* This GPU's L2 cache in bytes (0 when it cannot be read). */
+static inline double l2_cache_bytes(void)
+{
+    int dev = 0, l2 = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) != cudaSuccess)
+        return 0.0;
+    return (double)l2;
+}
+
+/* Units per chunk for units of `unit_bytes` each, as the reference kernels compute it. */
+static inline int l2_units_per_chunk(int units, double unit_bytes)
+{
+    const double per = floor(0.5 * l2_cache_bytes() / unit_bytes);
+    return (int)fmax(1.0, fmin((double)units, per));
+}
+
+/* The smallest n >= n_min, in steps of `step`, such that `units` units of bytes_per_key(n) bytes each
+ * make chunks of per_chunk units with 1 < per_chunk < units and a partial last chunk (units % per_chunk
+ * != 0); *per_chunk receives it. `bytes_per_key` maps a key count to one unit's bytes (lesson 07: its
+ * compressed tokens). Fails the test when no n up to n_max does. */
+static inline int l2_split_keys(int units, double (*unit_bytes)(long n, void *ctx), void *ctx, long n_min, long n_max,
+                                long step, int *per_chunk)
+{
+    for (long n = n_min; n <= n_max; n += step) {
+        const int per = l2_units_per_chunk(units, unit_bytes(n, ctx));
+        if (per > 1 && per < units && units % per != 0) {
+            *per_chunk = per;
+            return (int)n;
+        }
+    }
+    cr_assert(0, "no key count in [%ld, %ld] splits %d units into L2 chunks with a partial last one on this GPU (L2 "
+              "%.0f bytes)", n_min, n_max, units, l2_cache_bytes());
+    return 0;
+}
+
+/* K and V of one head (lesson 03) or kv head (04-06) over n keys: 4 n D bytes (bf16), ctx -> int D. */
+static inline double kv_head_bytes(long n, void *ctx) { return 4.0 * (double)n * *(const int *)ctx; }
 
 /* The shapes every fp32 CUDA correctness test walks through: N = 1, sizes that are multiples of
  * no tile, M != N, GQA and MQA, D in {64, 128}, batch > 1. */

@@ -9,8 +9,12 @@ grader and the benchmark need to know about it:
     points         points per graded part: c_part, cuda_part, speed (0: timed and reported only)
     speed_targets  {speed result name: target speed-up over the frozen baseline} (0: reported only);
                    the build hands each to the tests as ATTN_TARGET_<NAME> (upper case)
-    sanitize       the Criterion filters of compute-sanitizer: "grade" (what ./course grade runs
-                   memcheck and racecheck on) and "racecheck" (the maintainers' racecheck entry)
+    sanitize       the Criterion filters of compute-sanitizer: "grade", what ./course grade runs memcheck
+                   and racecheck on: one filter or a list of them, each run on its own (lessons 01-09 name
+                   their test cuda_part/sanitizer_paths, which walks every kernel and path of the lesson on
+                   tiny shapes); "racecheck", one filter: the maintainers' racecheck entry
+                   (sanitizer.racecheck.NN) and the default of the known-wrong racy variants. A filter is a
+                   Criterion --filter pattern (a glob such as "cuda_part/*causal"); default "cuda_part/*"
     bench          what ./course bench times
     optional       source files of an optional fast path (default none): an API function of the header
                    that the lesson's general code calls first and serves itself when it answers
@@ -66,6 +70,14 @@ def descriptor(name, root=ROOT):
         raise ValueError(f"{path}: points must give c_part, cuda_part and speed as whole numbers >= 0")
     d.setdefault("speed_targets", {})
     d.setdefault("sanitize", {})
+    san = d["sanitize"]
+    grade = san.get("grade", "cuda_part/*") if isinstance(san, dict) else None
+    if (not isinstance(san, dict) or not isinstance(san.get("racecheck", ""), str)
+            or not (isinstance(grade, str) or (isinstance(grade, list) and grade
+                                               and all(isinstance(f, str) and f for f in grade)))
+            or not grade):
+        raise ValueError(f"{path}: sanitize must be an object whose grade is a filter or a non-empty list of filters "
+                         "and whose racecheck is a filter")
     d.setdefault("optional", [])
     if not (isinstance(d["optional"], list) and all(isinstance(f, str) and f.endswith((".c", ".cu"))
                                                      for f in d["optional"])):
@@ -74,6 +86,13 @@ def descriptor(name, root=ROOT):
     bench_shapes(d, path)  # raises on a malformed "bench"
     d["name"], d["num"] = name, name[:2]
     return d
+
+
+def grade_filters(d):
+    """The Criterion filters ./course grade runs compute-sanitizer on, as a list (a descriptor's
+    sanitize.grade may be one filter or a list)."""
+    grade = d.get("sanitize", {}).get("grade", "cuda_part/*")
+    return [grade] if isinstance(grade, str) else list(grade)
 
 
 BENCH_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,-]*$")

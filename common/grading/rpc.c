@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -35,6 +36,7 @@ __attribute__((weak)) const char attn_rpc_built_runner[] = "";
 #define CALL_TIMEOUT_S 900
 
 static struct {
+    int started; /* a runner was started in this process (the lesson's code ran) */
     pid_t pid;
     int sock;      /* requests and replies */
     int out;       /* the runner's stdout and stderr, relayed to ours */
@@ -43,7 +45,7 @@ static struct {
     char protection[800];
     int announced;
     int atexit_set;
-} R = {0, -1, -1, "", 0, "", 0, 0};
+} R = {0, 0, -1, -1, "", 0, "", 0, 0};
 
 const char *attn_rpc_runner_path(void)
 {
@@ -54,6 +56,8 @@ const char *attn_rpc_runner_path(void)
 const char *attn_rpc_protection(void) { return R.protection; }
 
 int attn_rpc_alive(void) { return R.pid > 0; }
+
+int attn_rpc_started(void) { return R.started; }
 
 void attn_rpc_capture_next_call(int replays) { R.capture_replays = replays > 0 ? replays : 1; }
 
@@ -192,6 +196,10 @@ int attn_rpc_start(void)
         return attn_fail(ATTN_ERR_CRASHED, "pipe failed");
     }
     char **env = runner_env();
+    /* this process holds the references the runner's answers are checked against: not dumpable, a
+     * process of the same user cannot read its memory through /proc (ptrace and process_vm_readv are
+     * closed to the runner anyway) */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     fflush(NULL);
     const pid_t pid = fork();
     if (pid < 0) {
@@ -226,7 +234,7 @@ int attn_rpc_start(void)
     }
     free(env);
     close(sv[1]), close(outp[1]);
-    R.pid = pid, R.sock = sv[0], R.out = outp[0];
+    R.pid = pid, R.sock = sv[0], R.out = outp[0], R.started = 1;
     fcntl(R.out, F_SETFL, O_NONBLOCK);
     if (!R.atexit_set) atexit(stop_at_exit), R.atexit_set = 1;
     uint32_t hello[2];
@@ -414,6 +422,17 @@ int64_t attn_rpc_call(int fn, const char *name, int nargs, const attn_rpc_arg *a
                 head[i].flags = (a->is_const ? 0 : ATTN_RPC_FLAG_OUT) | (uint32_t)((uintptr_t)a->ptr % 256) << 8;
             }
         }
+    }
+    /* the runner's context cannot wait for this one's work: the inputs this process wrote on the device
+     * (copies, fills, poison) must have landed before the runner reads them */
+    int shares_device = has_stream;
+    for (int i = 0; i < nargs; ++i) shares_device |= head[i].kind == ATTN_RPC_ARG_DEVICE;
+    if (shares_device) {
+        const cudaError_t e = cudaDeviceSynchronize();
+        if (e != cudaSuccess && e != cudaErrorNoDevice && e != cudaErrorInsufficientDriver)
+            return attn_fail(ATTN_ERR_CUDA, "%s: the test's own device work failed before the call: %s", name,
+                             cudaGetErrorString(e));
+        (void)cudaGetLastError();
     }
     const uint32_t op = R.capture_replays > 0 ? ATTN_RPC_OP_CAPTURE : ATTN_RPC_OP_CALL;
     const uint32_t req[4] = {ATTN_RPC_REQUEST, op, (uint32_t)fn, (uint32_t)nargs};

@@ -68,6 +68,9 @@ int attn_rpc_stop(void);
 /* 1 while a runner process is alive. */
 int attn_rpc_alive(void);
 
+/* 1 once a runner was started in this process: the lesson's code has run for this test. */
+int attn_rpc_started(void);
+
 /* The next call runs under CUDA graph capture in the runner (on a stream of its own, in the global
  * capture mode, so that a host synchronisation or an allocation inside the call fails), and the graph
  * is then launched `replays` times. What it can tell: whether the function is capturable. Like every

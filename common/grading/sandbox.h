@@ -6,8 +6,9 @@
  *     nobody can start the runner program;
  *   - Landlock (Linux 5.13 and later): it may write only to its own scratch folder, /dev/null,
  *     /dev/shm and the GPU's device files; from ABI 6 on it may signal only itself;
- *   - seccomp: it may start threads but no processes, and may not ptrace or read/write another
- *     process's memory;
+ *   - seccomp: it may start threads but no processes, may not ptrace or read/write another process's
+ *     memory, and may not connect() to a socket (Criterion's runner listens on one in /tmp; under
+ *     compute-sanitizer, whose injected code needs it, connect stays allowed);
  *   - it dies with the process that started it.
  * What the platform does not offer is skipped and said in the description, which the grader's report
  * prints ("which protection was in force").

@@ -226,28 +226,32 @@ def run_tests(binary, extra_args=(), timeout=1800):
     return tests, speed, protection, output
 
 
-def sanitize(binary, num, timeout=240):
-    """Run memcheck and racecheck on the lesson's small sanitizer test. Returns None when clean, else
-    the first lines of the report. tools/grading/sanitize.py stops at the first report (a racy kernel can
-    print hazards for minutes: racecheck reports every one) and after `timeout` seconds, which counts
-    as a report; either way it kills compute-sanitizer and the test processes, so nothing of the
-    learner's keeps running on the GPU while the next lesson is graded."""
+def sanitize(binary, num, timeout=240, filters=None):
+    """Run memcheck and racecheck on the lesson's sanitizer tests: each filter of its descriptor's
+    sanitize.grade (or `filters`), one run per tool and filter. Returns None when clean, else the first lines
+    of the first report. tools/grading/sanitize.py stops at the first report (a racy kernel can print
+    hazards for minutes: racecheck reports every one) and after `timeout` seconds per run, which counts as
+    a report; either way it kills compute-sanitizer and the test processes, so nothing of the learner's
+    keeps running on the GPU while the next lesson is graded."""
     san = os.path.join(ROOT, "tools", "grading", "sanitize.py")
-    name = next(n for n in course_lessons.lesson_names(ROOT) if n[:2] == num)
-    filt = course_lessons.descriptor(name, ROOT)["sanitize"].get("grade", "cuda_part/*")
+    if filters is None:
+        name = next(n for n in course_lessons.lesson_names(ROOT) if n[:2] == num)
+        filters = course_lessons.grade_filters(course_lessons.descriptor(name, ROOT))
     for tool in ("memcheck", "racecheck"):
-        try:
-            proc = subprocess.run([sys.executable, san, "--tool", tool, "--filter", filt, "--timeout", str(timeout),
-                                   binary], capture_output=True, text=True, timeout=timeout + 60)
-        except subprocess.TimeoutExpired:
-            return f"compute-sanitizer {tool} did not finish within {timeout} s on the small test {filt}"
-        if proc.returncode == 77:
-            return None
-        if proc.returncode != 0:
-            lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-            reports = [ln for ln in lines if sanitize_tool.REPORT.search(ln)][:6]
-            verdict = [ln for ln in lines if ln.startswith("sanitize:")][-1:]
-            return f"compute-sanitizer {tool} reported a problem:\n" + "\n".join((reports or lines[-6:]) + verdict)
+        for filt in filters:
+            try:
+                proc = subprocess.run([sys.executable, san, "--tool", tool, "--filter", filt, "--timeout",
+                                       str(timeout), binary], capture_output=True, text=True, timeout=timeout + 60)
+            except subprocess.TimeoutExpired:
+                return f"compute-sanitizer {tool} did not finish within {timeout} s on {filt}"
+            if proc.returncode == 77:
+                return None
+            if proc.returncode != 0:
+                lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+                reports = [ln for ln in lines if sanitize_tool.REPORT.search(ln)][:6]
+                verdict = [ln for ln in lines if ln.startswith("sanitize:")][-1:]
+                return (f"compute-sanitizer {tool} reported a problem on {filt}:\n" +
+                        "\n".join((reports or lines[-6:]) + verdict))
     return None
 
 
@@ -293,11 +297,13 @@ def score_parts(tests, speed, points, notes=None):
 
 
 def failure_lines(tests, width=600):
+    """One line per failing test; a message longer than `width` is cut (None: never, as --all asks)."""
     out = []
     for suite, name, status, messages in tests:
         if status in ("FAILED", "ERRORED"):
             msg = " ".join(" ".join(messages).split()) or ("the test crashed" if status == "ERRORED" else "")
-            out.append(f"{suite}/{name}: {msg[:width]}{'...' if len(msg) > width else ''}")
+            cut = width is not None and len(msg) > width
+            out.append(f"{suite}/{name}: {msg[:width] if cut else msg}{'...' if cut else ''}")
     return out
 
 
@@ -382,6 +388,12 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing):
         objs = audit.lesson_objects(args.build_dir, "graded", num)
         result = audit.audit_lesson(args.build_dir, num, "graded", objects=objs)
         refused = {src: items for src, items in result["by_file"].items() if items and src not in replace}
+        if refused and args.audit_lint:
+            # the course's self-tests of the process boundary: what the audit finds is reported, and the
+            # code is graded as it is
+            messages += ["audit (lint only): " + line for line in audit.format_violations(
+                {"lesson": name, "files": [], "by_file": refused})]
+            break
         if not refused:
             break
         for src, items in refused.items():
@@ -416,7 +428,7 @@ def grade_lesson(args, num, name, tree_dir, manifest, have_gpu, timing):
     if replace:
         # the argument checks of a stand-in are not the lesson's: their failures say nothing
         tests = [t for t in tests if t[0] != "errors"]
-    fails = failure_lines(tests)
+    fails = failure_lines(tests, None if args.all else 600)
     shown = fails if args.all else fails[:SHOWN_FAILURES]
     messages += ["FAIL " + line for line in shown]
     if len(fails) > len(shown):
@@ -442,6 +454,9 @@ def main():
                     help="exit 1 unless this part earned full points in every graded lesson")
     ap.add_argument("--all", action="store_true", help="print every failing test")
     ap.add_argument("--no-sanitize", action="store_true", help="do not run compute-sanitizer")
+    ap.add_argument("--audit-lint", action="store_true",
+                    help="(the course's self-tests) report what the audit refuses but grade the code anyway, "
+                         "to show that the runner's isolation, not the audit, keeps the points")
     args = ap.parse_args()
 
     tree_dir = args.tree_dir or os.path.join(ROOT, args.tree)
@@ -510,6 +525,7 @@ def main():
             json.dump(summary, f, indent=1)
     if args.require:
         return 0 if require_ok else 1
+    print("(the exit status is 0 whatever the score; --require PART exits 1 unless PART has full points)")
     return 0
 
 

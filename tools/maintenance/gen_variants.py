@@ -6,8 +6,13 @@
 For each variant, OUT/<lesson>__<name>/<lesson>/ receives the lesson's solution files with the
 one snippet replaced. The CMake file lists the variants for the build as
 "<lesson>|<name>|<suite,suite>|<sanitizer tool or empty>|<Criterion filter or empty>|<parts a cheat
-must lose, or empty>|<the file it changes>|<1 when only a GPU can check it>" entries of ATTN_VARIANTS. A cheat (`loses` set) is graded by tools/grading/grade.py instead of
-having its tests run; `extra_files` adds files to the variant's lesson folder. A variant with a sanitizer tool must also be caught by that compute-sanitizer tool
+must lose, or empty>|<the file it changes>|<1 when only a GPU can check it>|<"lint" when the grader must
+treat the audit as a lint for it>|<files that must not exist afterwards>" entries of ATTN_VARIANTS. A cheat (`loses` set) is graded by tools/grading/grade.py instead of
+having its tests run; `extra_files` adds files to the variant's lesson folder;
+`base="stubs"` starts from the stubs instead of the solution (a learner's folder with nothing implemented)
+and `append` (`prepend`) adds code at the end (start) of `file`, after the snippet's replacement if any; `audit="lint"` grades it with the audit reported but not
+enforced, so that the runner's isolation alone must keep the points; `forbid` lists files the cheat tries
+to create ({build}: the build folder, {tmp}: /tmp) that must not exist after it was graded. A variant with a sanitizer tool must also be caught by that compute-sanitizer tool
 (label `sanitizer`), run over the tests its `sanitizer_filter` names (default: the lesson's racecheck
 filter in CMakeLists.txt).
 """
@@ -18,6 +23,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from known_wrong import VARIANTS  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_stubs import stub_text  # noqa: E402
 
 
 def main():
@@ -32,15 +40,19 @@ def main():
         dst_dir = os.path.join(args.out, f"{var['lesson']}__{var['name']}", var["lesson"])
         os.makedirs(dst_dir, exist_ok=True)
         for name in os.listdir(src_dir):
-            if name.endswith((".c", ".cu", ".h", ".cuh")):
+            if name.endswith((".c", ".cu", ".h", ".cuh")) or name == "lesson.json":
                 text = open(os.path.join(src_dir, name), encoding="utf-8").read()
-                if name == var.get("file"):
+                if var.get("base") == "stubs":
+                    text = stub_text(text, name)  # the learner's folder as handed out
+                if name == var.get("file") and "old" not in var:
+                    text = var.get("prepend", "") + text + var.get("append", "")  # code added around the file
+                elif name == var.get("file"):
                     count = text.count(var["old"])
                     if count != 1:
                         errors.append(f"variant {var['lesson']}/{var['name']}: snippet found {count} times in "
                                       f"{name} (must be exactly once): {var['old']!r}")
                         continue
-                    text = text.replace(var["old"], var["new"])
+                    text = var.get("prepend", "") + text.replace(var["old"], var["new"]) + var.get("append", "")
                 dst = os.path.join(dst_dir, name)
                 if not os.path.exists(dst) or open(dst, encoding="utf-8").read() != text:
                     with open(dst, "w", encoding="utf-8") as f:
@@ -55,7 +67,7 @@ def main():
         needs_gpu = var.get("needs_gpu", not cpu_side)
         entries.append(f"{var['lesson']}|{var['name']}|{','.join(suites)}|{var.get('sanitizer', '')}|"
                        f"{var.get('sanitizer_filter', '')}|{','.join(loses)}|{var.get('file', '')}|"
-                       f"{1 if needs_gpu else 0}")
+                       f"{1 if needs_gpu else 0}|{var.get('audit', '')}|{','.join(var.get('forbid', []))}")
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1

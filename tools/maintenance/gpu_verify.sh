@@ -12,6 +12,12 @@
 #   tools/maintenance/gpu_verify.sh nsa        the NSA branches of lessons 05, 07-09 against the N = 65536 bars (CSV, figure)
 #   tools/maintenance/gpu_verify.sh bench      the benchmark: every lesson on its bench shapes, each output checked  [LESSONS]
 #   tools/maintenance/gpu_verify.sh course_bench   ./course bench: the stubs of lessons/ beside the solutions    [LESSONS]
+#   tools/maintenance/gpu_verify.sh before_after COMMIT [LESSONS]   the solutions' kernels of COMMIT and of
+#                                              this tree, built into the same benchmark and timed side by
+#                                              side in one run (default lessons 05-09): no kernel may get
+#                                              slower than noise
+#   tools/maintenance/gpu_verify.sh python     python/ on the GPU (PYTHON: an interpreter with numpy, PyTorch, matplotlib): its tests,
+#                                              the torch example, ./course demo at N = 65536, the weights heatmaps at N = 2048
 # LESSONS (optional): a comma-separated list such as 07,08,09 limits the step to those lessons (the
 # harness tests of `tests` run only without it).
 set -uo pipefail
@@ -120,8 +126,68 @@ PY
     rc=$?
     tail -60 "$LOG/course_bench.log"
     ;;
+  before_after)
+    # the benchmark of this tree, and a copy of this tree whose solutions of the chosen lessons are
+    # COMMIT's (their .c/.cu/.h/.cuh files; the benchmark calls only the lessons' general API
+    # functions, which the refactors kept), built for the same GPU, then both run on each lesson's bench
+    # shapes, alternating, and joined by row
+    old_commit=${2:?before_after needs a commit}
+    lessons=${3:-05,06,07,08,09}
+    W=${TMPDIR:-/tmp}/attn_before
+    rm -rf "$W" && mkdir -p "$W" && git archive HEAD | tar -x -C "$W"
+    for d in solutions/*; do
+      n=$(basename "$d")
+      case ",$lessons," in *",${n:0:2},"*) ;; *) continue ;; esac
+      rm -f "$W/$d"/*.c "$W/$d"/*.cu "$W/$d"/*.h "$W/$d"/*.cuh
+      git archive "$old_commit" "$d" | tar -x -C "$W" --wildcards '*.c' '*.cu' '*.h' '*.cuh' 2>/dev/null
+      git archive "$old_commit" "$d" | tar -x -C "$W" --exclude='*.md' --exclude='lesson.json' 2>/dev/null
+    done
+    { cmake -S "$W" -B "$W/build" -DCMAKE_CUDA_ARCHITECTURES=native -DATTN_SELFTEST=OFF &&
+      cmake --build "$W/build" -j "$(nproc)" --target bench; } >"$LOG/before_after.log" 2>&1 || {
+      tail -20 "$LOG/before_after.log"; echo "before_after: the copy with $old_commit's solutions does not build"; exit 1; }
+    rc=0
+    for round in 1 2; do
+      "$W/build/bin/bench" --lesson "$lessons" --role solution --keep-going --no-peaks \
+        --csv "$LOG/before_$round.csv" >>"$LOG/before_after.log" 2>&1 || rc=1
+      "$B/bin/bench" --lesson "$lessons" --role solution --keep-going --no-peaks \
+        --csv "$LOG/after_$round.csv" >>"$LOG/before_after.log" 2>&1 || rc=1
+    done
+    python3 - "$LOG" "$old_commit" <<'PY'
+import csv, os, statistics, sys
+log, old = sys.argv[1], sys.argv[2]
+def rows(prefix):
+    out = {}
+    for r in (1, 2):
+        path = os.path.join(log, f"{prefix}_{r}.csv")
+        if not os.path.exists(path):
+            continue
+        for row in csv.DictReader(open(path)):
+            key = tuple(row.get(k, "") for k in ("kernel", "config", "B", "M", "N", "H", "G", "D", "causal",
+                                                 "window", "keep"))
+            out.setdefault(key, []).append(float(row["ms"]))
+    return {k: statistics.median(v) for k, v in out.items()}
+before, after = rows("before"), rows("after")
+print(f"{'kernel':<28} {'config B M N H G D causal window keep':<44} {old + ' ms':>12} {'this ms':>10} {'this/old':>9}")
+for key in sorted(set(before) & set(after)):
+    b, a = before[key], after[key]
+    print(f"{key[0]:<28} {' '.join(key[1:]):<44} {b:12.4f} {a:10.4f} {a / b:9.3f}")
+PY
+    ;;
+  python)
+    py=${PYTHON:-python3}
+    export NSA_COURSE_LIB="$B/lib/libnsa_course.so"
+    ctest --test-dir "$B" -L python --output-on-failure >"$LOG/python.log" 2>&1
+    rc=$?
+    "$py" python/tests/test_torch.py -v >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/nsa_torch_example.py >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/needle_demo.py --device cuda >>"$LOG/python.log" 2>&1 || rc=1
+    "$py" python/examples/dump_weights.py --device cuda --out "$LOG/nsa_weights_gpu.npz" >>"$LOG/python.log" 2>&1 &&
+      "$py" python/examples/plot_weights.py "$LOG/nsa_weights_gpu.npz" >>"$LOG/python.log" 2>&1 || rc=1
+    grep -E "Test +#|^(linear|mean_pool|paper|per_head) |^(dense|sliding|NSA|Needle|CUDA path)|figure:|^Ran |^OK|FAIL" \
+      "$LOG/python.log" | tail -60
+    ;;
   *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

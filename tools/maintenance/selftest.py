@@ -10,7 +10,7 @@ that the tests reject it.
                                               only the listed suites run
     selftest.py cheat --lesson NN --loses P,.. --tree DIR --build-dir BUILD
                                               grade the lesson folder DIR/NN_name with tools/grading/grade.py
-                                              (audit, completion records, checked timing, sanitizers):
+                                              (audit, runner isolation, checked timing, sanitizers):
                                               each listed part must lose points; exit 77 if a part
                                               could not be graded here (no GPU) and no defence fired
 
@@ -52,8 +52,15 @@ def check_cheat(args):
     name = os.path.basename(args.tree.rstrip("/"))
     with tempfile.TemporaryDirectory() as tmp:
         summary, results = os.path.join(tmp, "summary.json"), os.path.join(tmp, "results.json")
+        extra = ["--audit-lint"] if args.audit == "lint" else []
+        forbidden = [p.replace("{build}", os.path.abspath(args.build_dir)).replace("{tmp}", "/tmp")
+                     for p in args.forbid.split(",") if p]
+        for p in forbidden:
+            if os.path.exists(p):
+                os.remove(p)
         proc = subprocess.run([sys.executable, grade, "--tree-dir", args.tree, "--lesson", args.lesson,
-                               "--build-dir", args.build_dir, "--summary-json", summary, "--results", results],
+                               "--build-dir", args.build_dir, "--summary-json", summary, "--results", results,
+                               *extra],
                               capture_output=True, text=True)
         if proc.returncode != 0 or not os.path.exists(summary):
             print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
@@ -61,6 +68,13 @@ def check_cheat(args):
             return 1
         with open(summary) as f:
             parts = json.load(f)[args.lesson]
+        reached = [p for p in forbidden if os.path.exists(p)]
+        if reached:
+            print(proc.stdout[-3000:])
+            print(f"selftest: the cheat {name} created {', '.join(reached)}: the runner was not isolated")
+            for p in reached:
+                os.remove(p)
+            return 1
     defended = ("refused", "does not compile", "sanitizer")
     caught, unchecked, missed = [], [], []
     for part in args.loses.split(","):
@@ -96,6 +110,9 @@ def main():
     ap.add_argument("--loses", default="")
     ap.add_argument("--tree")
     ap.add_argument("--build-dir")
+    ap.add_argument("--audit", default="", help="cheats: 'lint' grades with the audit reported, not enforced")
+    ap.add_argument("--forbid", default="", help="cheats: files ({build}/..., {tmp}/...) that must not exist "
+                                                 "after grading")
     args = ap.parse_intermixed_args()
     if args.mode == "cheat":
         return check_cheat(args)

@@ -307,6 +307,82 @@ class MemcheckEntries(unittest.TestCase):
             self.assertIn('REGEX "^ATTN_TEST\\\\(cuda_part, *[A-Za-z0-9_]+")', f.read())
 
 
+class SanitizerFilters(unittest.TestCase):
+    """The descriptors' compute-sanitizer filters (sanitize.grade: one filter or a list; sanitize.racecheck):
+    each must name CUDA tests that exist (a filter that matches nothing makes sanitize.py fail, and with it
+    every CUDA part), lessons 01-09 must name the test that walks every kernel and path, and grade.py must
+    run each filter of a list under both tools."""
+
+    def setUp(self):
+        sys.path.insert(0, TOOLS)
+        import lessons
+        self.lessons = lessons
+        self.root = os.path.dirname(TOOLS)
+
+    def cuda_tests(self, num):
+        import re
+        names = set()
+        for f in os.listdir(os.path.join(self.root, "tests")):
+            if re.match(rf"test_{num}_.*\.c$", f):
+                with open(os.path.join(self.root, "tests", f)) as fh:
+                    names |= set(re.findall(r"^ATTN_TEST\(cuda_part, *([A-Za-z0-9_]+)", fh.read(), re.M))
+        return names
+
+    def test_every_filter_names_existing_cuda_tests(self):
+        import fnmatch
+        descs = self.lessons.descriptors(self.root)
+        self.assertGreaterEqual(len(descs), 9)
+        for num, d in descs.items():
+            tests = {f"cuda_part/{n}" for n in self.cuda_tests(num)}
+            filters = self.lessons.grade_filters(d) + [d["sanitize"].get("racecheck", "cuda_part/*")]
+            for filt in filters:
+                self.assertTrue(fnmatch.filter(tests, filt), f"lesson {num}: the sanitizer filter {filt!r} matches no CUDA test")
+            if int(num) <= 9:
+                self.assertEqual(self.lessons.grade_filters(d), ["cuda_part/sanitizer_paths"], f"lesson {num}")
+                self.assertEqual(d["sanitize"].get("racecheck"), "cuda_part/sanitizer_paths", f"lesson {num}")
+
+    def test_grade_filters_take_one_filter_or_a_list(self):
+        self.assertEqual(self.lessons.grade_filters({"sanitize": {"grade": "cuda_part/a"}}), ["cuda_part/a"])
+        self.assertEqual(self.lessons.grade_filters({"sanitize": {"grade": ["cuda_part/a", "cuda_part/b"]}}),
+                         ["cuda_part/a", "cuda_part/b"])
+        self.assertEqual(self.lessons.grade_filters({}), ["cuda_part/*"])
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "solutions", "01_x"))
+            os.makedirs(os.path.join(d, "tests"))
+            open(os.path.join(d, "tests", "test_01_x.c"), "w").close()
+            for bad in ([], [""], [3], 5, {"a": 1}):
+                with open(os.path.join(d, "solutions", "01_x", "lesson.json"), "w") as f:
+                    f.write('{"points": {"c_part": 1, "cuda_part": 1, "speed": 0}, "sanitize": {"grade": %s}}'
+                            % __import__("json").dumps(bad))
+                with self.assertRaises(ValueError, msg=repr(bad)):
+                    self.lessons.descriptor("01_x", d)
+
+    def test_grade_runs_every_filter_under_both_tools(self):
+        with tempfile.TemporaryDirectory() as d:
+            log = os.path.join(d, "calls")
+            script = ('echo "$*" >> "%s"\n'
+                      'echo "[====] Synthesis: Tested: 1 | Passing: 1 | Failing: 0 | Crashing: 0"\n'
+                      'echo "========= ERROR SUMMARY: 0 errors"\n' % log)
+            for name, body in (("compute-sanitizer", script), ("nvidia-smi", "exit 0\n")):
+                path = os.path.join(d, name)
+                with open(path, "w") as f:
+                    f.write("#!/bin/sh\n" + body)
+                os.chmod(path, 0o755)
+            old_path = os.environ["PATH"]
+            os.environ["PATH"] = d + os.pathsep + old_path
+            try:
+                self.assertIsNone(grade.sanitize("test_binary", "01", timeout=30,
+                                                 filters=["cuda_part/a", "cuda_part/b"]))
+            finally:
+                os.environ["PATH"] = old_path
+            with open(log) as f:
+                calls = f.read().splitlines()
+            for tool in ("memcheck", "racecheck"):
+                for filt in ("cuda_part/a", "cuda_part/b"):
+                    self.assertTrue(any(f"--tool {tool}" in c and f"--filter {filt}" in c for c in calls),
+                                    f"{tool} on {filt} did not run: {calls}")
+
+
 class Contracts(unittest.TestCase):
     def test_declared_functions_skip_comments_inline_and_typedefs(self):
         self.assertEqual(audit.declared_functions(HEADER), {"lesson_cpu", "lesson_bytes", "lesson_cuda"})
