@@ -2,16 +2,20 @@
  * Tests of lesson 11, decoding with a KV cache. Built twice: against lessons/ and solutions/.
  *
  *   c_part     the cache (appends with per-sequence counts, the compressed cache in both modes, its
- *              bookkeeping against the README's table), the split-KV partials and their combine by lse, the
- *              dense decode against the double-precision oracle (attn_oracle_forward on the sequence, M = 1),
- *              the NSA decode against the whole NSA forward of the same sequence (attn_oracle_nsa_forward: its
- *              last row, which is M = 1 at N = the sequence's length, and, in nsa_equals_prefill, literally
- *              the last row of the prefill M = N), cache lengths 1, 2, l - 1, l, l + d - 1, lengths that are
- *              multiples of nothing and long ones, batches of different lengths, shared and per-head lists,
- *              gates, exact ties; a sequence grown token by token and a 200-step generation loop
+ *              bookkeeping against the README's table, a token gained exactly when (L - l) % d == 0 for
+ *              several l and d), the split-KV partials and their combine by lse, the dense decode against
+ *              the double-precision oracle (attn_oracle_forward on the sequence, M = 1, and, in
+ *              dense_equals_prefill, the last row of the prefill M = N), the NSA decode against the whole NSA
+ *              forward of the same sequence (attn_oracle_nsa_forward: its last row, which is M = 1 at N = the
+ *              sequence's length, and, in nsa_equals_prefill, literally the last row of the prefill M = N),
+ *              cache lengths 0, 1, 2, l - 1 (no compressed token), l, l + d - 1, lengths that are multiples of
+ *              nothing and long ones, batches of different lengths, shared and per-head lists, gates, exact
+ *              ties; a sequence grown token by token and a 200-step generation loop
  *   cuda_part  the same on the GPU (inputs rounded to bf16; the oracle rounds the compressed tokens as the
- *              CUDA part may), plus determinism, a whole decoding step captured in a CUDA graph and replayed,
- *              and caches past 2^31 elements (checked against GPU references)
+ *              CUDA part may), plus the optional outputs NULL, determinism, each call captured in a CUDA graph
+ *              and replayed, caches past 2^31 elements (checked against GPU references), and
+ *              sanitizer_paths: every kernel and path once on tiny shapes, what the grader runs
+ *              compute-sanitizer on
  *   speed      the split-KV dense decode and the NSA decode against the FROZEN naive decode kernel
  *              (common/grading/baselines_decode.cu), every timed output checked
  *   errors     bad input gets a named error; an append that cannot be done changes no byte of the cache
@@ -759,6 +763,63 @@ ATTN_TEST(c_part, append_linear_mode)
     check_appends(attn_make_shape(2, 40, 130, 2, 2, 8, 1), &paper, 4);
 }
 
+/* The compressed cache gains token c at the append that brings the length to c d + l, and at no other:
+ * after each append, cmp_lengths against the count the test keeps by that rule alone (a token for every
+ * length L' in (L, L + count] with L' >= l and (L' - l) % d == 0), and the tokens against the oracle's
+ * compression. Sequence 0 grows one token per append, sequence 1 by 0 .. M tokens (several boundaries in
+ * one append when d is small). */
+static void check_cmp_boundaries(int l, int d, int M, int L_max)
+{
+    const attn_shape sh = attn_make_shape(2, M, L_max, 2, 2, 8, 1);
+    const attn_nsa_params p = params(l, d, l, 3, 8, ATTN_NSA_MEAN, 1);
+    const uint64_t seed = attn_test_seed();
+    char ctx[400];
+    snprintf(ctx, sizeof ctx, "the compressed cache's count: l=%d d=%d, B=2 L_max=%d, sequence 0 one token per append, "
+             "sequence 1 up to M=%d, mean mode, seed %llu (rerun: ATTN_SEED=%llu)", l, d, L_max, M,
+             (unsigned long long)seed, (unsigned long long)seed);
+    attn_rng rng;
+    attn_rng_seed(&rng, seed ^ ((uint64_t)l * 977u + (uint64_t)d * 31u));
+    code_cache cc;
+    code_cache_init(&cc, sh, &p, NULL, NULL, NULL, ctx);
+    float *tk = attn_alloc_f32(cc.nkv), *tv = attn_alloc_f32(cc.nkv);
+    cr_assert(tk && tv, "out of host memory [%s]", ctx);
+    int tl[2] = {0, 0}, want_nc[2] = {0, 0};
+    for (int step = 0; tl[0] < L_max; ++step) {
+        int32_t counts[2] = {1, (int32_t)(attn_rng_u64(&rng) % (uint64_t)(M + 1))};
+        if (tl[1] + counts[1] > L_max) counts[1] = L_max - tl[1];
+        const int before[2] = {tl[0], tl[1]};
+        for (int b = 0; b < 2; ++b)
+            for (int L2 = tl[b] + 1; L2 <= tl[b] + counts[b]; ++L2) want_nc[b] += L2 >= l && (L2 - l) % d == 0;
+        append_step(&cc, counts, tk, tv, tl, &rng, ctx);
+        for (int b = 0; b < 2; ++b)
+            cr_assert(cc.cmp_len[b] == want_nc[b],
+                      "append %d took sequence %d from length %d to %d: cmp_lengths[%d] = %d, expected %d (a token is "
+                      "complete when the length reaches c*d + l, i.e. (L - l) %% d == 0 with L >= l = %d; %s) [%s]",
+                      step + 1, b, before[b], tl[b], b, cc.cmp_len[b], want_nc[b], l,
+                      cc.cmp_len[b] == want_nc[b] - 1 ? "one short: the token the append completed is missing"
+                      : cc.cmp_len[b] == want_nc[b] + 1 ? "one too many: a token whose span is not complete yet"
+                                                          : "a different count",
+                      ctx);
+        if (step % 4 == 0 || tl[0] == L_max) {
+            char when[120];
+            snprintf(when, sizeof when, "after append %d (lengths %d and %d)", step + 1, tl[0], tl[1]);
+            check_cache(&cc, tk, tv, tl, ATTN_TOL_F32, when, ctx);
+        }
+    }
+    code_cache_free(&cc);
+    free(tk), free(tv);
+}
+
+ATTN_TEST(c_part, cmp_cache_boundaries)
+{
+    check_cmp_boundaries(4, 2, 5, 40);   /* the README's example */
+    check_cmp_boundaries(6, 3, 7, 45);
+    check_cmp_boundaries(8, 8, 20, 70);  /* d = l: blocks that do not overlap, several per append */
+    check_cmp_boundaries(12, 4, 9, 60);
+    check_cmp_boundaries(5, 1, 4, 30);   /* d = 1: a token with every append from L = l on */
+    check_cmp_boundaries(32, 16, 40, 130); /* the paper's l and d */
+}
+
 /* ================================================================ C part: dense decode */
 
 static void check_dense_cpu(dec_case c, int chunk)
@@ -802,6 +863,68 @@ ATTN_TEST(c_part, dense_decode)
     dec_case scaled = {dshape(2, 100, 4, 2, 32), {0}, {100, 41}, 0, 0, 0};
     scaled.sh.scale = 0.3f;
     check_dense_cpu(scaled, 30);
+}
+
+/* The dense decode against the LAST ROW OF THE PREFILL: per sequence, the oracle with M = N = its length (a
+ * query at every position, causal; the last one is the decode's), and row t = len - 1 of its o and lse into
+ * o_ref [B, H, D], lse_ref [B, H] (a sequence of length 0: o = 0, lse = -inf). */
+static void dense_prefill_reference(const dec_problem *P, double *o_ref, double *lse_ref)
+{
+    const attn_shape *s = &P->c.sh;
+    const int H = s->H, D = s->D;
+    attn_rng rng;
+    attn_rng_seed(&rng, P->seed + 17);
+    for (int b = 0; b < s->B; ++b) {
+        const int L = P->c.len[b];
+        if (L == 0) {
+            for (int e = 0; e < H * D; ++e) o_ref[(size_t)b * H * D + e] = 0.0;
+            for (int h = 0; h < H; ++h) lse_ref[(size_t)b * H + h] = -INFINITY;
+            continue;
+        }
+        float *q_all = random_f32((size_t)L * H * D, D, 1.0f, &rng);
+        if (P->bf16) round_to_bf16(q_all, (size_t)L * H * D);
+        memcpy(q_all + (size_t)(L - 1) * H * D, P->q + (size_t)b * H * D, (size_t)H * D * 4);
+        attn_shape pre = attn_make_shape(1, L, L, H, s->G, D, 1);
+        pre.scale = s->scale;
+        double *o = attn_alloc_f64((size_t)L * H * D), *lse = attn_alloc_f64((size_t)H * L);
+        cr_assert(o && lse, "out of host memory [%s]", P->ctx);
+        const attn_oracle_opts opts = attn_oracle_dense(&pre);
+        assert_ok(attn_oracle_forward(&opts, q_all, seq_k(P, b), seq_v(P, b), o, lse, NULL), P->ctx);
+        memcpy(o_ref + (size_t)b * H * D, o + (size_t)(L - 1) * H * D, (size_t)H * D * 8);
+        for (int h = 0; h < H; ++h) lse_ref[(size_t)b * H + h] = lse[(size_t)h * L + L - 1]; /* [B, H, M] */
+        free(q_all), free(o), free(lse);
+    }
+}
+
+static void check_dense_prefill_cpu(dec_case c)
+{
+    dec_problem P;
+    dec_init(&P, c, 0, 0);
+    const attn_shape *s = &c.sh;
+    const size_t nq = (size_t)s->B * s->H * s->D, nl = (size_t)s->B * s->H;
+    host_cache hc;
+    host_cache_fill(&hc, &P);
+    double *o_ref = attn_alloc_f64(nq), *lse_ref = attn_alloc_f64(nl);
+    float *o = attn_alloc_f32(nq), *lse = attn_alloc_f32(nl);
+    cr_assert(o_ref && lse_ref && o && lse, "out of host memory [%s]", P.ctx);
+    dense_prefill_reference(&P, o_ref, lse_ref);
+    char ctx[1000];
+    snprintf(ctx, sizeof ctx, "decode_dense_cpu (chunk 32) against row t = length - 1 of the PREFILL of each sequence "
+             "(the oracle with M = N = its length), %s", P.ctx);
+    attn_poison(o, nq * 4), attn_poison(lse, nl * 4);
+    assert_ok(decode_dense_cpu(s, 32, P.q, hc.k, hc.v, hc.len, o, lse), ctx);
+    expect_rows("lse", s, c.len, lse, NULL, lse_ref, 1, ATTN_TOL_F32, NULL, ctx);
+    expect_rows("o", s, c.len, o, NULL, o_ref, s->D, ATTN_TOL_F32,
+                "the decode of the newest token is the last row of the prefill: keys 0 .. t, none after", ctx);
+    free(o), free(lse), free(o_ref), free(lse_ref);
+    host_cache_free(&hc);
+    dec_free(&P);
+}
+
+ATTN_TEST(c_part, dense_equals_prefill)
+{
+    check_dense_prefill_cpu((dec_case){dshape(4, 300, 8, 2, 32), {0}, {300, 1, 77, 0}, 0, 0, 0});
+    check_dense_prefill_cpu((dec_case){dshape(2, 130, 4, 4, 64), {0}, {129, 64}, 0, 0, 0});
 }
 
 /* Every partial against the oracle over its own keys; empty splits exactly (0, -inf). */
@@ -1117,11 +1240,9 @@ static void append_truth_cpu(code_cache *cc, dec_problem *P, const int *counts, 
 static void decode_step_cpu(dec_problem *P, const code_cache *cc, float *o_nsa, const char *when)
 {
     const attn_shape *s = &P->c.sh;
-    char ctx[1000];
-    snprintf(ctx, sizeof ctx, "%s, %s", when, P->ctx);
     char saved[800];
     memcpy(saved, P->ctx, sizeof saved);
-    snprintf(P->ctx, sizeof P->ctx, "%s", ctx);
+    snprintf(P->ctx, sizeof P->ctx, "%.120s, %.670s", when, saved); /* the step first; the case's context after */
     check_cache(cc, P->k, P->v, P->c.len, ATTN_TOL_F32, when, P->ctx);
     /* dense */
     dense_reference(P);
@@ -1311,11 +1432,14 @@ static int dev_poison_outputs(dev_dec *d, cudaStream_t stream)
     return st;
 }
 
-static int dev_run_dense(const dec_problem *P, dev_dec *d, cudaStream_t stream)
+static int dev_run_dense_lse(const dec_problem *P, dev_dec *d, int with_lse, cudaStream_t stream)
 {
     const attn_shape sh = P->c.sh; /* a copy: the check's shape is not the code's to change */
-    return decode_dense_cuda(&sh, d->q, d->k, d->v, d->len, d->o, d->lse, d->ws_dense, d->ws_dense_bytes, stream);
+    return decode_dense_cuda(&sh, d->q, d->k, d->v, d->len, d->o, with_lse ? d->lse : NULL, d->ws_dense,
+                             d->ws_dense_bytes, stream);
 }
+
+static int dev_run_dense(const dec_problem *P, dev_dec *d, cudaStream_t stream) { return dev_run_dense_lse(P, d, 1, stream); }
 
 static int dev_run_nsa(const dec_problem *P, dev_dec *d, int with_outputs, cudaStream_t stream)
 {
@@ -1339,24 +1463,30 @@ static void dev_download_nsa(const dev_dec *d, nsa_out *r, uint16_t *o16, const 
 
 /* ================================================================ CUDA part: decodes on caches the test fills */
 
-static void check_dense_cuda(dec_case c)
+/* with_lse = 0: lse NULL (optional): o alone is checked. */
+static void check_dense_cuda_lse(dec_case c, int with_lse)
 {
     dec_problem P;
     dec_init(&P, c, 1, 0);
+    if (!with_lse) {
+        const size_t n = strlen(P.ctx);
+        snprintf(P.ctx + n, sizeof P.ctx - n, ", lse NULL");
+    }
     dense_reference(&P);
     host_cache hc;
     host_cache_fill(&hc, &P);
     dev_dec d;
     dev_dec_init(&d, &P, &hc);
     assert_ok(dev_poison_outputs(&d, 0), P.ctx);
-    assert_ok(dev_run_dense(&P, &d, 0), P.ctx);
+    assert_ok(dev_run_dense_lse(&P, &d, with_lse, 0), P.ctx);
     assert_ok(attn_dsync(), P.ctx);
     uint16_t *o = attn_alloc_bf16(d.nq);
     float *lse = download_f32(d.lse, d.nl, P.ctx);
     cr_assert(o, "out of host memory");
     assert_ok(attn_d2h(o, d.o, d.nq * 2), P.ctx);
-    expect_rows("lse (decode_dense_cuda)", &c.sh, c.len, lse, NULL, P.lse_dense, 1, kTolLseCuda,
-                "the splits' partials combined by their lse: m + log sum_u exp(lse_u - m)", P.ctx);
+    if (with_lse)
+        expect_rows("lse (decode_dense_cuda)", &c.sh, c.len, lse, NULL, P.lse_dense, 1, kTolLseCuda,
+                    "the splits' partials combined by their lse: m + log sum_u exp(lse_u - m)", P.ctx);
     expect_rows("o (decode_dense_cuda)", &c.sh, c.len, NULL, o, P.o_dense, c.sh.D, ATTN_TOL_BF16,
                 "every key 0 .. t of the sequence, each chunk once (the last chunk may be partial), the partials weighted "
                 "by exp(lse_u - max lse)", P.ctx);
@@ -1365,6 +1495,8 @@ static void check_dense_cuda(dec_case c)
     host_cache_free(&hc);
     dec_free(&P);
 }
+
+static void check_dense_cuda(dec_case c) { check_dense_cuda_lse(c, 1); }
 
 ATTN_TEST(cuda_part, dense_decode)
 {
@@ -1383,6 +1515,9 @@ ATTN_TEST(cuda_part, dense_decode)
     dec_case scaled = {dshape(2, 100, 4, 2, 64), {0}, {100, 41}, 0, 0, 0};
     scaled.sh.scale = 0.3f;
     check_dense_cuda(scaled);
+    /* lse NULL (it is optional), with one split and with several */
+    check_dense_cuda_lse((dec_case){dshape(2, 200, 8, 2, 64), {0}, {200, 13}, 0, 0, 0}, 0);
+    check_dense_cuda_lse((dec_case){dshape(2, 3000, 8, 2, 128), {0}, {2999, 0}, 0, 0, 0}, 0);
 }
 
 /* Shapes whose cache the kernel cuts into many chunks (few kv heads, long caches), lengths that end inside a
@@ -1399,7 +1534,10 @@ ATTN_TEST(cuda_part, dense_decode_splits)
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); ++c) check_dense_cuda(cases[c]);
 }
 
-static void check_nsa_cuda(dec_case c)
+/* The caches filled by the test, decode_nsa_cuda with every output, the oracle on its lists. With
+ * also_without_outputs, a second call with every optional output NULL (lse_cmp, lse_slc, lse_swa,
+ * block_indices): its o against the same oracle. */
+static void check_nsa_cuda_ex(dec_case c, int also_without_outputs)
 {
     dec_problem P;
     dec_init(&P, c, 1, 1);
@@ -1417,12 +1555,23 @@ static void check_nsa_cuda(dec_case c)
     cr_assert(o16, "out of host memory");
     dev_download_nsa(&d, &r, o16, P.ctx);
     check_nsa_outputs(&P, &r, o16, 1);
+    if (also_without_outputs) { /* the oracle is now on the lists of the first call, which the second must pick too */
+        char ctx[900];
+        snprintf(ctx, sizeof ctx, "the second call, with lse_cmp, lse_slc, lse_swa and block_indices NULL, %s", P.ctx);
+        assert_ok(dev_poison_outputs(&d, 0), ctx);
+        assert_ok(dev_run_nsa(&P, &d, 0, 0), ctx);
+        assert_ok(attn_dsync(), ctx);
+        dev_download_nsa(&d, &r, o16, ctx);
+        expect_rows("o (optional outputs NULL)", &c.sh, c.len, NULL, o16, P.o, c.sh.D, ATTN_TOL_BF16, o_hint(c.gates), ctx);
+    }
     free(o16);
     nsa_out_free(&r);
     dev_dec_free(&d);
     host_cache_free(&hc);
     dec_free(&P);
 }
+
+static void check_nsa_cuda(dec_case c) { check_nsa_cuda_ex(c, 0); }
 
 ATTN_TEST(cuda_part, nsa_decode_lengths)
 {
@@ -1563,6 +1712,44 @@ ATTN_TEST(cuda_part, nsa_equals_prefill)
         {dshape(1, 200, 4, 1, 128), params(8, 4, 16, 4, 24, ATTN_NSA_MEAN, 0), {137}, GATES_RANDOM, 0, 0},
     };
     for (int c = 0; c < 2; ++c) check_prefill_last_row(cases[c], 1);
+}
+
+static void check_dense_prefill_cuda(dec_case c)
+{
+    dec_problem P;
+    dec_init(&P, c, 1, 0);
+    const attn_shape *s = &c.sh;
+    const size_t nq = (size_t)s->B * s->H * s->D, nl = (size_t)s->B * s->H;
+    host_cache hc;
+    host_cache_fill(&hc, &P);
+    double *o_ref = attn_alloc_f64(nq), *lse_ref = attn_alloc_f64(nl);
+    uint16_t *o = attn_alloc_bf16(nq);
+    cr_assert(o_ref && lse_ref && o, "out of host memory [%s]", P.ctx);
+    dense_prefill_reference(&P, o_ref, lse_ref);
+    char ctx[1000];
+    snprintf(ctx, sizeof ctx, "decode_dense_cuda against row t = length - 1 of the PREFILL of each sequence (the oracle "
+             "with M = N = its length), %s", P.ctx);
+    dev_dec d;
+    dev_dec_init(&d, &P, &hc);
+    assert_ok(dev_poison_outputs(&d, 0), ctx);
+    assert_ok(dev_run_dense(&P, &d, 0), ctx);
+    assert_ok(attn_dsync(), ctx);
+    assert_ok(attn_d2h(o, d.o, nq * 2), ctx);
+    float *lse = download_f32(d.lse, nl, ctx);
+    expect_rows("lse", s, c.len, lse, NULL, lse_ref, 1, kTolLseCuda, NULL, ctx);
+    expect_rows("o", s, c.len, NULL, o, o_ref, s->D, ATTN_TOL_BF16,
+                "the decode of the newest token is the last row of the prefill: keys 0 .. t, none after", ctx);
+    free(o), free(lse), free(o_ref), free(lse_ref);
+    dev_dec_free(&d);
+    host_cache_free(&hc);
+    dec_free(&P);
+}
+
+ATTN_TEST(cuda_part, dense_equals_prefill)
+{
+    require_gpu();
+    check_dense_prefill_cuda((dec_case){dshape(4, 300, 8, 2, 64), {0}, {300, 1, 77, 0}, 0, 0, 0});
+    check_dense_prefill_cuda((dec_case){dshape(2, 700, 32, 2, 128), {0}, {699, 256}, 0, 0, 0});
 }
 
 /* ================================================================ CUDA part: the cache on the device */
@@ -1753,12 +1940,16 @@ static void check_dev_cache(const dev_cache *dc, const dec_problem *P, const cha
 }
 
 /* Appends on the device with counts that differ between sequences, both modes, checked after each. */
-static void check_dev_appends(dec_case c, int M, int rounds)
+/* Appends on the device, checked after each: counts that differ between sequences (0 included), or, with
+ * counts_null, counts NULL (M tokens each; rounds * M must fit in L_max). A case without NSA parameters
+ * (c.p.l = 0) keeps no compressed cache. */
+static void check_dev_appends_ex(dec_case c, int M, int rounds, int counts_null)
 {
     dec_problem P;
     dec_init(&P, c, 1, c.p.l > 0);
     const attn_shape *s = &c.sh;
     for (int b = 0; b < s->B; ++b) P.c.len[b] = 0;
+    cr_assert(!counts_null || rounds * M <= s->N, "test case: %d appends of %d tokens fit in L_max = %d", rounds, M, s->N);
     dev_cache dc;
     dev_cache_init(&dc, &P);
     attn_rng rng;
@@ -1768,22 +1959,26 @@ static void check_dev_appends(dec_case c, int M, int rounds)
         for (int b = 0; b < s->B; ++b) {
             int want = (int)(attn_rng_u64(&rng) % (uint64_t)(M + 1));
             if (round == 0 && b == 0) want = M;
+            if (counts_null) want = M;
             counts[b] = P.c.len[b] + want <= s->N ? want : s->N - P.c.len[b];
         }
         dev_append a;
-        dev_append_make(&a, &dc, &P, counts, M);
+        dev_append_make(&a, &dc, &P, counts_null ? NULL : counts, M);
         assert_ok(dev_append_run(&a, &dc, 0), P.ctx);
         assert_ok(attn_dsync(), P.ctx);
         dev_append_free(&a);
         for (int b = 0; b < s->B; ++b) P.c.len[b] += counts[b];
-        char when[80];
-        snprintf(when, sizeof when, "after append %d (up to %d tokens per sequence)", round + 1, M);
+        char when[120];
+        snprintf(when, sizeof when, "after append %d (%s %d tokens per sequence)", round + 1,
+                 counts_null ? "counts NULL:" : "counts up to", M);
         expect_problem(&dc, KV_CACHE_OK, -1, P.ctx);
         check_dev_cache(&dc, &P, when);
     }
     dev_cache_free(&dc);
     dec_free(&P);
 }
+
+static void check_dev_appends(dec_case c, int M, int rounds) { check_dev_appends_ex(c, M, rounds, 0); }
 
 ATTN_TEST(cuda_part, append)
 {
@@ -1792,6 +1987,13 @@ ATTN_TEST(cuda_part, append)
     check_dev_appends((dec_case){dshape(2, 70, 4, 2, 64), params(8, 4, 8, 4, 16, ATTN_NSA_LINEAR, 1), {0}, 0, 0, 0}, 5, 8);
     check_dev_appends((dec_case){dshape(2, 130, 2, 2, 128), paper_linear(), {0}, 0, 0, 0}, 40, 4);
     check_dev_appends((dec_case){dshape(2, 200, 2, 1, 64), attn_nsa_mean_pool(), {0}, 0, 0, 0}, 33, 6);
+    /* no compressed cache (NSA parameters NULL: dense decoding only), D = 64 and 128 */
+    check_dev_appends((dec_case){dshape(3, 50, 4, 2, 64), {0}, {0}, 0, 0, 0}, 6, 7);
+    check_dev_appends((dec_case){dshape(2, 50, 4, 4, 128), {0}, {0}, 0, 0, 0}, 3, 5);
+    /* counts NULL: M tokens for every sequence */
+    check_dev_appends_ex((dec_case){dshape(2, 60, 4, 2, 64), params(8, 4, 8, 4, 16, ATTN_NSA_LINEAR, 1), {0}, 0, 0, 0}, 5,
+                         6, 1);
+    check_dev_appends_ex((dec_case){dshape(3, 40, 4, 2, 128), {0}, {0}, 0, 0, 0}, 4, 5, 1);
 }
 
 /* ---------------------------------------------------------------- sequences that grow, on the device */
@@ -1813,7 +2015,7 @@ static void decode_step_cuda(dec_problem *P, dev_dec *d, const dev_cache *dc, fl
     const attn_shape *s = &P->c.sh;
     char saved[800];
     memcpy(saved, P->ctx, sizeof saved);
-    snprintf(P->ctx, sizeof P->ctx, "%s, %s", when, saved);
+    snprintf(P->ctx, sizeof P->ctx, "%.120s, %.670s", when, saved); /* the step first; the case's context after */
     d->k = dc->k, d->v = dc->v, d->kc = dc->kc, d->vc = dc->vc, d->len = dc->len;
     dev_upload_query(d, P);
     /* dense */
@@ -1926,16 +2128,38 @@ ATTN_TEST(cuda_part, generation_loop)
     dec_free(&P);
 }
 
-/* ---------------------------------------------------------------- small, determinism, graphs */
+/* ---------------------------------------------------------------- the sanitizers' paths, determinism, graphs */
 
-/* Small and quick: what compute-sanitizer memcheck and racecheck run (lesson.json). */
-ATTN_TEST(cuda_part, small)
+static void check_bad_appends_cuda(int count);
+
+/* Every kernel and path of the lesson once, on tiny shapes with B > 1 and G > 1: what ./course grade runs
+ * compute-sanitizer memcheck and racecheck on (the descriptor's sanitize filters). Each case is also checked
+ * against the oracle. */
+ATTN_TEST(cuda_part, sanitizer_paths)
 {
     require_gpu();
-    check_dev_appends((dec_case){dshape(2, 40, 4, 2, 64), params(8, 4, 8, 4, 16, ATTN_NSA_LINEAR, 1), {0}, 0, 0, 0}, 5, 3);
-    check_dense_cuda((dec_case){dshape(2, 700, 8, 2, 64), {0}, {700, 333}, 0, 0, 0});
+    /* kv_cache_append_cuda: no compressed cache; mean with M > d (an append completes several tokens), D = 128;
+     * linear with counts NULL; a bad append (check_kernel's problem stops the other kernels) */
+    check_dev_appends((dec_case){dshape(2, 24, 4, 2, 64), {0}, {0}, 0, 0, 0}, 5, 3);
+    check_dev_appends((dec_case){dshape(2, 40, 4, 2, 128), params(8, 4, 8, 4, 16, ATTN_NSA_MEAN, 1), {0}, 0, 0, 0}, 9, 3);
+    check_dev_appends_ex((dec_case){dshape(2, 30, 4, 2, 64), params(8, 4, 8, 4, 16, ATTN_NSA_LINEAR, 1), {0}, 0, 0, 0},
+                         5, 3, 1);
+    check_bad_appends_cuda(2);
+    /* decode_dense_cuda: one split (L_max <= 256: no combine), D = 64, an empty sequence; several splits and the
+     * combine, D = 128, a partial last chunk; two row tiles of heads (H/G = 32); lse NULL */
+    check_dense_cuda((dec_case){dshape(3, 200, 8, 2, 64), {0}, {200, 0, 77}, 0, 0, 0});
+    check_dense_cuda((dec_case){dshape(2, 700, 8, 2, 128), {0}, {700, 333}, 0, 0, 0});
+    check_dense_cuda((dec_case){dshape(2, 600, 64, 2, 64), {0}, {600, 1}, 0, 0, 0});
+    check_dense_cuda_lse((dec_case){dshape(2, 600, 4, 2, 128), {0}, {590, 0}, 0, 0, 0}, 0);
+    /* decode_nsa_cuda: clusters of 16 blocks (B*G <= 8) and of 8 (B*G = 10), D = 64 and 128, shared and per-head
+     * lists, lists ranked by score (with n - 3 = 1 and 3 free places, and n = 3: the forced blocks alone) and
+     * lists of every candidate, no compressed token (L < l), an empty slot, H/G = 16, the optional outputs NULL */
     check_nsa_cuda((dec_case){dshape(2, 300, 8, 2, 64), with_nw(paper_linear(), 4, 48), {300, 97}, GATES_RANDOM, 0, 0});
-    check_nsa_cuda((dec_case){dshape(1, 400, 4, 1, 128), per_head(with_nw(attn_nsa_mean_pool(), 3, 64)), {400},
+    check_nsa_cuda((dec_case){dshape(5, 200, 4, 2, 128), per_head(with_nw(paper_linear(), 3, 40)), {200, 0, 20, 63, 130},
+                              GATES_RANDOM, 0, 0});
+    check_nsa_cuda_ex((dec_case){dshape(2, 700, 32, 2, 128), with_nw(attn_nsa_mean_pool(), 6, 100), {700, 129},
+                                 GATES_RANDOM, 0, 0}, 1);
+    check_nsa_cuda((dec_case){dshape(2, 400, 4, 2, 64), per_head(with_nw(attn_nsa_mean_pool(), 3, 64)), {400, 64},
                               GATES_RANDOM, 0, 0});
 }
 
@@ -2545,13 +2769,15 @@ ATTN_TEST(errors, bad_input_is_named)
      * is used) */
     const size_t wd = decode_dense_workspace_bytes(&ok), wn = decode_nsa_workspace_bytes(&ok, &mean);
     cr_assert(wd > 0 && wd <= big * 2 && wn > 0 && wn <= big * 2,
-              "the workspace sizes of a valid tiny problem: dense %zu, NSA %zu bytes", wd, wn);
-    cr_assert(decode_dense_workspace_bytes(&bad_d) == 0, "decode_dense_workspace_bytes(D = 80) must be 0");
-    cr_assert(decode_dense_workspace_bytes(&m2) == 0, "decode_dense_workspace_bytes(M = 2) must be 0");
-    cr_assert(decode_nsa_workspace_bytes(&ok, &n2) == 0, "decode_nsa_workspace_bytes(n = 2) must be 0");
-    cr_assert(decode_nsa_workspace_bytes(NULL, &mean) == 0, "decode_nsa_workspace_bytes(NULL shape) must be 0");
+              "the workspace sizes of a valid tiny problem (B=2 L_max=8 H=4 G=2 D=64, paper defaults): dense %zu, NSA %zu "
+              "bytes, expected nonzero and at most %zu", wd, wn, big * 2);
+    cr_assert(decode_dense_workspace_bytes(&bad_d) == 0, "decode_dense_workspace_bytes(B=2 L_max=8 H=4 G=2 D=80) must be 0: D is 64 or 128");
+    cr_assert(decode_dense_workspace_bytes(&m2) == 0, "decode_dense_workspace_bytes(B=2 M=2 L_max=8 H=4 G=2 D=64) must be 0: one query per sequence");
+    cr_assert(decode_nsa_workspace_bytes(&ok, &n2) == 0, "decode_nsa_workspace_bytes(B=2 L_max=8 H=4 G=2 D=64, n = 2) must be 0: n >= 3");
+    cr_assert(decode_nsa_workspace_bytes(NULL, &mean) == 0, "decode_nsa_workspace_bytes(NULL shape, paper defaults) must be 0");
     const attn_shape wide = dshape(1, 8, 64, 2, 64); /* H/G = 32 */
-    cr_assert(decode_nsa_workspace_bytes(&wide, &mean) == 0, "decode_nsa_workspace_bytes(H/G = 32) must be 0");
+    cr_assert(decode_nsa_workspace_bytes(&wide, &mean) == 0, "decode_nsa_workspace_bytes(B=1 L_max=8 H=64 G=2 D=64: H/G = 32) must be 0: at most 16 heads per kv "
+              "head");
 #define DENSE_CUDA(sh, q, o, ws, wsb) decode_dense_cuda(sh, q, h16, h16, idx, o, lse, ws, wsb, 0)
     assert_status(DENSE_CUDA(&bad_d, h16, h16, h16, wd), ATTN_ERR_UNSUPPORTED_D, "dense_cuda: D = 80");
     assert_status(DENSE_CUDA(&ok, NULL, h16, h16, wd), ATTN_ERR_NULL_POINTER, "dense_cuda: q NULL");
@@ -2651,17 +2877,16 @@ ATTN_TEST(errors, append_rejects_bad_input)
     if (st != ATTN_ERR_NOT_IMPLEMENTED) { /* the stub checks, then stops: what the checks report is given code */
         assert_ok(st, "a good append after the bad ones");
     }
-    cr_assert(prob[0] == KV_CACHE_OK && prob[1] == -1, "a good append reports problem {%d, %d}, expected {0, -1}",
-              prob[0], prob[1]);
+    cr_assert(prob[0] == KV_CACHE_OK && prob[1] == -1, "a good append (B=3, L_max=40, M=8, l=8, d=4, lengths 10 12 5, counts 1 0 8) "
+              "reports problem {%d, %d}, expected {KV_CACHE_OK, -1}", prob[0], prob[1]);
     free(k), free(v), free(kc), free(vc), free(k_new), free(v_new), free(k0), free(v0), free(kc0), free(vc0);
     free(len), free(cmp), free(cnt), free(prob);
 }
 
 /* The same on the device: the checks run there, so the call itself succeeds; `problem` says what was wrong,
- * and the device's caches, lengths and cmp_lengths are unchanged. */
-ATTN_TEST(errors, append_cuda_rejects_bad_input)
+ * and the device's caches, lengths and cmp_lengths are unchanged. The first `count` cases of kBadAppends. */
+static void check_bad_appends_cuda(int count)
 {
-    require_gpu();
     const attn_shape sh = attn_make_shape(3, 8, 40, 4, 2, 64, 1);
     const attn_nsa_params p = params(8, 4, 8, 4, 16, ATTN_NSA_MEAN, 1);
     const size_t row = (size_t)sh.G * sh.D, nkv = (size_t)sh.B * sh.N * row;
@@ -2690,7 +2915,7 @@ ATTN_TEST(errors, append_cuda_rejects_bad_input)
         assert_ok(attn_d2h(before + off, parts[x], sizes[x]), ctx0);
         off += sizes[x];
     }
-    for (int x = 0; x < N_BAD_APPENDS; ++x) {
+    for (int x = 0; x < count && x < N_BAD_APPENDS; ++x) {
         const bad_append *bad = &kBadAppends[x];
         char ctx[300];
         snprintf(ctx, sizeof ctx, "kv_cache_append_cuda with %s (B=3, L_max=40, M=8, l=8, d=4)", bad->what);
@@ -2723,4 +2948,10 @@ ATTN_TEST(errors, append_cuda_rejects_bad_input)
     free(before), free(after);
     for (int x = 0; x < 6; ++x) attn_dfree(*b16[x]);
     attn_dfree(len), attn_dfree(cmp), attn_dfree(cnt), attn_dfree(prob);
+}
+
+ATTN_TEST(errors, append_cuda_rejects_bad_input)
+{
+    require_gpu();
+    check_bad_appends_cuda(N_BAD_APPENDS);
 }
