@@ -42,6 +42,30 @@ VARIANTS = [
              "selected branch",
          old="const long last = first + l_sel - 1 < t ? first + l_sel - 1 : t; /* no key after t: the cache ends there */",
          new="const long last = first + l_sel - 1;"),
+    dict(lesson=_L, name="c_combine_no_max_shift", file="decoding.c", suites=["c_part"],
+         why="the combine weighs each partial by exp(lse_u) instead of exp(lse_u - max lse): right until the scores "
+             "grow, then exp overflows (scores near 120) and o is inf / inf",
+         old="""            const float w = expf(lr[u] - m); /* a partial's share of the row's softmax denominator */
+            wsum += w;
+            for (int d = 0; d < D; ++d) o[r * D + d] += w * orow[(size_t)u * D + d];
+        }
+        for (int d = 0; d < D; ++d) o[r * D + d] /= wsum;
+        lse[r] = m + logf(wsum);""",
+         new="""            const float w = expf(lr[u]);
+            wsum += w;
+            for (int d = 0; d < D; ++d) o[r * D + d] += w * orow[(size_t)u * D + d];
+        }
+        for (int d = 0; d < D; ++d) o[r * D + d] /= wsum;
+        lse[r] = logf(wsum);"""),
+    dict(lesson=_L, name="c_causal_leak_past_t", file="decoding.c", suites=["c_part"],
+         why="the last split reads one key past the sequence: the row the next append will fill (key t + 1) is "
+             "attended to",
+         old="last = first + ch < L ? first + ch : L; /* [first, last) */",
+         new="last = first + ch < L ? first + ch : L + 1;"),
+    dict(lesson=_L, name="c_split_boundary_drops_key", file="decoding.c", suites=["c_part"],
+         why="each split stops one key early: the last key of every full chunk is in no split",
+         old="last = first + ch < L ? first + ch : L; /* [first, last) */",
+         new="last = first + ch - 1 < L ? first + ch - 1 : L;"),
     dict(lesson=_L, name="c_ties_to_higher", file="decoding.c", suites=["c_part"],
          why="top-n ties go to the higher block index (>= instead of >)",
          old="if (!chosen[j] && (best < 0 || block_score[j] > block_score[best])) best = j;",
@@ -52,6 +76,11 @@ VARIANTS = [
              "is written one append late (cmp_lengths says it is there)",
          old="if (c >= num_cmp(L + count_of(a, b), a.p)) continue;",
          new="if (c >= num_cmp(L, a.p) + (count_of(a, b) > 0 && L >= a.p.l && (L - a.p.l) % a.p.d == 0)) continue;"),
+    dict(lesson=_L, name="cuda_dense_sees_past_t", file="decoding.cu", suites=["cuda_part"],
+         why="the dense decode's mask keeps key `last` = L (one past t) visible in the tile that crosses the end of "
+             "the sequence",
+         old="if (key0 + 16 > last) flash::mask(s, 0, key0, [&](long, long key) { return key < last; });",
+         new="if (key0 + 16 > last) flash::mask(s, 0, key0, [&](long, long key) { return key <= last; });"),
     dict(lesson=_L, name="cuda_combine_average", file="decoding.cu", suites=["cuda_part"],
          why="the combine averages the splits' outputs instead of weighting them by their lse",
          old="const float w = m == -INFINITY ? 0.f : exp2f((lse_u[u] - m) * flash::kLog2e); /* the split's share */",
@@ -76,13 +105,13 @@ VARIANTS = [
          why="the dense decode's offset of a sequence's keys in 32-bit int: it wraps past 2^31 elements",
          old="const uint16_t *k_bg = a.k + ((size_t)b * a.sh.N * G + g) * D, *v_bg",
          new="const uint16_t *k_bg = a.k + (int)((b * a.sh.N * G + g) * D), *v_bg"),
-    dict(lesson=_L, name="cuda_append_ignores_problem", file="decoding.cu", suites=["errors"],
+    dict(lesson=_L, name="cuda_append_ignores_problem", file="decoding.cu", suites=["cuda_part"],
          why="the append kernel does not look at what check_kernel found: a bad append writes the caches",
          old="    if (a.problem[0] != KV_CACHE_OK) return;\n    const int B = a.sh.B, M = a.sh.M, G = a.sh.G, D = a.sh.D;",
          new="    const int B = a.sh.B, M = a.sh.M, G = a.sh.G, D = a.sh.D;"),
     # A race rarely changes the numbers: compute-sanitizer racecheck must see it.
     dict(lesson=_L, name="cuda_dense_merge_no_barrier", file="decoding.cu",
-         suites=[], sanitizer="racecheck", sanitizer_filter="cuda_part/small",
+         suites=[], sanitizer="racecheck",
          why="no barrier between the warps' partials and their merge: threads read partials other warps are still "
              "writing",
          old="    store_warp_partial(st, a.scale_log2, o_s, lse_s, warp);\n    __syncthreads();\n    if (a.splits == 1)",
