@@ -3,9 +3,11 @@
  * every bench program, the learner's included): the speed baselines the lessons are compared with.
  * Nothing checks them; they are the references.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "baselines.h"
+#include "baselines_decode.h"
 #include "bench.h"
 #include "nsa_select_ref.h"
 
@@ -121,6 +123,67 @@ static double select_flops(const bench_case *c, const void *state)
     return 2.0 * c->shape.D * bench_cmp_pairs(c);
 }
 
+/* ---------------------------------------------------------------- the naive decode (lesson 11's baseline) */
+
+/* A KV cache in which every sequence holds N tokens: q [B, 1, H, D], k and v the caches [B, N, G, D], and the
+ * lengths [B] (all N) on the device. */
+typedef struct {
+    bench_attn a;      /* first: the kit's functions take the state as a bench_attn */
+    int32_t *lengths;
+} decode_naive_state;
+
+static void teardown_decode_naive(void *state)
+{
+    decode_naive_state *s = (decode_naive_state *)state;
+    if (!s) return;
+    bench_attn_release(&s->a);
+    attn_dfree(s->lengths);
+    free(s);
+}
+
+static int setup_decode_naive(const bench_case *c, void **state)
+{
+    decode_naive_state *s = (decode_naive_state *)calloc(1, sizeof *s);
+    int32_t *len = (int32_t *)malloc((size_t)c->shape.B * sizeof(int32_t));
+    int st = s && len ? ATTN_OK : attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the bench state");
+    if (!st) st = bench_attn_init(&s->a, c, 2, 1, 0);
+    for (int b = 0; !st && b < c->shape.B; ++b) len[b] = c->shape.N;
+    if (!st) st = attn_dalloc((void **)&s->lengths, (size_t)c->shape.B * sizeof(int32_t));
+    if (!st) st = attn_h2d(s->lengths, len, (size_t)c->shape.B * sizeof(int32_t));
+    free(len);
+    if (st) {
+        teardown_decode_naive(s);
+        return st;
+    }
+    *state = s;
+    return ATTN_OK;
+}
+
+static int launch_decode_naive(void *ctx, cudaStream_t stream)
+{
+    const decode_naive_state *s = (const decode_naive_state *)ctx;
+    const bench_attn *a = &s->a;
+    return attn_baseline_decode_naive_bf16(&a->c.shape, (const uint16_t *)a->q, (const uint16_t *)a->k,
+                                           (const uint16_t *)a->v, s->lengths, (uint16_t *)a->o, a->lse, stream);
+}
+
+static int supports_decode_naive(const bench_case *c, char *why, size_t why_len)
+{
+    if (c->shape.M != 1 || !c->shape.causal || c->shape.D > ATTN_MAX_D) {
+        snprintf(why, why_len, "a decoding step: one query per sequence (--M 1), causal, D <= %d", ATTN_MAX_D);
+        return 0;
+    }
+    return 1;
+}
+
+/* K and V of the whole cache, read once: what a decode cannot avoid (the naive kernel reads K twice and V once
+ * per query head, which is not counted) */
+static double decode_kv_bytes(const bench_case *c, const void *state)
+{
+    (void)state;
+    return 2.0 * attn_kv_elems(&c->shape) * 2.0;
+}
+
 BENCH_LESSON(0)
 {
     bench_entry *e = bench_add(t, "naive_f32", BENCH_BASELINE,
@@ -148,4 +211,12 @@ BENCH_LESSON(0)
     e->launch = launch_select_ref;
     e->teardown = teardown_select;
     e->flops = select_flops;
+    e = bench_add(t, "frozen_decode_naive_bf16", BENCH_BASELINE,
+                  "lesson 11's baseline: the frozen naive decode, a block per (sequence, query head), K read twice and V "
+                  "once per head (one query per sequence, --M 1)");
+    bench_dense_entry(e, 2, launch_decode_naive);
+    e->setup = setup_decode_naive;
+    e->teardown = teardown_decode_naive;
+    e->supports = supports_decode_naive;
+    e->bytes = decode_kv_bytes;
 }
