@@ -11,7 +11,11 @@
  *   3. times it with attn_time (warm-up runs, then an L2 flush before each timed run; the median),
  * and prints a table row (ms, TFLOP/s, GB/s, fractions of the measured peaks, speed-up over its
  * baseline timed on the same shape, the check) and a CSV row (--csv; tools/bench/plot.py draws it).
- * Entries that sum others (BENCH_SUM) are added up per case; the course's bars are judged at the end.
+ * With --graph, an entry that says it is capturable is then captured once into a CUDA graph and its
+ * replays timed the same way: a second row, <name>_graph. Entries that sum others (BENCH_SUM) are added
+ * up per case; at the end come the entries against their `versus` entry (decode_nsa against
+ * decode_dense: the speed-up, the ratio of the bytes each must read, the expected ratio) and the
+ * course's bars.
  *
  * Shapes: with --lesson (or --kernel), each lesson runs on its bench shapes, the "bench" key of its
  * descriptor (lesson.json), compiled in by CMake as bench_defaults.h; --suite runs on the suite's
@@ -1298,18 +1302,17 @@ static void print_bars(const bench_ctx *x)
 static void print_versus(const bench_ctx *x)
 {
     if (!x->n_versus) return;
-    printf("\nAgainst other entries on the same case (faster: its time over this row's; fewer bytes: its bytes over "
-           "this row's, the bytes each must read):\n");
+    printf("\nAgainst other entries on the same case (speed-up: the other's time over this row's; bytes: the other's "
+           "bytes over this row's, the bytes each must read):\n");
     const char *notes[8];
     int n_notes = 0;
     for (int i = 0; i < x->n_versus; ++i) {
         const versus_record *v = &x->versus[i];
         const attn_shape *s = &v->c.shape;
         char bytes[32] = "", expected[32] = "";
-        if (v->bytes > 0.0 && v->versus_bytes > 0.0)
-            snprintf(bytes, sizeof bytes, "%7.2fx fewer bytes", v->versus_bytes / v->bytes);
-        if (v->expected > 0.0) snprintf(expected, sizeof expected, "  expected %.2fx", v->expected);
-        printf("  %-28s vs %-24s B=%-3d N=%-6d %9.4f ms vs %9.4f ms %7.2fx faster %s%s\n", v->name, v->versus, s->B,
+        if (v->bytes > 0.0 && v->versus_bytes > 0.0) snprintf(bytes, sizeof bytes, "  bytes %6.2fx", v->versus_bytes / v->bytes);
+        if (v->expected > 0.0) snprintf(expected, sizeof expected, " (expected %.2fx)", v->expected);
+        printf("  %-28s vs %-24s B=%-3d N=%-6d %9.4f ms vs %9.4f ms  speed-up %6.2fx%s%s\n", v->name, v->versus, s->B,
                s->N, v->ms, v->versus_ms, v->versus_ms / v->ms, bytes, expected);
         int known = !v->note;
         for (int k = 0; k < n_notes && !known; ++k) known = !strcmp(notes[k], v->note);

@@ -11,6 +11,9 @@
  * GB/s counts the K and V bytes a decode cannot avoid reading once (bf16): the whole cache for the dense decode;
  * for NSA the compressed cache and the distinct keys of the selected blocks and the window of each (sequence,
  * kv head). q and o are left out: at one query per sequence they are a few hundred KB.
+ * Both entries (and the frozen naive decode) are capturable: --graph times them replayed from a CUDA graph too
+ * (rows *_graph). decode_nsa's `versus` is decode_dense: the summary prints the NSA-over-dense speed-up and
+ * bytes ratio on each case beside the NSA paper's expected ratio (nsa_expected_ratio).
  */
 #include <math.h>
 #include <stdio.h>
