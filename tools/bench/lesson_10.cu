@@ -447,36 +447,34 @@ static double fused_bar(const bench_case *c)
     return 0;
 }
 
+/* an entry of the whole forward on a fused_state made by setup (with or without the weights) */
+static void fused_entry(bench_entry *e, int (*setup)(const bench_case *, void **))
+{
+    e->params = BENCH_NSA;
+    e->supports = bench_supports_nsa;
+    e->device_bytes = fused_device_bytes;
+    e->setup = setup;
+    e->launch = launch_fused;
+    e->check = check_fused; /* o and the lists; the three lse too when the state returns them */
+    e->teardown = teardown_fused;
+    e->flops = fused_flops;
+    e->bytes = fused_bytes;
+}
+
 BENCH_LESSON(10)
 {
     bench_entry *e = bench_add(t, "nsa_forward", BENCH_SOLUTION,
                                "nsa_forward_cuda: the whole NSA forward (compression, compressed attention and top-n, "
                                "selected and window attention, the gated sum)");
-    e->params = BENCH_NSA;
+    fused_entry(e, setup_fused);
     e->suites = "nsa";
-    e->supports = bench_supports_nsa;
-    e->device_bytes = fused_device_bytes;
-    e->setup = setup_fused;
-    e->launch = launch_fused;
-    e->check = check_fused;
-    e->teardown = teardown_fused;
-    e->flops = fused_flops;
-    e->bytes = fused_bytes;
     e->bar_ms = fused_bar;
     e->baseline = "frozen_flash_bf16";
 
     e = bench_add(t, "nsa_forward_weights", BENCH_SOLUTION,
                   "nsa_forward_cuda returning the weights (lse_cmp, lse_slc, lse_swa, block_indices): its vs base is "
                   "nsa_forward's time over this one's, the cost of returning them");
-    e->params = BENCH_NSA;
-    e->supports = bench_supports_nsa;
-    e->device_bytes = fused_device_bytes;
-    e->setup = setup_weights;
-    e->launch = launch_fused;
-    e->check = check_fused; /* o, the lists and the three lse */
-    e->teardown = teardown_fused;
-    e->flops = fused_flops;
-    e->bytes = fused_bytes;
+    fused_entry(e, setup_weights);
     e->baseline = "nsa_forward";
 
     /* the forward's three launches, each timed alone (setup_stage) */

@@ -187,6 +187,16 @@ def plot_figure(rows, value, ylabel, what, path, args, log_y=False, peak_lines=N
 KEEP_SUFFIX = re.compile(r"^(.*)_k(\d+)$")
 
 
+def save_figure(fig, args, prefix, kind):
+    """Write fig as <out>/<prefix>_<kind>.png, close it and print the path; 0."""
+    fig.tight_layout()
+    path = os.path.join(args.out, f"{prefix}_{kind}.png")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    print(path)
+    return 0
+
+
 def plot_keep(rows, prefix, args):
     """Time vs percent kept (log-log) for the _k<percent> kernels; other kernels as flat lines. One
     panel per N; the dashed grey line is the time of the dense kernel scaled by the kept share."""
@@ -231,12 +241,7 @@ def plot_keep(rows, prefix, args):
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(title_for(rows, "Token mask vs block sparsity: time vs share kept", args.title), fontsize=11)
-    fig.tight_layout()
-    path = os.path.join(args.out, f"{prefix}_keep.png")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    print(path)
-    return 0
+    return save_figure(fig, args, prefix, "keep")
 
 
 def plot_set(rows, prefix, args):
@@ -404,12 +409,7 @@ def plot_fused(rows, prefix, args):
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title_for(rows, "Lesson 10: the fused NSA forward and its launches against dense attention",
                            args.title), fontsize=11)
-    fig.tight_layout()
-    path = os.path.join(args.out, f"{prefix}_time.png")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    print(path)
-    return 0
+    return save_figure(fig, args, prefix, "time")
 
 
 # ---------------------------------------------------------------- lesson 11: decoding against the cache's length
@@ -500,12 +500,7 @@ def plot_decode(rows, prefix, args):
                 ax.legend(fontsize=7, loc="best")
     fig.suptitle(title_for(rows, "Lesson 11: one decoding step against the cache's length (solid: plain launches, "
                            "dashed: CUDA graph replays)", args.title), fontsize=11)
-    fig.tight_layout()
-    path = os.path.join(args.out, f"{prefix}_time.png")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    print(path)
-    return 0
+    return save_figure(fig, args, prefix, "time")
 
 
 def main():

@@ -242,6 +242,16 @@ def bench_row(**fields):
     return row
 
 
+def stderr_of(fn, *args):
+    """(fn(*args), what it printed on stderr)."""
+    err = io.StringIO()
+    old, sys.stderr = sys.stderr, err
+    try:
+        return fn(*args), err.getvalue()
+    finally:
+        sys.stderr = old
+
+
 def write_bench_csv(path, rows):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=BENCH_HEADER.split(","))
@@ -321,13 +331,9 @@ class BenchFiguresTest(unittest.TestCase):
             self.assertGreater(os.path.getsize(png), 1000)
             # a CSV without the forward's rows draws nothing and says so
             write_bench_csv(path, rows[:1])
-            err = io.StringIO()
-            old, sys.stderr = sys.stderr, err
-            try:
-                self.assertEqual(plot.plot_fused(plot.read_rows(path), "dense", self.args(tmp)), 1)
-            finally:
-                sys.stderr = old
-            self.assertIn("no nsa_forward rows", err.getvalue())
+            rc, err = stderr_of(plot.plot_fused, plot.read_rows(path), "dense", self.args(tmp))
+            self.assertEqual(rc, 1)
+            self.assertIn("no nsa_forward rows", err)
             self.assertFalse(os.path.exists(os.path.join(tmp, "dense_time.png")))
 
     def test_decode_figure(self):
@@ -361,13 +367,9 @@ class BenchFiguresTest(unittest.TestCase):
             # prefill rows (M = N) are no decoding steps
             write_bench_csv(path, [bench_row(lesson="10", entry="nsa_forward", kernel="nsa_forward_mean", M=8192,
                                              N=8192, config="mean", ms=2.5)])
-            err = io.StringIO()
-            old, sys.stderr = sys.stderr, err
-            try:
-                self.assertEqual(plot.plot_decode(plot.read_rows(path), "prefill", self.args(tmp)), 1)
-            finally:
-                sys.stderr = old
-            self.assertIn("no decoding rows", err.getvalue())
+            rc, err = stderr_of(plot.plot_decode, plot.read_rows(path), "prefill", self.args(tmp))
+            self.assertEqual(rc, 1)
+            self.assertIn("no decoding rows", err)
 
     def test_one_figure_option_at_a_time(self):
         self.plot()
