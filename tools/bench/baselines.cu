@@ -219,4 +219,5 @@ BENCH_LESSON(0)
     e->teardown = teardown_decode_naive;
     e->supports = supports_decode_naive;
     e->bytes = decode_kv_bytes;
+    e->capturable = 1; /* one launch, nothing else: --graph times its replays too */
 }

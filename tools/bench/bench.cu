@@ -11,7 +11,11 @@
  *   3. times it with attn_time (warm-up runs, then an L2 flush before each timed run; the median),
  * and prints a table row (ms, TFLOP/s, GB/s, fractions of the measured peaks, speed-up over its
  * baseline timed on the same shape, the check) and a CSV row (--csv; tools/bench/plot.py draws it).
- * Entries that sum others (BENCH_SUM) are added up per case; the course's bars are judged at the end.
+ * With --graph, an entry that says it is capturable is then captured once into a CUDA graph and its
+ * replays timed the same way: a second row, <name>_graph. Entries that sum others (BENCH_SUM) are added
+ * up per case; at the end come the entries against their `versus` entry (decode_nsa against
+ * decode_dense: the speed-up, the ratio of the bytes each must read, the expected ratio) and the
+ * course's bars.
  *
  * Shapes: with --lesson (or --kernel), each lesson runs on its bench shapes, the "bench" key of its
  * descriptor (lesson.json), compiled in by CMake as bench_defaults.h; --suite runs on the suite's
@@ -216,7 +220,7 @@ typedef struct {
     const char *csv_path;
     int peaks;
     double peak_tflops, peak_gbs;
-    int keep_going, check, list, dry_run;
+    int keep_going, check, list, dry_run, graph;
 } cli_options;
 
 static void usage(FILE *f)
@@ -254,6 +258,9 @@ static void usage(FILE *f)
             "  --peak-gbs Y\n"
             "  --no-check       time only: skip the check of each output against its reference\n"
             "  --keep-going     an entry that fails is reported and skipped; the rest still run (exit 1 at the end)\n"
+            "  --graph          also time each capturable entry (--list: parameter graph) replayed from a CUDA graph\n"
+            "                   captured once: a row <name>_graph after each of its rows, compared with its\n"
+            "                   baseline's graph row (or its plain row when the baseline is not capturable)\n"
             "  --list           print the table (lesson, name, role, baseline, suites, parameters, what it\n"
             "                   computes; tab-separated) and the suites, and exit (no GPU needed)\n"
             "  --dry-run        print what would be timed, time nothing (no GPU needed)\n"
@@ -480,6 +487,7 @@ static int parse_cli(int argc, char **argv, cli_options *o)
         else if (!strcmp(a, "--keep-going")) o->keep_going = 1;
         else if (!strcmp(a, "--list")) o->list = 1;
         else if (!strcmp(a, "--dry-run")) o->dry_run = 1;
+        else if (!strcmp(a, "--graph")) o->graph = 1;
         else {
             fprintf(stderr, "bench: unknown option %s (see --help)\n", a);
             ok = 0;
@@ -495,10 +503,11 @@ static int parse_cli(int argc, char **argv, cli_options *o)
 
 /* ---------------------------------------------------------------- --list */
 
-static void params_text(unsigned params, char *buf, size_t len)
+static void params_text(const bench_entry *e, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s%s%s%s", params & BENCH_WINDOW ? "window," : "", params & BENCH_KEEP ? "keep," : "",
-             params & BENCH_NSA ? "config," : "", params ? "" : "-");
+    const unsigned params = e->params;
+    snprintf(buf, len, "%s%s%s%s%s", params & BENCH_WINDOW ? "window," : "", params & BENCH_KEEP ? "keep," : "",
+             params & BENCH_NSA ? "config," : "", e->capturable ? "graph," : "", params || e->capturable ? "" : "-");
     const size_t n = strlen(buf);
     if (n > 1 && buf[n - 1] == ',') buf[n - 1] = '\0';
 }
@@ -509,7 +518,7 @@ static void print_list(const bench_table *t)
     for (int i = 0; i < t->n; ++i) {
         const bench_entry *e = &t->entries[i];
         char params[64];
-        params_text(e->params, params, sizeof params);
+        params_text(e, params, sizeof params);
         printf("%02d\t%s\t%s\t%s\t%s\t%s\t%s\n", e->lesson, e->name, kRoleNames[e->role], e->baseline ? e->baseline : "-",
                e->suites ? e->suites : "-", params, e->computes);
     }
@@ -762,6 +771,7 @@ static int same_for(const bench_entry *e, const bench_case *a, const bench_case 
 typedef struct {
     const bench_entry *e;
     bench_case c;
+    int graph; /* timed as replays of a CUDA graph (--graph): the row's name ends in _graph */
     double ms, flops, bytes;
     const char *check; /* "ok", "FAILED", "error", "-" */
 } bench_result;
@@ -777,6 +787,16 @@ typedef struct {
     double ms, bar;
 } bar_record;
 
+/* an entry against its `versus` entry on the same case (the summary's comparisons) */
+typedef struct {
+    char name[96], versus[96];
+    bench_case c;
+    double ms, versus_ms, bytes, versus_bytes, expected;
+    const char *note;
+} versus_record;
+
+#define MAX_VERSUS 512
+
 typedef struct {
     const cli_options *cli;
     const bench_table *t;
@@ -788,6 +808,8 @@ typedef struct {
     int n_results, cap_results;
     bar_record bars[256];
     int n_bars, any_bar;
+    versus_record versus[MAX_VERSUS];
+    int n_versus;
     char notes[64][400]; /* printed once each */
     int n_notes;
 } bench_ctx;
@@ -824,14 +846,31 @@ static void print_header(void)
     fflush(stdout);
 }
 
-/* the result of entry `name` on the case c as `for_entry` sees it, or NULL */
-static const bench_result *find_result(const bench_ctx *x, const char *name, const bench_case *c)
+/* the result of entry `name` on the case c as that entry sees it (its own parameters), timed plainly (graph
+ * 0) or from a CUDA graph (1), or NULL */
+static const bench_result *find_result(const bench_ctx *x, const char *name, const bench_case *c, int graph)
 {
     for (int i = 0; i < x->n_results; ++i) {
         const bench_result *r = &x->results[i];
-        if (!strcmp(r->e->name, name) && same_for(r->e, &r->c, c)) return r;
+        if (!strcmp(r->e->name, name) && r->graph == graph && same_for(r->e, &r->c, c)) return r;
     }
     return NULL;
+}
+
+/* a row's name: the entry's, its parameters' suffixes, and _graph for a graph's replays */
+static void result_name(const bench_entry *e, const bench_case *c, int graph, char *buf, size_t len)
+{
+    row_name(e, c, buf, len);
+    const size_t n = strlen(buf);
+    if (graph) snprintf(buf + n, n < len ? len - n : 0, "_graph");
+}
+
+/* The row a row of entry e is compared with: entry `other` on the same case, in the same mode when `other`
+ * is capturable (a graph row against its graph row), else its plain row. */
+static int compared_mode(const bench_ctx *x, const char *other, int graph)
+{
+    const bench_entry *o = find_entry(x->t, other);
+    return graph && o && o->capturable;
 }
 
 static void emit(bench_ctx *x, const bench_result *r)
@@ -839,7 +878,7 @@ static void emit(bench_ctx *x, const bench_result *r)
     const bench_entry *e = r->e;
     const attn_shape *s = &r->c.shape;
     char name[96], tflops[16] = "-", gbs[16] = "-", fflops[16] = "-", fbw[16] = "-", vs[16] = "-";
-    row_name(e, &r->c, name, sizeof name);
+    result_name(e, &r->c, r->graph, name, sizeof name);
     const double sec = r->ms * 1e-3;
     const double tf = r->flops > 0.0 ? r->flops / sec / 1e12 : 0.0, gb = r->bytes > 0.0 ? r->bytes / sec / 1e9 : 0.0;
     double speedup = 0.0;
@@ -848,9 +887,10 @@ static void emit(bench_ctx *x, const bench_result *r)
     if (x->peaks.measured && tf > 0.0) snprintf(fflops, sizeof fflops, "%.1f%%", 100.0 * tf / x->peaks.tflops);
     if (x->peaks.measured && gb > 0.0) snprintf(fbw, sizeof fbw, "%.1f%%", 100.0 * gb / x->peaks.gbs);
     const bench_entry *base_entry = e->baseline ? find_entry(x->t, e->baseline) : NULL;
+    const int base_graph = base_entry && compared_mode(x, e->baseline, r->graph);
     char base_name[96] = "";
-    if (base_entry) row_name(base_entry, &r->c, base_name, sizeof base_name);
-    const bench_result *base = base_entry ? find_result(x, e->baseline, &r->c) : NULL;
+    if (base_entry) result_name(base_entry, &r->c, base_graph, base_name, sizeof base_name);
+    const bench_result *base = base_entry ? find_result(x, e->baseline, &r->c, base_graph) : NULL;
     if (base && r->ms > 0.0) {
         speedup = base->ms / r->ms;
         snprintf(vs, sizeof vs, "%.2fx", speedup);
@@ -885,6 +925,17 @@ static void emit(bench_ctx *x, const bench_result *r)
         if (speedup > 0.0) fprintf(x->csv, "%.4f", speedup);
         fprintf(x->csv, ",%s\n", r->check);
         fflush(x->csv); /* a run cut short keeps every row measured so far */
+    }
+    const bench_entry *versus_entry = e->versus ? find_entry(x->t, e->versus) : NULL;
+    const int versus_graph = versus_entry && compared_mode(x, e->versus, r->graph);
+    const bench_result *versus = versus_entry ? find_result(x, e->versus, &r->c, versus_graph) : NULL;
+    if (versus && r->ms > 0.0 && x->n_versus < MAX_VERSUS) {
+        versus_record *v = &x->versus[x->n_versus++];
+        snprintf(v->name, sizeof v->name, "%s", name);
+        result_name(versus_entry, &r->c, versus_graph, v->versus, sizeof v->versus);
+        v->c = r->c, v->ms = r->ms, v->versus_ms = versus->ms, v->bytes = r->bytes, v->versus_bytes = versus->bytes;
+        v->expected = e->versus_expected ? e->versus_expected(&r->c) : 0.0;
+        v->note = e->versus_note;
     }
     if (e->bar_ms) {
         x->any_bar = 1;
@@ -922,8 +973,52 @@ static int device_still_usable(int st)
     return ATTN_OK;
 }
 
-/* Time entry e on case c. Returns ATTN_OK unless the run must stop (a sticky CUDA error, or a failure
- * without --keep-going); failures are counted and reported on stderr as "bench: <row> ...". */
+/* After row `name` failed at `stage` with status st: report it, count it, and say whether the run goes on
+ * (ATTN_OK: with --keep-going and a usable device). */
+static int entry_failed(bench_ctx *x, const char *name, const char *ctext, const char *stage, int st)
+{
+    fprintf(stderr, "bench: %s failed on %s (%s): %s: %s\n", name, ctext, stage, attn_strerror(st), attn_error_detail());
+    ++x->failures;
+    const int fatal = device_still_usable(st);
+    if (fatal) {
+        fprintf(stderr, "bench: the CUDA context is unusable after %s: stopping\n", name);
+        return fatal;
+    }
+    attn_clear_error();
+    return x->cli->keep_going ? ATTN_OK : st;
+}
+
+/* --graph: the entry's launch on its state captured once into a CUDA graph, then its replays timed as the
+ * plain launch was (the same warm-up, L2 flushes and median); the row is credited with the plain row's
+ * FLOPs and bytes and carries its check (the graph replays the same kernels on the same buffers). */
+static int time_graph(bench_ctx *x, const bench_entry *e, const bench_case *c, const run_options *o, void *state,
+                      const bench_result *plain)
+{
+    char name[96], ctext[160];
+    result_name(e, c, 1, name, sizeof name);
+    case_text(c, ctext, sizeof ctext);
+    bench_graph g;
+    attn_timing timing;
+    attn_clear_error();
+    const char *stage = "capturing it into a CUDA graph";
+    int st = bench_graph_capture(&g, e->launch, state, -1);
+    if (!st) {
+        stage = "timing its graph's replays";
+        st = attn_time(bench_graph_launch, &g, o->warmup, o->reps, &timing);
+    }
+    bench_graph_release(&g);
+    if (st) return entry_failed(x, name, ctext, stage, st);
+    bench_result r = *plain;
+    r.graph = 1;
+    r.ms = timing.median_ms;
+    st = keep_result(x, &r);
+    if (!st) emit(x, &r);
+    return st;
+}
+
+/* Time entry e on case c (and its graph, with --graph). Returns ATTN_OK unless the run must stop (a sticky
+ * CUDA error, or a failure without --keep-going); failures are counted and reported on stderr as
+ * "bench: <row> ...". */
 static int run_entry(bench_ctx *x, const bench_entry *e, const bench_case *c, const run_options *o)
 {
     char name[96], ctext[160], why[512] = "";
@@ -990,22 +1085,14 @@ static int run_entry(bench_ctx *x, const bench_entry *e, const bench_case *c, co
         r.ms = timing.median_ms;
         r.flops = e->flops ? e->flops(c, state) : 0.0;
         r.bytes = e->bytes ? e->bytes(c, state) : 0.0;
-    }
-    e->teardown(state);
-    if (!st) {
         st = keep_result(x, &r);
         if (!st) emit(x, &r);
+        if (!st && x->cli->graph && e->capturable) st = time_graph(x, e, c, o, state, &r);
+        e->teardown(state);
         return st;
     }
-    fprintf(stderr, "bench: %s failed on %s (%s): %s: %s\n", name, ctext, stage, attn_strerror(st), attn_error_detail());
-    ++x->failures;
-    const int fatal = device_still_usable(st);
-    if (fatal) {
-        fprintf(stderr, "bench: the CUDA context is unusable after %s: stopping\n", name);
-        return fatal;
-    }
-    attn_clear_error();
-    return x->cli->keep_going ? ATTN_OK : st;
+    e->teardown(state);
+    return entry_failed(x, name, ctext, stage, st);
 }
 
 /* A sum on case c: the times, FLOPs and bytes of its parts timed on c. */
@@ -1015,7 +1102,7 @@ static void run_sum(bench_ctx *x, const bench_entry *e, const bench_case *c)
     memset(&r, 0, sizeof r);
     r.e = e, r.c = *c, r.check = "-";
     for (int p = 0; p < 4 && e->parts[p]; ++p) {
-        const bench_result *part = find_result(x, e->parts[p], c);
+        const bench_result *part = find_result(x, e->parts[p], c, 0);
         if (!part) {
             char text[400];
             snprintf(text, sizeof text, "%s is not computed: its part %s was not timed in this run (select both, "
@@ -1042,6 +1129,16 @@ static int role_order(const bench_entry *e)
     }
 }
 
+static int run_index(const bench_run *r, const char *name)
+{
+    for (int i = 0; name && i < r->n; ++i)
+        if (!strcmp(r->entries[i]->name, name)) return i;
+    return -1;
+}
+
+/* Baselines first, then solutions, floors, sums (stable); then every entry after the entries of the run it
+ * is compared with (its baseline, its versus), so that their rows exist when its row is printed: a
+ * solution can be another solution's baseline (nsa_forward for nsa_forward_weights). */
 static void sort_entries(bench_run *r)
 {
     for (int i = 1; i < r->n; ++i)
@@ -1050,6 +1147,19 @@ static void sort_entries(bench_run *r)
             r->entries[j] = r->entries[j - 1];
             r->entries[j - 1] = tmp;
         }
+    for (int pass = 0; pass < r->n; ++pass) { /* a few passes: chains of comparisons are short */
+        int moved = 0;
+        for (int i = 0; i < r->n && !moved; ++i) {
+            const bench_entry *e = r->entries[i];
+            const int b = run_index(r, e->baseline), v = run_index(r, e->versus), j = b > v ? b : v;
+            if (j > i) { /* move e just after the later of the two */
+                memmove(&r->entries[i], &r->entries[i + 1], (size_t)(j - i) * sizeof r->entries[0]);
+                r->entries[j] = e;
+                moved = 1;
+            }
+        }
+        if (!moved) break;
+    }
 }
 
 /* Calls fn(x, run, shape) for every valid shape of the run's lists; skips noted. */
@@ -1110,6 +1220,8 @@ static int time_shape(bench_ctx *x, const bench_run *run, const attn_shape *sh)
     return st;
 }
 
+static int g_dry_run_graph; /* --dry-run --graph: print the graph rows too */
+
 static int print_shape(bench_ctx *x, const bench_run *run, const attn_shape *sh)
 {
     (void)x;
@@ -1118,9 +1230,11 @@ static int print_shape(bench_ctx *x, const bench_run *run, const attn_shape *sh)
         for (int k = 0; k < combos(e, &run->opt); ++k) {
             const bench_case c = make_case(e, &run->opt, sh, k);
             char name[96], ctext[160];
-            row_name(e, &c, name, sizeof name);
             case_text(&c, ctext, sizeof ctext);
-            printf("  %02d %-30s %-8s %s\n", e->lesson, name, kRoleNames[e->role], ctext);
+            for (int graph = 0; graph <= (g_dry_run_graph && e->capturable); ++graph) {
+                result_name(e, &c, graph, name, sizeof name);
+                printf("  %02d %-30s %-8s %s\n", e->lesson, name, kRoleNames[e->role], ctext);
+            }
         }
     }
     return ATTN_OK;
@@ -1183,6 +1297,31 @@ static void print_bars(const bench_ctx *x)
     fflush(stdout);
 }
 
+/* ---------------------------------------------------------------- the comparisons (versus) */
+
+static void print_versus(const bench_ctx *x)
+{
+    if (!x->n_versus) return;
+    printf("\nAgainst other entries on the same case (speed-up: the other's time over this row's; bytes: the other's "
+           "bytes over this row's, the bytes each must read):\n");
+    const char *notes[8];
+    int n_notes = 0;
+    for (int i = 0; i < x->n_versus; ++i) {
+        const versus_record *v = &x->versus[i];
+        const attn_shape *s = &v->c.shape;
+        char bytes[32] = "", expected[32] = "";
+        if (v->bytes > 0.0 && v->versus_bytes > 0.0) snprintf(bytes, sizeof bytes, "  bytes %6.2fx", v->versus_bytes / v->bytes);
+        if (v->expected > 0.0) snprintf(expected, sizeof expected, " (expected %.2fx)", v->expected);
+        printf("  %-28s vs %-24s B=%-3d N=%-6d %9.4f ms vs %9.4f ms  speed-up %6.2fx%s%s\n", v->name, v->versus, s->B,
+               s->N, v->ms, v->versus_ms, v->versus_ms / v->ms, bytes, expected);
+        int known = !v->note;
+        for (int k = 0; k < n_notes && !known; ++k) known = !strcmp(notes[k], v->note);
+        if (!known && n_notes < 8) notes[n_notes++] = v->note;
+    }
+    for (int k = 0; k < n_notes; ++k) printf("  expected: %s\n", notes[k]);
+    fflush(stdout);
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -1201,6 +1340,7 @@ int main(int argc, char **argv)
     if (n_runs < 0) return 2;
     for (int k = 0; k < n_runs; ++k) sort_entries(&runs[k]);
     if (cli.dry_run) {
+        g_dry_run_graph = cli.graph;
         for (int k = 0; k < n_runs; ++k) {
             char text[1024];
             run_text(&runs[k].opt, text, sizeof text);
@@ -1245,6 +1385,7 @@ int main(int argc, char **argv)
         print_header();
         st = for_each_shape(&x, &runs[k], time_shape);
     }
+    if (!st) print_versus(&x);
     if (!st) print_bars(&x);
     if (st) fprintf(stderr, "bench: stopped: %s: %s\n", attn_strerror(st), attn_error_detail());
     if (x.csv && fclose(x.csv) != 0 && !st) {

@@ -83,6 +83,15 @@ typedef struct bench_entry {
     /* the course's bar for the case in ms (0: none), judged PASS / MISS in the summary */
     double (*bar_ms)(const bench_case *c);
     const char *parts[4]; /* BENCH_SUM: the entries added (NULL-terminated) */
+    /* 1: launch only enqueues work on its stream (no allocation, no synchronisation: the contract of the
+     * lessons' CUDA functions), so that --graph also times it replayed from a CUDA graph (rows <name>_graph) */
+    int capturable;
+    /* Another entry whose time and bytes on the same case this one's are compared with in the summary (e.g.
+     * decode_dense for decode_nsa: the NSA-over-dense speed-up), or NULL. versus_expected: the ratio of its
+     * bytes to this entry's that a reference expects (0: none), which versus_note names. */
+    const char *versus;
+    double (*versus_expected)(const bench_case *c);
+    const char *versus_note;
 } bench_entry;
 
 /* A suite: a named selection (its entries say they belong to it) with the options it runs on. */
@@ -182,6 +191,26 @@ int bench_fill(void *x, int es, size_t n, size_t row, float scale, uint64_t seed
  * share most of their direction (q = a + z / 4, a the window's first row of the head), so that
  * neighbouring positions choose mostly the same blocks, as a trained model's do. */
 int bench_fill_queries(const bench_case *c, void *q, int es);
+
+/* ---------------------------------------------------------------- the kit: CUDA graphs */
+
+/* An entry's launch recorded into a CUDA graph and instantiated: what --graph replays, and how an entry
+ * times one kernel launch of a call that makes several (lesson 10's stages). */
+typedef struct {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    int kernels; /* the kernel launches the capture recorded */
+} bench_graph;
+
+/* Capture launch(ctx, stream) on a stream of its own, in the global capture mode (a call that allocates or
+ * synchronises fails the capture, as the graders' capture test says), and instantiate it. only_kernel < 0:
+ * the whole call; only_kernel = k: the call's k-th kernel launch alone (0-based, in the order they were
+ * enqueued), every other node of the graph removed: ATTN_ERR_BAD_ARGUMENT with a text when the call made
+ * k or fewer. Nothing runs; g is zeroed on failure. */
+int bench_graph_capture(bench_graph *g, attn_launch_fn launch, void *ctx, int only_kernel);
+/* An attn_launch_fn: ctx is a bench_graph; enqueues one replay on the stream. */
+int bench_graph_launch(void *ctx, cudaStream_t stream);
+void bench_graph_release(bench_graph *g);
 
 /* ---------------------------------------------------------------- the kit: NSA inputs */
 

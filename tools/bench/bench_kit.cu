@@ -262,6 +262,116 @@ int bench_check_reference(const bench_attn *a, const attn_gpu_ref_opts *opts, in
     return st;
 }
 
+/* ---------------------------------------------------------------- CUDA graphs */
+
+/* a node's dependencies (CUDA 13 added the edge data, NULL here: captured edges carry none) */
+static cudaError_t node_dependencies(cudaGraphNode_t node, cudaGraphNode_t *deps, size_t *n)
+{
+#if CUDART_VERSION >= 13000
+    return cudaGraphNodeGetDependencies(node, deps, NULL, n);
+#else
+    return cudaGraphNodeGetDependencies(node, deps, n);
+#endif
+}
+
+/* The graph's nodes in an order that respects its edges (a capture on one stream: the order enqueued), into
+ * *out (malloc'ed, *n of them). */
+static int graph_nodes_in_order(cudaGraph_t graph, cudaGraphNode_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    int st = attn_cuda_status(cudaGraphGetNodes(graph, NULL, n), "cudaGraphGetNodes");
+    if (st || !*n) return st;
+    cudaGraphNode_t *nodes = (cudaGraphNode_t *)malloc(*n * sizeof *nodes);
+    cudaGraphNode_t *order = (cudaGraphNode_t *)malloc(*n * sizeof *order);
+    char *placed = (char *)calloc(*n, 1);
+    if (!nodes || !order || !placed) st = attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for a graph's nodes");
+    size_t count = *n;
+    if (!st) st = attn_cuda_status(cudaGraphGetNodes(graph, nodes, &count), "cudaGraphGetNodes");
+    size_t done = 0;
+    while (!st && done < count) { /* Kahn's order, the lowest index first: a node once all its dependencies are */
+        size_t before = done;
+        for (size_t i = 0; !st && i < count; ++i) {
+            if (placed[i]) continue;
+            size_t nd = 0;
+            st = attn_cuda_status(node_dependencies(nodes[i], NULL, &nd), "cudaGraphNodeGetDependencies");
+            cudaGraphNode_t *deps = nd ? (cudaGraphNode_t *)malloc(nd * sizeof *deps) : NULL;
+            if (!st && nd && !deps) st = attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for a graph's edges");
+            if (!st && nd) st = attn_cuda_status(node_dependencies(nodes[i], deps, &nd), "cudaGraphNodeGetDependencies");
+            int ready = 1;
+            for (size_t d = 0; !st && ready && d < nd; ++d) {
+                int found = 0;
+                for (size_t k = 0; k < done && !found; ++k) found = order[k] == deps[d];
+                ready = found;
+            }
+            free(deps);
+            if (!st && ready) placed[i] = 1, order[done++] = nodes[i];
+        }
+        if (!st && done == before) st = attn_fail(ATTN_ERR_BAD_ARGUMENT, "a captured graph with a cycle");
+    }
+    free(nodes);
+    free(placed);
+    if (st) {
+        free(order);
+        *n = 0;
+        return st;
+    }
+    *out = order;
+    *n = count;
+    return ATTN_OK;
+}
+
+void bench_graph_release(bench_graph *g)
+{
+    if (!g) return;
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    if (g->graph) cudaGraphDestroy(g->graph);
+    memset(g, 0, sizeof *g);
+}
+
+int bench_graph_capture(bench_graph *g, attn_launch_fn launch, void *ctx, int only_kernel)
+{
+    memset(g, 0, sizeof *g);
+    cudaStream_t stream = NULL;
+    cudaGraph_t captured = NULL;
+    int st = attn_cuda_status(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "a stream to capture on");
+    if (!st) st = attn_cuda_status(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "cudaStreamBeginCapture");
+    if (!st) {
+        const int launched = launch(ctx, stream);
+        /* end the capture whatever happened: the stream must leave capture mode */
+        const int ended = attn_cuda_status(cudaStreamEndCapture(stream, &captured),
+                                           "cudaStreamEndCapture (a call a CUDA graph cannot hold?)");
+        st = launched ? launched : ended;
+    }
+    if (stream) cudaStreamDestroy(stream);
+    cudaGraphNode_t *nodes = NULL;
+    size_t n = 0;
+    if (!st) st = graph_nodes_in_order(captured, &nodes, &n);
+    /* count the kernel launches; with only_kernel, remove every node but that one from the captured graph */
+    for (size_t i = 0; !st && i < n; ++i) {
+        cudaGraphNodeType type;
+        st = attn_cuda_status(cudaGraphNodeGetType(nodes[i], &type), "cudaGraphNodeGetType");
+        const int is_kernel = !st && type == cudaGraphNodeTypeKernel;
+        if (only_kernel >= 0 && !st && !(is_kernel && g->kernels == only_kernel))
+            st = attn_cuda_status(cudaGraphDestroyNode(nodes[i]), "cudaGraphDestroyNode");
+        g->kernels += is_kernel;
+    }
+    free(nodes);
+    if (!st && only_kernel >= 0 && g->kernels <= only_kernel)
+        st = attn_fail(ATTN_ERR_BAD_ARGUMENT, "the call made %d kernel launch(es): there is no launch %d to time alone",
+                       g->kernels, only_kernel + 1);
+    g->graph = captured;
+    if (!st) st = attn_cuda_status(cudaGraphInstantiate(&g->exec, g->graph, 0), "cudaGraphInstantiate");
+    if (st) bench_graph_release(g);
+    return st;
+}
+
+int bench_graph_launch(void *ctx, cudaStream_t stream)
+{
+    const bench_graph *g = (const bench_graph *)ctx;
+    return attn_cuda_status(cudaGraphLaunch(g->exec, stream), "cudaGraphLaunch");
+}
+
 /* ---------------------------------------------------------------- NSA inputs */
 
 int bench_supports_nsa(const bench_case *c, char *why, size_t why_len)

@@ -14,6 +14,15 @@
  *                  mean pooling, whose compression costs about as little as the linear map's (both well
  *                  under 1 % of the total). Its parts belong to other lessons: it is computed where they are
  *                  timed too (--suite nsa), and noted as not computed elsewhere.
+ *   nsa_forward_weights   nsa_forward_cuda returning the four optional weights outputs (lse_cmp, lse_slc,
+ *                  lse_swa, block_indices), against nsa_forward, which returns none of them in its timed calls
+ *                  (o alone; its first, checked call returns the lists): "vs base" is the cost of the weights.
+ *                  Checked as nsa_forward plus each branch's lse against its reference.
+ *   nsa_forward_1_compress, nsa_forward_2_cmp_select, nsa_forward_3_slc_swa   the forward's three launches, each
+ *                  timed alone: a CUDA graph capture of one nsa_forward_cuda call, with every node but the
+ *                  launch removed, replayed on the workspace a whole forward filled (bench_graph_capture; no
+ *                  hook in the solution). nsa_forward_stages sums them: each launch starts from a cold L2,
+ *                  so the sum can exceed the whole forward, whose launch 2 finds launch 1's output in L2.
  * The check: the compression (attn_ref_nsa_compress), the compressed branch and its lse (attn_gpu_reference
  * over the compressed tokens), the lists judged against the reference selection's scores (attn_ref_nsa_select:
  * the same set up to near-ties), the selected branch on the kernel's lists and the window (attn_gpu_reference),
@@ -33,6 +42,8 @@
  * fp32 sums of bf16 compressed keys and the reference's may rank them either way (the tests' rule) */
 #define TIE_RTOL 2e-3
 #define TIE_ATOL 1e-12
+/* lse: fp32 sums of bf16 products (tests/test_10_fused_nsa.c's kTolLseCuda) */
+static const attn_tol kTolLse = {1e-3, 1e-4};
 
 typedef struct {
     bench_attn a;      /* first: q, k, v, o (bf16), no lse */
@@ -40,8 +51,12 @@ typedef struct {
     uint16_t *w_k, *w_v, *pos;
     float *g_cmp, *g_slc, *g_swa;
     int32_t *lists; /* [B, M, L, n]: the kernel's block_indices */
+    float *lse_cmp, *lse_slc, *lse_swa; /* [B, H, M], nsa_forward_weights only */
     void *ws;
     size_t ws_bytes, n_gates, n_lists;
+    int weights;        /* 1: every call returns the four weights outputs (nsa_forward_weights) */
+    int calls;          /* launches so far: nsa_forward's first call returns the lists its check judges */
+    bench_graph stage;  /* the stage entries: one of the forward's launches, alone */
 } fused_state;
 
 /* the configuration's parameters: the paper's with its learned (here random) linear compression */
@@ -64,11 +79,15 @@ static void teardown_fused(void *state)
     attn_dfree(s->g_slc);
     attn_dfree(s->g_swa);
     attn_dfree(s->lists);
+    attn_dfree(s->lse_cmp);
+    attn_dfree(s->lse_slc);
+    attn_dfree(s->lse_swa);
     attn_dfree(s->ws);
+    bench_graph_release(&s->stage);
     free(s);
 }
 
-static int setup_fused(const bench_case *c, void **state)
+static int setup_fused_as(const bench_case *c, void **state, int weights)
 {
     fused_state *s = (fused_state *)calloc(1, sizeof *s);
     if (!s) return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "host memory for the bench state");
@@ -77,10 +96,13 @@ static int setup_fused(const bench_case *c, void **state)
     s->n_gates = (size_t)sh->B * sh->M * sh->H;
     s->n_lists = (size_t)sh->B * sh->M * attn_nsa_list_heads(sh, &s->p) * s->p.n;
     s->ws_bytes = nsa_forward_workspace_bytes(sh, &s->p);
+    s->weights = weights;
     const size_t nw = (size_t)sh->G * s->p.l * sh->D * sh->D;
     int st = s->ws_bytes ? bench_attn_init(&s->a, c, 2, 0, 0) : attn_fail(ATTN_ERR_BAD_ARGUMENT, "no workspace size");
     if (!st) st = attn_dalloc(&s->ws, s->ws_bytes);
     if (!st) st = attn_dalloc((void **)&s->lists, s->n_lists * 4);
+    float **lse[3] = {&s->lse_cmp, &s->lse_slc, &s->lse_swa};
+    for (int x = 0; x < 3 && !st && weights; ++x) st = attn_dalloc((void **)lse[x], attn_lse_elems(sh) * 4);
     float **gates[3] = {&s->g_cmp, &s->g_slc, &s->g_swa};
     for (int x = 0; x < 3 && !st; ++x) { /* any values (the header allows them): a gate on the wrong branch shows */
         st = attn_dalloc((void **)gates[x], s->n_gates * 4);
@@ -103,13 +125,64 @@ static int setup_fused(const bench_case *c, void **state)
     return ATTN_OK;
 }
 
+static int setup_fused(const bench_case *c, void **state) { return setup_fused_as(c, state, 0); }
+static int setup_weights(const bench_case *c, void **state) { return setup_fused_as(c, state, 1); }
+
+/* nsa_forward: o alone (the weights outputs NULL: the lists stay in the workspace), except its first call, the
+ * one checked, which returns the lists too; nsa_forward_weights: lse_cmp, lse_slc, lse_swa and block_indices
+ * in every call */
 static int launch_fused(void *ctx, cudaStream_t stream)
 {
-    const fused_state *s = (const fused_state *)ctx;
+    fused_state *s = (fused_state *)ctx;
     const bench_attn *a = &s->a;
+    int32_t *lists = s->weights || s->calls++ == 0 ? s->lists : NULL;
     return nsa_forward_cuda(&a->c.shape, &s->p, (const uint16_t *)a->q, (const uint16_t *)a->k, (const uint16_t *)a->v,
-                            s->w_k, s->w_v, s->pos, s->g_cmp, s->g_slc, s->g_swa, (uint16_t *)a->o, NULL, NULL, NULL,
-                            s->lists, s->ws, s->ws_bytes, stream);
+                            s->w_k, s->w_v, s->pos, s->g_cmp, s->g_slc, s->g_swa, (uint16_t *)a->o, s->lse_cmp,
+                            s->lse_slc, s->lse_swa, lists, s->ws, s->ws_bytes, stream);
+}
+
+/* The stage entries: launch k of the forward (0 compression, 1 compressed attention and top-n, 2 selected and
+ * window attention, fused_nsa.cu's order), timed alone. The whole forward runs once first, so that the
+ * workspace holds what the launch reads (the compressed K and V, the lists); then a CUDA graph capture of the
+ * call keeps launch k and drops the others (bench_graph_capture): the solution's code is what runs, as it
+ * enqueues it, with no hook in it. Every call returns o alone, so the lists stay in the workspace, where the
+ * captured launches read them. Launch 2 rewrites o, launch 3 adds to it: replays of launch 3 alone add up in o,
+ * which nothing reads (the whole forward is checked by nsa_forward). */
+static int setup_stage(const bench_case *c, void **state, int k)
+{
+    int st = setup_fused_as(c, state, 0);
+    if (st) return st;
+    fused_state *s = (fused_state *)*state;
+    s->calls = 1;
+    st = launch_fused(s, 0);
+    if (!st) st = attn_dsync();
+    if (!st) st = bench_graph_capture(&s->stage, launch_fused, s, k);
+    if (st) {
+        teardown_fused(s);
+        *state = NULL;
+    }
+    return st;
+}
+
+static int setup_stage1(const bench_case *c, void **state) { return setup_stage(c, state, 0); }
+static int setup_stage2(const bench_case *c, void **state) { return setup_stage(c, state, 1); }
+static int setup_stage3(const bench_case *c, void **state) { return setup_stage(c, state, 2); }
+
+static int launch_stage(void *ctx, cudaStream_t stream)
+{
+    return bench_graph_launch(&((fused_state *)ctx)->stage, stream);
+}
+
+/* the stages need the compression launch: at least one compressed token */
+static int supports_stage(const bench_case *c, char *why, size_t why_len)
+{
+    if (!bench_supports_nsa(c, why, why_len)) return 0;
+    const attn_nsa_params p = params_of(c);
+    if (attn_nsa_num_cmp(c->shape.N, &p) < 1) {
+        snprintf(why, why_len, "N=%d holds no compressed token: the forward makes no compression launch", c->shape.N);
+        return 0;
+    }
+    return 1;
 }
 
 /* What is wrong with one list against the reference's (NULL: nothing): the rules of common/nsa.h that need
@@ -147,7 +220,7 @@ static const char *judge_list(const attn_nsa_params *p, long t, long nb, const f
 /* The references' buffers, on the device unless said otherwise. */
 typedef struct {
     uint16_t *kc, *vc;
-    float *lse_cmp, *scores, *tmp, *sum;
+    float *lse_cmp, *scores, *tmp, *sum, *lse_ref;
     int32_t *ref_lists;
     float *h_scores; /* host */
     int32_t *h_lists, *h_ref;
@@ -157,7 +230,7 @@ typedef struct {
 static void release_refs(fused_refs *r)
 {
     attn_dfree(r->kc), attn_dfree(r->vc), attn_dfree(r->lse_cmp), attn_dfree(r->scores), attn_dfree(r->tmp);
-    attn_dfree(r->sum), attn_dfree(r->ref_lists);
+    attn_dfree(r->sum), attn_dfree(r->ref_lists), attn_dfree(r->lse_ref);
     free(r->h_scores), free(r->h_lists), free(r->h_ref), free(r->in), free(r->want);
 }
 
@@ -181,6 +254,7 @@ static int check_fused(const bench_case *c, void *state, int *failed, char *msg,
     if (!st) st = attn_dalloc((void **)&r.tmp, nq * 4);
     if (!st) st = attn_dalloc((void **)&r.sum, nq * 4);
     if (!st) st = attn_dalloc((void **)&r.ref_lists, s->n_lists * 4);
+    if (!st && s->weights) st = attn_dalloc((void **)&r.lse_ref, attn_lse_elems(sh) * 4);
     r.h_scores = (float *)malloc(n_scores * 4), r.h_lists = (int32_t *)malloc(s->n_lists * 4);
     r.h_ref = (int32_t *)malloc(s->n_lists * 4), r.in = (char *)malloc((size_t)nb), r.want = (char *)malloc((size_t)nb);
     if (!st && !(r.h_scores && r.h_lists && r.h_ref && r.in && r.want))
@@ -212,25 +286,44 @@ static int check_fused(const bench_case *c, void *state, int *failed, char *msg,
                      r.h_ref[row * n + 2]);
         }
     }
+    /* nsa_forward_weights: each branch's lse against its reference's (the selected branch's on the kernel's
+     * lists), as the tests compare them */
+    const size_t nl = attn_lse_elems(sh);
+    attn_dcmp cr;
+    if (!st && !*failed && s->weights) {
+        st = attn_dcompare_f32_f32(s->lse_cmp, r.lse_cmp, nl, kTolLse, &cr);
+        if (!st && cr.n_bad) *failed = 1, bench_dcmp_text("lse_cmp", &cr, msg, msg_len);
+    }
     if (!st && !*failed) {
-        st = attn_gpu_reference(&slc, q, k, v, r.tmp, NULL, 0);
+        st = attn_gpu_reference(&slc, q, k, v, r.tmp, r.lse_ref, 0);
         if (!st) st = attn_ref_nsa_gate_add(sh, r.tmp, s->g_slc, r.sum, 0, 0);
-        if (!st) st = attn_gpu_reference(&swa, q, k, v, r.tmp, NULL, 0);
+        if (!st && s->weights) st = attn_dsync();
+        if (!st && s->weights) st = attn_dcompare_f32_f32(s->lse_slc, r.lse_ref, nl, kTolLse, &cr);
+        if (!st && s->weights && cr.n_bad) *failed = 1, bench_dcmp_text("lse_slc", &cr, msg, msg_len);
+    }
+    if (!st && !*failed) {
+        st = attn_gpu_reference(&swa, q, k, v, r.tmp, r.lse_ref, 0);
         if (!st) st = attn_ref_nsa_gate_add(sh, r.tmp, s->g_swa, r.sum, 0, 0);
         if (!st) st = attn_dsync();
-        attn_dcmp cr;
-        if (!st) st = attn_dcompare_bf16_f32((const uint16_t *)s->a.o, r.sum, nq, ATTN_TOL_BF16, &cr);
+        if (!st && s->weights) st = attn_dcompare_f32_f32(s->lse_swa, r.lse_ref, nl, kTolLse, &cr);
+        if (!st && s->weights && cr.n_bad) *failed = 1, bench_dcmp_text("lse_swa", &cr, msg, msg_len);
+    }
+    if (!st && !*failed) {
+        st = attn_dcompare_bf16_f32((const uint16_t *)s->a.o, r.sum, nq, ATTN_TOL_BF16, &cr);
         if (!st && cr.n_bad) *failed = 1, bench_dcmp_text("o", &cr, msg, msg_len);
     }
     release_refs(&r);
     return st;
 }
 
-/* (query head, key) pairs the three branches visit, exactly: the compressed tokens a position sees, the keys
- * of its n blocks (all keys up to t while there are at most n candidates; else n - 1 whole blocks and the
- * current one up to t) and min(t + 1, w) window keys (the tests' count: it holds for any list the top-n
+/* the branches fused_pairs counts */
+enum { BRANCH_CMP = 1, BRANCH_SLC = 2, BRANCH_SWA = 4, BRANCH_ALL = 7 };
+
+/* (query head, key) pairs the branches asked for visit, exactly: the compressed tokens a position sees, the
+ * keys of its n blocks (all keys up to t while there are at most n candidates; else n - 1 whole blocks and
+ * the current one up to t) and min(t + 1, w) window keys (the tests' count: it holds for any list the top-n
  * makes, since every list holds the block of t) */
-static double fused_pairs(const bench_case *c)
+static double fused_pairs(const bench_case *c, unsigned branches)
 {
     const attn_shape *sh = &c->shape;
     const attn_nsa_params p = params_of(c);
@@ -239,7 +332,9 @@ static double fused_pairs(const bench_case *c)
     for (int i = 0; i < sh->M; ++i) {
         const long t = attn_query_pos(sh, i), cur = t / p.l_sel;
         const double slc = cur + 1 <= p.n ? t + 1 : (double)(p.n - 1) * p.l_sel + (t - cur * p.l_sel + 1);
-        pairs += (double)attn_nsa_cmp_visible_count(t, nc, &p) + slc + (t + 1 < p.w ? t + 1 : p.w);
+        if (branches & BRANCH_CMP) pairs += (double)attn_nsa_cmp_visible_count(t, nc, &p);
+        if (branches & BRANCH_SLC) pairs += slc;
+        if (branches & BRANCH_SWA) pairs += t + 1 < p.w ? t + 1 : p.w;
     }
     return pairs * sh->B * sh->H;
 }
@@ -249,16 +344,77 @@ static double fused_pairs(const bench_case *c)
 static double fused_flops(const bench_case *c, const void *state)
 {
     (void)state;
-    return 4.0 * c->shape.D * fused_pairs(c);
+    return 4.0 * c->shape.D * fused_pairs(c, BRANCH_ALL);
 }
 
-/* q, k, v and the gates read, o and the lists written, the linear maps read */
+/* bytes of the linear maps and the position embedding (0 in mean mode) */
+static double maps_bytes(const fused_state *s)
+{
+    const attn_shape *sh = &s->a.c.shape;
+    return s->p.mode == ATTN_NSA_LINEAR ? 2.0 * sh->G * s->p.l * sh->D * sh->D * 2 + (double)s->p.l * sh->D * 2 : 0.0;
+}
+
+/* bytes of the compressed K and V, bf16 */
+static double cmp_kv_bytes(const fused_state *s)
+{
+    const attn_shape *sh = &s->a.c.shape;
+    return 2.0 * sh->B * attn_nsa_num_cmp(sh->N, &s->p) * sh->G * sh->D * 2;
+}
+
+/* q, k, v, the gates and the linear maps read, o written; nsa_forward_weights also writes the lists and the three
+ * lse */
 static double fused_bytes(const bench_case *c, const void *state)
 {
     const fused_state *s = (const fused_state *)state;
     const attn_shape *sh = &c->shape;
-    const double maps = s->p.mode == ATTN_NSA_LINEAR ? 2.0 * sh->G * s->p.l * sh->D * sh->D * 2 : 0.0;
-    return 2.0 * attn_q_elems(sh) * 2 + 2.0 * attn_kv_elems(sh) * 2 + 3.0 * s->n_gates * 4 + s->n_lists * 4.0 + maps;
+    const double weights = s->weights ? s->n_lists * 4.0 + 3.0 * attn_lse_elems(sh) * 4 : 0.0;
+    return 2.0 * attn_q_elems(sh) * 2 + 2.0 * attn_kv_elems(sh) * 2 + 3.0 * s->n_gates * 4 + maps_bytes(s) + weights;
+}
+
+/* Launch 1 in linear mode: the map of each compressed token of K and of V, 2 l D FLOPs per output element
+ * (mean mode: none counted, bytes only) */
+static double stage1_flops(const bench_case *c, const void *state)
+{
+    const fused_state *s = (const fused_state *)state;
+    const attn_shape *sh = &c->shape;
+    if (s->p.mode != ATTN_NSA_LINEAR) return 0.0;
+    return 2.0 * sh->B * attn_nsa_num_cmp(sh->N, &s->p) * sh->G * (2.0 * s->p.l * sh->D * sh->D);
+}
+
+/* K and V read, the compressed K and V written, the maps read */
+static double stage1_bytes(const bench_case *c, const void *state)
+{
+    const fused_state *s = (const fused_state *)state;
+    return 2.0 * attn_kv_elems(&c->shape) * 2 + cmp_kv_bytes(s) + maps_bytes(s);
+}
+
+/* Launch 2: the compressed branch's pairs (its second pass, the importance, not counted) */
+static double stage2_flops(const bench_case *c, const void *state)
+{
+    (void)state;
+    return 4.0 * c->shape.D * fused_pairs(c, BRANCH_CMP);
+}
+
+/* q, the compressed K and V and g_cmp read, o (g_cmp o_cmp) and the lists written */
+static double stage2_bytes(const bench_case *c, const void *state)
+{
+    const fused_state *s = (const fused_state *)state;
+    return 2.0 * attn_q_elems(&c->shape) * 2 + cmp_kv_bytes(s) + s->n_gates * 4.0 + s->n_lists * 4.0;
+}
+
+/* Launch 3: the selected and window branches' pairs */
+static double stage3_flops(const bench_case *c, const void *state)
+{
+    (void)state;
+    return 4.0 * c->shape.D * fused_pairs(c, BRANCH_SLC | BRANCH_SWA);
+}
+
+/* q, k, v, the lists, g_slc and g_swa read, o read and written */
+static double stage3_bytes(const bench_case *c, const void *state)
+{
+    const fused_state *s = (const fused_state *)state;
+    const attn_shape *sh = &c->shape;
+    return 3.0 * attn_q_elems(sh) * 2 + 2.0 * attn_kv_elems(sh) * 2 + s->n_lists * 4.0 + 2.0 * s->n_gates * 4;
 }
 
 /* the inputs, the workspace, and the check's references at their largest */
@@ -269,7 +425,7 @@ static double fused_device_bytes(const bench_case *c)
     const double nc = (double)attn_nsa_num_cmp(sh->N, &p), nb = (double)attn_nsa_num_blocks(sh->N, &p);
     const double lists = (double)sh->B * sh->M * attn_nsa_list_heads(sh, &p), nq = (double)attn_q_elems(sh);
     const double inputs = 2.0 * nq * 2 + 2.0 * attn_kv_elems(sh) * 2 + 3.0 * sh->B * sh->M * sh->H * 4 +
-                          lists * p.n * 4 + 2.0 * sh->G * p.l * sh->D * sh->D * 2;
+                          lists * p.n * 4 + 2.0 * sh->G * p.l * sh->D * sh->D * 2 + 3.0 * attn_lse_elems(sh) * 4;
     const double refs = 2.0 * nc * sh->B * sh->G * sh->D * 2 + attn_lse_elems(sh) * 4.0 + lists * nb * 4 +
                         lists * p.n * 4 + 2.0 * nq * 4;
     return inputs + (double)nsa_forward_workspace_bytes(sh, &p) + refs;
@@ -291,22 +447,69 @@ static double fused_bar(const bench_case *c)
     return 0;
 }
 
+/* an entry of the whole forward on a fused_state made by setup (with or without the weights) */
+static void fused_entry(bench_entry *e, int (*setup)(const bench_case *, void **))
+{
+    e->params = BENCH_NSA;
+    e->supports = bench_supports_nsa;
+    e->device_bytes = fused_device_bytes;
+    e->setup = setup;
+    e->launch = launch_fused;
+    e->check = check_fused; /* o and the lists; the three lse too when the state returns them */
+    e->teardown = teardown_fused;
+    e->flops = fused_flops;
+    e->bytes = fused_bytes;
+}
+
 BENCH_LESSON(10)
 {
     bench_entry *e = bench_add(t, "nsa_forward", BENCH_SOLUTION,
                                "nsa_forward_cuda: the whole NSA forward (compression, compressed attention and top-n, "
                                "selected and window attention, the gated sum)");
-    e->params = BENCH_NSA;
+    fused_entry(e, setup_fused);
     e->suites = "nsa";
-    e->supports = bench_supports_nsa;
-    e->device_bytes = fused_device_bytes;
-    e->setup = setup_fused;
-    e->launch = launch_fused;
-    e->check = check_fused;
-    e->teardown = teardown_fused;
-    e->flops = fused_flops;
-    e->bytes = fused_bytes;
     e->bar_ms = fused_bar;
+    e->baseline = "frozen_flash_bf16";
+
+    e = bench_add(t, "nsa_forward_weights", BENCH_SOLUTION,
+                  "nsa_forward_cuda returning the weights (lse_cmp, lse_slc, lse_swa, block_indices): its vs base is "
+                  "nsa_forward's time over this one's, the cost of returning them");
+    fused_entry(e, setup_weights);
+    e->baseline = "nsa_forward";
+
+    /* the forward's three launches, each timed alone (setup_stage) */
+    static const struct {
+        const char *name, *computes;
+        int (*setup)(const bench_case *, void **);
+        double (*flops)(const bench_case *, const void *);
+        double (*bytes)(const bench_case *, const void *);
+    } kStages[3] = {
+        {"nsa_forward_1_compress", "nsa_forward's launch 1 alone: compress_mean_kernel, or compress_linear_kernel for "
+         "paper (TFLOP/s: the linear map's; mean: bytes only)", setup_stage1, stage1_flops, stage1_bytes},
+        {"nsa_forward_2_cmp_select", "nsa_forward's launch 2 alone: compressed attention, importance and top-n "
+         "(cmp_select_g16_kernel or cmp_select_kernel)", setup_stage2, stage2_flops, stage2_bytes},
+        {"nsa_forward_3_slc_swa", "nsa_forward's launch 3 alone: selected and window attention, the gated sum "
+         "(slc_swa_window_kernel or slc_swa_kernel)", setup_stage3, stage3_flops, stage3_bytes},
+    };
+    for (int k = 0; k < 3; ++k) {
+        e = bench_add(t, kStages[k].name, BENCH_SOLUTION, kStages[k].computes);
+        e->params = BENCH_NSA;
+        e->supports = supports_stage;
+        e->device_bytes = fused_device_bytes;
+        e->setup = kStages[k].setup;
+        e->launch = launch_stage;
+        e->teardown = teardown_fused;
+        e->flops = kStages[k].flops;
+        e->bytes = kStages[k].bytes;
+        e->baseline = "frozen_flash_bf16";
+    }
+    e = bench_add(t, "nsa_forward_stages", BENCH_SUM,
+                  "nsa_forward_1_compress + nsa_forward_2_cmp_select + nsa_forward_3_slc_swa: the three launches, each "
+                  "timed alone after an L2 flush (nsa_forward is the whole call)");
+    e->params = BENCH_NSA;
+    e->parts[0] = "nsa_forward_1_compress";
+    e->parts[1] = "nsa_forward_2_cmp_select";
+    e->parts[2] = "nsa_forward_3_slc_swa";
     e->baseline = "frozen_flash_bf16";
 
     e = bench_add(t, "nsa_branches", BENCH_SUM,

@@ -22,6 +22,18 @@ For each set, with <prefix> the CSV's name without extension (or --prefix):
                            floor, the sliding window, dense flash) vs N, one panel per configuration, with
                            the bars at N = 65536 as markers; rows without a configuration (dense, window)
                            are drawn in every panel
+    tools/bench/plot.py --fused figures/bench_fused_h200.csv --out figures/
+                           <prefix>_time.png: lesson 10 (`build/bin/bench --lesson 10`): the fused forward,
+                           the forward returning the weights, each of its three launches timed alone and
+                           their sum, and dense causal flash vs N, one panel per configuration; the
+                           forward's speed-up over dense written at each point, the bar at N = 65536 as a
+                           marker
+    tools/bench/plot.py --decode figures/bench_decode_h200.csv --out figures/
+                           <prefix>_time.png: lesson 11 (`build/bin/bench --lesson 11 --graph`): one column
+                           per batch B; time per decoding step (us) vs the cache's length, GB/s on the bytes
+                           each kernel must read beside the measured copy bandwidth, and the NSA decode's
+                           speed-up over the dense decode beside the NSA paper's expected ratio of bytes;
+                           plain launches solid, CUDA graph replays (rows *_graph) dashed
 N is on a log2 axis; a CSV with a single N gives bar charts instead. When other sizes (B, M, H, G)
 vary within the CSV, they are added to the series' labels so that no two series share a name.
 Needs matplotlib (Debian/Ubuntu: sudo apt-get install python3-matplotlib).
@@ -175,6 +187,16 @@ def plot_figure(rows, value, ylabel, what, path, args, log_y=False, peak_lines=N
 KEEP_SUFFIX = re.compile(r"^(.*)_k(\d+)$")
 
 
+def save_figure(fig, args, prefix, kind):
+    """Write fig as <out>/<prefix>_<kind>.png, close it and print the path; 0."""
+    fig.tight_layout()
+    path = os.path.join(args.out, f"{prefix}_{kind}.png")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    print(path)
+    return 0
+
+
 def plot_keep(rows, prefix, args):
     """Time vs percent kept (log-log) for the _k<percent> kernels; other kernels as flat lines. One
     panel per N; the dashed grey line is the time of the dense kernel scaled by the kept share."""
@@ -219,12 +241,7 @@ def plot_keep(rows, prefix, args):
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(title_for(rows, "Token mask vs block sparsity: time vs share kept", args.title), fontsize=11)
-    fig.tight_layout()
-    path = os.path.join(args.out, f"{prefix}_keep.png")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    print(path)
-    return 0
+    return save_figure(fig, args, prefix, "keep")
 
 
 def plot_set(rows, prefix, args):
@@ -318,6 +335,174 @@ def plot_nsa(rows, prefix, args):
     return 0
 
 
+# ---------------------------------------------------------------- lesson 10: the fused forward against N
+
+# The course's bars at N = 65536 (ms, tools/bench/lesson_10.cu): half of the best public NSA forward on an H200.
+FUSED_BARS = {"mean": 23.7, "paper": 34.5}
+# (entry, label, line style): the rows of `bench --lesson 10` (and of --suite nsa's nsa_branches), in this order
+FUSED_SERIES = [("nsa_forward", "fused forward (o alone)", "-"),
+                ("nsa_forward_weights", "fused forward returning the weights", "-"),
+                ("nsa_forward_1_compress", "launch 1 alone: compression", ":"),
+                ("nsa_forward_2_cmp_select", "launch 2 alone: compressed attention + top-n", ":"),
+                ("nsa_forward_3_slc_swa", "launch 3 alone: selected + window attention", ":"),
+                ("nsa_forward_stages", "launches 1-3 timed alone, summed", "-."),
+                ("nsa_branches", "separate branches of lessons 05, 07-09, summed", "-."),
+                ("frozen_flash_bf16", "dense causal flash (frozen)", "--")]
+FUSED_CONFIG_TITLES = {"mean": "mean-pool (l = d = l' = 64)", "paper": "paper (l = 32, d = 16, l' = 64, linear)"}
+
+
+def need_columns(rows, columns, what):
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        print(f"plot.py: {what} needs the benchmark's CSV (missing columns: {', '.join(missing)})", file=sys.stderr)
+        return False
+    return True
+
+
+def speedup_text(x):
+    return f"{x:.1f}x" if x >= 1.0 else f"{x:.2f}x"
+
+
+def plot_fused(rows, prefix, args):
+    """Lesson 10: time of the forward, its launches and dense flash vs N, one panel per configuration."""
+    if not need_columns(rows, ("entry", "config"), "--fused"):
+        return 1
+    rows = [r for r in rows if not r["kernel"].endswith("_graph")]
+    configs = [c for c in ("mean", "paper") if any(r["config"] == c and r["entry"].startswith("nsa_") for r in rows)]
+    if not configs:
+        print(f"plot.py: {prefix}: no nsa_forward rows of configuration mean or paper (bench --lesson 10)",
+              file=sys.stderr)
+        return 1
+    fig, axes = plt.subplots(1, len(configs), figsize=(7.2 * len(configs), 5.6), squeeze=False)
+    for ax, config in zip(axes[0], configs):
+        mine = [r for r in rows if r["config"] in (config, "")]
+        for i, (entry, label, style) in enumerate(FUSED_SERIES):
+            pts = {r["N"]: r["ms"] for r in mine if r["entry"] == entry}
+            if not pts:
+                continue
+            ns = sorted(pts)
+            ax.plot(ns, [pts[n] for n in ns], marker="o", markersize=4, linestyle=style, color=f"C{i}", label=label)
+        dense = {r["N"]: r["ms"] for r in mine if r["entry"] == "frozen_flash_bf16"}
+        for r in mine:  # the forward's speed-up over dense at each N
+            if r["entry"] == "nsa_forward" and r["N"] in dense and r["ms"] > 0:
+                ax.annotate(speedup_text(dense[r["N"]] / r["ms"]), (r["N"], r["ms"]), textcoords="offset points",
+                            xytext=(0, 7), ha="center", fontsize=8, color="C0")
+        plain = {r["N"]: r["ms"] for r in mine if r["entry"] == "nsa_forward"}
+        overhead = [f"{size_text(r['N'])} {100.0 * (r['ms'] / plain[r['N']] - 1.0):+.1f}%" for r in
+                    sorted(mine, key=lambda r: r["N"]) if r["entry"] == "nsa_forward_weights" and plain.get(r["N"])]
+        if overhead:  # what returning the weights costs, too small to see on the lines
+            ax.text(0.98, 0.03, "returning the weights: " + ", ".join(overhead), transform=ax.transAxes, ha="right",
+                    va="bottom", fontsize=8, color="C1")
+        if config in FUSED_BARS:
+            bar = FUSED_BARS[config]
+            ax.plot([65536], [bar], marker="_", markersize=18, color="black")
+            ax.annotate(f"bar {bar:g} ms", (65536, bar), textcoords="offset points", xytext=(-70, -12), fontsize=8)
+        setup_n_axis(ax, mine)
+        ax.set_xlabel("N (keys = queries)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.set_ylabel("time per call (ms, median)")
+        r0 = mine[0]
+        ax.set_title(f"{FUSED_CONFIG_TITLES.get(config, config)}\nB={r0['B']} H={r0['H']} G={r0['G']} D={r0['D']}, "
+                     "causal; the labels: speed-up over dense", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title_for(rows, "Lesson 10: the fused NSA forward and its launches against dense attention",
+                           args.title), fontsize=11)
+    return save_figure(fig, args, prefix, "time")
+
+
+# ---------------------------------------------------------------- lesson 11: decoding against the cache's length
+
+# The benchmark's NSA configurations (bench --config): l, d, l'; n = 16 and w = 512 in both.
+NSA_CONFIGS = {"mean": (64, 64, 64), "paper": (32, 16, 64)}
+NSA_N, NSA_W = 16, 512
+DECODE_ENTRIES = [("frozen_decode_naive_bf16", "naive decode (frozen)"), ("decode_dense", "split-KV dense decode"),
+                  ("decode_nsa", "NSA decode")]
+
+
+def nsa_expected_ratio(n_tokens, config):
+    """The NSA paper's count: a dense decode loads N tokens, an NSA decode NC + n l' + w (tools/bench/lesson_11.cu)."""
+    l, d, l_sel = NSA_CONFIGS[config]
+    nc = max(0, (n_tokens - l) // d + 1)
+    return n_tokens / (nc + NSA_N * l_sel + NSA_W)
+
+
+def plot_decode(rows, prefix, args):
+    """Lesson 11: per batch, time, GB/s against the copy peak, and the NSA-over-dense speed-up vs the cache's length;
+    plain launches solid, graph replays dashed."""
+    if not need_columns(rows, ("entry", "config"), "--decode"):
+        return 1
+    rows = [r for r in rows if r["M"] == 1 and r["entry"] in {e for e, _ in DECODE_ENTRIES}]
+    if not rows:
+        print(f"plot.py: {prefix}: no decoding rows (M = 1: bench --lesson 11)", file=sys.stderr)
+        return 1
+    batches = sorted({r["B"] for r in rows})
+    configs = [c for c in NSA_CONFIGS if any(r["entry"] == "decode_nsa" and r["config"] == c for r in rows)]
+    fig, axes = plt.subplots(3, len(batches), figsize=(5.6 * len(batches), 12.5), squeeze=False)
+    peak = next((r["peak_gbs"] for r in rows if r["peak_gbs"]), None)
+    color = {}
+    for col, batch in enumerate(batches):
+        here = [r for r in rows if r["B"] == batch]
+        series = {}  # (entry, config, graph) -> {N: row}
+        for r in here:
+            series.setdefault((r["entry"], r["config"], r["kernel"].endswith("_graph")), {})[r["N"]] = r
+        order = [e for e, _ in DECODE_ENTRIES]
+        keys = sorted(series, key=lambda k: (order.index(k[0]), k[1], k[2]))
+        for key in keys:
+            entry, config, graph = key
+            pts = series[key]
+            ns = sorted(pts)
+            base = (entry, config)
+            color.setdefault(base, f"C{len(color) % 10}")
+            label = dict(DECODE_ENTRIES)[entry] + (f", {config}" if config else "") + (", CUDA graph" if graph else "")
+            style = dict(color=color[base], linestyle="--" if graph else "-", marker="o", markersize=3.5)
+            axes[0][col].plot(ns, [1e3 * pts[n]["ms"] for n in ns], label=label, **style)
+            gb = [(n, pts[n]["gbs"]) for n in ns if pts[n]["gbs"]]
+            if gb:
+                axes[1][col].plot([n for n, _ in gb], [g for _, g in gb], label=label, **style)
+        # NSA over dense, in each mode; the paper's expected ratio of the bytes each loads
+        for config in configs:
+            for graph in (False, True):
+                nsa, dense = series.get(("decode_nsa", config, graph)), series.get(("decode_dense", "", graph))
+                if not nsa or not dense:
+                    continue
+                ns = sorted(set(nsa) & set(dense))
+                axes[2][col].plot(ns, [dense[n]["ms"] / nsa[n]["ms"] for n in ns], marker="o", markersize=3.5,
+                                  color=color.get(("decode_nsa", config), "C3"), linestyle="--" if graph else "-",
+                                  label=f"NSA {config} over dense" + (", CUDA graphs" if graph else ""))
+            ns = sorted({r["N"] for r in here})
+            axes[2][col].plot(ns, [nsa_expected_ratio(n, config) for n in ns], color="0.4",
+                              linestyle=":" if config == "paper" else "-.", linewidth=1.2,
+                              label=f"expected ({config}): N / (NC + n l' + w)")
+        if peak:
+            axes[1][col].axhline(peak, color="0.35", linestyle="--", linewidth=1.2,
+                                 label=f"measured copy bandwidth: {peak:.0f} GB/s")
+        r0 = here[0]
+        axes[0][col].set_title(f"B = {batch}, H={r0['H']} G={r0['G']} D={r0['D']}, one query per sequence",
+                               fontsize=10)
+        for row, ylabel in enumerate(("time per step (us, median)", "GB/s (the K/V bytes each must read)",
+                                      "NSA decode's speed-up over dense")):
+            ax = axes[row][col]
+            if not ax.lines:
+                ax.axis("off")
+                continue
+            setup_n_axis(ax, here)
+            ax.set_xlabel("cache length (tokens per sequence)")
+            ax.set_ylabel(ylabel)
+            if row == 0:
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+            else:
+                ax.set_ylim(bottom=0)
+            ax.grid(True, which="major", alpha=0.3)
+            if col == 0:  # the same series in every column: one legend a row
+                ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title_for(rows, "Lesson 11: one decoding step against the cache's length (solid: plain launches, "
+                           "dashed: CUDA graph replays)", args.title), fontsize=11)
+    return save_figure(fig, args, prefix, "time")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -329,8 +514,14 @@ def main():
     ap.add_argument("--title", help="title line instead of the device name")
     ap.add_argument("--vs-keep", action="store_true", help="plot time vs share kept (lesson 06's _k<percent> kernels)")
     ap.add_argument("--nsa", action="store_true", help="the CSV is of bench --suite nsa: plot the NSA stages against N")
+    ap.add_argument("--fused", action="store_true", help="the CSV is of bench --lesson 10: the fused forward against N")
+    ap.add_argument("--decode", action="store_true",
+                    help="the CSV is of bench --lesson 11 (--graph): decoding against the cache's length")
     args = ap.parse_args()
-    plot = plot_keep if args.vs_keep else plot_nsa if args.nsa else plot_set
+    if args.vs_keep + args.nsa + args.fused + args.decode > 1:
+        ap.error("--vs-keep, --nsa, --fused and --decode choose one figure: give one of them")
+    plot = (plot_keep if args.vs_keep else plot_nsa if args.nsa else plot_fused if args.fused
+            else plot_decode if args.decode else plot_set)
     reader = read_nsa_rows if args.nsa else read_rows
     if args.prefix and os.path.dirname(args.prefix):  # a folder in the prefix: relative to --out if given
         args.out = os.path.join(args.out or "", os.path.dirname(args.prefix))

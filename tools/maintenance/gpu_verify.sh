@@ -101,7 +101,9 @@ PY
     tail -4 "$LOG/sanitize.log"
     ;;
   figures)
-    ATTN_BUILD_DIR="$B" tools/bench/readme_figures.sh "${2:-h200}" figures >"$LOG/figures.log" 2>&1
+    # figures [NAME [SETS]]: SETS picks readme_figures.sh's sets (default all), e.g. `figures h200 fused,decode`
+    # for lessons 10 and 11 alone (figures/bench_{fused,decode}_NAME.csv and _time.png)
+    ATTN_BUILD_DIR="$B" tools/bench/readme_figures.sh "${2:-h200}" figures "${3:-}" >"$LOG/figures.log" 2>&1
     rc=$?
     tail -20 "$LOG/figures.log"
     ;;

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Unit tests of the command line's helpers: tools/course_cli.py (build progress, first errors,
 the ctest summary), tools/bench/bench_lesson.py (./course bench), the parts of tools/bench/bench_public_nsa.py
-that need no GPU (its pair counts, its CSV rows, the join) and ./course's help. Standard library only;
-no GPU, no build of the course needed (one test makes a tiny CMake project when cmake is present).
+that need no GPU (its pair counts, its CSV rows, the join), lessons 10 and 11's benchmark sweeps and their
+figures (tools/bench/plot.py --fused and --decode on synthetic CSV files, skipped without matplotlib) and
+./course's help. Standard library only; no GPU, no build of the course needed (one test makes a tiny CMake
+project when cmake is present).
 
     python3 tools/maintenance/test_cli.py -v
 """
@@ -226,6 +228,155 @@ add_test(NAME selftest.stubs.01 COMMAND sh -c "if [ -f ${CMAKE_BINARY_DIR}/fail 
         self.assertEqual(rc, 0)
         self.assertIn("Passed", text)
         self.assertIn("The following tests did not run", text)
+
+
+BENCH_HEADER = ("device,lesson,entry,kernel,role,baseline,B,M,N,H,G,D,causal,window,keep,config,ms,tflops,gbs,"
+                "peak_tflops,peak_gbs,frac_peak_flops,frac_peak_bw,speedup,check")
+
+
+def bench_row(**fields):
+    """A row of build/bin/bench's CSV: the bar's sizes unless given."""
+    row = dict.fromkeys(BENCH_HEADER.split(","), "")
+    row.update(device="GPU (sm_90, 1 SM)", B=1, H=64, G=4, D=128, causal=1, peak_tflops=800, peak_gbs=4000, check="ok")
+    row.update(fields)
+    return row
+
+
+def stderr_of(fn, *args):
+    """(fn(*args), what it printed on stderr)."""
+    err = io.StringIO()
+    old, sys.stderr = sys.stderr, err
+    try:
+        return fn(*args), err.getvalue()
+    finally:
+        sys.stderr = old
+
+
+def write_bench_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=BENCH_HEADER.split(","))
+        w.writeheader()
+        w.writerows(rows)
+
+
+class BenchFiguresTest(unittest.TestCase):
+    """Lessons 10 and 11's sweeps: the descriptors' bench shapes, and tools/bench/plot.py's --fused and --decode
+    figures on synthetic CSV files with build/bin/bench's columns (skipped without matplotlib)."""
+
+    @staticmethod
+    def sizes(num):
+        """{(B, N)} and the configurations of lesson num's bench shapes, each shape's lists expanded."""
+        cases, configs = [], set()
+        for _, args in lessons.bench_shapes(lessons.descriptors()[num]):
+            opts = dict(zip(args[0::2], args[1::2]))
+            configs |= set(opts.get("--config", "").split(","))
+            cases += [(int(b), int(n)) for b in opts["--B"].split(",") for n in opts["--N"].split(",")]
+        return cases, configs
+
+    def test_lesson_10_sweeps_8k_to_64k_once_each(self):
+        cases, configs = self.sizes("10")
+        self.assertEqual(sorted(cases), [(1, 8192), (1, 16384), (1, 32768), (1, 65536)])  # no case timed twice
+        self.assertEqual(configs, {"mean", "paper"})
+        shapes = dict(lessons.bench_shapes(lessons.descriptors()["10"]))
+        self.assertIn("bar_64k", shapes)  # the bar's shape keeps its name: the bars are judged on it
+
+    def test_lesson_11_sweeps_1k_to_128k_at_three_batches_once_each(self):
+        cases, configs = self.sizes("11")
+        want = [(b, 1024 << k) for b in (1, 16, 64) for k in range(8)]
+        self.assertEqual(sorted(cases), sorted(want))
+        self.assertEqual(len(cases), len(set(cases)))
+        self.assertEqual(configs, {"mean", "paper"})
+        self.assertIn("decode_64k", dict(lessons.bench_shapes(lessons.descriptors()["11"])))
+
+    def test_readme_figures_names_its_sets(self):
+        script = os.path.join(ROOT, "tools", "bench", "readme_figures.sh")
+        p = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("fused", p.stdout)
+        self.assertIn("decode", p.stdout)
+        p = subprocess.run(["bash", script, "x", "/nonexistent", "fused,nope"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown set nope", p.stderr)
+
+    def plot(self):
+        try:
+            import plot  # noqa: E402  (exits when matplotlib is missing)
+        except SystemExit:
+            self.skipTest("matplotlib is missing")
+        return plot
+
+    def args(self, out):
+        import argparse
+        return argparse.Namespace(out=out, title=None)
+
+    def test_fused_figure(self):
+        plot = self.plot()
+        rows = []
+        for i, n in enumerate((8192, 16384, 32768, 65536)):
+            scale = 2 ** i
+            rows.append(bench_row(lesson="00", entry="frozen_flash_bf16", kernel="frozen_flash_bf16", role="baseline",
+                                  M=n, N=n, ms=3.2 * scale * scale, tflops=300))
+            for config, ms in (("mean", 2.5), ("paper", 4.0)):
+                for entry, share in (("nsa_forward", 1.0), ("nsa_forward_weights", 1.01), ("nsa_forward_1_compress", 0.01),
+                                     ("nsa_forward_2_cmp_select", 0.45), ("nsa_forward_3_slc_swa", 0.56),
+                                     ("nsa_forward_stages", 1.02)):
+                    rows.append(bench_row(lesson="10", entry=entry, kernel=f"{entry}_{config}", role="solution", M=n,
+                                          N=n, config=config, ms=ms * scale * share))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "bench_fused_x.csv")
+            write_bench_csv(path, rows)
+            self.assertEqual(plot.plot_fused(plot.read_rows(path), "bench_fused_x", self.args(tmp)), 0)
+            png = os.path.join(tmp, "bench_fused_x_time.png")
+            self.assertGreater(os.path.getsize(png), 1000)
+            # a CSV without the forward's rows draws nothing and says so
+            write_bench_csv(path, rows[:1])
+            rc, err = stderr_of(plot.plot_fused, plot.read_rows(path), "dense", self.args(tmp))
+            self.assertEqual(rc, 1)
+            self.assertIn("no nsa_forward rows", err)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "dense_time.png")))
+
+    def test_decode_figure(self):
+        plot = self.plot()
+        # the NSA paper's decoding table: 4x at 8k ... 11.6x at 64k (its configuration)
+        self.assertAlmostEqual(plot.nsa_expected_ratio(65536, "paper"), 65536 / (4095 + 1024 + 512))
+        self.assertEqual([round(plot.nsa_expected_ratio(n, "paper"), 1) for n in (8192, 16384, 32768, 65536)],
+                         [4.0, 6.4, 9.1, 11.6])
+        self.assertAlmostEqual(plot.nsa_expected_ratio(65536, "mean"), 65536 / (1024 + 1024 + 512))
+        rows = []
+        for b in (1, 16, 64):
+            for k in range(8):
+                n = 1024 << k
+                kv = 2 * b * n * 4 * 128 * 2
+                for sfx, extra in (("", 3e-6), ("_graph", 0.0)):
+                    t = max(8e-6, kv / 3.5e12) + extra
+                    rows.append(bench_row(lesson="00", entry="frozen_decode_naive_bf16",
+                                          kernel="frozen_decode_naive_bf16" + sfx, role="baseline", B=b, M=1, N=n,
+                                          ms=8e3 * t, gbs=kv / (8 * t) / 1e9))
+                    rows.append(bench_row(lesson="11", entry="decode_dense", kernel="decode_dense" + sfx,
+                                          role="solution", B=b, M=1, N=n, ms=1e3 * t, gbs=kv / t / 1e9))
+                    for config in ("mean", "paper"):
+                        t_nsa = max(10e-6, kv / plot.nsa_expected_ratio(n, config) / 2.5e12) + extra
+                        rows.append(bench_row(lesson="11", entry="decode_nsa", kernel=f"decode_nsa_{config}{sfx}",
+                                              role="solution", B=b, M=1, N=n, config=config, ms=1e3 * t_nsa, gbs=""))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "bench_decode_x.csv")
+            write_bench_csv(path, rows)
+            self.assertEqual(plot.plot_decode(plot.read_rows(path), "bench_decode_x", self.args(tmp)), 0)
+            self.assertGreater(os.path.getsize(os.path.join(tmp, "bench_decode_x_time.png")), 1000)
+            # prefill rows (M = N) are no decoding steps
+            write_bench_csv(path, [bench_row(lesson="10", entry="nsa_forward", kernel="nsa_forward_mean", M=8192,
+                                             N=8192, config="mean", ms=2.5)])
+            rc, err = stderr_of(plot.plot_decode, plot.read_rows(path), "prefill", self.args(tmp))
+            self.assertEqual(rc, 1)
+            self.assertIn("no decoding rows", err)
+
+    def test_one_figure_option_at_a_time(self):
+        self.plot()
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench", "plot.py"), "--fused", "--decode",
+                            "x.csv"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("choose one figure", p.stderr)
 
 
 class BenchLessonTest(unittest.TestCase):
