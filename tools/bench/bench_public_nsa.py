@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time the public NSA forwards that lesson 10's fused forward is compared with, on this GPU.
 
-Two public Triton implementations, each through its own Python functions, on the benchmark's NSA shape
+Three public Triton implementations, each through its own Python functions, on the benchmark's NSA shape
 (B = 1, H = 64, G = 4, D = 128, bf16, causal, M = N, random gates), at the lengths of --N (default 16384
 and 65536, lesson 10's bench shapes):
 
@@ -16,9 +16,16 @@ and 65536, lesson 10's bench shapes):
         (l' = 64, n = 16, init_blocks = 1, local_blocks = 2: the course's forced blocks), then
         topk_sparse_attention; it has no window branch, so the window is fla's (or flash-attn's) as above,
         and the gated sum is three torch operations. Each stage is timed alone, then the whole forward.
+  mdy   mdy666's Scalable-Flash-Native-Sparse-Attention (flash_nsa), its HFNSACore forward at the paper's
+        sizes (l = 32, d = 16, l' = 64, n = 16, init_blocks = 1, local_blocks = 2, w = 512) with MEAN
+        pooling for the compression (its default, and the only mode it offers without learned weights; the
+        compression is well under 1 % of the forward either way), its own window kernel and its combine,
+        which takes gate logits (the sigmoid of them is the gate). Its rows carry config "paper", so they
+        join the course's paper row. Each stage is timed alone, then the whole forward. Its Hopper kernels
+        need Triton >= 3.4 (it falls back to its Ampere kernels below that; the row says which Triton ran).
 
-Neither is part of this course: pass the folders of your own checkouts (--fla holds fla/, --xl holds
-native_sparse_attention/); the commit measured is printed (from git, or from a COMMIT file in the
+None is part of this course: pass the folders of your own checkouts (--fla holds fla/, --xl holds
+native_sparse_attention/, --mdy holds flash_nsa/); the commit measured is printed (from git, or from a COMMIT file in the
 folder). Nothing of theirs is copied. Timing: CUDA events, median of --reps runs, each after a 256 MB
 write that flushes the L2, after --warmup untimed runs (the first ones autotune).
 
@@ -32,13 +39,15 @@ public forward, and the dense baseline when the file has it. The join needs no G
   build/bin/bench --lesson 10 --csv /tmp/l10.csv
   python3 tools/bench/bench_public_nsa.py --fla .ext/fla --xl .ext/xl --csv /tmp/l10.csv --join /tmp/l10.csv
 
-Needs PyTorch with CUDA and Triton, and einops for XunhaoLai's linear_compress.
+Needs PyTorch with CUDA and Triton, and einops for XunhaoLai's linear_compress (mdy666's imports of pandas
+and pkg_resources, which its timed forward never needs, are stood in for when missing).
 """
 import argparse
 import csv
 import importlib
 import math
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -232,6 +241,73 @@ def load_xl(root):
     return lin.linear_compress, cmp.compressed_attention, topk.topk_sparse_attention
 
 
+def version_tuple(text):
+    """"3.4.0", "3.5.0+git1a2b" -> (3, 4, 0), (3, 5, 0): the leading numbers of a version, for comparisons."""
+    out = []
+    for part in text.split("+")[0].split("."):
+        digits = re.match(r"\d*", part).group(0)
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+def load_mdy(root):
+    """mdy666's flash_nsa package: (HFNSACore, NSAConfig, the stage functions). Its hf_level module imports
+    pandas only to print its own timings, and its utils pkg_resources only to compare Triton's version:
+    when they are missing, small stand-ins take their place."""
+    import torch  # noqa: F401
+    btn.shim_missing("pandas", {"Series": dict})
+    btn.shim_missing("pkg_resources", {"parse_version": version_tuple})
+    sys.path.insert(0, root)
+    flash_nsa = importlib.import_module("flash_nsa")
+    combine = importlib.import_module("flash_nsa.ops.combine")
+    return flash_nsa, combine.fused_sigmoid_combine
+
+
+def mdy_stages(mdy, q, k, v, gates):
+    """mdy666's forward as callables of no argument: (compress, cmp_attention, topn, selected, window,
+    combine, whole), the stages in the order its HFNSACore.forward runs them."""
+    import torch
+    flash_nsa, fused_sigmoid_combine = mdy
+    l, d, l_sel, n = CONFIGS["paper"]
+    config = flash_nsa.NSAConfig(head_dim=D, num_heads=H, num_kv_heads=G, kernel_size=l, stride=d,
+                                 cmp_k_method="mean", cmp_v_method="mean", block_size=l_sel, top_n=n,
+                                 num_init_blocks=1, num_local_blocks=2, window_size=WINDOW)
+    core = flash_nsa.HFNSACore(config).to(device=q.device, dtype=q.dtype)
+    n_tok = q.shape[1]
+    q2, k2, v2 = q.view(-1, H, D), k.view(-1, G, D), v.view(-1, G, D)
+    cu = torch.tensor([0, n_tok], dtype=torch.int32, device=q.device)
+    # its combine applies a sigmoid to [t, H, 3] logits: the logits of the random gates
+    logits = torch.logit(torch.stack([g.view(-1, H) for g in gates], dim=-1).clamp(1e-4, 1 - 1e-4)).to(q.dtype)
+    scale = core.sm_scale
+    state = {}
+
+    def compress():
+        state["kc"], state["vc"] = core.compress_k(k2), core.compress_v(v2)
+
+    def cmp_attention():
+        state["o_cmp"], state["lse"] = flash_nsa.compress_attn(q2, state["kc"], state["vc"], sm_scale=scale)
+
+    def topn():
+        state["idx"], _ = flash_nsa.slc_topk_indices(q2, state["kc"], state["lse"], sm_scale=scale,
+                                                    maybe_efficient_version=True, scale_slc_p=True)
+
+    def selected():
+        state["o_slc"] = flash_nsa.select_attn(q2, k2, v2, state["idx"], sm_scale=scale)
+
+    def win():
+        state["o_swa"] = flash_nsa.swa_varlen_func(q2, k2, v2, scale)
+
+    def comb():
+        return fused_sigmoid_combine(state["o_cmp"], state["o_slc"], state["o_swa"], logits)
+
+    def whole():
+        return core(q2, k2, v2, logits, cu)
+
+    return compress, cmp_attention, topn, selected, win, comb, whole
+
+
 def run_fla(parallel_nsa, q, k, v, gates):
     l, d, l_sel, n = CONFIGS["mean"]
     return parallel_nsa(q, k, v, *gates, block_counts=n, block_size=l_sel, window_size=WINDOW)
@@ -281,17 +357,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fla", help="a checkout of fla-org/flash-linear-attention (the folder that holds fla/)")
     ap.add_argument("--xl", help="a checkout of XunhaoLai/native-sparse-attention-triton (holds native_sparse_attention/)")
+    ap.add_argument("--mdy", help="a checkout of mdy666/Scalable-Flash-Native-Sparse-Attention (holds flash_nsa/)")
     ap.add_argument("--N", default="16384,65536", help="comma-separated sequence lengths (default 16384,65536)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--csv", help="append the rows to this CSV (build/bin/bench's columns)")
     ap.add_argument("--join", metavar="CSV", help="print the course's nsa_forward rows of this CSV beside the public "
-                                                  "ones (after timing, if --fla or --xl is given; no GPU needed)")
+                                                  "ones (after timing, if --fla, --xl or --mdy is given; no GPU "
+                                                  "needed)")
     args = ap.parse_args(argv)
-    if not args.fla and not args.xl and not args.join:
-        ap.error("give --fla and/or --xl (and/or --join)")
-    if args.fla or args.xl:
+    if not args.fla and not args.xl and not args.mdy and not args.join:
+        ap.error("give --fla, --xl and/or --mdy (and/or --join)")
+    if args.fla or args.xl or args.mdy:
         status = measure(args)
         if status:
             return status
@@ -308,6 +386,7 @@ def measure(args):
     dev = device_text()
     xl = load_xl(args.xl) if args.xl else None  # first: fla's loader stands in for a missing einops
     fla = load_fla(args.fla) if args.fla else None
+    mdy = load_mdy(args.mdy) if args.mdy else None
     window, window_name = (fla[1], fla[2]) if fla else (None, None)
     if xl and not window:
         try:
@@ -320,7 +399,8 @@ def measure(args):
         def window(q, k, v, w):
             return flash_attn_func(q, k, v, causal=True, window_size=(w - 1, 0))
         window_name = "flash_attn_func"
-    names = [f"fla at {commit_of(args.fla)}" if fla else None, f"xl at {commit_of(args.xl)}" if xl else None]
+    names = [f"fla at {commit_of(args.fla)}" if fla else None, f"xl at {commit_of(args.xl)}" if xl else None,
+             f"mdy at {commit_of(args.mdy)}" if mdy else None]
     print(f"{dev}; torch {torch.__version__}; triton {importlib.import_module('triton').__version__}; "
           + ", ".join(x for x in names if x) + f"; window branch: {window_name}")
     print(f"shape: B={B} H={H} G={G} D={D}, bf16, causal, M = N, w = {WINDOW}, random gates; median of {args.reps} "
@@ -365,6 +445,27 @@ def measure(args):
                 print(f"xl   {n_tok:7d} paper  the whole forward             {ms:9.3f} ms  "
                       f"{pairs * 4 * D / ms / 1e9:7.2f} TFLOP/s  (stages alone: {total:.3f} ms; {check})")
                 rows.append(csv_row(dev, "xl_nsa_forward", "paper", n_tok, ms, pairs, check))
+                del o, stages
+            if mdy:
+                stages = mdy_stages(mdy, q, k, v, gates)
+                stages[-1]()  # autotunes, and sets the sequence lengths its stages read
+                for fn in stages[:-1]:
+                    fn()  # every stage's inputs in place
+                total = 0.0
+                for name, fn, credit in zip(("compress", "cmp_attention", "topn", "selected", "window", "combine"),
+                                            stages[:6], ("compress", "cmp_topn", "topn", "selected", "window", "")):
+                    ms = btn.time_ms(fn, args.warmup, args.reps)
+                    total += ms
+                    pairs = stage_pairs(n_tok, "paper", credit) if credit else 0
+                    print(f"mdy  {n_tok:7d} paper  {name:<28s} {ms:9.3f} ms")
+                    rows.append(csv_row(dev, f"mdy_{name}", "paper", n_tok, ms, pairs))
+                ms = btn.time_ms(stages[-1], args.warmup, args.reps)
+                o = stages[-1]()
+                check = "finite" if torch.isfinite(o).all().item() else "NONFINITE"
+                pairs = nsa_pairs(n_tok, "paper")
+                print(f"mdy  {n_tok:7d} paper  the whole forward (mean)      {ms:9.3f} ms  "
+                      f"{pairs * 4 * D / ms / 1e9:7.2f} TFLOP/s  (stages alone: {total:.3f} ms; {check})")
+                rows.append(csv_row(dev, "mdy_nsa_forward", "paper", n_tok, ms, pairs, check))
                 del o, stages
         del q, k, v, gates
         torch.cuda.empty_cache()

@@ -679,6 +679,23 @@ class BenchPublicNsaTest(unittest.TestCase):
                 printed, sys.stdout = sys.stdout.getvalue(), old
             self.assertIn("xl_nsa_forward", printed)
 
+    def test_mdy_rows_join_the_paper_row(self):
+        dev = "NVIDIA H200 (sm_90, 132 SMs, 60 MB L2)"
+        pub = [bench_public_nsa.csv_row(dev, "mdy_nsa_forward", "paper", 65536, 30.0, 1e9, "finite"),
+               bench_public_nsa.csv_row(dev, "mdy_topn", "paper", 65536, 2.0, 0)]
+        self.assertEqual(pub[1]["tflops"], "")  # a stage credited with no pairs has no TFLOP/s
+        course = dict(pub[0], entry="nsa_forward", kernel="nsa_forward_paper", role="solution", ms="15", check="ok")
+        joined = bench_public_nsa.join_rows([course] + pub)
+        self.assertEqual([(j["config"], j["public"]) for j in joined], [("paper", "mdy_nsa_forward")])
+        self.assertAlmostEqual(joined[0]["public_over_course"], 2.0)
+
+    def test_version_tuple(self):
+        v = bench_public_nsa.version_tuple
+        self.assertEqual(v("3.4.0"), (3, 4, 0))
+        self.assertEqual(v("3.5.0+git1a2b3c"), (3, 5, 0))
+        self.assertEqual(v("3.10.0rc1"), (3, 10, 0))
+        self.assertTrue(v("3.10.0") >= v("3.4.0") > v("3.3.1"))  # what mdy666's check asks of it
+
     def test_commit_from_a_commit_file(self):
         with tempfile.TemporaryDirectory() as tmp:
             self.assertEqual(bench_public_nsa.commit_of(tmp), "unknown")
@@ -695,6 +712,7 @@ class BenchPublicNsaTest(unittest.TestCase):
         finally:
             sys.stderr = old
         self.assertIn("--fla", err.getvalue())
+        self.assertIn("--mdy", err.getvalue())
 
 
 class CourseScriptTest(unittest.TestCase):
