@@ -19,22 +19,21 @@
 #include <stdint.h>
 
 #include "attn_gpu.h"
+#include "nsa_tiles.cuh" /* token_of_row, and topn_select_g16.cu's KTileCopy */
 #include "ptx.cuh"
 #include "topn_selection.h"
 
 namespace {
 
 using namespace ptx;
+using nsa::token_of_row; /* smem row c of a permuted K tile holds token token_of_row(c) of the tile */
 
 constexpr int kMaxWarps = 4;
 constexpr int kTile = 64;  /* compressed tokens per K tile */
 constexpr int kMTiles = 2; /* m16 tiles per warp: 32 packed rows */
 constexpr int kNTiles = kTile / 8;
 constexpr float kLog2e = 1.4426950408889634f;
-
-/* Smem row c of a K tile holds token tok(c) of the tile: the m16n8 accumulator gives lane tig the
- * columns nt * 8 + 2 tig + e, which then are the consecutive tokens 16 tig + 2 nt + e. */
-__device__ __forceinline__ int token_of_row(int c) { return 16 * ((c % 8) / 2) + 2 * (c / 8) + (c % 2); }
+static_assert(nsa::kKTile == kTile, "the permuted K tiles of common/nsa_tiles.cuh are this lesson's K tiles");
 
 __device__ __forceinline__ long visible_count(long t, long NC, const attn_nsa_params &p)
 {

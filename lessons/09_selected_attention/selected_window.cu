@@ -21,7 +21,8 @@
  *   ring   kRing stages of one K/V tile pair (64 keys x 128 columns of K and of V: 32 KB), filled by the
  *          copy engine (TMA: four 8 KB tensor-map boxes with the 128-byte swizzle) in union order: union
  *          block u goes to stage u % kRing; full[stage] is an mbarrier that completes when its bytes
- *          have landed, slot_u[stage] says which union block the stage holds or awaits.
+ *          have landed, slot_u[stage] says which union block the stage holds or awaits. Its pieces
+ *          (kRing, issue_pair, tma_offset) are in common/nsa_tiles.cuh: lesson 10 uses the same ring.
  *   warps  walk their own blocks in union order, independently: a warp waits only for the tiles it
  *          chose, computes, and counts the stage down (left[stage]). The warp that brings it to zero
  *          sends union block u + kRing to the stage. No block-wide barrier in the loop, so no warp idles
@@ -43,11 +44,15 @@
 #include <math.h>
 
 #include "attn_gpu.h"
+#include "nsa_tiles.cuh" /* the copy-engine ring: kRing, kBox, kPair, issue_pair, tma_offset */
 #include "ptx.cuh"
 #include "selected_attention.h"
 #include "selected_common.cuh" /* kRows, kLog2e, kLn2, check_arguments, online_softmax_step */
 
 using namespace ptx;
+using nsa::kBox;
+using nsa::kPair;
+using nsa::kRing;
 
 namespace {
 
@@ -55,9 +60,6 @@ constexpr int kWinWarps = 8;                    /* positions per block, one warp
 constexpr int kWinThreads = kWinWarps * 32;     /* 256 */
 constexpr int kWinMaxN = 16;                    /* list entries the fast path takes */
 constexpr int kWinKeys = kWinWarps * kWinMaxN;  /* 128 sort keys */
-constexpr int kRing = 7;                        /* K/V tile pairs resident or in flight */
-constexpr int kBox = 64 * 64 * 2;               /* one TMA box: 64 keys x 64 columns, 8 KB */
-constexpr int kPair = 4 * kBox;                 /* K and V of one 64-key tile, D = 128: 32 KB */
 /* shared memory, from a 1024-byte aligned base (the 128-byte swizzle repeats every 1024 bytes) */
 constexpr int kOffBlk = kRing * kPair;                   /* int blk[kWinKeys] */
 constexpr int kOffUpos = kOffBlk + kWinKeys * 4;         /* uint16 upos[kWinKeys + 1] */
@@ -71,40 +73,9 @@ static_assert(kWinSmem <= 227 * 1024, "the fast path's shared memory must fit an
 static_assert(kWinKeys * 12 <= kPair && kWinWarps * kRows * 128 * 2 <= kPair,
               "the sort keys and union indices (stage 0) and the Q rows (stage 1) wait in the ring");
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define ATTN_HAVE_TMA 1
-#else
-#define ATTN_HAVE_TMA 0
-#endif
-
-#if ATTN_HAVE_TMA /* the kernel's pieces: compiled for sm_90 and later only */
-/* Send union block u to its stage: record its number of users (upos[u + 1] - upos[u]) and its index,
- * then one expect-tx arrival and the four copies (K then V, columns 0-63 then 64-127) of the block's 64
- * token rows (row_base + blk[u] * 64 ..) of kv head g. Rows past the end of K are zero-filled by the
- * copy engine; keys past t are masked by each warp. */
-__device__ __forceinline__ void issue_pair(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring,
-                                           uint32_t full, int *left, int *slot_u, const int *blk,
-                                           const uint16_t *upos, int u, int row_base, int g)
-{
-    const int st = u % kRing;
-    left[st] = upos[u + 1] - upos[u];
-    atomicExch(&slot_u[st], u); /* an atomic: warps poll it (a plain store and load would race) */
-    const uint32_t bar = full + 8 * st, dst = ring + st * kPair;
-    const int row = row_base + blk[u] * 64;
-    fence_proxy_async(); /* the stage was last read by ldmatrix (the generic proxy); the copy engine writes it next */
-    mbar_arrive_expect_tx(bar, kPair);
-    tma_load_3d(dst, tk, 0, g, row, bar);
-    tma_load_3d(dst + kBox, tk, 64, g, row, bar);
-    tma_load_3d(dst + 2 * kBox, tv, 0, g, row, bar);
-    tma_load_3d(dst + 3 * kBox, tv, 64, g, row, bar);
-}
-
-/* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile: two boxes of [64 rows][128 bytes],
- * chunk c % 8 of a row stored at (c % 8) ^ (r % 8) (the copy engine's 128-byte swizzle). */
-__device__ __forceinline__ uint32_t tma_offset(int r, int c)
-{
-    return (uint32_t)((c >> 3) * kBox + r * 128 + (((c & 7) ^ (r & 7)) << 4));
-}
+#if ATTN_HAVE_TMA /* the kernel's pieces: compiled for sm_90 and later only (ATTN_HAVE_TMA: nsa_tiles.cuh) */
+using nsa::issue_pair; /* sends union block u to stage u % kRing: its users, its index, the four copies */
+using nsa::tma_offset; /* byte offset of chunk c of key row r in a stage (the copy engine's swizzle) */
 
 /* One warp, one position: its 16 rows (heads) against all 64 keys of each tile, lesson 03's online
  * softmax with Q held as A fragments. A lane holds rows gid and gid + 8. */

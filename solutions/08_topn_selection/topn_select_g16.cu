@@ -6,12 +6,13 @@
  *
  * select_g16_kernel is select_kernel with 8 positions per block, one per m16 tile, and the group sum
  * done in registers (see its comment). It is built from the same device functions (topn_common.cuh),
- * plus KTileCopy, a K tile copy for a thread count known at compile time.
+ * plus KTileCopy (common/nsa_tiles.cuh), a K tile copy for a thread count known at compile time.
  */
 #include <cuda_runtime.h>
 #include <math.h>
 
 #include "attn_gpu.h"
+#include "nsa_tiles.cuh"
 #include "ptx.cuh"
 #include "topn_common.cuh"
 #include "topn_selection.h"
@@ -20,38 +21,13 @@ using namespace ptx;
 
 namespace {
 
-/* load_k_tile of topn_selection.cu when the block's thread count is known at compile time: each thread
- * fills the same chunk column of rows r, r + step, r + 2 step, ... of every tile, so its swizzled offsets
- * and its tokens (tok(r + 8 k) = tok(r) + 2 k) are worked out once, in init, instead of for every
- * 16-byte copy of every tile: the plain loop above spends about 50 integer instructions per copy on
- * them, a third of what select_g16_kernel executes at the bar's shape. */
-template <int D, int kThreadCount>
-struct KTileCopy {
-    static constexpr int kChunks = D / 8, kRowStep = kThreadCount / kChunks, kPasses = kTile / kRowStep;
-    static_assert(kRowStep % 8 == 0 && kTile % kRowStep == 0, "rows r + k * step must keep r's swizzle and token pattern");
-    static constexpr int kTokStep = 2 * (kRowStep / 8); /* tokens between the rows of two passes */
-    uint32_t dst; /* swizzled byte offset of the thread's first chunk in a tile */
-    int tok;      /* the token of its first row, within the tile */
-    int col;      /* the first element of its chunk in a row of K */
-
-    __device__ __forceinline__ void init()
-    {
-        const int r = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-        dst = swizzle<D>(r, c), tok = token_of_row(r), col = c * 8;
-    }
-
-    /* load_k_tile(tile, k_bg, stride, T0, NC) */
-    __device__ __forceinline__ void copy(uint32_t tile, const uint16_t *k_bg, size_t stride, long T0, long NC) const
-    {
-        const long left = NC - T0 - tok; /* tokens from the thread's first one to the end of k_cmp */
-        const uint16_t *src = k_bg + (size_t)(T0 + tok) * stride + col;
-#pragma unroll
-        for (int it = 0; it < kPasses; ++it) {
-            const bool valid = it * kTokStep < left;
-            cp_async_16(tile + dst + it * kRowStep * D * 2, valid ? src + (size_t)(it * kTokStep) * stride : k_bg, valid);
-        }
-    }
-};
+/* KTileCopy (common/nsa_tiles.cuh) is load_k_tile of topn_selection.cu when the block's thread count is
+ * known at compile time: each thread fills the same chunk column of rows r, r + step, r + 2 step, ... of
+ * every tile, so its swizzled offsets and its tokens (tok(r + 8 k) = tok(r) + 2 k) are worked out once,
+ * in init, instead of for every 16-byte copy of every tile: the plain loop of load_k_tile spends about 50
+ * integer instructions per copy on them, a third of what select_g16_kernel executes at the bar's shape.
+ * k_copy.copy(tile, k_bg, stride, T0, NC) is load_k_tile(tile, k_bg, stride, T0, NC). */
+using nsa::KTileCopy;
 
 /* The fast path for the most common GQA shape, H/G = 16 heads per kv group with shared lists (H = 64,
  * G = 4 in the course's bar), D = 128: the 16 heads of one position are exactly the rows of one m16

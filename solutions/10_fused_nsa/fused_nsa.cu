@@ -32,9 +32,14 @@
 #include "attn_gpu.h"
 #include "flash_tile.cuh"
 #include "fused_nsa.h"
+#include "nsa_tiles.cuh" /* lesson 08's permuted K tile (KTileCopy), lesson 09's copy-engine ring */
 #include "ptx.cuh"
 
 using namespace ptx;
+using nsa::kBox;
+using nsa::KTileCopy;
+using nsa::kPair;
+using nsa::kRing;
 
 namespace {
 
@@ -670,38 +675,9 @@ __global__ void __launch_bounds__(kThreads, 2) cmp_select_kernel(CmpArgs a)
  * the first tile to the ranking: no barrier but the K pipeline's. For the block ratios r = l / d in {1, 2}
  * and bs = l' / d in {1, 4} (mean-pool and the paper's), where the score rows fit in shared memory. */
 
-/* Smem row c of a permuted K tile holds token tok(c) of the tile: the m16n8 accumulator gives lane tig the
- * columns nt * 8 + 2 tig + e, which then are the consecutive tokens 16 tig + 2 nt + e. */
-__device__ __forceinline__ int token_of_row(int c) { return 16 * ((c % 8) / 2) + 2 * (c / 8) + (c % 2); }
-
-/* A permuted K tile copy for a block of kThreadCount threads: each thread fills the same chunk column of
- * rows r, r + step, ..., so its swizzled offsets and tokens are worked out once (lesson 08's KTileCopy). */
-template <int D, int kThreadCount>
-struct KTileCopy {
-    static constexpr int kChunks = D / 8, kRowStep = kThreadCount / kChunks, kPasses = kBc / kRowStep;
-    static_assert(kRowStep % 8 == 0 && kBc % kRowStep == 0, "rows r + k * step must keep r's swizzle and token pattern");
-    static constexpr int kTokStep = 2 * (kRowStep / 8); /* tokens between the rows of two passes */
-    uint32_t dst; /* swizzled byte offset of the thread's first chunk in a tile */
-    int tok;      /* the token of its first row, within the tile */
-    int col;      /* the first element of its chunk in a row of K */
-
-    __device__ __forceinline__ void init()
-    {
-        const int r = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
-        dst = swizzle<D>(r, c), tok = token_of_row(r), col = c * 8;
-    }
-    /* tokens T0 .. T0 + 63 of k_bg (row u at k_bg + u * stride) into the tile, zeros past NC */
-    __device__ __forceinline__ void copy(uint32_t tile, const uint16_t *k_bg, size_t stride, long T0, long NC) const
-    {
-        const long left = NC - T0 - tok;
-        const uint16_t *src = k_bg + (size_t)(T0 + tok) * stride + col;
-#pragma unroll
-        for (int it = 0; it < kPasses; ++it) {
-            const bool valid = it * kTokStep < left;
-            cp_async_16(tile + dst + it * kRowStep * D * 2, valid ? src + (size_t)(it * kTokStep) * stride : k_bg, valid);
-        }
-    }
-};
+/* The K tile is stored permuted (lesson 08's KTileCopy, common/nsa_tiles.cuh: smem row c holds token
+ * token_of_row(c)), so that lane tig's columns are the 16 consecutive tokens 16 tig .. 16 tig + 15. */
+static_assert(nsa::kKTile == kBc, "KTileCopy's tiles are launch 2's K tiles");
 
 /* The probabilities 2^(s scale_log2 - lse2) of the lane's 16 tokens in one row (rr) of an m16 tile, pv[x] =
  * token 16 tig + x of the tile (the permuted tile); only tokens below the row's visible count are kept. */
@@ -1239,7 +1215,8 @@ __global__ void __launch_bounds__(kThreads, 2) slc_swa_kernel(SlcArgs a)
  *   ring   kRing stages of one K/V tile pair (64 keys x 128 columns of K and of V: 32 KB), filled by the
  *          copy engine (four 8 KB tensor-map boxes with the 128-byte swizzle) in union order: block u goes
  *          to stage u % kRing; full[stage] completes when its bytes have landed, slot_u[stage] says which
- *          union block the stage holds or awaits.
+ *          union block the stage holds or awaits (lesson 09's ring: kRing, issue_pair and tma_offset come
+ *          from common/nsa_tiles.cuh).
  *   warps  walk their own blocks in union order, independently: a warp waits only for the tiles it needs,
  *          computes, and counts the stage down (left[stage]); the warp that brings it to zero sends union
  *          block u + kRing to the stage. A selected slot feeds the selected state (keys <= t) and, for a
@@ -1257,9 +1234,6 @@ constexpr int kWinMaxN = 16;                   /* list entries a warp takes */
 constexpr int kWinSlots = 32;                  /* slots per warp: 16 list entries, 16 window blocks */
 constexpr int kWinKeys = kWinWarps * kWinSlots; /* 256 sort keys */
 constexpr int kSlcSlot = 1 << 30;              /* a warp's walk entry: union index | kSlcSlot for a list entry */
-constexpr int kRing = 7;                       /* K/V tile pairs resident or in flight */
-constexpr int kBox = 64 * 64 * 2;              /* one TMA box: 64 keys x 64 columns, 8 KB */
-constexpr int kPair = 4 * kBox;                /* K and V of one 64-key tile, D = 128: 32 KB */
 /* shared memory, from a 1024-byte aligned base (the 128-byte swizzle repeats every 1024 bytes) */
 constexpr int kOffBlk = kRing * kPair;                  /* int blk[kWinKeys] */
 constexpr int kOffUpos = kOffBlk + kWinKeys * 4;        /* uint16 upos[kWinKeys + 1] */
@@ -1273,39 +1247,9 @@ static_assert(kWinSmem <= 227 * 1024, "the fast path's shared memory must fit an
 static_assert(kWinKeys * 12 <= kPair && kWinWarps * kHeads * 128 * 2 <= kPair,
               "the sort keys and union indices (stage 0) and the Q rows (stage 1) wait in the ring");
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define ATTN_HAVE_TMA 1
-#else
-#define ATTN_HAVE_TMA 0
-#endif
-
-#if ATTN_HAVE_TMA /* the kernel's pieces: compiled for sm_90 and later only */
-/* Send union block u to its stage: record its number of users and its index, then one expect-tx arrival
- * and the four copies (K then V, columns 0-63 then 64-127) of the block's 64 token rows of kv head g. Rows
- * past the end of K are zero-filled by the copy engine; keys past t are masked by each warp. */
-__device__ __forceinline__ void issue_pair(const CUtensorMap *tk, const CUtensorMap *tv, uint32_t ring, uint32_t full,
-                                           int *left, int *slot_u, const int *blk, const uint16_t *upos, int u,
-                                           int row_base, int g)
-{
-    const int st = u % kRing;
-    left[st] = upos[u + 1] - upos[u];
-    atomicExch(&slot_u[st], u); /* an atomic: warps poll it (a plain store and load would race) */
-    const uint32_t bar = full + 8 * st, dst = ring + st * kPair;
-    const int row = row_base + blk[u] * 64;
-    fence_proxy_async(); /* the stage was last read by ldmatrix (the generic proxy); the copy engine writes it next */
-    mbar_arrive_expect_tx(bar, kPair);
-    tma_load_3d(dst, tk, 0, g, row, bar);
-    tma_load_3d(dst + kBox, tk, 64, g, row, bar);
-    tma_load_3d(dst + 2 * kBox, tv, 0, g, row, bar);
-    tma_load_3d(dst + 3 * kBox, tv, 64, g, row, bar);
-}
-
-/* Byte offset of 16-byte chunk c (0..15) of key row r in a TMA tile: two boxes of [64 rows][128 bytes],
- * chunk c % 8 of a row stored at (c % 8) ^ (r % 8) (the copy engine's 128-byte swizzle). */
-__device__ __forceinline__ uint32_t tma_offset(int r, int c)
-{
-    return (uint32_t)((c >> 3) * kBox + r * 128 + (((c & 7) ^ (r & 7)) << 4));
-}
+#if ATTN_HAVE_TMA /* the kernel's pieces: compiled for sm_90 and later only (ATTN_HAVE_TMA: nsa_tiles.cuh) */
+using nsa::issue_pair; /* sends union block u to stage u % kRing: its users, its index, the four copies */
+using nsa::tma_offset; /* byte offset of chunk c of key row r in a stage (the copy engine's swizzle) */
 
 /* One warp, one position: its 16 rows (heads) against all 64 keys of each tile, Q held as A fragments,
  * the two branches' online softmaxes (common/flash_tile.cuh's state and update; S and P V by hand on the
