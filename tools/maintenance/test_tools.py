@@ -290,8 +290,10 @@ class MemcheckEntries(unittest.TestCase):
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         declared = re.compile(r"\b(?:Test|ParameterizedTest|ATTN_TEST|ATTN_PTEST)\s*\(\s*cuda_part\s*,")
         cmake_reads = re.compile(r"^ATTN_TEST\(cuda_part, *[A-Za-z0-9_]+")
+        sys.path.insert(0, TOOLS)
+        import lessons
         tests_dir = os.path.join(root, "tests")
-        lessons = 0
+        seen = []
         for name in sorted(os.listdir(tests_dir)):
             if not re.match(r"test_\d\d_.*\.c$", name):
                 continue
@@ -301,8 +303,8 @@ class MemcheckEntries(unittest.TestCase):
             self.assertTrue(found, "%s: no CUDA test" % name)
             for ln in found:
                 self.assertRegex(ln, cmake_reads, "%s: a CUDA test CMake's memcheck entries do not see" % name)
-            lessons += 1
-        self.assertGreaterEqual(lessons, 9)
+            seen.append(name[len("test_"):-len(".c")])
+        self.assertEqual(seen, lessons.lesson_names(root), "every lesson's test file, and only those, was read")
         with open(os.path.join(root, "CMakeLists.txt")) as f:
             self.assertIn('REGEX "^ATTN_TEST\\\\(cuda_part, *[A-Za-z0-9_]+")', f.read())
 
@@ -310,8 +312,9 @@ class MemcheckEntries(unittest.TestCase):
 class SanitizerFilters(unittest.TestCase):
     """The descriptors' compute-sanitizer filters (sanitize.grade: one filter or a list; sanitize.racecheck):
     each must name CUDA tests that exist (a filter that matches nothing makes sanitize.py fail, and with it
-    every CUDA part), lessons 01-09 must name the test that walks every kernel and path, and grade.py must
-    run each filter of a list under both tools."""
+    every CUDA part), every lesson must name the test that walks every kernel and path,
+    cuda_part/sanitizer_paths, under both tools and define it, and grade.py must run each filter of a list
+    under both tools."""
 
     def setUp(self):
         sys.path.insert(0, TOOLS)
@@ -331,15 +334,16 @@ class SanitizerFilters(unittest.TestCase):
     def test_every_filter_names_existing_cuda_tests(self):
         import fnmatch
         descs = self.lessons.descriptors(self.root)
-        self.assertGreaterEqual(len(descs), 9)
+        self.assertEqual(sorted(descs), [name[:2] for name in self.lessons.lesson_names(self.root)])
+        self.assertTrue(descs, "no lesson found")
         for num, d in descs.items():
             tests = {f"cuda_part/{n}" for n in self.cuda_tests(num)}
             filters = self.lessons.grade_filters(d) + [d["sanitize"].get("racecheck", "cuda_part/*")]
             for filt in filters:
                 self.assertTrue(fnmatch.filter(tests, filt), f"lesson {num}: the sanitizer filter {filt!r} matches no CUDA test")
-            if int(num) <= 9:
-                self.assertEqual(self.lessons.grade_filters(d), ["cuda_part/sanitizer_paths"], f"lesson {num}")
-                self.assertEqual(d["sanitize"].get("racecheck"), "cuda_part/sanitizer_paths", f"lesson {num}")
+            self.assertIn("cuda_part/sanitizer_paths", tests, f"lesson {num}: no ATTN_TEST(cuda_part, sanitizer_paths)")
+            self.assertEqual(self.lessons.grade_filters(d), ["cuda_part/sanitizer_paths"], f"lesson {num}")
+            self.assertEqual(d["sanitize"].get("racecheck"), "cuda_part/sanitizer_paths", f"lesson {num}")
 
     def test_grade_filters_take_one_filter_or_a_list(self):
         self.assertEqual(self.lessons.grade_filters({"sanitize": {"grade": "cuda_part/a"}}), ["cuda_part/a"])
