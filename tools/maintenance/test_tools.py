@@ -387,6 +387,94 @@ class SanitizerFilters(unittest.TestCase):
                                     f"{tool} on {filt} did not run: {calls}")
 
 
+@unittest.skipIf(shutil.which("bash") is None, "bash is needed")
+class GpuVerify(unittest.TestCase):
+    """tools/maintenance/gpu_verify.sh without a GPU: its syntax, every step documented (in its own help and
+    in docs/MAINTAINERS.md's table), and what DRY_RUN=1 prints for the steps that support it: `public` (the
+    public checkouts optional), and `session` (the plan, in order, each step under a time limit)."""
+
+    SCRIPT = os.path.join(TOOLS, "maintenance", "gpu_verify.sh")
+
+    def run_script(self, *args, **env):
+        with tempfile.TemporaryDirectory() as out:
+            full = dict(os.environ, OUT=out, DRY_RUN="1", ATTN_BUILD_DIR="bgpu")
+            for k in ("FLA_DIR", "XL_DIR", "SESSION_GRADE"):
+                full.pop(k, None)
+            full.update(env)
+            proc = subprocess.run(["bash", self.SCRIPT, *args], capture_output=True, text=True, env=full, timeout=60)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def steps(self):
+        import re
+        with open(self.SCRIPT) as f:
+            text = f.read()
+        body = text[text.index('case "$step" in'):]
+        return [m for m in re.findall(r"^  ([a-z_]+)\)$", body, re.M)]
+
+    def test_syntax(self):
+        self.assertEqual(subprocess.run(["bash", "-n", self.SCRIPT]).returncode, 0)
+
+    def test_every_step_is_documented(self):
+        steps = self.steps()
+        self.assertIn("session", steps)
+        self.assertIn("public", steps)
+        rc, help_text = self.run_script("help")
+        self.assertEqual(rc, 2)
+        with open(os.path.join(os.path.dirname(TOOLS), "docs", "MAINTAINERS.md")) as f:
+            doc = f.read()
+        section = doc[doc.index("## Verifying on a GPU machine"):doc.index("## Calibrating speed targets")]
+        for step in steps:
+            self.assertIn(f"gpu_verify.sh {step} ", help_text, f"the script's help does not describe {step}")
+            self.assertIn(f"| `{step}", section, f"docs/MAINTAINERS.md's table has no row for {step}")
+
+    def test_public_runs_the_course_rows_then_the_public_scripts(self):
+        rc, out = self.run_script("public")
+        self.assertEqual(rc, 0, out)
+        lines = [ln for ln in out.splitlines() if ln.startswith("+ ")]
+        self.assertIn("bench --lesson 10 --keep-going --csv", lines[0])
+        self.assertIn("bench --lesson 11 --keep-going --csv", lines[1])
+        self.assertIn("bench_sdpa_decode.py --csv", lines[2])
+        self.assertIn("FLA_DIR is not set", out)
+        self.assertIn("bench_public_nsa.py and bench_triton_nsa.py skipped", out)
+        with tempfile.TemporaryDirectory() as fla:
+            rc, out = self.run_script("public", FLA_DIR=fla, XL_DIR=os.path.join(fla, "missing"))
+        self.assertEqual(rc, 0, out)
+        lines = [ln for ln in out.splitlines() if ln.startswith("+ ")]
+        self.assertIn("bench --lesson 10", lines[0])
+        self.assertRegex(lines[1], r"bench_public_nsa\.py --fla \S+ --csv (\S+) --join \1 ")
+        self.assertRegex(lines[2], r"bench_triton_nsa\.py --fla \S+ --csv ")
+        self.assertIn("bench --lesson 11", lines[3])
+        self.assertIn("bench_sdpa_decode.py", lines[4])
+        self.assertIn("is not a folder: --xl skipped", out)
+
+    def test_session_plan(self):
+        rc, out = self.run_script("session", "570", SESSION_GRADE="02,11")
+        self.assertEqual(rc, 0, out)
+        starts = [ln.split()[2] for ln in out.splitlines() if ln.startswith("=== session: ")]
+        self.assertEqual(starts, ["build", "solutions_01", "solutions_10_11", "public", "speed_04", "cheats", "grade",
+                                  "solutions_rest", "stubs"])
+        limits = [int(ln.split()[2]) for ln in out.splitlines() if ln.startswith("+ timeout ")]
+        self.assertEqual(len(limits), len(starts))
+        self.assertTrue(all(0 < t <= 570 for t in limits), limits)
+        self.assertIn("-DCMAKE_CUDA_ARCHITECTURES=90", out)
+        build = [ln for ln in out.splitlines() if ln.startswith("+ cmake --build")][0]
+        self.assertIn("--target bench test_01_solutions test_01_stubs", build)
+        self.assertNotIn("wrong", build)
+        self.assertIn("grade.py solutions --build-dir bgpu --lesson 02 --lesson 11", out)
+        self.assertRegex(out, r"ctest .*solutions\\\.\(02\|03\|04\|05\|06\|07\|08\|09\)")
+        self.assertIn("--filter 'speed/*'", out)
+        self.assertIn("=== session summary", out)
+
+    def test_session_arguments(self):
+        rc, out = self.run_script("session", "ten")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("BUDGET is a number of seconds", out)
+        rc, out = self.run_script("session", "20")  # 10 s left after the reserve: not even the build runs
+        self.assertEqual(rc, 1, out)
+        self.assertIn("build: not run", out)
+        self.assertNotIn("=== session: solutions", out)
+
+
 class Contracts(unittest.TestCase):
     def test_declared_functions_skip_comments_inline_and_typedefs(self):
         self.assertEqual(audit.declared_functions(HEADER), {"lesson_cpu", "lesson_bytes", "lesson_cuda"})
