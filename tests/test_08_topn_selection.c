@@ -24,16 +24,12 @@
  */
 #include "nsa.h"
 #include "nsa_select_ref.h"
-#include "test_util.h"
+#include "test_util_nsa.h"
 #include "topn_selection.h"
 
 #define TIE_RTOL 2e-4
-#define TIE_ATOL 1e-12 /* scores below this are equal: exp of logits ~28 below the row's lse */
 /* scores of the C part: fp32 sums of positive terms, each ~1e-5 relative off (see above) */
 #define SCORE_TOL ((attn_tol){1e-7, 1e-4})
-/* Indices are poisoned with 0x7f7f7f7f (not all ones: that is -1, the padding value). */
-#define INDEX_POISON_BYTE 0x7F
-#define INDEX_POISON 0x7F7F7F7F
 
 /* ================================================================ problems */
 
@@ -193,109 +189,6 @@ static void lane_pattern_keys(sel_problem *P)
             }
 }
 
-/* ================================================================ checking block lists */
-
-static void list_text(char *buf, size_t len, const int32_t *x, int n)
-{
-    size_t o = (size_t)snprintf(buf, len, "[");
-    for (int k = 0; k < n && o < len; ++k) {
-        if (x[k] == INDEX_POISON) o += (size_t)snprintf(buf + o, len - o, "%sunwritten", k ? " " : "");
-        else o += (size_t)snprintf(buf + o, len - o, "%s%d", k ? " " : "", x[k]);
-    }
-    if (o < len) snprintf(buf + o, len - o, "]");
-}
-
-/* What is wrong with one list (empty string: nothing). `scores` is the oracle's row [NB]. */
-static void judge_list(char *why, size_t len, const attn_nsa_params *p, long t, long NB, const double *scores,
-                       const int32_t *got, const int32_t *ref, int exact)
-{
-    const int n = p->n;
-    const long cur = t / p->l_sel, cand = cur + 1, count = cand < n ? cand : n;
-    why[0] = 0;
-    for (int k = 0; k < n; ++k) {
-        if (got[k] == INDEX_POISON) {
-            snprintf(why, len, "entry %d was never written", k);
-            return;
-        }
-        if (k < count && (got[k] < 0 || got[k] >= NB)) {
-            snprintf(why, len, "entry %d is %d: expected %ld blocks in [0, %ld], then -1", k, got[k], count, cur);
-            return;
-        }
-        if (k < count && got[k] > cur) {
-            snprintf(why, len, "block %d is not a candidate: it starts after t (blocks j with j*l' <= t, j <= %ld)",
-                     got[k], cur);
-            return;
-        }
-        if (k >= count && got[k] != -1) {
-            snprintf(why, len, "entry %d is %d: only %ld candidate blocks, the rest must be -1", k, got[k], cand);
-            return;
-        }
-        if (k > 0 && k < count && got[k] <= got[k - 1]) {
-            snprintf(why, len, "not strictly ascending at entry %d", k);
-            return;
-        }
-    }
-    char *in = (char *)calloc((size_t)NB, 1), *want = (char *)calloc((size_t)NB, 1);
-    cr_assert(in && want, "out of host memory");
-    for (long k = 0; k < count; ++k) in[got[k]] = 1, want[ref[k]] = 1;
-    const long forced[3] = {0, cur - 1, cur};
-    for (int f = 0; f < 3; ++f)
-        if (forced[f] >= 0 && !in[forced[f]] && cand > 0) {
-            snprintf(why, len, "forced block %ld (%s) is missing", forced[f],
-                     f == 0 ? "block 0" : f == 1 ? "the block before t's" : "the block holding t");
-            free(in), free(want);
-            return;
-        }
-    /* the weakest chosen block and the strongest left out, by the oracle's scores */
-    long weak = -1, strong = -1;
-    int differs = 0;
-    for (long j = 0; j < cand; ++j) {
-        differs |= in[j] != want[j];
-        const int is_forced = j == 0 || j == cur || j == cur - 1;
-        if (in[j] && !is_forced && (weak < 0 || scores[j] < scores[weak])) weak = j;
-        if (!in[j] && (strong < 0 || scores[j] > scores[strong])) strong = j;
-    }
-    if (differs) {
-        if (exact)
-            snprintf(why, len, "a different set, and the oracle's choice is exact here (ties go to the lower index)");
-        else if (weak >= 0 && strong >= 0 && scores[strong] - scores[weak] > TIE_RTOL * scores[strong] + TIE_ATOL)
-            snprintf(why, len,
-                     "a different set: block %ld was left out with score %.9g, but block %ld (score %.9g) was "
-                     "chosen: %.2g relative apart, more than a near-tie (%.0e)",
-                     strong, scores[strong], weak, scores[weak], (scores[strong] - scores[weak]) / scores[strong],
-                     TIE_RTOL);
-    }
-    free(in), free(want);
-}
-
-/* Compare every list [B, M, L, n] with the oracle's; the message names the first bad row (b, i, t, list)
- * with both lists, and counts the bad rows. */
-static void check_lists(const attn_shape *sh, const attn_nsa_params *p, const double *scores, const int32_t *ref,
-                        const int32_t *got, int exact, const char *who, const char *ctx)
-{
-    const int L = attn_nsa_list_heads(sh, p), n = p->n;
-    const long NB = attn_nsa_num_blocks(sh->N, p);
-    size_t bad = 0;
-    char first[1200] = "";
-    for (int b = 0; b < sh->B; ++b)
-        for (int i = 0; i < sh->M; ++i)
-            for (int list = 0; list < L; ++list) {
-                const size_t r = ((size_t)b * sh->M + i) * L + list;
-                const long t = attn_query_pos(sh, i);
-                char why[400];
-                judge_list(why, sizeof why, p, t, NB, scores + r * NB, got + r * n, ref + r * n, exact);
-                if (!why[0]) continue;
-                if (!bad++) {
-                    char g_txt[300], r_txt[300];
-                    list_text(g_txt, sizeof g_txt, got + r * n, n), list_text(r_txt, sizeof r_txt, ref + r * n, n);
-                    snprintf(first, sizeof first, "b=%d i=%d (t=%ld) %s=%d: %s; got %s, expected %s", b, i, t,
-                             p->heads_share_selection ? "g" : "h", list, why, g_txt, r_txt);
-                }
-            }
-    cr_assert(bad == 0, "%s: %zu of %zu block lists wrong; first at %s [%s]", who, bad,
-              (size_t)sh->B * sh->M * L, first, ctx);
-}
-
 /* ================================================================ C part */
 
 static int32_t *poisoned_lists(const sel_problem *P)
@@ -399,7 +292,8 @@ ATTN_TEST(c_part, topn_on_given_scores)
         int32_t *want = poisoned_lists(&P), *got = poisoned_lists(&P);
         assert_ok(attn_oracle_nsa_topn(&P.sh, &P.p, s64, want), P.ctx);
         assert_ok(nsa_topn_cpu(&P.sh, &P.p, s, got), P.ctx);
-        check_lists(&P.sh, &P.p, s64, want, got, 1, "nsa_topn_cpu on the oracle's scores (as float)", P.ctx);
+        check_block_lists(&P.sh, &P.p, s64, want, got, 1, TIE_RTOL, "nsa_topn_cpu on the oracle's scores (as float)",
+                          P.ctx);
         free(s), free(s64), free(want), free(got);
         sel_free(&P);
     }
@@ -456,7 +350,7 @@ ATTN_TEST(c_part, selection)
         sel_init(&P, cases[c].sh, cases[c].p, 0, 0);
         int32_t *got = poisoned_lists(&P);
         assert_ok(nsa_select_cpu(&P.sh, &P.p, P.q, P.k, P.lse, got), P.ctx);
-        check_lists(&P.sh, &P.p, P.scores, P.ref, got, 0, "nsa_select_cpu", P.ctx);
+        check_block_lists(&P.sh, &P.p, P.scores, P.ref, got, 0, TIE_RTOL, "nsa_select_cpu", P.ctx);
         free(got);
         sel_free(&P);
     }
@@ -481,7 +375,7 @@ ATTN_TEST(c_part, exact_ties)
         sel_init(&P, kTieCases[c].sh, kTieCases[c].p, 0, 1);
         int32_t *got = poisoned_lists(&P);
         assert_ok(nsa_select_cpu(&P.sh, &P.p, P.q, P.k, P.lse, got), P.ctx);
-        check_lists(&P.sh, &P.p, P.scores, P.ref, got, 1, "nsa_select_cpu with tied blocks", P.ctx);
+        check_block_lists(&P.sh, &P.p, P.scores, P.ref, got, 1, TIE_RTOL, "nsa_select_cpu with tied blocks", P.ctx);
         free(got);
         sel_free(&P);
     }
@@ -514,7 +408,7 @@ ATTN_TEST(c_part, topn_lane_patterns)
                  shape_text(&sh, st, sizeof st), p.n, share ? "shared" : "per-head");
         assert_ok(attn_oracle_nsa_topn(&sh, &p, s64, want), ctx);
         assert_ok(nsa_topn_cpu(&sh, &p, s, got), ctx);
-        check_lists(&sh, &p, s64, want, got, 1, "nsa_topn_cpu on lane-pattern scores", ctx);
+        check_block_lists(&sh, &p, s64, want, got, 1, TIE_RTOL, "nsa_topn_cpu on lane-pattern scores", ctx);
         free(s), free(s64), free(want), free(got);
     }
     const attn_nsa_params cfg[2] = {params(64, 64, 64, LANE_N, 1), params(32, 16, 64, LANE_N, 1)};
@@ -523,7 +417,7 @@ ATTN_TEST(c_part, topn_lane_patterns)
         sel_init_ex(&P, sh, cfg[c], 0, KEYS_LANES);
         int32_t *got = poisoned_lists(&P);
         assert_ok(nsa_select_cpu(&P.sh, &P.p, P.q, P.k, P.lse, got), P.ctx);
-        check_lists(&P.sh, &P.p, P.scores, P.ref, got, 1, "nsa_select_cpu on lane-pattern keys", P.ctx);
+        check_block_lists(&P.sh, &P.p, P.scores, P.ref, got, 1, TIE_RTOL, "nsa_select_cpu on lane-pattern keys", P.ctx);
         free(got);
         sel_free(&P);
     }
@@ -605,8 +499,8 @@ static void check_cuda_keys(attn_shape sh, attn_nsa_params p, key_kind keys, ent
     dev_sel d;
     dev_sel_upload(&d, &P);
     int32_t *got = run_entry(&P, &d, entry);
-    check_lists(&P.sh, &P.p, P.scores, P.ref, got, keys != KEYS_RANDOM,
-                entry == CALL_G16 ? "nsa_select_g16_cuda (the fast path)" : "nsa_select_cuda", P.ctx);
+    check_block_lists(&P.sh, &P.p, P.scores, P.ref, got, keys != KEYS_RANDOM, TIE_RTOL,
+                      entry == CALL_G16 ? "nsa_select_g16_cuda (the fast path)" : "nsa_select_cuda", P.ctx);
     free(got);
     dev_sel_free(&d);
     sel_free(&P);
@@ -722,7 +616,8 @@ static void check_g16_declines(attn_shape sh, attn_nsa_params p, int general, co
     }
     if (general) {
         int32_t *got = run_cuda(&P, &d);
-        check_lists(&P.sh, &P.p, P.scores, P.ref, got, 0, "nsa_select_cuda (a call the fast path does not take)", ctx);
+        check_block_lists(&P.sh, &P.p, P.scores, P.ref, got, 0, TIE_RTOL,
+                          "nsa_select_cuda (a call the fast path does not take)", ctx);
         free(got);
     }
     dev_sel_free(&d);
@@ -754,7 +649,7 @@ ATTN_TEST(cuda_part, deterministic)
         dev_sel d;
         dev_sel_upload(&d, &P);
         int32_t *first = run_cuda(&P, &d);
-        check_lists(&P.sh, &P.p, P.scores, P.ref, first, 0, "nsa_select_cuda", P.ctx);
+        check_block_lists(&P.sh, &P.p, P.scores, P.ref, first, 0, TIE_RTOL, "nsa_select_cuda", P.ctx);
         for (int run = 1; run < 4; ++run) {
             int32_t *again = run_cuda(&P, &d);
             for (size_t e = 0; e < d.n_idx; ++e)
@@ -885,7 +780,7 @@ static void check_past_2_31(attn_shape sh, attn_nsa_params p, const char *what)
         char row_ctx[600];
         snprintf(row_ctx, sizeof row_ctx, "sampled row b=%d i=%d (its lists from element %zu) of %s", b, i,
                  ((size_t)b * sh.M + i) * row_idx, ctx);
-        check_lists(&one, &p, s1, r1, got, 0, "nsa_select_cuda", row_ctx);
+        check_block_lists(&one, &p, s1, r1, got, 0, TIE_RTOL, "nsa_select_cuda", row_ctx);
         free(hq), free(hk), free(fq), free(fk), free(l1), free(s1), free(r1);
     }
     free(got), free(h_lse);
@@ -975,7 +870,7 @@ static int check_run(void *ctx, int rep, char *msg, size_t msg_len)
             const size_t r = (size_t)i * L + list;
             char why[400];
             judge_list(why, sizeof why, &c->p, attn_query_pos(&c->sh, i), NB, c->h_scores64 + r * NB, c->h_got + r * n,
-                       c->h_ref + r * n, 0);
+                       c->h_ref + r * n, 0, TIE_RTOL);
             if (why[0]) {
                 char g_txt[300], r_txt[300];
                 list_text(g_txt, sizeof g_txt, c->h_got + r * n, n), list_text(r_txt, sizeof r_txt, c->h_ref + r * n, n);

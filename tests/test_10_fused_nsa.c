@@ -29,7 +29,7 @@
 #include "nsa.h"
 #include "nsa_forward_ref.h"
 #include "nsa_select_ref.h"
-#include "test_util.h"
+#include "test_util_nsa.h"
 
 /* Speed-up of the whole forward over dense causal flash attention at B = 1, M = N = 16384, H = 64, G = 4,
  * D = 128, mean-pool parameters. 0: reported only (calibrated on a GPU once the fused kernel exists). */
@@ -42,27 +42,16 @@ static const attn_tol kTolLseCuda = {1e-3, 1e-4};
 #define TIE_RTOL_C 2e-4
 #define TIE_RTOL_LARGE 2e-3
 #define TIE_RTOL_CUDA 2e-3
-#define TIE_ATOL 1e-12 /* scores below this are equal: exp of logits ~28 below the row's lse */
 /* rebuilt weights against the oracle's probabilities: fp32 exp of an fp32 score, a few ulp of 1 */
 static const attn_tol kTolWeights = {1e-6, 1e-5};
 /* CUDA weights: the bf16 compressed keys may differ by one rounding from the oracle's (see the top) */
 static const attn_tol kTolWeightsCuda = {1e-5, 2e-3};
 /* a probability row sums to 1 up to fp32 rounding of a few thousand terms */
 #define ROW_SUM_TOL 1e-4
-/* Indices are poisoned with 0x7f7f7f7f (not all ones: that is -1, the padding value). */
-#define INDEX_POISON_BYTE 0x7F
-#define INDEX_POISON 0x7F7F7F7F
 
 /* ================================================================ problems */
 
-typedef enum {
-    GATES_RANDOM, /* uniform in [0, 1] per (b, t, h) and branch: the model's sigmoid gates */
-    GATES_ONE,    /* every gate 1: the plain sum of the three branches */
-    GATES_CMP,    /* 1 on one branch, 0 on the others: o is that branch alone */
-    GATES_SLC,
-    GATES_SWA,
-} gate_kind;
-
+/* the gates of a case (gate_kind, test_util_nsa.h), in words */
 static const char *kGateText[] = {"random gates in [0, 1]", "every gate 1 (the plain sum)",
                                   "g_cmp = 1, g_slc = g_swa = 0 (o = o_cmp)", "g_slc = 1, others 0 (o = o_slc)",
                                   "g_swa = 1, others 0 (o = o_swa)"};
@@ -94,52 +83,6 @@ static attn_nsa_params params(int l, int d, int l_sel, int n, int w, int mode, i
     return p;
 }
 
-/* The two configurations of the course: the paper's (l = 32, d = 16, l' = 64, n = 16, w = 512, with the
- * linear compression it learns) and mean-pool (l = d = l' = 64). */
-static attn_nsa_params paper_linear(void)
-{
-    attn_nsa_params p = attn_nsa_paper_defaults();
-    p.mode = ATTN_NSA_LINEAR;
-    return p;
-}
-
-static attn_nsa_params with_nw(attn_nsa_params p, int n, int w)
-{
-    p.n = n, p.w = w;
-    return p;
-}
-
-static const char *params_text(const attn_nsa_params *p, char *buf, size_t len)
-{
-    snprintf(buf, len, "l=%d d=%d l'=%d n=%d w=%d %s, %s lists", p->l, p->d, p->l_sel, p->n, p->w,
-             p->mode == ATTN_NSA_MEAN ? "mean" : "linear", p->heads_share_selection ? "shared" : "per-head");
-    return buf;
-}
-
-static float *random_f32(size_t n, size_t row, float scale, attn_rng *rng)
-{
-    float *x = attn_alloc_f32(n);
-    cr_assert(x, "out of host memory");
-    attn_fill_random(x, n, row, scale, rng);
-    return x;
-}
-
-static void round_to_bf16(float *x, size_t n)
-{
-    for (size_t e = 0; e < n; ++e) x[e] = attn_bf16_to_f32(attn_f32_to_bf16(x[e]));
-}
-
-static float *gates_of(gate_kind kind, int branch, size_t n, attn_rng *rng)
-{
-    float *g = attn_alloc_f32(n);
-    cr_assert(g, "out of host memory");
-    for (size_t e = 0; e < n; ++e)
-        g[e] = kind == GATES_RANDOM ? (float)attn_rng_uniform(rng)
-               : kind == GATES_ONE  ? 1.0f
-                                    : ((int)kind - (int)GATES_CMP == branch ? 1.0f : 0.0f);
-    return g;
-}
-
 /* Random inputs of a case (no reference yet). */
 static void fwd_init(fwd_problem *P, fwd_case c, int bf16)
 {
@@ -163,26 +106,10 @@ static void fwd_init(fwd_problem *P, fwd_case c, int bf16)
             for (int t = 1; t < s->N; ++t)
                 memcpy(P->k + ((size_t)b * s->N + t) * s->G * s->D, P->k + (size_t)b * s->N * s->G * s->D,
                        (size_t)s->G * s->D * sizeof(float));
-    if (c.large_logits) { /* every score grows by about 120: softmax does not change, a naive exp overflows */
-        const float shift = sqrtf(120.0f * sqrtf((float)s->D));
-        for (size_t r = 0; r < nq / s->D; ++r) P->q[r * s->D] += shift;
-        for (size_t r = 0; r < nkv / s->D; ++r) P->k[r * s->D] += shift;
-    }
-    if (c.p.mode == ATTN_NSA_LINEAR) {
-        const size_t nw = (size_t)s->G * c.p.l * s->D * s->D;
-        P->w_k = random_f32(nw, s->D, 1.0f / sqrtf((float)(c.p.l * s->D)), &rng);
-        P->w_v = random_f32(nw, s->D, 1.0f / sqrtf((float)(c.p.l * s->D)), &rng);
-        P->pos = random_f32((size_t)c.p.l * s->D, s->D, 0.5f, &rng);
-    }
-    P->g_cmp = gates_of(c.gates, 0, ng, &rng), P->g_slc = gates_of(c.gates, 1, ng, &rng);
-    P->g_swa = gates_of(c.gates, 2, ng, &rng);
-    if (bf16) {
-        round_to_bf16(P->q, nq), round_to_bf16(P->k, nkv), round_to_bf16(P->v, nkv);
-        if (P->w_k) {
-            const size_t nw = (size_t)s->G * c.p.l * s->D * s->D;
-            round_to_bf16(P->w_k, nw), round_to_bf16(P->w_v, nw), round_to_bf16(P->pos, (size_t)c.p.l * s->D);
-        }
-    }
+    if (c.large_logits) add_large_logits(P->q, nq, P->k, nkv, s->D);
+    if (c.p.mode == ATTN_NSA_LINEAR) draw_linear_weights(s, c.p.l, &rng, &P->w_k, &P->w_v, &P->pos);
+    draw_gates(c.gates, ng, &rng, &P->g_cmp, &P->g_slc, &P->g_swa);
+    if (bf16) round_nsa_inputs(s, c.p.l, P->q, nq, P->k, P->v, nkv, P->w_k, P->w_v, P->pos);
 }
 
 /* The oracle, with the selected branch on `lists` (NULL: its own). */
@@ -213,107 +140,6 @@ static void fwd_free(fwd_problem *P)
     free(P->g_swa), free(P->o), free(P->o_cmp), free(P->o_slc), free(P->o_swa), free(P->lse_cmp), free(P->lse_slc);
     free(P->lse_swa), free(P->k_cmp), free(P->scores), free(P->lists);
     memset(P, 0, sizeof *P);
-}
-
-/* ================================================================ judging block lists (lesson 08's rule) */
-
-static void list_text(char *buf, size_t len, const int32_t *x, int n)
-{
-    size_t o = (size_t)snprintf(buf, len, "[");
-    for (int k = 0; k < n && o < len; ++k) {
-        if (x[k] == INDEX_POISON) o += (size_t)snprintf(buf + o, len - o, "%sunwritten", k ? " " : "");
-        else o += (size_t)snprintf(buf + o, len - o, "%s%d", k ? " " : "", x[k]);
-    }
-    if (o < len) snprintf(buf + o, len - o, "]");
-}
-
-/* What is wrong with one list (empty string: nothing). `scores` is the oracle's row [NB]. */
-static void judge_list(char *why, size_t len, const attn_nsa_params *p, long t, long NB, const double *scores,
-                       const int32_t *got, const int32_t *ref, int exact, double tie_rtol)
-{
-    const int n = p->n;
-    const long cur = t / p->l_sel, cand = cur + 1, count = cand < n ? cand : n;
-    why[0] = 0;
-    for (int k = 0; k < n; ++k) {
-        if (got[k] == INDEX_POISON) {
-            snprintf(why, len, "entry %d was never written", k);
-            return;
-        }
-        if (k < count && (got[k] < 0 || got[k] >= NB)) {
-            snprintf(why, len, "entry %d is %d: expected %ld blocks in [0, %ld], then -1", k, got[k], count, cur);
-            return;
-        }
-        if (k < count && got[k] > cur) {
-            snprintf(why, len, "block %d is not a candidate: it starts after t (blocks j with j*l' <= t, j <= %ld)",
-                     got[k], cur);
-            return;
-        }
-        if (k >= count && got[k] != -1) {
-            snprintf(why, len, "entry %d is %d: only %ld candidate blocks, the rest must be -1", k, got[k], cand);
-            return;
-        }
-        if (k > 0 && k < count && got[k] <= got[k - 1]) {
-            snprintf(why, len, "not strictly ascending at entry %d", k);
-            return;
-        }
-    }
-    char *in = (char *)calloc((size_t)NB, 1), *want = (char *)calloc((size_t)NB, 1);
-    cr_assert(in && want, "out of host memory");
-    for (long k = 0; k < count; ++k) in[got[k]] = 1, want[ref[k]] = 1;
-    const long forced[3] = {0, cur - 1, cur};
-    for (int f = 0; f < 3; ++f)
-        if (forced[f] >= 0 && !in[forced[f]]) {
-            snprintf(why, len, "forced block %ld (%s) is missing", forced[f],
-                     f == 0 ? "block 0" : f == 1 ? "the block before t's" : "the block holding t");
-            free(in), free(want);
-            return;
-        }
-    long weak = -1, strong = -1;
-    int differs = 0;
-    for (long j = 0; j < cand; ++j) {
-        differs |= in[j] != want[j];
-        const int is_forced = j == 0 || j == cur || j == cur - 1;
-        if (in[j] && !is_forced && (weak < 0 || scores[j] < scores[weak])) weak = j;
-        if (!in[j] && (strong < 0 || scores[j] > scores[strong])) strong = j;
-    }
-    if (differs) {
-        if (exact)
-            snprintf(why, len, "a different set, and the oracle's choice is exact here (ties go to the lower index)");
-        else if (weak >= 0 && strong >= 0 && scores[strong] - scores[weak] > tie_rtol * scores[strong] + TIE_ATOL)
-            snprintf(why, len,
-                     "a different set: block %ld was left out with score %.9g, but block %ld (score %.9g) was "
-                     "chosen: %.2g relative apart, more than a near-tie (%.0e)",
-                     strong, scores[strong], weak, scores[weak], (scores[strong] - scores[weak]) / scores[strong],
-                     tie_rtol);
-    }
-    free(in), free(want);
-}
-
-/* Every list [B, M, L, n] against the oracle's; the message names the first bad one. */
-static void check_lists(const attn_shape *sh, const attn_nsa_params *p, const double *scores, const int32_t *ref,
-                        const int32_t *got, int exact, double tie_rtol, const char *who, const char *ctx)
-{
-    const int L = attn_nsa_list_heads(sh, p), n = p->n;
-    const long NB = attn_nsa_num_blocks(sh->N, p);
-    size_t bad = 0;
-    char first[1400] = "";
-    for (int b = 0; b < sh->B; ++b)
-        for (int i = 0; i < sh->M; ++i)
-            for (int list = 0; list < L; ++list) {
-                const size_t r = ((size_t)b * sh->M + i) * L + list;
-                const long t = attn_query_pos(sh, i);
-                char why[400];
-                judge_list(why, sizeof why, p, t, NB, scores + r * NB, got + r * n, ref + r * n, exact, tie_rtol);
-                if (!why[0]) continue;
-                if (!bad++) {
-                    char g_txt[400], r_txt[400];
-                    list_text(g_txt, sizeof g_txt, got + r * n, n), list_text(r_txt, sizeof r_txt, ref + r * n, n);
-                    snprintf(first, sizeof first, "b=%d i=%d (t=%ld) %s=%d: %s; got %s, expected %s", b, i, t,
-                             p->heads_share_selection ? "g" : "h", list, why, g_txt, r_txt);
-                }
-            }
-    cr_assert(bad == 0, "%s: %zu of %zu block lists wrong; first at %s [%s]", who, bad, (size_t)sh->B * sh->M * L,
-              first, ctx);
 }
 
 /* ================================================================ comparing outputs */
@@ -404,8 +230,8 @@ static void check_cpu_case(fwd_case c)
     cpu_out r;
     run_cpu(&P, &r);
     const attn_tol tol = c.large_logits ? ATTN_TOL_F32_LARGE : ATTN_TOL_F32;
-    check_lists(&c.sh, &c.p, P.scores, P.lists, r.lists, c.equal_keys, c.large_logits ? TIE_RTOL_LARGE : TIE_RTOL_C,
-                "block_indices of nsa_forward_cpu", P.ctx);
+    check_block_lists(&c.sh, &c.p, P.scores, P.lists, r.lists, c.equal_keys,
+                      c.large_logits ? TIE_RTOL_LARGE : TIE_RTOL_C, "block_indices of nsa_forward_cpu", P.ctx);
     expect_f32(&P, "lse_cmp", ATTN_LAYOUT_BHM, r.lse_cmp, P.lse_cmp, tol, "(the compressed branch)");
     expect_empty_cmp_rows(&P, r.lse_cmp);
     expect_f32(&P, "lse_slc", ATTN_LAYOUT_BHM, r.lse_slc, P.lse_slc, tol, "(the selected branch, on your lists)");
@@ -499,7 +325,7 @@ ATTN_TEST(c_part, optional_outputs)
     fwd_init(&P, (fwd_case){attn_make_shape(2, 70, 300, 8, 2, 32, 1), with_nw(paper_linear(), 5, 64), GATES_RANDOM, 0, 0}, 0);
     cpu_out r;
     run_cpu(&P, &r);
-    check_lists(&P.c.sh, &P.c.p, P.scores, P.lists, r.lists, 0, TIE_RTOL_C, "block_indices", P.ctx);
+    check_block_lists(&P.c.sh, &P.c.p, P.scores, P.lists, r.lists, 0, TIE_RTOL_C, "block_indices", P.ctx);
     expect_f32(&P, "lse_cmp", ATTN_LAYOUT_BHM, r.lse_cmp, P.lse_cmp, ATTN_TOL_F32, NULL);
     expect_f32(&P, "lse_slc", ATTN_LAYOUT_BHM, r.lse_slc, P.lse_slc, ATTN_TOL_F32, NULL);
     expect_f32(&P, "lse_swa", ATTN_LAYOUT_BHM, r.lse_swa, P.lse_swa, ATTN_TOL_F32, NULL);
@@ -785,26 +611,6 @@ typedef struct {
     size_t ws_bytes, nq, nl, ni;
 } dev_fwd;
 
-static uint16_t *upload_bf16(const float *x, size_t n, const char *ctx)
-{
-    if (!x) return NULL;
-    uint16_t *h = attn_alloc_bf16(n), *d = NULL;
-    cr_assert(h, "out of host memory [%s]", ctx);
-    attn_f32_to_bf16_array(x, h, n);
-    assert_ok(attn_dalloc((void **)&d, n * 2), ctx);
-    assert_ok(attn_h2d(d, h, n * 2), ctx);
-    free(h);
-    return d;
-}
-
-static float *upload_f32(const float *x, size_t n, const char *ctx)
-{
-    float *d = NULL;
-    assert_ok(attn_dalloc((void **)&d, n * 4), ctx);
-    assert_ok(attn_h2d(d, x, n * 4), ctx);
-    return d;
-}
-
 static void dev_fwd_init(dev_fwd *d, const fwd_problem *P)
 {
     memset(d, 0, sizeof *d);
@@ -871,16 +677,6 @@ static void host_fwd_free(host_fwd *h)
 {
     free(h->o), free(h->lse_cmp), free(h->lse_slc), free(h->lse_swa), free(h->lists);
     memset(h, 0, sizeof *h);
-}
-
-/* Same bits whatever is asked for, and run after run (a message names the first differing byte). */
-static void compare_bits(const void *a, const void *b, size_t bytes, const char *what, const char *ctx)
-{
-    const unsigned char *x = a, *y = b;
-    size_t differ = 0, at = 0;
-    for (size_t e = 0; e < bytes; ++e)
-        if (x[e] != y[e]) differ++, at = e;
-    cr_assert(differ == 0, "%s: %zu bytes differ (e.g. byte %zu) [%s]", what, differ, at, ctx);
 }
 
 /* The weights kernels for (b, h) = (0, 0) and (B - 1, H - 1), every kind, against the oracle's probabilities
@@ -953,8 +749,8 @@ static void check_cuda_case_ex(fwd_case c, unsigned also, const char *label)
     host_fwd h;
     host_fwd_download(&h, &d, P.ctx);
     fwd_reference(&P, h.lists);
-    check_lists(&c.sh, &c.p, P.scores, P.lists, h.lists, c.equal_keys, TIE_RTOL_CUDA,
-                "block_indices of nsa_forward_cuda", P.ctx);
+    check_block_lists(&c.sh, &c.p, P.scores, P.lists, h.lists, c.equal_keys, TIE_RTOL_CUDA,
+                      "block_indices of nsa_forward_cuda", P.ctx);
     expect_f32(&P, "lse_cmp", ATTN_LAYOUT_BHM, h.lse_cmp, P.lse_cmp, kTolLseCuda, "(the compressed branch)");
     expect_empty_cmp_rows(&P, h.lse_cmp);
     expect_f32(&P, "lse_slc", ATTN_LAYOUT_BHM, h.lse_slc, P.lse_slc, kTolLseCuda, "(the selected branch, on your lists)");

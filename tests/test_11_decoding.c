@@ -36,7 +36,7 @@
 #include "nsa.h"
 #include "nsa_forward_ref.h"
 #include "nsa_select_ref.h"
-#include "test_util.h"
+#include "test_util_nsa.h"
 
 /* Speed-ups over the frozen naive decode kernel (lesson.json; 0: reported only, calibrated on a GPU). */
 #define TARGET_DENSE_DECODE_VS_NAIVE ATTN_TARGET_DENSE_DECODE_VS_NAIVE
@@ -51,23 +51,12 @@ static const attn_tol kTolCmpCuda = {1e-3, 8e-3};
 #define TIE_RTOL_C 2e-4
 #define TIE_RTOL_LARGE 2e-3
 #define TIE_RTOL_CUDA 2e-3
-#define TIE_ATOL 1e-12
-/* Indices are poisoned with 0x7f7f7f7f (all ones is -1, the padding). */
-#define INDEX_POISON_BYTE 0x7F
-#define INDEX_POISON 0x7F7F7F7F
 /* rows of the NSA decode's workspace per (b, g) in the reference solution (an estimate for the memory check) */
 #define kRowsTest 16
 
 /* ================================================================ cases and their truth */
 
-typedef enum {
-    GATES_RANDOM, /* uniform in [0, 1] per (b, h) and branch */
-    GATES_ONE,    /* every gate 1: the plain sum */
-    GATES_CMP,    /* one branch open: o is that branch alone */
-    GATES_SLC,
-    GATES_SWA,
-} gate_kind;
-
+/* the gates of a case (gate_kind, test_util_nsa.h), in words; a decode's are [B, 1, H] */
 static const char *kGateText[] = {"random gates in [0, 1]", "every gate 1 (the plain sum)",
                                   "g_cmp = 1, others 0 (o = o_cmp)", "g_slc = 1, others 0 (o = o_slc)",
                                   "g_swa = 1, others 0 (o = o_swa)"};
@@ -91,19 +80,6 @@ static attn_nsa_params params(int l, int d, int l_sel, int n, int w, int mode, i
     return p;
 }
 
-static attn_nsa_params paper_linear(void)
-{
-    attn_nsa_params p = attn_nsa_paper_defaults();
-    p.mode = ATTN_NSA_LINEAR;
-    return p;
-}
-
-static attn_nsa_params with_nw(attn_nsa_params p, int n, int w)
-{
-    p.n = n, p.w = w;
-    return p;
-}
-
 static attn_nsa_params per_head(attn_nsa_params p)
 {
     p.heads_share_selection = 0;
@@ -113,31 +89,11 @@ static attn_nsa_params per_head(attn_nsa_params p)
 /* B, L_max, H, G, D: the decoding shape (M = 1, causal). */
 static attn_shape dshape(int B, int L_max, int H, int G, int D) { return attn_make_shape(B, 1, L_max, H, G, D, 1); }
 
-static const char *params_text(const attn_nsa_params *p, char *buf, size_t len)
-{
-    snprintf(buf, len, "l=%d d=%d l'=%d n=%d w=%d %s, %s lists", p->l, p->d, p->l_sel, p->n, p->w,
-             p->mode == ATTN_NSA_MEAN ? "mean" : "linear", p->heads_share_selection ? "shared" : "per-head");
-    return buf;
-}
-
 static void lengths_text(const int *len, int B, char *buf, size_t n)
 {
     size_t o = (size_t)snprintf(buf, n, "lengths [");
     for (int b = 0; b < B && o < n; ++b) o += (size_t)snprintf(buf + o, n - o, "%s%d", b ? " " : "", len[b]);
     if (o < n) snprintf(buf + o, n - o, "]");
-}
-
-static float *random_f32(size_t n, size_t row, float scale, attn_rng *rng)
-{
-    float *x = attn_alloc_f32(n);
-    cr_assert(x, "out of host memory");
-    attn_fill_random(x, n, row, scale, rng);
-    return x;
-}
-
-static void round_to_bf16(float *x, size_t n)
-{
-    for (size_t e = 0; e < n; ++e) x[e] = attn_bf16_to_f32(attn_f32_to_bf16(x[e]));
 }
 
 /* The truth of a case: what the sequences hold and what the oracle says about them. */
@@ -160,17 +116,6 @@ typedef struct {
     int32_t *lists;                   /* [B, L, n]: the oracle's own top-n */
     char ctx[800];
 } dec_problem;
-
-static float *gates_of(gate_kind kind, int branch, size_t n, attn_rng *rng)
-{
-    float *g = attn_alloc_f32(n);
-    cr_assert(g, "out of host memory");
-    for (size_t e = 0; e < n; ++e)
-        g[e] = kind == GATES_RANDOM ? (float)attn_rng_uniform(rng)
-               : kind == GATES_ONE  ? 1.0f
-                                    : ((int)kind - (int)GATES_CMP == branch ? 1.0f : 0.0f);
-    return g;
-}
 
 static void dec_init(dec_problem *P, dec_case c, int bf16, int nsa)
 {
@@ -201,26 +146,10 @@ static void dec_init(dec_problem *P, dec_case c, int bf16, int nsa)
         for (int b = 0; b < s->B; ++b)
             for (int t = 1; t < s->N; ++t)
                 memcpy(P->k + ((size_t)b * s->N + t) * row, P->k + (size_t)b * s->N * row, row * sizeof(float));
-    if (c.large_logits) {
-        const float shift = sqrtf(120.0f * sqrtf((float)s->D));
-        for (size_t r = 0; r < nq / s->D; ++r) P->q[r * s->D] += shift;
-        for (size_t r = 0; r < nkv / s->D; ++r) P->k[r * s->D] += shift;
-    }
-    if (nsa && c.p.mode == ATTN_NSA_LINEAR) {
-        const size_t nw = (size_t)s->G * c.p.l * s->D * s->D;
-        P->w_k = random_f32(nw, s->D, 1.0f / sqrtf((float)(c.p.l * s->D)), &rng);
-        P->w_v = random_f32(nw, s->D, 1.0f / sqrtf((float)(c.p.l * s->D)), &rng);
-        P->pos = random_f32((size_t)c.p.l * s->D, s->D, 0.5f, &rng);
-    }
-    P->g_cmp = gates_of(c.gates, 0, ng, &rng), P->g_slc = gates_of(c.gates, 1, ng, &rng);
-    P->g_swa = gates_of(c.gates, 2, ng, &rng);
-    if (bf16) {
-        round_to_bf16(P->q, nq), round_to_bf16(P->k, nkv), round_to_bf16(P->v, nkv);
-        if (P->w_k) {
-            const size_t nw = (size_t)s->G * c.p.l * s->D * s->D;
-            round_to_bf16(P->w_k, nw), round_to_bf16(P->w_v, nw), round_to_bf16(P->pos, (size_t)c.p.l * s->D);
-        }
-    }
+    if (c.large_logits) add_large_logits(P->q, nq, P->k, nkv, s->D);
+    if (nsa && c.p.mode == ATTN_NSA_LINEAR) draw_linear_weights(s, c.p.l, &rng, &P->w_k, &P->w_v, &P->pos);
+    draw_gates(c.gates, ng, &rng, &P->g_cmp, &P->g_slc, &P->g_swa);
+    if (bf16) round_nsa_inputs(s, c.p.l, P->q, nq, P->k, P->v, nkv, P->w_k, P->w_v, P->pos);
 }
 
 static void dec_free(dec_problem *P)
@@ -319,86 +248,6 @@ static void nsa_reference(dec_problem *P, const int32_t *lists)
 }
 
 /* ================================================================ judging block lists (lesson 08's rule) */
-
-static void list_text(char *buf, size_t len, const int32_t *x, int n)
-{
-    size_t o = (size_t)snprintf(buf, len, "[");
-    for (int k = 0; k < n && o < len; ++k) {
-        if (x[k] == INDEX_POISON) o += (size_t)snprintf(buf + o, len - o, "%sunwritten", k ? " " : "");
-        else o += (size_t)snprintf(buf + o, len - o, "%s%d", k ? " " : "", x[k]);
-    }
-    if (o < len) snprintf(buf + o, len - o, "]");
-}
-
-/* What is wrong with one list at position t (empty: nothing). scores: the oracle's row [NB]. */
-static void judge_list(char *why, size_t len, const attn_nsa_params *p, long t, long NB, const double *scores,
-                       const int32_t *got, const int32_t *ref, int exact, double tie_rtol)
-{
-    const int n = p->n;
-    why[0] = 0;
-    if (t < 0) { /* an empty sequence: every entry -1 */
-        for (int k = 0; k < n; ++k)
-            if (got[k] != -1) {
-                snprintf(why, len, "an empty sequence (length 0) has no block: entry %d must be -1", k);
-                return;
-            }
-        return;
-    }
-    const long cur = t / p->l_sel, cand = cur + 1, count = cand < n ? cand : n;
-    for (int k = 0; k < n; ++k) {
-        if (got[k] == INDEX_POISON) {
-            snprintf(why, len, "entry %d was never written", k);
-            return;
-        }
-        if (k < count && (got[k] < 0 || got[k] >= NB)) {
-            snprintf(why, len, "entry %d is %d: expected %ld blocks in [0, %ld], then -1", k, got[k], count, cur);
-            return;
-        }
-        if (k < count && got[k] > cur) {
-            snprintf(why, len, "block %d is not a candidate: it starts after t (blocks j with j*l' <= t, j <= %ld)",
-                     got[k], cur);
-            return;
-        }
-        if (k >= count && got[k] != -1) {
-            snprintf(why, len, "entry %d is %d: only %ld candidate blocks, the rest must be -1", k, got[k], cand);
-            return;
-        }
-        if (k > 0 && k < count && got[k] <= got[k - 1]) {
-            snprintf(why, len, "not strictly ascending at entry %d", k);
-            return;
-        }
-    }
-    char *in = calloc((size_t)NB, 1), *want = calloc((size_t)NB, 1);
-    cr_assert(in && want, "out of host memory");
-    for (long k = 0; k < count; ++k) in[got[k]] = 1, want[ref[k]] = 1;
-    const long forced[3] = {0, cur - 1, cur};
-    for (int f = 0; f < 3; ++f)
-        if (forced[f] >= 0 && !in[forced[f]]) {
-            snprintf(why, len, "forced block %ld (%s) is missing", forced[f],
-                     f == 0 ? "block 0" : f == 1 ? "the block before t's" : "the block holding t");
-            free(in), free(want);
-            return;
-        }
-    long weak = -1, strong = -1;
-    int differs = 0;
-    for (long j = 0; j < cand; ++j) {
-        differs |= in[j] != want[j];
-        const int is_forced = j == 0 || j == cur || j == cur - 1;
-        if (in[j] && !is_forced && (weak < 0 || scores[j] < scores[weak])) weak = j;
-        if (!in[j] && (strong < 0 || scores[j] > scores[strong])) strong = j;
-    }
-    if (differs) {
-        if (exact)
-            snprintf(why, len, "a different set, and the oracle's choice is exact here (ties go to the lower index)");
-        else if (weak >= 0 && strong >= 0 && scores[strong] - scores[weak] > tie_rtol * scores[strong] + TIE_ATOL)
-            snprintf(why, len,
-                     "a different set: block %ld was left out with score %.9g, but block %ld (score %.9g) was chosen: "
-                     "%.2g relative apart, more than a near-tie (%.0e)",
-                     strong, scores[strong], weak, scores[weak], (scores[strong] - scores[weak]) / scores[strong],
-                     tie_rtol);
-    }
-    free(in), free(want);
-}
 
 /* Every list [B, L, n] of the code against the oracle's; the message names the first bad one. */
 static void check_lists(const dec_problem *P, const int32_t *got, double tie_rtol, const char *who)
@@ -1339,28 +1188,6 @@ ATTN_TEST(c_part, generation_loop_200_steps)
 
 /* ================================================================ CUDA part: device buffers */
 
-static uint16_t *upload_bf16(const float *x, size_t n, const char *ctx)
-{
-    if (!x) return NULL;
-    uint16_t *h = attn_alloc_bf16(n ? n : 1), *d = NULL;
-    cr_assert(h, "out of host memory [%s]", ctx);
-    attn_f32_to_bf16_array(x, h, n);
-    for (size_t e = 0; e < n; ++e) /* the poison stays the poison (a NaN rounds to a NaN, not to all ones) */
-        if (attn_is_poison_f32(x[e])) h[e] = 0xFFFF;
-    assert_ok(attn_dalloc((void **)&d, (n ? n : 1) * 2), ctx);
-    assert_ok(attn_h2d(d, h, n * 2), ctx);
-    free(h);
-    return d;
-}
-
-static float *upload_f32(const float *x, size_t n, const char *ctx)
-{
-    float *d = NULL;
-    assert_ok(attn_dalloc((void **)&d, (n ? n : 1) * 4), ctx);
-    assert_ok(attn_h2d(d, x, n * 4), ctx);
-    return d;
-}
-
 static int32_t *upload_i32(const int32_t *x, size_t n, const char *ctx)
 {
     int32_t *d = NULL;
@@ -2161,15 +1988,6 @@ ATTN_TEST(cuda_part, sanitizer_paths)
                                  GATES_RANDOM, 0, 0}, 1);
     check_nsa_cuda((dec_case){dshape(2, 400, 4, 2, 64), per_head(with_nw(attn_nsa_mean_pool(), 3, 64)), {400, 64},
                               GATES_RANDOM, 0, 0});
-}
-
-static void compare_bits(const void *a, const void *b, size_t bytes, const char *what, const char *ctx)
-{
-    const unsigned char *x = a, *y = b;
-    size_t differ = 0, at = 0;
-    for (size_t e = 0; e < bytes; ++e)
-        if (x[e] != y[e]) differ++, at = e;
-    cr_assert(differ == 0, "%s: %zu bytes differ (e.g. byte %zu) [%s]", what, differ, at, ctx);
 }
 
 /* o, lse and the lists of one run to the host, as bytes. */

@@ -91,9 +91,17 @@ typedef struct {
     char ctx[200]; /* "B=.. M=.. ... seed=..": pasted into every assertion */
 } problem;
 
-/* Random q, k, v (q and k times qk_scale), no reference yet. With large_logits, a shift is added to
- * dimension 0 of every q and k row so that every score grows by about 120: softmax does not change
- * (a common shift cancels), but exp(score) overflows float unless the row max is subtracted first.
+/* "Large logits": a shift added to dimension 0 of every row of q [nq] and k [nk] (rows of D) grows every
+ * score by about 120 at the default scale: softmax does not change (a common shift cancels), but
+ * exp(score) overflows float unless the row max is subtracted first. */
+static inline void add_large_logits(float *q, size_t nq, float *k, size_t nk, int D)
+{
+    const float shift = sqrtf(120.0f * sqrtf((float)D));
+    for (size_t r = 0; r < nq / D; ++r) q[r * D] += shift;
+    for (size_t r = 0; r < nk / D; ++r) k[r * D] += shift;
+}
+
+/* Random q, k, v (q and k times qk_scale), no reference yet; with large_logits, add_large_logits.
  * Speed shapes stop here: a double-precision reference on the CPU would take minutes there. */
 static inline void problem_fill(problem *p, attn_shape sh, float qk_scale, int large_logits, uint64_t seed)
 {
@@ -112,11 +120,7 @@ static inline void problem_fill(problem *p, attn_shape sh, float qk_scale, int l
     attn_fill_random(p->q, attn_q_elems(&sh), (size_t)sh.D, qk_scale, &rng);
     attn_fill_random(p->k, attn_kv_elems(&sh), (size_t)sh.D, qk_scale, &rng);
     attn_fill_random(p->v, attn_kv_elems(&sh), (size_t)sh.D, 1.0f, &rng);
-    if (large_logits) {
-        const float shift = sqrtf(120.0f * sqrtf((float)sh.D));
-        for (size_t r = 0; r < attn_q_elems(&sh) / sh.D; ++r) p->q[r * sh.D] += shift;
-        for (size_t r = 0; r < attn_kv_elems(&sh) / sh.D; ++r) p->k[r * sh.D] += shift;
-    }
+    if (large_logits) add_large_logits(p->q, attn_q_elems(&sh), p->k, attn_kv_elems(&sh), sh.D);
 }
 
 /* The oracle's o and lse for the problem's current inputs under `opts` (NULL: dense attention of the

@@ -4,9 +4,10 @@
 # of each step to stdout.
 #
 #   tools/maintenance/gpu_verify.sh build      configure and build everything, GPU-only variants included
+#                                              (ARCH: the CUDA architectures, default native; TARGETS: only these)
 #   tools/maintenance/gpu_verify.sh tests      solutions, stubs and harness tests (speed and synthesis lines printed) [LESSONS]
 #   tools/maintenance/gpu_verify.sh variants   every known-wrong variant and cheat must be rejected       [LESSONS]
-#   tools/maintenance/gpu_verify.sh grade      ./course grade of the solutions (900 points) and the stubs (0)  [LESSONS]
+#   tools/maintenance/gpu_verify.sh grade      ./course grade of the solutions (full points) and the stubs (0) [LESSONS]
 #   tools/maintenance/gpu_verify.sh sanitize   compute-sanitizer over the solutions and racy variants      [LESSONS]
 #   tools/maintenance/gpu_verify.sh figures    the README's CSV and figures, named after the GPU (NAME, default h200)
 #   tools/maintenance/gpu_verify.sh nsa        the NSA branches of lessons 05, 07-09 against the N = 65536 bars (CSV, figure)
@@ -18,9 +19,25 @@
 #                                              slower than noise
 #   tools/maintenance/gpu_verify.sh python     python/ on the GPU (PYTHON: an interpreter with numpy, PyTorch, matplotlib): its tests,
 #                                              the torch example, ./course demo at N = 65536, the weights heatmaps at N = 2048
+#   tools/maintenance/gpu_verify.sh solutions  the solutions' tests alone (speed and synthesis lines printed)  [LESSONS]
+#   tools/maintenance/gpu_verify.sh speed      the solutions' speed tests alone ([speed] lines printed)       [LESSONS]
+#   tools/maintenance/gpu_verify.sh cheats     the cheats alone, the two isolation cheats first               [LESSONS]
+#   tools/maintenance/gpu_verify.sh stubs      the stubs' tests alone (every part must fail)                  [LESSONS]
+#   tools/maintenance/gpu_verify.sh public     lessons 10 and 11 beside the public kernels, in one call: bench --lesson 10,
+#                                              bench_public_nsa.py (--join) and bench_triton_nsa.py on the checkouts
+#                                              FLA_DIR and XL_DIR (skipped, with a message, without them), then
+#                                              bench --lesson 11 and bench_sdpa_decode.py (PYTHON: with PyTorch)
+#   tools/maintenance/gpu_verify.sh session [BUDGET]   the most informative checks in order within BUDGET
+#                                              seconds (default 570) from a fresh machine: build (arch 90, only
+#                                              the test binaries and the benchmark), solutions 01, 10, 11,
+#                                              public, speed 04, cheats, grade 01,11 (SESSION_GRADE), the other
+#                                              solutions, stubs; each step gets the time left (at most its cap),
+#                                              logs under $OUT/session/, a summary at the end
 # LESSONS (optional): a comma-separated list such as 07,08,09 limits the step to those lessons (the
-# harness tests of `tests` run only without it).
+# harness tests of `tests` run only without it). DRY_RUN=1 prints the commands of build, grade and the
+# steps from `solutions` on instead of running them (no GPU needed).
 set -uo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0") # `session` runs its steps through it
 cd "$(dirname "$0")/../.."
 B=${ATTN_BUILD_DIR:-build-gpu}
 LOG=${OUT:-gpu-logs}
@@ -29,13 +46,67 @@ export PATH=/usr/local/cuda/bin:$PATH
 step=${1:-help}
 lessons=${2:-}
 lesson_re=$(echo "$lessons" | tr ',' '|') # 07,09 -> 07|09
+
+# run LOG CMD...: CMD with its output appended to LOG; with DRY_RUN=1 the command is printed instead
+# (an argument with characters the shell would read is printed in single quotes)
+run() {
+  local log=$1 a line="+"
+  shift
+  if [ -n "${DRY_RUN:-}" ]; then
+    for a in "$@"; do
+      if [[ $a =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then line+=" $a"; else line+=" '${a//\'/\'\\\'\'}'"; fi
+    done
+    echo "$line >>$log"
+    return 0
+  fi
+  "$@" >>"$log" 2>&1
+}
+
+# fresh LOG...: empty the logs (and CSV files) a step writes (not in a dry run)
+fresh() { [ -n "${DRY_RUN:-}" ] || rm -f "$@"; }
+
+# The lesson numbers (a folder NN_name in solutions/ with its tests/test_NN_name.c), one per line.
+lesson_nums() {
+  local d n
+  for d in solutions/[0-9][0-9]_*; do
+    n=$(basename "$d")
+    [ -f "tests/test_$n.c" ] && echo "${n:0:2}"
+  done
+}
+
+# speed_lines: each solution binary's speed and synthesis lines, read from the last ctest run (CTest
+# keeps every test's output in LastTest.log), so that the binaries do not run twice
+speed_lines() {
+  [ -n "${DRY_RUN:-}" ] && return 0
+  python3 - "$B/Testing/Temporary/LastTest.log" <<'PY'
+import sys
+sys.path.insert(0, "tools")  # course_cli
+from course_cli import parse_last_test_log
+try:
+    with open(sys.argv[1], errors="replace") as f:
+        outputs = parse_last_test_log(f.read())
+except OSError:
+    outputs = {}
+for name in sorted(outputs):
+    if name.startswith("solutions."):
+        for line in outputs[name].splitlines():
+            if line.startswith("[speed]") or "Synthesis" in line:
+                print(f"{name}: {line.strip()}")
+PY
+}
 case "$step" in
   build)
-    cmake -S . -B "$B" -DCMAKE_CUDA_ARCHITECTURES=native -DATTN_GPU_VARIANTS=ON -DATTN_PARALLEL_GPU_CHECKS=ON \
-      >"$LOG/build.log" 2>&1 &&
-      cmake --build "$B" -j "$(nproc)" >>"$LOG/build.log" 2>&1
+    # ARCH (default native) and TARGETS (a space-separated list; default everything) make the build of
+    # `session`: the GPU variants stay configured (the cheats that need a GPU are then real tests), but
+    # only the named targets are built
+    targets=()
+    [ -n "${TARGETS:-}" ] && targets=(--target ${TARGETS})
+    fresh "$LOG/build.log"
+    run "$LOG/build.log" cmake -S . -B "$B" -DCMAKE_CUDA_ARCHITECTURES="${ARCH:-native}" -DATTN_GPU_VARIANTS=ON \
+      -DATTN_PARALLEL_GPU_CHECKS=ON &&
+      run "$LOG/build.log" cmake --build "$B" -j "$(nproc)" "${targets[@]}"
     rc=$?
-    grep -E "error" "$LOG/build.log" | head -20
+    grep -E "error" "$LOG/build.log" 2>/dev/null | head -20
     echo "build: exit $rc"
     ;;
   tests)
@@ -45,20 +116,7 @@ case "$step" in
       ctest --test-dir "$B" -R "^(common|solutions|selftest\.stubs)" --output-on-failure >"$LOG/tests.log" 2>&1
     fi
     rc=$?
-    # each solution binary's speed and synthesis lines, read from the run above (CTest keeps every
-    # test's output in LastTest.log), so the binaries do not run twice
-    python3 - "$B/Testing/Temporary/LastTest.log" <<'PY'
-import sys
-sys.path.insert(0, "tools")  # course_cli
-from course_cli import parse_last_test_log
-with open(sys.argv[1], errors="replace") as f:
-    outputs = parse_last_test_log(f.read())
-for name in sorted(outputs):
-    if name.startswith("solutions."):
-        for line in outputs[name].splitlines():
-            if line.startswith("[speed]") or "Synthesis" in line:
-                print(f"{name}: {line.strip()}")
-PY
+    speed_lines
     tail -5 "$LOG/tests.log"
     ;;
   variants)
@@ -76,12 +134,13 @@ PY
   grade)
     only=()
     for n in $(echo "$lessons" | tr ',' ' '); do only+=(--lesson "$n"); done
-    python3 tools/grading/grade.py solutions --build-dir "$B" "${only[@]}" --results "$LOG/results_solutions.json" \
-      >"$LOG/grade.log" 2>&1
+    fresh "$LOG/grade.log"
+    run "$LOG/grade.log" python3 tools/grading/grade.py solutions --build-dir "$B" "${only[@]}" \
+      --results "$LOG/results_solutions.json"
     rc=$?
-    python3 tools/grading/grade.py --build-dir "$B" "${only[@]}" --no-sanitize --results "$LOG/results_stubs.json" \
-      >>"$LOG/grade.log" 2>&1
-    grep -E "^(Grading|Total)" "$LOG/grade.log"
+    run "$LOG/grade.log" python3 tools/grading/grade.py --build-dir "$B" "${only[@]}" --no-sanitize \
+      --results "$LOG/results_stubs.json"
+    grep -E "^(Grading|Total)|isolation:" "$LOG/grade.log" 2>/dev/null
     ;;
   sanitize)
     # optional: the lessons to check, e.g. `sanitize 07,08,09` (default: all). memcheck runs every
@@ -188,8 +247,161 @@ PY
     grep -E "Test +#|^(linear|mean_pool|paper|per_head) |^(dense|sliding|NSA|Needle|CUDA path)|figure:|^Ran |^OK|FAIL" \
       "$LOG/python.log" | tail -60
     ;;
+  solutions)
+    fresh "$LOG/solutions.log"
+    run "$LOG/solutions.log" ctest --test-dir "$B" -R "^solutions\.(${lesson_re:-[0-9]+})$" --output-on-failure
+    rc=$?
+    speed_lines
+    grep -E "tests passed|\*\*\*" "$LOG/solutions.log" 2>/dev/null | tail -20
+    ;;
+  speed)
+    # the speed suite of each solution binary, run directly (alone on the GPU, as the grader runs it)
+    rc=0
+    for n in $( [ -n "$lessons" ] && echo "${lessons//,/ }" || lesson_nums); do
+      fresh "$LOG/speed_$n.log"
+      run "$LOG/speed_$n.log" "$B/bin/test_${n}_solutions" --jobs 1 --filter 'speed/*' || rc=1
+      grep -E "^\[speed\]|Synthesis|No such file" "$LOG/speed_$n.log" 2>/dev/null | sed "s/^/speed.$n: /"
+    done
+    ;;
+  cheats)
+    # one at a time (they are graded with speed tests and sanitizers); first the two that show the
+    # isolation of the lesson's code (docs/MAINTAINERS.md, "Verifying on a GPU machine")
+    only_re=${lesson_re:-[0-9]+}
+    first='cheat_answers_before_done|cheat_keeps_gpu_busy'
+    fresh "$LOG/cheats.log"
+    run "$LOG/cheats.log" ctest --test-dir "$B" -R "^selftest\.cheat\.($only_re)\.($first)$" --output-on-failure
+    rc=$?
+    run "$LOG/cheats.log" ctest --test-dir "$B" -R "^selftest\.cheat\.($only_re)\." -E "\.($first)$" \
+      --output-on-failure
+    rc=$(( rc | $? ))
+    grep -E "Test +#|tests passed" "$LOG/cheats.log" 2>/dev/null | sed 's/^ *[0-9]*\/[0-9]* //'
+    ;;
+  stubs)
+    fresh "$LOG/stubs.log"
+    run "$LOG/stubs.log" ctest --test-dir "$B" -R "^selftest\.stubs\.(${lesson_re:-[0-9]+})$" --output-on-failure
+    rc=$?
+    grep -E "Test +#|tests passed" "$LOG/stubs.log" 2>/dev/null | sed 's/^ *[0-9]*\/[0-9]* //'
+    ;;
+  public)
+    # lesson 10's fused forward and lesson 11's decode beside the public kernels, all in this one call
+    # (so on one GPU, one day): the course's rows first, then the public scripts on the same shapes
+    py=${PYTHON:-python3}
+    P=$LOG/public.log
+    fresh "$P" "$LOG/public_l10.csv" "$LOG/public_l11.csv" "$LOG/public_triton.csv" "$LOG/public_sdpa_decode.csv"
+    note() { # to the log (printed at the end), or to stdout in a dry run
+      if [ -n "${DRY_RUN:-}" ]; then echo "public: $*"; else echo "public: $*" >>"$P"; fi
+    }
+    # py_script MODULES NAME ARGS...: a public script, skipped where PYTHON lacks one of MODULES (a,b);
+    # its exit 77 (no CUDA device) is a skip, not a failure
+    py_script() {
+      if [ -z "${DRY_RUN:-}" ] && ! "$py" -c "import $1" >/dev/null 2>&1; then
+        note "$2 skipped: $py cannot import $1 (PYTHON names the interpreter)"
+        return 0
+      fi
+      run "$P" "$py" "tools/bench/$2" "${@:3}"
+      local s=$?
+      [ "$s" = 77 ] && { note "$2: no CUDA device (skipped)"; s=0; }
+      return "$s"
+    }
+    pub=()
+    for v in FLA_DIR XL_DIR; do
+      dir=${!v:-}
+      flag=$([ "$v" = FLA_DIR ] && echo --fla || echo --xl)
+      if [ -z "$dir" ]; then
+        note "$v is not set: $flag skipped"
+      elif [ -d "$dir" ]; then
+        pub+=("$flag" "$dir")
+      else
+        note "$v=$dir is not a folder: $flag skipped"
+      fi
+    done
+    run "$P" "$B/bin/bench" --lesson 10 --keep-going --csv "$LOG/public_l10.csv"
+    rc=$?
+    if [ ${#pub[@]} -gt 0 ]; then
+      py_script torch,triton bench_public_nsa.py "${pub[@]}" --csv "$LOG/public_l10.csv" --join "$LOG/public_l10.csv" || rc=1
+      py_script torch,triton bench_triton_nsa.py "${pub[@]}" --csv "$LOG/public_triton.csv" || rc=1
+    else
+      note "no public checkout (FLA_DIR: fla-org/flash-linear-attention, XL_DIR: XunhaoLai/native-sparse-attention-triton):" \
+        "bench_public_nsa.py and bench_triton_nsa.py skipped"
+    fi
+    run "$P" "$B/bin/bench" --lesson 11 --keep-going --csv "$LOG/public_l11.csv" || rc=1
+    py_script torch bench_sdpa_decode.py --csv "$LOG/public_sdpa_decode.csv" || rc=1
+    [ -z "${DRY_RUN:-}" ] && tail -120 "$P"
+    ;;
+  session)
+    # The most informative checks in order, within BUDGET seconds of wall clock from a fresh machine
+    # (one device call of at most ~570 s on 16 cores and one H100/H200). Each step is this script run
+    # again under `timeout` with the time left (at most the step's cap, so that one slow step does not
+    # take the later ones' time), its logs in $OUT/session/NN_step/.
+    budget=${2:-570}
+    case "$budget" in '' | *[!0-9]*) echo "session: BUDGET is a number of seconds (got '$budget')"; exit 2 ;; esac
+    deadline=$(( $(date +%s) + budget ))
+    S=$LOG/session
+    mkdir -p "$S"
+    nums=$(lesson_nums | tr '\n' ' ')
+    rest=$(for n in $nums; do case $n in 01 | 10 | 11) ;; *) printf '%s,' "$n" ;; esac; done)
+    rest=${rest%,}
+    targets="bench"
+    for n in $nums; do targets="$targets test_${n}_solutions test_${n}_stubs"; done
+    summary=()
+    k=0
+    # sub NAME CAP STEP [ARGS...]: the step, its exit status (75: not run, too little time left)
+    sub() {
+      local name=$1 cap=$2
+      shift 2
+      k=$((k + 1))
+      local dir left t0 s
+      dir=$S/$(printf '%02d' "$k")_$name
+      left=$(( deadline - $(date +%s) - 10 ))
+      [ "$left" -gt "$cap" ] && left=$cap
+      if [ "$left" -lt 15 ]; then
+        summary+=("$name: not run (${left} s left)")
+        return 75
+      fi
+      mkdir -p "$dir"
+      echo "=== session: $name ($*), at most $left s"
+      t0=$(date +%s)
+      if [ -n "${DRY_RUN:-}" ]; then
+        echo "+ timeout $left gpu_verify.sh $*  (OUT=$dir)"
+        OUT=$dir ATTN_BUILD_DIR=$B "$SELF" "$@" | tee "$dir/out.txt"
+        s=${PIPESTATUS[0]}
+      else
+        OUT=$dir ATTN_BUILD_DIR=$B timeout -k 10 "$left" "$SELF" "$@" >"$dir/out.txt" 2>&1
+        s=$?
+        tail -15 "$dir/out.txt"
+      fi
+      local took=$(( $(date +%s) - t0 ))
+      case $s in
+        0) summary+=("$name: ok in $took s") ;;
+        124 | 137) summary+=("$name: TIMED OUT after $took s (limit $left s)") ;;
+        *) summary+=("$name: exit $s in $took s") ;;
+      esac
+      return "$s"
+    }
+    rc=0
+    ARCH=90 TARGETS=$targets sub build 400 build ||
+      { echo "session: the build did not complete; nothing else can run"; rc=1; }
+    if [ "$rc" = 0 ]; then
+      sub solutions_01 60 solutions 01 || rc=1               # the runner process, CUDA IPC, the sandbox
+      sub solutions_10_11 150 solutions 10,11 || rc=1
+      sub public 150 public || rc=1
+      sub speed_04 45 speed 04 || rc=1                       # the shortest timed call: the protocol's cost
+      sub cheats 150 cheats || rc=1
+      sub grade 150 grade "${SESSION_GRADE:-01,11}" || rc=1
+      [ -n "$rest" ] && { sub solutions_rest 200 solutions "$rest" || rc=1; }
+      sub stubs 120 stubs || rc=1
+    fi
+    echo
+    echo "=== session summary ($(( budget - (deadline - $(date +%s)) )) s of $budget)"
+    printf '%s\n' "${summary[@]}"
+    for f in "$S"/*/out.txt; do # each step's Synthesis, [speed], isolation, total and ctest lines, once
+      [ -f "$f" ] || continue
+      d=$(basename "$(dirname "$f")")
+      grep -E "Synthesis|\[speed\]|isolation:|^Total|tests passed|public:" "$f" | awk '!seen[$0]++' | sed "s|^|${d#??_}: |"
+    done | head -200
+    ;;
   *)
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 { if (!/^#/) exit; sub(/^# ?/, ""); print }' "$SELF"
     exit 2
     ;;
 esac

@@ -313,7 +313,7 @@ def main():
         tests = tests_by_name(data)
         c, cuda = tests.get("Lesson 01 C part"), tests.get("Lesson 01 CUDA part")
         check(c is not None and cuda is not None, f"solved: one test per part (got {sorted(tests)})")
-        check(not any(n.startswith("Lesson 0") and not n.startswith("Lesson 01") for n in tests),
+        check(not any(re.match(r"Lesson \d\d ", n) and not n.startswith("Lesson 01 ") for n in tests),
               "solved: only lesson 01 graded")
         if c:
             check(c.get("max_score") == 40 and c.get("score") == 40, f"solved: C part 40 / 40 (got {c.get('score')})")

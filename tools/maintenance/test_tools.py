@@ -290,8 +290,10 @@ class MemcheckEntries(unittest.TestCase):
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         declared = re.compile(r"\b(?:Test|ParameterizedTest|ATTN_TEST|ATTN_PTEST)\s*\(\s*cuda_part\s*,")
         cmake_reads = re.compile(r"^ATTN_TEST\(cuda_part, *[A-Za-z0-9_]+")
+        sys.path.insert(0, TOOLS)
+        import lessons
         tests_dir = os.path.join(root, "tests")
-        lessons = 0
+        seen = []
         for name in sorted(os.listdir(tests_dir)):
             if not re.match(r"test_\d\d_.*\.c$", name):
                 continue
@@ -301,8 +303,8 @@ class MemcheckEntries(unittest.TestCase):
             self.assertTrue(found, "%s: no CUDA test" % name)
             for ln in found:
                 self.assertRegex(ln, cmake_reads, "%s: a CUDA test CMake's memcheck entries do not see" % name)
-            lessons += 1
-        self.assertGreaterEqual(lessons, 9)
+            seen.append(name[len("test_"):-len(".c")])
+        self.assertEqual(seen, lessons.lesson_names(root), "every lesson's test file, and only those, was read")
         with open(os.path.join(root, "CMakeLists.txt")) as f:
             self.assertIn('REGEX "^ATTN_TEST\\\\(cuda_part, *[A-Za-z0-9_]+")', f.read())
 
@@ -310,8 +312,9 @@ class MemcheckEntries(unittest.TestCase):
 class SanitizerFilters(unittest.TestCase):
     """The descriptors' compute-sanitizer filters (sanitize.grade: one filter or a list; sanitize.racecheck):
     each must name CUDA tests that exist (a filter that matches nothing makes sanitize.py fail, and with it
-    every CUDA part), lessons 01-09 must name the test that walks every kernel and path, and grade.py must
-    run each filter of a list under both tools."""
+    every CUDA part), every lesson must name the test that walks every kernel and path,
+    cuda_part/sanitizer_paths, under both tools and define it, and grade.py must run each filter of a list
+    under both tools."""
 
     def setUp(self):
         sys.path.insert(0, TOOLS)
@@ -331,15 +334,16 @@ class SanitizerFilters(unittest.TestCase):
     def test_every_filter_names_existing_cuda_tests(self):
         import fnmatch
         descs = self.lessons.descriptors(self.root)
-        self.assertGreaterEqual(len(descs), 9)
+        self.assertEqual(sorted(descs), [name[:2] for name in self.lessons.lesson_names(self.root)])
+        self.assertTrue(descs, "no lesson found")
         for num, d in descs.items():
             tests = {f"cuda_part/{n}" for n in self.cuda_tests(num)}
             filters = self.lessons.grade_filters(d) + [d["sanitize"].get("racecheck", "cuda_part/*")]
             for filt in filters:
                 self.assertTrue(fnmatch.filter(tests, filt), f"lesson {num}: the sanitizer filter {filt!r} matches no CUDA test")
-            if int(num) <= 9:
-                self.assertEqual(self.lessons.grade_filters(d), ["cuda_part/sanitizer_paths"], f"lesson {num}")
-                self.assertEqual(d["sanitize"].get("racecheck"), "cuda_part/sanitizer_paths", f"lesson {num}")
+            self.assertIn("cuda_part/sanitizer_paths", tests, f"lesson {num}: no ATTN_TEST(cuda_part, sanitizer_paths)")
+            self.assertEqual(self.lessons.grade_filters(d), ["cuda_part/sanitizer_paths"], f"lesson {num}")
+            self.assertEqual(d["sanitize"].get("racecheck"), "cuda_part/sanitizer_paths", f"lesson {num}")
 
     def test_grade_filters_take_one_filter_or_a_list(self):
         self.assertEqual(self.lessons.grade_filters({"sanitize": {"grade": "cuda_part/a"}}), ["cuda_part/a"])
@@ -381,6 +385,94 @@ class SanitizerFilters(unittest.TestCase):
                 for filt in ("cuda_part/a", "cuda_part/b"):
                     self.assertTrue(any(f"--tool {tool}" in c and f"--filter {filt}" in c for c in calls),
                                     f"{tool} on {filt} did not run: {calls}")
+
+
+@unittest.skipIf(shutil.which("bash") is None, "bash is needed")
+class GpuVerify(unittest.TestCase):
+    """tools/maintenance/gpu_verify.sh without a GPU: its syntax, every step documented (in its own help and
+    in docs/MAINTAINERS.md's table), and what DRY_RUN=1 prints for the steps that support it: `public` (the
+    public checkouts optional), and `session` (the plan, in order, each step under a time limit)."""
+
+    SCRIPT = os.path.join(TOOLS, "maintenance", "gpu_verify.sh")
+
+    def run_script(self, *args, **env):
+        with tempfile.TemporaryDirectory() as out:
+            full = dict(os.environ, OUT=out, DRY_RUN="1", ATTN_BUILD_DIR="bgpu")
+            for k in ("FLA_DIR", "XL_DIR", "SESSION_GRADE"):
+                full.pop(k, None)
+            full.update(env)
+            proc = subprocess.run(["bash", self.SCRIPT, *args], capture_output=True, text=True, env=full, timeout=60)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def steps(self):
+        import re
+        with open(self.SCRIPT) as f:
+            text = f.read()
+        body = text[text.index('case "$step" in'):]
+        return [m for m in re.findall(r"^  ([a-z_]+)\)$", body, re.M)]
+
+    def test_syntax(self):
+        self.assertEqual(subprocess.run(["bash", "-n", self.SCRIPT]).returncode, 0)
+
+    def test_every_step_is_documented(self):
+        steps = self.steps()
+        self.assertIn("session", steps)
+        self.assertIn("public", steps)
+        rc, help_text = self.run_script("help")
+        self.assertEqual(rc, 2)
+        with open(os.path.join(os.path.dirname(TOOLS), "docs", "MAINTAINERS.md")) as f:
+            doc = f.read()
+        section = doc[doc.index("## Verifying on a GPU machine"):doc.index("## Calibrating speed targets")]
+        for step in steps:
+            self.assertIn(f"gpu_verify.sh {step} ", help_text, f"the script's help does not describe {step}")
+            self.assertIn(f"| `{step}", section, f"docs/MAINTAINERS.md's table has no row for {step}")
+
+    def test_public_runs_the_course_rows_then_the_public_scripts(self):
+        rc, out = self.run_script("public")
+        self.assertEqual(rc, 0, out)
+        lines = [ln for ln in out.splitlines() if ln.startswith("+ ")]
+        self.assertIn("bench --lesson 10 --keep-going --csv", lines[0])
+        self.assertIn("bench --lesson 11 --keep-going --csv", lines[1])
+        self.assertIn("bench_sdpa_decode.py --csv", lines[2])
+        self.assertIn("FLA_DIR is not set", out)
+        self.assertIn("bench_public_nsa.py and bench_triton_nsa.py skipped", out)
+        with tempfile.TemporaryDirectory() as fla:
+            rc, out = self.run_script("public", FLA_DIR=fla, XL_DIR=os.path.join(fla, "missing"))
+        self.assertEqual(rc, 0, out)
+        lines = [ln for ln in out.splitlines() if ln.startswith("+ ")]
+        self.assertIn("bench --lesson 10", lines[0])
+        self.assertRegex(lines[1], r"bench_public_nsa\.py --fla \S+ --csv (\S+) --join \1 ")
+        self.assertRegex(lines[2], r"bench_triton_nsa\.py --fla \S+ --csv ")
+        self.assertIn("bench --lesson 11", lines[3])
+        self.assertIn("bench_sdpa_decode.py", lines[4])
+        self.assertIn("is not a folder: --xl skipped", out)
+
+    def test_session_plan(self):
+        rc, out = self.run_script("session", "570", SESSION_GRADE="02,11")
+        self.assertEqual(rc, 0, out)
+        starts = [ln.split()[2] for ln in out.splitlines() if ln.startswith("=== session: ")]
+        self.assertEqual(starts, ["build", "solutions_01", "solutions_10_11", "public", "speed_04", "cheats", "grade",
+                                  "solutions_rest", "stubs"])
+        limits = [int(ln.split()[2]) for ln in out.splitlines() if ln.startswith("+ timeout ")]
+        self.assertEqual(len(limits), len(starts))
+        self.assertTrue(all(0 < t <= 570 for t in limits), limits)
+        self.assertIn("-DCMAKE_CUDA_ARCHITECTURES=90", out)
+        build = [ln for ln in out.splitlines() if ln.startswith("+ cmake --build")][0]
+        self.assertIn("--target bench test_01_solutions test_01_stubs", build)
+        self.assertNotIn("wrong", build)
+        self.assertIn("grade.py solutions --build-dir bgpu --lesson 02 --lesson 11", out)
+        self.assertRegex(out, r"ctest .*solutions\\\.\(02\|03\|04\|05\|06\|07\|08\|09\)")
+        self.assertIn("--filter 'speed/*'", out)
+        self.assertIn("=== session summary", out)
+
+    def test_session_arguments(self):
+        rc, out = self.run_script("session", "ten")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("BUDGET is a number of seconds", out)
+        rc, out = self.run_script("session", "20")  # 10 s left after the reserve: not even the build runs
+        self.assertEqual(rc, 1, out)
+        self.assertIn("build: not run", out)
+        self.assertNotIn("=== session: solutions", out)
 
 
 class Contracts(unittest.TestCase):
