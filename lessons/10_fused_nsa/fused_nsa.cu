@@ -545,7 +545,6 @@ constexpr int kWinThreads = kWinWarps * 32;    /* 256 */
 constexpr int kWinMaxN = 16;                   /* list entries a warp takes */
 constexpr int kWinSlots = 32;                  /* slots per warp: 16 list entries, 16 window blocks */
 constexpr int kWinKeys = kWinWarps * kWinSlots; /* 256 sort keys */
-constexpr int kSlcSlot = 1 << 30;              /* a warp's walk entry: union index | kSlcSlot for a list entry */
 /* shared memory, from a 1024-byte aligned base (the 128-byte swizzle repeats every 1024 bytes) */
 constexpr int kOffBlk = kRing * kPair;                  /* int blk[kWinKeys] */
 constexpr int kOffUpos = kOffBlk + kWinKeys * 4;        /* uint16 upos[kWinKeys + 1] */
@@ -560,6 +559,7 @@ static_assert(kWinKeys * 12 <= kPair && kWinWarps * kHeads * 128 * 2 <= kPair,
               "the sort keys and union indices (stage 0) and the Q rows (stage 1) wait in the ring");
 
 #if ATTN_HAVE_TMA /* the kernel's pieces: compiled for sm_90 and later only (ATTN_HAVE_TMA: nsa_tiles.cuh) */
+constexpr int kSlcSlot = 1 << 30; /* a warp's walk entry: union index | kSlcSlot for a list entry */
 using nsa::issue_pair; /* sends union block u to stage u % kRing: its users, its index, the four copies */
 using nsa::tma_offset; /* byte offset of chunk c of key row r in a stage (the copy engine's swizzle) */
 
@@ -800,8 +800,9 @@ template <int D, int R, int BS>
     if (bytes > (size_t)max_smem) return ATTN_ERR_BAD_ARGUMENT;
     a.q_region = (int)q_region;
     int st = attn_cuda_status(cudaFuncSetAttribute(cmp_select_g16_kernel<D, R, BS>,
-                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
-                              "cudaFuncSetAttribute (shared memory)");
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem),
+                              "cudaFuncSetAttribute (shared memory)"); /* the cap, not this call's size: a graph
+                                                                          captured with more stays valid */
     if (st) return st;
     const long chunks = ((long)sh->M * 16 + kBr - 1) / kBr;
     cmp_select_g16_kernel<D, R, BS><<<(unsigned)(sh->B * chunks * sh->G), kThreads, bytes, stream>>>(a);

@@ -25,7 +25,7 @@
 #   tools/maintenance/gpu_verify.sh stubs      the stubs' tests alone (every part must fail)                  [LESSONS]
 #   tools/maintenance/gpu_verify.sh public     lessons 10 and 11 beside the public kernels, in one call: bench --lesson 10,
 #                                              bench_public_nsa.py (--join) and bench_triton_nsa.py on the checkouts
-#                                              FLA_DIR and XL_DIR (skipped, with a message, without them), then
+#                                              FLA_DIR, XL_DIR and MDY_DIR (each skipped, with a message, without it), then
 #                                              bench --lesson 11 and bench_sdpa_decode.py (PYTHON: with PyTorch)
 #   tools/maintenance/gpu_verify.sh session [BUDGET]   the most informative checks in order within BUDGET
 #                                              seconds (default 570) from a fresh machine: build (arch 90, only
@@ -303,26 +303,32 @@ PY
       [ "$s" = 77 ] && { note "$2: no CUDA device (skipped)"; s=0; }
       return "$s"
     }
-    pub=()
-    for v in FLA_DIR XL_DIR; do
+    pub=() mdy=()
+    for v in FLA_DIR XL_DIR MDY_DIR; do
       dir=${!v:-}
-      flag=$([ "$v" = FLA_DIR ] && echo --fla || echo --xl)
+      case $v in FLA_DIR) flag=--fla ;; XL_DIR) flag=--xl ;; *) flag=--mdy ;; esac
       if [ -z "$dir" ]; then
         note "$v is not set: $flag skipped"
-      elif [ -d "$dir" ]; then
-        pub+=("$flag" "$dir")
-      else
+      elif [ ! -d "$dir" ]; then
         note "$v=$dir is not a folder: $flag skipped"
+      elif [ "$v" = MDY_DIR ]; then
+        mdy=("$flag" "$dir") # bench_public_nsa.py only: bench_triton_nsa.py has no mdy666 kernel
+      else
+        pub+=("$flag" "$dir")
       fi
     done
     run "$P" "$B/bin/bench" --lesson 10 --keep-going --csv "$LOG/public_l10.csv"
     rc=$?
+    if [ ${#pub[@]} -gt 0 ] || [ ${#mdy[@]} -gt 0 ]; then
+      py_script torch,triton bench_public_nsa.py "${pub[@]}" "${mdy[@]}" --csv "$LOG/public_l10.csv" \
+        --join "$LOG/public_l10.csv" || rc=1
+    fi
     if [ ${#pub[@]} -gt 0 ]; then
-      py_script torch,triton bench_public_nsa.py "${pub[@]}" --csv "$LOG/public_l10.csv" --join "$LOG/public_l10.csv" || rc=1
       py_script torch,triton bench_triton_nsa.py "${pub[@]}" --csv "$LOG/public_triton.csv" || rc=1
-    else
-      note "no public checkout (FLA_DIR: fla-org/flash-linear-attention, XL_DIR: XunhaoLai/native-sparse-attention-triton):" \
-        "bench_public_nsa.py and bench_triton_nsa.py skipped"
+    fi
+    if [ ${#pub[@]} -eq 0 ] && [ ${#mdy[@]} -eq 0 ]; then
+      note "no public checkout (FLA_DIR: fla-org/flash-linear-attention, XL_DIR: XunhaoLai/native-sparse-attention-triton," \
+        "MDY_DIR: mdy666/Scalable-Flash-Native-Sparse-Attention): bench_public_nsa.py and bench_triton_nsa.py skipped"
     fi
     run "$P" "$B/bin/bench" --lesson 11 --keep-going --csv "$LOG/public_l11.csv" || rc=1
     py_script torch bench_sdpa_decode.py --csv "$LOG/public_sdpa_decode.csv" || rc=1

@@ -398,7 +398,7 @@ class GpuVerify(unittest.TestCase):
     def run_script(self, *args, **env):
         with tempfile.TemporaryDirectory() as out:
             full = dict(os.environ, OUT=out, DRY_RUN="1", ATTN_BUILD_DIR="bgpu")
-            for k in ("FLA_DIR", "XL_DIR", "SESSION_GRADE"):
+            for k in ("FLA_DIR", "XL_DIR", "MDY_DIR", "SESSION_GRADE"):
                 full.pop(k, None)
             full.update(env)
             proc = subprocess.run(["bash", self.SCRIPT, *args], capture_output=True, text=True, env=full, timeout=60)
@@ -446,6 +446,12 @@ class GpuVerify(unittest.TestCase):
         self.assertIn("bench --lesson 11", lines[3])
         self.assertIn("bench_sdpa_decode.py", lines[4])
         self.assertIn("is not a folder: --xl skipped", out)
+        with tempfile.TemporaryDirectory() as mdy:
+            rc, out = self.run_script("public", MDY_DIR=mdy)
+        self.assertEqual(rc, 0, out)
+        lines = [ln for ln in out.splitlines() if ln.startswith("+ ")]
+        self.assertRegex(lines[1], r"bench_public_nsa\.py --mdy \S+ --csv (\S+) --join \1 ")
+        self.assertNotIn("bench_triton_nsa.py", out.split("bench_public_nsa.py --mdy")[1].split("bench --lesson 11")[0])
 
     def test_session_plan(self):
         rc, out = self.run_script("session", "570", SESSION_GRADE="02,11")
